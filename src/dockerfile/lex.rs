@@ -1,0 +1,366 @@
+//! Word expansion, as Docker does it for ADD, COPY, ENV, EXPOSE, FROM, LABEL,
+//! STOPSIGNAL, USER, VOLUME, WORKDIR and ARG.
+//!
+//! - `$VAR`, `${VAR}`, `${VAR:-word}`, `${VAR-word}`, `${VAR:+word}`, `${VAR+word}`,
+//!   `${VAR:?message}`, `${VAR?message}`; the `word` is expanded in turn.
+//! - Single quotes are literal; double quotes expand variables and treat the escape
+//!   character as an escape only before `$`, `"` and itself; outside quotes the
+//!   escape character makes the next character literal.
+//! - Quotes are removed. In [`Lexer::words`], unquoted whitespace separates words.
+//! - An unset variable expands to the empty string.
+
+use std::collections::HashMap;
+
+/// Variables visible to expansion: ENV values override ARG values of the same name.
+pub type Vars = HashMap<String, String>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Lexer {
+    pub escape: char,
+}
+
+impl Default for Lexer {
+    fn default() -> Self {
+        Lexer { escape: '\\' }
+    }
+}
+
+impl Lexer {
+    pub fn new(escape: char) -> Lexer {
+        Lexer { escape }
+    }
+
+    /// Expand one word: quotes removed, variables substituted, no splitting.
+    pub fn word(&self, s: &str, vars: &Vars) -> Result<String, String> {
+        let mut st = State::new(s, self.escape, vars, false);
+        st.run()?;
+        Ok(st.finish().join(""))
+    }
+
+    /// Expand and split on unquoted whitespace.
+    pub fn words(&self, s: &str, vars: &Vars) -> Result<Vec<String>, String> {
+        let mut st = State::new(s, self.escape, vars, true);
+        st.run()?;
+        Ok(st.finish())
+    }
+}
+
+struct State<'a> {
+    chars: Vec<char>,
+    pos: usize,
+    escape: char,
+    vars: &'a Vars,
+    split: bool,
+    words: Vec<String>,
+    cur: String,
+    started: bool,
+}
+
+impl<'a> State<'a> {
+    fn new(s: &str, escape: char, vars: &'a Vars, split: bool) -> State<'a> {
+        State {
+            chars: s.chars().collect(),
+            pos: 0,
+            escape,
+            vars,
+            split,
+            words: vec![],
+            cur: String::new(),
+            started: false,
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.started || !self.split {
+            self.words.push(std::mem::take(&mut self.cur));
+        }
+        self.words
+    }
+
+    fn end_word(&mut self) {
+        if self.started {
+            self.words.push(std::mem::take(&mut self.cur));
+            self.started = false;
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        self.cur.push(c);
+        self.started = true;
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        while let Some(c) = self.peek() {
+            self.pos += 1;
+            if c == self.escape {
+                match self.peek() {
+                    Some(n) => {
+                        self.pos += 1;
+                        self.push(n);
+                    }
+                    None => self.push(c),
+                }
+            } else if c == '\'' {
+                self.started = true;
+                loop {
+                    match self.peek() {
+                        None => return Err("unterminated single quote".into()),
+                        Some('\'') => {
+                            self.pos += 1;
+                            break;
+                        }
+                        Some(n) => {
+                            self.pos += 1;
+                            self.cur.push(n);
+                        }
+                    }
+                }
+            } else if c == '"' {
+                self.started = true;
+                let s = self.double_quoted()?;
+                self.cur.push_str(&s);
+            } else if c == '$' {
+                let value = self.dollar()?;
+                match value {
+                    None => self.push('$'),
+                    Some(v) if self.split => {
+                        // Unquoted expansion is split on whitespace, as a shell would.
+                        let mut first = true;
+                        let starts_ws = v.starts_with(char::is_whitespace);
+                        let ends_ws = v.ends_with(char::is_whitespace);
+                        for part in v.split_whitespace() {
+                            if !first || starts_ws {
+                                self.end_word();
+                            }
+                            first = false;
+                            self.cur.push_str(part);
+                            self.started = true;
+                        }
+                        if ends_ws {
+                            self.end_word();
+                        }
+                    }
+                    Some(v) => self.cur.push_str(&v),
+                }
+            } else if self.split && c.is_whitespace() {
+                self.end_word();
+            } else {
+                self.push(c);
+            }
+        }
+        Ok(())
+    }
+
+    fn double_quoted(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err("unterminated double quote".into());
+            };
+            self.pos += 1;
+            if c == '"' {
+                return Ok(out);
+            } else if c == self.escape {
+                match self.peek() {
+                    Some(n) if n == '"' || n == '$' || n == self.escape => {
+                        self.pos += 1;
+                        out.push(n);
+                    }
+                    _ => out.push(c),
+                }
+            } else if c == '$' {
+                match self.dollar()? {
+                    Some(v) => out.push_str(&v),
+                    None => out.push('$'),
+                }
+            } else {
+                out.push(c);
+            }
+        }
+    }
+
+    /// After a `$`: the expansion, or None when the `$` is literal.
+    fn dollar(&mut self) -> Result<Option<String>, String> {
+        match self.peek() {
+            Some('{') => {
+                self.pos += 1;
+                self.braced().map(Some)
+            }
+            Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+                let name = self.name();
+                Ok(Some(self.vars.get(&name).cloned().unwrap_or_default()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                name.push(c);
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        name
+    }
+
+    fn braced(&mut self) -> Result<String, String> {
+        let name = self.name();
+        if name.is_empty() {
+            return Err("bad substitution: expected a variable name after ${".into());
+        }
+        let value = self.vars.get(&name).cloned();
+        let c = self.peek().ok_or("missing '}' in ${...}")?;
+        self.pos += 1;
+        if c == '}' {
+            return Ok(value.unwrap_or_default());
+        }
+        let (colon, op) = if c == ':' {
+            let op = self.peek().ok_or("missing '}' in ${...}")?;
+            self.pos += 1;
+            (true, op)
+        } else {
+            (false, c)
+        };
+        // The word after the operator is itself expanded, up to the closing brace.
+        let word = self.until_brace()?;
+        let set = match &value {
+            Some(v) => !(colon && v.is_empty()),
+            None => false,
+        };
+        match op {
+            '-' => Ok(if set { value.unwrap_or_default() } else { word }),
+            '+' => Ok(if set { word } else { String::new() }),
+            '?' => {
+                if set {
+                    Ok(value.unwrap_or_default())
+                } else if word.is_empty() {
+                    Err(format!("{name}: parameter not set or null"))
+                } else {
+                    Err(format!("{name}: {word}"))
+                }
+            }
+            other => Err(format!("unsupported modifier '{other}' in ${{{name}...}}")),
+        }
+    }
+
+    fn until_brace(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err("missing '}' in ${...}".into());
+            };
+            self.pos += 1;
+            if c == '}' {
+                return Ok(out);
+            } else if c == self.escape {
+                if let Some(n) = self.peek() {
+                    self.pos += 1;
+                    out.push(n);
+                }
+            } else if c == '\'' {
+                loop {
+                    match self.peek() {
+                        None => return Err("unterminated single quote".into()),
+                        Some('\'') => {
+                            self.pos += 1;
+                            break;
+                        }
+                        Some(n) => {
+                            self.pos += 1;
+                            out.push(n);
+                        }
+                    }
+                }
+            } else if c == '"' {
+                let s = self.double_quoted()?;
+                out.push_str(&s);
+            } else if c == '$' {
+                match self.dollar()? {
+                    Some(v) => out.push_str(&v),
+                    None => out.push('$'),
+                }
+            } else {
+                out.push(c);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        let mut v = Vars::new();
+        v.insert("A".into(), "apple".into());
+        v.insert("EMPTY".into(), String::new());
+        v.insert("SP".into(), "x y".into());
+        v
+    }
+
+    fn w(s: &str) -> String {
+        Lexer::default().word(s, &vars()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn docker_substitution_forms() {
+        assert_eq!(w("$A"), "apple");
+        assert_eq!(w("${A}pie"), "applepie");
+        assert_eq!(w("$Apie"), "");
+        assert_eq!(w("${UNSET:-def}"), "def");
+        assert_eq!(w("${EMPTY:-def}"), "def");
+        assert_eq!(w("${EMPTY-def}"), "");
+        assert_eq!(w("${UNSET-def}"), "def");
+        assert_eq!(w("${A:+alt}"), "alt");
+        assert_eq!(w("${EMPTY:+alt}"), "");
+        assert_eq!(w("${EMPTY+alt}"), "alt");
+        assert_eq!(w("${UNSET+alt}"), "");
+        assert_eq!(w("${UNSET:-${A}s}"), "apples");
+        assert_eq!(w("${A:?must be set}"), "apple");
+        assert!(Lexer::default().word("${UNSET:?must be set}", &vars()).unwrap_err().contains("must be set"));
+    }
+
+    #[test]
+    fn quotes_and_escapes() {
+        assert_eq!(w("'$A'"), "$A");
+        assert_eq!(w("\"$A\""), "apple");
+        assert_eq!(w("\\$A"), "$A");
+        assert_eq!(w("\"\\$A\""), "$A");
+        assert_eq!(w("\"a\\b\""), "a\\b");
+        assert_eq!(w("a\\ b"), "a b");
+        assert_eq!(w("\"two words\""), "two words");
+        assert_eq!(w("$"), "$");
+        assert_eq!(w("a$"), "a$");
+        assert_eq!(w("$1"), "$1");
+        let bt = Lexer::new('`');
+        assert_eq!(bt.word("c:\\dir`$A", &vars()).unwrap(), "c:\\dir$A");
+    }
+
+    #[test]
+    fn splitting() {
+        let l = Lexer::default();
+        assert_eq!(l.words("a  b", &vars()).unwrap(), vec!["a", "b"]);
+        assert_eq!(l.words("\"a  b\" c", &vars()).unwrap(), vec!["a  b", "c"]);
+        assert_eq!(l.words("$SP z", &vars()).unwrap(), vec!["x", "y", "z"]);
+        assert_eq!(l.words("\"$SP\" z", &vars()).unwrap(), vec!["x y", "z"]);
+        assert_eq!(l.words("'' z", &vars()).unwrap(), vec!["", "z"]);
+        assert_eq!(l.words("pre$SP", &vars()).unwrap(), vec!["prex", "y"]);
+    }
+
+    #[test]
+    fn errors() {
+        let l = Lexer::default();
+        assert!(l.word("'open", &vars()).is_err());
+        assert!(l.word("\"open", &vars()).is_err());
+        assert!(l.word("${A", &vars()).is_err());
+        assert!(l.word("${}", &vars()).is_err());
+    }
+}

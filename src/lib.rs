@@ -1,0 +1,6 @@
+//! kiln: build OCI images from Dockerfiles without a daemon or privileges.
+//!
+//! Data flows one way: `dockerfile` → `build` → `layer`/`fs` → `image` → `registry`/`store`.
+//! See README.md, section "Architecture".
+
+pub mod dockerfile;
