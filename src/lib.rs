@@ -4,3 +4,8 @@
 //! See README.md, section "Architecture".
 
 pub mod dockerfile;
+pub mod digest;
+pub mod fs;
+pub mod image;
+pub mod layer;
+pub mod store;

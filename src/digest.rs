@@ -1,0 +1,88 @@
+//! sha256 digests and a writer that hashes and counts what passes through it, so that
+//! layers are hashed in the same pass that writes them.
+
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Write};
+
+/// `sha256:<64 hex>`.
+pub fn sha256_bytes(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Check that `d` is `sha256:<64 lowercase hex>` and return the hex part.
+pub fn hex_of(d: &str) -> Result<&str, String> {
+    match d.strip_prefix("sha256:") {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => Ok(h),
+        _ => Err(format!("invalid or unsupported digest {d:?} (kiln handles sha256)")),
+    }
+}
+
+/// Hashes and counts every byte written, then passes it on.
+pub struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// The inner writer, the digest and the byte count.
+    pub fn finish(self) -> (W, String, u64) {
+        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        (self.inner, digest, self.count)
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hash a reader to the end: (digest, size).
+pub fn sha256_reader(mut r: impl io::Read) -> io::Result<(String, u64)> {
+    let mut w = HashWriter::new(io::sink());
+    io::copy(&mut r, &mut w)?;
+    let (_, d, n) = w.finish();
+    Ok((d, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest() {
+        assert_eq!(
+            sha256_bytes(b"{}"),
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        let (d, n) = sha256_reader(&b"{}"[..]).unwrap();
+        assert_eq!((d.as_str(), n), (sha256_bytes(b"{}").as_str(), 2));
+    }
+
+    #[test]
+    fn digest_validation() {
+        assert!(hex_of("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a").is_ok());
+        assert!(hex_of("sha256:../../etc/passwd").is_err());
+        assert!(hex_of("sha512:abc").is_err());
+    }
+}

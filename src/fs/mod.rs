@@ -1,0 +1,121 @@
+//! Stage root filesystems: a directory in kiln's work dir, built by applying the
+//! stage's layers in order, only when a step needs to look inside.
+
+pub mod resolve;
+
+use crate::layer::{extract, open_tar, Meta};
+use resolve::{host_path, Confine};
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// True when kiln may chown and mknod (root, or root in a user namespace).
+pub fn privileged() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+#[derive(Debug)]
+pub struct Rootfs {
+    dir: PathBuf,
+    privileged: bool,
+    /// Owner and mode as the image says, for entries kiln could not chown (unprivileged).
+    recorded: HashMap<String, Meta>,
+    /// How many of the stage's layers have been applied.
+    pub applied: usize,
+}
+
+impl Rootfs {
+    pub fn create(dir: &Path) -> io::Result<Rootfs> {
+        fs::create_dir_all(dir)?;
+        Ok(Rootfs {
+            dir: dir.to_path_buf(),
+            privileged: privileged(),
+            recorded: HashMap::new(),
+            applied: 0,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Apply one layer blob (any supported compression).
+    pub fn apply(&mut self, blob: &Path) -> io::Result<()> {
+        let tar = open_tar(blob)?;
+        let stats = extract::extract(tar, &self.dir, self.privileged, &mut self.recorded)?;
+        if stats.skipped_devices > 0 {
+            tracing::warn!("{} device node(s) skipped: not permitted here", stats.skipped_devices);
+        }
+        self.applied += 1;
+        Ok(())
+    }
+
+    /// Resolve an absolute image path as a container would see it.
+    pub fn resolve(&self, path: &str, follow_last: bool) -> io::Result<String> {
+        resolve::resolve(&self.dir, path, follow_last, Confine::Clamp).map_err(|e| match e {
+            resolve::ResolveError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        })
+    }
+
+    pub fn host(&self, rel: &str) -> PathBuf {
+        host_path(&self.dir, rel)
+    }
+
+    /// Metadata of a resolved path: the file type from disk, owner and mode as the
+    /// image says.
+    pub fn stat(&self, rel: &str) -> Option<(fs::Metadata, Meta)> {
+        let md = fs::symlink_metadata(self.host(rel)).ok()?;
+        let meta = self.recorded.get(rel).copied().unwrap_or(Meta {
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: md.mtime().max(0) as u64,
+        });
+        Some((md, meta))
+    }
+
+    fn read_etc(&self, path: &str) -> String {
+        self.resolve(path, true)
+            .ok()
+            .and_then(|rel| fs::read_to_string(self.host(&rel)).ok())
+            .unwrap_or_default()
+    }
+
+    /// Look a user name up in the rootfs's `/etc/passwd`: (uid, primary gid).
+    pub fn lookup_user(&self, name: &str) -> Option<(u32, u32)> {
+        self.read_etc("/etc/passwd").lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() >= 4 && f[0] == name {
+                Some((f[2].parse().ok()?, f[3].parse().ok()?))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Primary gid of a uid in `/etc/passwd`.
+    pub fn primary_gid(&self, uid: u32) -> Option<u32> {
+        self.read_etc("/etc/passwd").lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() >= 4 && f[2].parse::<u32>().ok()? == uid {
+                f[3].parse().ok()
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn lookup_group(&self, name: &str) -> Option<u32> {
+        self.read_etc("/etc/group").lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() >= 3 && f[0] == name {
+                f[2].parse().ok()
+            } else {
+                None
+            }
+        })
+    }
+}

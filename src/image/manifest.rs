@@ -1,0 +1,166 @@
+//! Manifests and indexes (on `oci-spec`), media types, and platform selection.
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, ImageManifestBuilder, MediaType};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// What kiln accepts when it asks a registry for a manifest.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}
+
+pub fn is_manifest(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+/// The media type a manifest document declares (falling back to the one the
+/// registry sent in Content-Type).
+pub fn declared_media_type(bytes: &[u8], fallback: &str) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
+                return Some(mt.to_string());
+            }
+            // OCI documents may omit mediaType: tell them apart by shape.
+            if v.get("manifests").is_some() {
+                Some(OCI_INDEX.to_string())
+            } else if v.get("config").is_some() {
+                Some(OCI_MANIFEST.to_string())
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| fallback.split(';').next().unwrap_or("").trim().to_string())
+}
+
+/// The OCI media type for a layer, whatever format the base image used.
+pub fn oci_layer_type(media_type: &str) -> String {
+    match media_type {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into()
+        }
+        "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A platform: `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let (os, arch, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            [os, arch, v] => (*os, *arch, Some(v.to_string())),
+            _ => return Err(format!("invalid platform {s:?}: expected os/arch[/variant], e.g. linux/amd64")),
+        };
+        if os.is_empty() || arch.is_empty() {
+            return Err(format!("invalid platform {s:?}: expected os/arch[/variant]"));
+        }
+        Ok(Platform {
+            os: os.to_string(),
+            arch: arch.to_string(),
+            variant,
+        })
+    }
+
+    /// The platform kiln runs on.
+    pub fn host() -> Platform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            "arm" => "arm",
+            other => other,
+        };
+        Platform {
+            os: "linux".into(),
+            arch: arch.into(),
+            variant: if arch == "arm" { Some("v7".into()) } else { None },
+        }
+    }
+
+    fn matches(&self, d: &Descriptor) -> bool {
+        let Some(p) = d.platform() else { return false };
+        let variant_ok = match (&self.variant, p.variant()) {
+            (None, _) => true,
+            (Some(want), Some(have)) => want == have,
+            // arm64 images usually omit the v8 variant.
+            (Some(want), None) => self.arch == "arm64" && want == "v8",
+        };
+        p.os().to_string() == self.os && p.architecture().to_string() == self.arch && variant_ok
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Pick the manifest for `platform` from an index.
+pub fn select(index: &ImageIndex, platform: &Platform) -> Option<Descriptor> {
+    index.manifests().iter().find(|d| platform.matches(d)).cloned()
+}
+
+/// Available platforms of an index, for error messages.
+pub fn platforms(index: &ImageIndex) -> Vec<String> {
+    index
+        .manifests()
+        .iter()
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| match p.variant() {
+            Some(v) => format!("{}/{}/{}", p.os(), p.architecture(), v),
+            None => format!("{}/{}", p.os(), p.architecture()),
+        })
+        .collect()
+}
+
+/// A layer as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerDesc {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub diff_id: String,
+}
+
+/// Serialize an OCI image manifest for a config blob and layers.
+pub fn build_manifest(config_digest: &str, config_size: u64, layers: &[LayerDesc]) -> Result<Vec<u8>, String> {
+    let descs: Vec<Descriptor> = layers
+        .iter()
+        .map(|l| -> Result<Descriptor, String> {
+            let d: oci_spec::image::Digest = l.digest.parse().map_err(|e| format!("{e}"))?;
+            Ok(Descriptor::new(MediaType::from(oci_layer_type(&l.media_type).as_str()), l.size, d))
+        })
+        .collect::<Result<_, _>>()?;
+    let cd: oci_spec::image::Digest = config_digest.parse().map_err(|e| format!("{e}"))?;
+    let m: ImageManifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(Descriptor::new(MediaType::ImageConfig, config_size, cd))
+        .layers(descs)
+        .build()
+        .map_err(|e| e.to_string())?;
+    serde_json::to_vec(&m).map_err(|e| e.to_string())
+}

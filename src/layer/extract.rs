@@ -1,0 +1,321 @@
+//! Safe extraction of a layer onto a root directory.
+//!
+//! - Whiteouts: `.wh.<name>` deletes `<name>` from lower layers; `.wh..wh..opq` empties
+//!   its directory of lower-layer content (entries of the same layer are kept).
+//! - No escapes: entries with `..` are refused; parents are resolved with
+//!   [`crate::fs::resolve`] clamped at the root, so a symlink planted earlier (even in
+//!   the same archive) cannot redirect a write outside the root.
+//! - Hardlinks resolve inside the root; symlinks are written as they are.
+//! - Owners are applied when running as root; otherwise owner and mode are recorded
+//!   in `recorded` so later steps still see what the image says.
+//! - Device nodes are created when allowed, skipped with a warning when not.
+//! - Directory mtimes are applied last, once their children exist.
+
+use crate::fs::resolve::{components, host_path, resolve, Confine};
+use crate::layer::writer::Meta;
+use nix::sys::stat::{mknod, Mode, SFlag};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+#[derive(Debug, Default)]
+pub struct ExtractStats {
+    pub entries: u64,
+    pub skipped_devices: u64,
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Apply the tar stream `tar` onto `root`.
+pub fn extract(
+    tar: impl Read,
+    root: &Path,
+    privileged: bool,
+    recorded: &mut HashMap<String, Meta>,
+) -> io::Result<ExtractStats> {
+    let mut archive = tar::Archive::new(tar);
+    let mut stats = ExtractStats::default();
+    let mut this_layer: HashSet<String> = HashSet::new();
+    let mut dir_times: Vec<(String, u64)> = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path()?.to_string_lossy().into_owned();
+        let parts = components(&raw);
+        if parts.contains(&"..") {
+            return Err(bad(format!("layer entry {raw:?} tries to leave the root")));
+        }
+        let Some((name, parent)) = parts.split_last() else {
+            continue; // the root itself
+        };
+        let parent_rel = resolve(root, &parent.join("/"), true, Confine::Clamp).map_err(to_io)?;
+        let parent_host = host_path(root, &parent_rel);
+        let rel = if parent_rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent_rel}/{name}")
+        };
+
+        if *name == ".wh..wh..opq" {
+            if let Ok(rd) = fs::read_dir(&parent_host) {
+                for child in rd {
+                    let child = child?;
+                    let crel = format!("{}{}", prefix(&parent_rel), child.file_name().to_string_lossy());
+                    if !this_layer.contains(&crel) {
+                        remove_any(&child.path())?;
+                        forget(recorded, &crel);
+                    }
+                }
+            }
+            continue;
+        }
+        if let Some(victim) = name.strip_prefix(".wh.") {
+            let vrel = format!("{}{}", prefix(&parent_rel), victim);
+            remove_any(&parent_host.join(victim))?;
+            forget(recorded, &vrel);
+            continue;
+        }
+
+        fs::create_dir_all(&parent_host)?;
+        let target = parent_host.join(name);
+        let header = entry.header().clone();
+        let meta = Meta {
+            // Some writers leave numeric fields blank: read those as 0.
+            mode: header.mode().unwrap_or(0o644) & 0o7777,
+            uid: header.uid().unwrap_or(0) as u32,
+            gid: header.gid().unwrap_or(0) as u32,
+            mtime: header.mtime().unwrap_or(0),
+        };
+        let existing = fs::symlink_metadata(&target).ok();
+        let kind = header.entry_type();
+        match kind {
+            tar::EntryType::Directory => {
+                if !existing.as_ref().is_some_and(|m| m.is_dir()) {
+                    remove_any(&target)?;
+                    fs::create_dir(&target)?;
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                remove_any(&target)?;
+                let mut f = fs::File::create(&target)?;
+                io::copy(&mut entry, &mut f)?;
+            }
+            tar::EntryType::Symlink => {
+                remove_any(&target)?;
+                let link = entry.link_name()?.ok_or_else(|| bad(format!("symlink {raw:?} has no target")))?;
+                symlink(link, &target)?;
+            }
+            tar::EntryType::Link => {
+                let link = entry.link_name()?.ok_or_else(|| bad(format!("hardlink {raw:?} has no target")))?;
+                let link = link.to_string_lossy().into_owned();
+                if components(&link).contains(&"..") {
+                    return Err(bad(format!("hardlink {raw:?} points outside the root")));
+                }
+                let src_rel = resolve(root, &link, false, Confine::Clamp).map_err(to_io)?;
+                remove_any(&target)?;
+                fs::hard_link(host_path(root, &src_rel), &target)?;
+                if let Some(m) = recorded.get(&src_rel).copied() {
+                    recorded.insert(rel.clone(), m);
+                }
+                this_layer.insert(rel);
+                stats.entries += 1;
+                continue;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let sflag = match kind {
+                    tar::EntryType::Char => SFlag::S_IFCHR,
+                    tar::EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let dev = nix::sys::stat::makedev(
+                    header.device_major()?.unwrap_or(0) as u64,
+                    header.device_minor()?.unwrap_or(0) as u64,
+                );
+                remove_any(&target)?;
+                if let Err(e) = mknod(&target, sflag, Mode::from_bits_truncate(meta.mode), dev) {
+                    tracing::warn!("skipping device node /{rel}: {e} (not permitted here)");
+                    stats.skipped_devices += 1;
+                    continue;
+                }
+            }
+            _ => {
+                tracing::debug!("skipping unsupported tar entry type {:?} at {raw}", kind);
+                continue;
+            }
+        }
+
+        let is_symlink = kind == tar::EntryType::Symlink;
+        if privileged {
+            nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
+                &target,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(io::Error::from)?;
+        } else {
+            recorded.insert(rel.clone(), meta);
+        }
+        if !is_symlink {
+            // Unprivileged, directories stay writable for the owner so later
+            // layers can be applied; the real mode is in `recorded`.
+            let mode = if !privileged && kind == tar::EntryType::Directory {
+                meta.mode | 0o700
+            } else {
+                meta.mode
+            };
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
+        }
+        if kind == tar::EntryType::Directory {
+            dir_times.push((rel.clone(), meta.mtime));
+        } else {
+            set_mtime(&target, meta.mtime)?;
+        }
+        this_layer.insert(rel);
+        stats.entries += 1;
+    }
+    for (rel, mtime) in dir_times.into_iter().rev() {
+        let p = host_path(root, &rel);
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            set_mtime(&p, mtime)?;
+        }
+    }
+    Ok(stats)
+}
+
+fn prefix(parent_rel: &str) -> String {
+    if parent_rel.is_empty() {
+        String::new()
+    } else {
+        format!("{parent_rel}/")
+    }
+}
+
+fn forget(recorded: &mut HashMap<String, Meta>, rel: &str) {
+    if recorded.is_empty() {
+        return;
+    }
+    let below = format!("{rel}/");
+    recorded.retain(|k, _| k != rel && !k.starts_with(&below));
+}
+
+fn to_io(e: crate::fs::resolve::ResolveError) -> io::Error {
+    match e {
+        crate::fs::resolve::ResolveError::Io(e) => e,
+        other => bad(other.to_string()),
+    }
+}
+
+/// Remove whatever is at `p` (file, link or tree); absent is fine.
+pub fn remove_any(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn set_mtime(p: &Path, mtime: u64) -> io::Result<()> {
+    let t = TimeSpec::new(mtime as i64, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        p,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+            h.set_mtime(1000);
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, path, data).unwrap();
+                }
+                _ if path.contains("..") => {
+                    // The tar crate refuses to write such names: set the raw bytes.
+                    h.set_size(data.len() as u64);
+                    h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, data.as_bytes()).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs() {
+        use tar::EntryType::*;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let mut rec = HashMap::new();
+        let lower = tar_of(&[("a/", Directory, ""), ("a/x", Regular, "x"), ("b/", Directory, ""), ("b/y", Regular, "y"), ("c", Regular, "c")]);
+        extract(&lower[..], root, false, &mut rec).unwrap();
+        let upper = tar_of(&[("b/", Directory, ""), ("b/new", Regular, "n"), ("b/.wh..wh..opq", Regular, ""), ("a/.wh.x", Regular, ""), (".wh.c", Regular, "")]);
+        extract(&upper[..], root, false, &mut rec).unwrap();
+        assert!(!root.join("a/x").exists());
+        assert!(root.join("a").is_dir());
+        assert!(!root.join("b/y").exists(), "opaque dir hides lower content");
+        assert!(root.join("b/new").exists(), "same-layer content survives the opaque marker");
+        assert!(!root.join("c").exists());
+        assert!(!rec.contains_key("c"));
+    }
+
+    #[test]
+    fn planted_symlink_cannot_redirect_writes() {
+        use tar::EntryType::*;
+        let outside = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let evil = tar_of(&[
+            ("escape", Symlink, outside.path().to_str().unwrap()),
+            ("escape/pwned", Regular, "x"),
+            ("rel", Symlink, "../../../../../../"),
+            ("rel/pwned2", Regular, "x"),
+        ]);
+        extract(&evil[..], root, false, &mut HashMap::new()).unwrap();
+        assert!(!outside.path().join("pwned").exists());
+        assert!(root.join(outside.path().strip_prefix("/").unwrap()).join("pwned").exists());
+        assert!(root.join("pwned2").exists(), "relative escape is clamped at the root");
+        let dotdot = tar_of(&[("../x", Regular, "x")]);
+        assert!(extract(&dotdot[..], root, false, &mut HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn hardlinks_and_type_changes() {
+        use tar::EntryType::*;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let mut rec = HashMap::new();
+        extract(&tar_of(&[("f", Regular, "data"), ("h", Link, "f"), ("d/", Directory, ""), ("d/z", Regular, "z")])[..], root, false, &mut rec).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(root.join("f")).unwrap().ino(), fs::metadata(root.join("h")).unwrap().ino());
+        // A directory replaced by a file, and a file by a directory.
+        extract(&tar_of(&[("d", Regular, "now a file"), ("f/", Directory, "")])[..], root, false, &mut rec).unwrap();
+        assert!(root.join("d").is_file());
+        assert!(root.join("f").is_dir());
+    }
+}

@@ -1,0 +1,7 @@
+//! Layers: deterministic tar writing with hashing and compression in one pass, and
+//! safe extraction with whiteouts. Nothing here knows about Dockerfiles.
+
+pub mod extract;
+pub mod writer;
+
+pub use writer::{open_tar, BuiltLayer, LayerWriter, Meta, MEDIA_TYPE_GZIP};

@@ -1,0 +1,270 @@
+//! Deterministic layer tarballs, written in one streaming pass:
+//!
+//! ```text
+//! tar entries ─▶ HashWriter (diffID, uncompressed size) ─▶ gzip ─▶ HashWriter (digest, size) ─▶ file in the store
+//! ```
+//!
+//! Nothing is buffered beyond the stream buffers, so memory does not grow with the
+//! layer. Callers add entries in a fixed order (sorted paths, parents first); headers
+//! carry only mode, uid/gid, size, mtime and type (no user/group names, no
+//! atime/ctime), so the same inputs give the same bytes.
+
+use crate::digest::HashWriter;
+use crate::store::Store;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::io::{self, BufWriter, Read, Write};
+use tempfile::NamedTempFile;
+
+pub const MEDIA_TYPE_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// Owner, mode and time of one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Permission bits including setuid/setgid/sticky (no file type bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+}
+
+/// A finished layer blob in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltLayer {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub uncompressed_size: u64,
+    pub media_type: String,
+}
+
+type Sink = HashWriter<GzEncoder<HashWriter<BufWriter<std::fs::File>>>>;
+
+pub struct LayerWriter {
+    tar: tar::Builder<Sink>,
+    tmp: NamedTempFile,
+    store: Store,
+}
+
+impl LayerWriter {
+    /// `level` is the gzip level, 0–9.
+    pub fn new(store: &Store, level: u32) -> io::Result<LayerWriter> {
+        let tmp = store.temp()?;
+        let file = tmp.as_file().try_clone()?;
+        let compressed = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
+        // GzEncoder::new writes a header with mtime 0 and no file name: deterministic.
+        let gz = GzEncoder::new(compressed, Compression::new(level.min(9)));
+        let mut tar = tar::Builder::new(HashWriter::new(gz));
+        tar.mode(tar::HeaderMode::Complete);
+        Ok(LayerWriter {
+            tar,
+            tmp,
+            store: store.clone(),
+        })
+    }
+
+    fn header(kind: tar::EntryType, m: &Meta, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(m.mode & 0o7777);
+        h.set_uid(m.uid as u64);
+        h.set_gid(m.gid as u64);
+        h.set_mtime(m.mtime);
+        h.set_size(size);
+        h
+    }
+
+    pub fn dir(&mut self, path: &str, m: &Meta) -> io::Result<()> {
+        let mut h = Self::header(tar::EntryType::Directory, m, 0);
+        self.tar.append_data(&mut h, format!("{path}/"), io::empty())
+    }
+
+    /// A regular file of exactly `size` bytes read from `data`.
+    pub fn file(&mut self, path: &str, m: &Meta, size: u64, data: impl Read) -> io::Result<()> {
+        let mut h = Self::header(tar::EntryType::Regular, m, size);
+        let mut limited = data.take(size);
+        let mut counted = CountingReader { inner: &mut limited, n: 0 };
+        self.tar.append_data(&mut h, path, &mut counted)?;
+        if counted.n != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{path} changed size while it was being read"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str, m: &Meta) -> io::Result<()> {
+        let mut h = Self::header(tar::EntryType::Symlink, m, 0);
+        self.tar.append_link(&mut h, path, target)
+    }
+
+    pub fn hardlink(&mut self, path: &str, target: &str, m: &Meta) -> io::Result<()> {
+        let mut h = Self::header(tar::EntryType::Link, m, 0);
+        self.tar.append_link(&mut h, path, target)
+    }
+
+    /// Pass an entry of another archive through (ADD of a local tar), under a new path.
+    pub fn raw(&mut self, header: &tar::Header, path: &str, data: impl Read) -> io::Result<()> {
+        let mut h = Self::header(
+            header.entry_type(),
+            &Meta {
+                mode: header.mode()?,
+                uid: header.uid()? as u32,
+                gid: header.gid()? as u32,
+                mtime: header.mtime()?,
+            },
+            header.size()?,
+        );
+        match header.entry_type() {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = header
+                    .link_name()?
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                self.tar.append_link(&mut h, path, target)
+            }
+            tar::EntryType::Directory => self.tar.append_data(&mut h, format!("{path}/"), data),
+            _ => self.tar.append_data(&mut h, path, data),
+        }
+    }
+
+    /// Finish the archive and move the blob into the store under its digest.
+    pub fn finish(self) -> io::Result<BuiltLayer> {
+        let sink = self.tar.into_inner()?;
+        let (gz, diff_id, uncompressed_size) = sink.finish();
+        let compressed = gz.finish()?;
+        let (mut buf, digest, size) = compressed.finish();
+        buf.flush()?;
+        drop(buf);
+        self.store.commit(self.tmp, &digest)?;
+        Ok(BuiltLayer {
+            digest,
+            diff_id,
+            size,
+            uncompressed_size,
+            media_type: MEDIA_TYPE_GZIP.to_string(),
+        })
+    }
+}
+
+/// Compress an uncompressed tar stream into a layer blob, in one pass.
+pub fn compress_stream(store: &Store, level: u32, mut tar: impl Read) -> io::Result<BuiltLayer> {
+    let tmp = store.temp()?;
+    let file = tmp.as_file().try_clone()?;
+    let gz = GzEncoder::new(HashWriter::new(BufWriter::with_capacity(1 << 20, file)), Compression::new(level.min(9)));
+    let mut sink = HashWriter::new(gz);
+    io::copy(&mut tar, &mut sink)?;
+    let (gz, diff_id, uncompressed_size) = sink.finish();
+    let (mut buf, digest, size) = gz.finish()?.finish();
+    buf.flush()?;
+    drop(buf);
+    store.commit(tmp, &digest)?;
+    Ok(BuiltLayer {
+        digest,
+        diff_id,
+        size,
+        uncompressed_size,
+        media_type: MEDIA_TYPE_GZIP.to_string(),
+    })
+}
+
+/// Store an already-compressed blob as it is: (digest, size).
+pub fn store_stream(store: &Store, mut data: impl Read) -> io::Result<(String, u64)> {
+    let tmp = store.temp()?;
+    let mut w = HashWriter::new(BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?));
+    io::copy(&mut data, &mut w)?;
+    let (mut buf, digest, size) = w.finish();
+    buf.flush()?;
+    drop(buf);
+    store.commit(tmp, &digest)?;
+    Ok((digest, size))
+}
+
+/// The diffID and uncompressed size of a stored layer blob.
+pub fn diff_id_of(path: &std::path::Path) -> io::Result<(String, u64)> {
+    crate::digest::sha256_reader(open_tar(path)?)
+}
+
+struct CountingReader<'a, R> {
+    inner: &'a mut R,
+    n: u64,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Open a layer blob for reading its tar stream, whatever its compression.
+pub fn open_tar(path: &std::path::Path) -> io::Result<Box<dyn Read + Send>> {
+    let mut f = io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let magic = {
+        use std::io::BufRead;
+        let buf = f.fill_buf()?;
+        buf.get(..4).map(|b| b.to_vec()).unwrap_or_default()
+    };
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(f)))
+    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "zstd-compressed layers are not supported yet",
+        ))
+    } else if magic.starts_with(b"BZh") || magic.starts_with(&[0xfd, b'7', b'z', b'X']) {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "bzip2/xz-compressed archives are not supported yet (gzip and plain tar are)",
+        ))
+    } else {
+        Ok(Box::new(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(store: &Store) -> BuiltLayer {
+        let m = Meta { mode: 0o755, uid: 0, gid: 0, mtime: 1 };
+        let mut w = LayerWriter::new(store, 6).unwrap();
+        w.dir("app", &m).unwrap();
+        w.file("app/a.txt", &Meta { mode: 0o644, ..m }, 5, &b"hello"[..]).unwrap();
+        w.symlink("app/link", "a.txt", &m).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn deterministic_and_digests_match_content() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let a = build(&s);
+        let b = build(&s);
+        assert_eq!(a, b);
+        assert!(s.verify(&a.digest).unwrap());
+        // The diffID is the digest of the uncompressed stream.
+        let mut tar = Vec::new();
+        open_tar(&s.blob_path(&a.digest).unwrap()).unwrap().read_to_end(&mut tar).unwrap();
+        assert_eq!(crate::digest::sha256_bytes(&tar), a.diff_id);
+        assert_eq!(tar.len() as u64, a.uncompressed_size);
+        let mut ar = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["app/", "app/a.txt", "app/link"]);
+    }
+
+    #[test]
+    fn short_read_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let mut w = LayerWriter::new(&s, 1).unwrap();
+        let m = Meta { mode: 0o644, uid: 0, gid: 0, mtime: 0 };
+        assert!(w.file("f", &m, 10, &b"short"[..]).is_err());
+    }
+}
