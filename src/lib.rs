@@ -9,3 +9,7 @@ pub mod fs;
 pub mod image;
 pub mod layer;
 pub mod store;
+pub mod registry;
+pub mod build;
+pub mod report;
+pub mod cli;

@@ -1,1 +1,93 @@
-fn main() {}
+use anyhow::{Context, Result};
+use clap::Parser;
+use kiln::build::sink::push_files;
+use kiln::cli::{Cli, Cmd, PushArgs};
+use kiln::image::{layout, Reference};
+use kiln::registry::Client;
+use kiln::report::{human_bytes, Reporter};
+use std::path::Path;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "kiln=debug,warn",
+        _ => "kiln=trace,info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().with_target(false).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let report = Reporter::default();
+    match cli.command {
+        Cmd::Build(args) => {
+            let req = args.request()?;
+            let out = kiln::build::build(&req, &report).await?;
+            report.line(&format!(
+                "built {} ({} layer{}, {}) in {:.2}s",
+                out.digest,
+                out.layers,
+                if out.layers == 1 { "" } else { "s" },
+                human_bytes(out.size),
+                report.start.elapsed().as_secs_f64()
+            ));
+            for p in &out.pushed {
+                report.line(&format!("pushed {p}"));
+            }
+            println!("{}", out.digest);
+            Ok(())
+        }
+        Cmd::Push(args) => push(args, &report).await,
+    }
+}
+
+async fn push(args: PushArgs, report: &Reporter) -> Result<()> {
+    let dest = Reference::parse(&args.destination)?;
+    let client = Client::new(&args.registry.options())?;
+    let work = tempfile::tempdir()?;
+    let source = args.source.as_str();
+    let (kind, spec) = if let Some(s) = source.strip_prefix("oci:") {
+        ("oci", s)
+    } else if let Some(s) = source.strip_prefix("docker-archive:") {
+        ("archive", s)
+    } else if Path::new(layout::split_spec(source).0).join("index.json").is_file() {
+        ("oci", source)
+    } else if Path::new(source).is_file() {
+        ("archive", source)
+    } else {
+        anyhow::bail!("{source}: not an OCI layout directory (no index.json) nor a docker-archive file");
+    };
+    let digest = if kind == "oci" {
+        let img = layout::read(spec)?;
+        push_files(&client, &dest, &img.blobs, &img.children, &img.top, &img.top_media_type).await?
+    } else {
+        let store = kiln::store::Store::open(work.path())?;
+        let path = Path::new(spec).to_path_buf();
+        let s2 = store.clone();
+        let (img, _) = tokio::task::spawn_blocking(move || kiln::image::archive::read(&path, &s2, 6, None)).await??;
+        let blobs: Vec<_> = img.blobs().cloned().collect();
+        push_files(&client, &dest, &blobs, &[], &img.manifest, &img.manifest_media_type).await?
+    };
+    if let Some(p) = &args.digest_file {
+        std::fs::write(p, &digest).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    report.line(&format!("pushed {}@{digest} in {:.2}s", dest.name(), report.start.elapsed().as_secs_f64()));
+    println!("{digest}");
+    Ok(())
+}

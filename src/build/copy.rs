@@ -1,0 +1,344 @@
+//! COPY and ADD: turn sources (build context, another stage's rootfs, an image) into
+//! one layer, with Docker's rules:
+//!
+//! - a source directory contributes its contents, not itself;
+//! - several sources (or a wildcard) need a directory destination;
+//! - a destination without a trailing `/` is a file, unless it is an existing directory;
+//! - owners become 0:0 unless `--chown`; modes are kept unless `--chmod`;
+//! - missing parent directories are created (0755, owned like the copied files);
+//!   existing ones keep the metadata the image gives them;
+//! - destinations resolve through symlinks in the rootfs, as inside a container;
+//! - ADD of a local tar archive (plain or gzip) unpacks it.
+//!
+//! Entries are written sorted by path, so the layer depends only on its inputs.
+
+use crate::dockerfile::parse::Heredoc;
+use crate::dockerfile::Ignore;
+use crate::fs::resolve::{resolve, Confine, ResolveError};
+use crate::fs::Rootfs;
+use crate::layer::{BuiltLayer, LayerWriter, Meta};
+use crate::store::Store;
+use globset::GlobBuilder;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, BufRead, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Where sources are read from.
+pub enum Source<'a> {
+    Context { dir: &'a Path, ignore: &'a Ignore },
+    Rootfs(&'a Rootfs),
+}
+
+pub struct CopySpec {
+    pub sources: Vec<String>,
+    pub heredocs: Vec<(String, String)>, // (name, content)
+    /// Absolute destination in the image, as written (a trailing `/` matters).
+    pub dest: String,
+    pub chown: Option<(u32, u32)>,
+    pub chmod: Option<u32>,
+    pub is_add: bool,
+    /// Clamp file mtimes to this (reproducible builds).
+    pub clamp_mtime: Option<u64>,
+    /// mtime for directories kiln creates.
+    pub default_mtime: u64,
+}
+
+enum Content {
+    Dir,
+    File { path: PathBuf, size: u64 },
+    Inline(Vec<u8>),
+    Symlink(String),
+}
+
+struct Item {
+    content: Content,
+    meta: Meta,
+}
+
+fn user_err(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// One source as found: its host path, its path relative to its root, its metadata.
+struct Found {
+    host: PathBuf,
+    rel: String,
+    md: fs::Metadata,
+}
+
+fn find_sources(src: &Source, pattern: &str, kw: &str) -> io::Result<Vec<Found>> {
+    let (root, confine) = match src {
+        Source::Context { dir, .. } => (*dir, Confine::Refuse),
+        Source::Rootfs(r) => (r.dir(), Confine::Clamp),
+    };
+    let ignore = match src {
+        Source::Context { ignore, .. } => Some(*ignore),
+        Source::Rootfs(_) => None,
+    };
+    let cleaned = crate::dockerfile::ignore::clean(pattern.trim_start_matches('/'));
+    if cleaned == ".." || cleaned.starts_with("../") {
+        return Err(user_err(format!("{kw} source {pattern:?} is outside the build context")));
+    }
+    if has_glob(&cleaned) {
+        let glob = GlobBuilder::new(&cleaned)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| user_err(format!("{kw} source {pattern:?}: bad wildcard: {e}")))?
+            .compile_matcher();
+        let mut out = Vec::new();
+        let depth = cleaned.split('/').count();
+        for e in walkdir::WalkDir::new(root).min_depth(1).max_depth(depth).sort_by_file_name() {
+            let e = e.map_err(|e| user_err(format!("reading {}: {e}", root.display())))?;
+            let rel = e.path().strip_prefix(root).unwrap_or(e.path()).to_string_lossy().into_owned();
+            if glob.is_match(&rel) && !ignore.is_some_and(|i| i.is_ignored(&rel)) {
+                out.push(found(root, &rel, confine, kw, pattern)?);
+            }
+        }
+        if out.is_empty() {
+            return Err(user_err(format!("{kw}: no source files match {pattern:?}{}", in_what(src))));
+        }
+        return Ok(out);
+    }
+    if cleaned != "." && ignore.is_some_and(|i| i.is_ignored(&cleaned)) {
+        return Err(user_err(format!("{kw} source {pattern:?} is excluded by .dockerignore")));
+    }
+    Ok(vec![found(root, &cleaned, confine, kw, pattern)?])
+}
+
+fn in_what(src: &Source) -> &'static str {
+    match src {
+        Source::Context { .. } => " in the build context",
+        Source::Rootfs(_) => " in the source stage",
+    }
+}
+
+fn found(root: &Path, rel: &str, confine: Confine, kw: &str, pattern: &str) -> io::Result<Found> {
+    let resolved = match resolve(root, if rel == "." { "" } else { rel }, true, confine) {
+        Ok(r) => r,
+        Err(ResolveError::Escapes { .. }) => {
+            return Err(user_err(format!("{kw} source {pattern:?} is a symlink that leads outside the build context")))
+        }
+        Err(ResolveError::Loop(p)) => return Err(user_err(format!("{kw} source {p:?}: too many levels of symlinks"))),
+        Err(ResolveError::Io(e)) => return Err(e),
+    };
+    let host = crate::fs::resolve::host_path(root, &resolved);
+    let md = fs::metadata(&host).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            user_err(format!("{kw} source {pattern:?} not found"))
+        } else {
+            e
+        }
+    })?;
+    Ok(Found { host, rel: resolved, md })
+}
+
+fn is_archive(path: &Path) -> bool {
+    let Ok(f) = fs::File::open(path) else { return false };
+    let mut r = io::BufReader::new(f);
+    let head = match r.fill_buf() {
+        Ok(b) => b.to_vec(),
+        Err(_) => return false,
+    };
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let mut gz = flate2::read::GzDecoder::new(&head[..]);
+        let mut buf = [0u8; 262];
+        return gz.read_exact(&mut buf).is_ok() && &buf[257..262] == b"ustar";
+    }
+    head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+/// Build the layer for one COPY/ADD into the stage whose rootfs is `dst`.
+pub fn copy_layer(store: &Store, level: u32, src: &Source, spec: &CopySpec, dst: &Rootfs) -> io::Result<BuiltLayer> {
+    let kw = if spec.is_add { "ADD" } else { "COPY" };
+    let mut found = Vec::new();
+    let mut globbed = false;
+    for s in &spec.sources {
+        globbed |= has_glob(s);
+        found.extend(find_sources(src, s, kw)?);
+    }
+    let many = found.len() + spec.heredocs.len() > 1 || globbed;
+    let dest_is_dir_syntax = spec.dest.ends_with('/') || spec.dest.ends_with("/.") || spec.dest == "/";
+    let dest_rel = dst.resolve(&spec.dest, true)?;
+    let dest_exists_dir = dst.stat(&dest_rel).is_some_and(|(md, _)| md.is_dir());
+    let into_dir = dest_is_dir_syntax || dest_exists_dir || found.iter().any(|f| f.md.is_dir());
+    if many && !(dest_is_dir_syntax || dest_exists_dir) {
+        return Err(user_err(format!(
+            "{kw} with more than one source needs a directory destination ending in '/': {}",
+            spec.dest
+        )));
+    }
+    let owner = spec.chown.unwrap_or((0, 0));
+    let mtime = |m: i64| -> u64 {
+        let m = m.max(0) as u64;
+        spec.clamp_mtime.map_or(m, |c| m.min(c))
+    };
+    let meta_of = |md: &fs::Metadata| Meta {
+        mode: spec.chmod.unwrap_or(md.mode() & 0o7777),
+        uid: owner.0,
+        gid: owner.1,
+        mtime: mtime(md.mtime()),
+    };
+    let join = |dir: &str, name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+
+    let mut items: BTreeMap<String, Item> = BTreeMap::new();
+    let mut archives: Vec<(PathBuf, String)> = Vec::new();
+    for f in &found {
+        let base = Path::new(&f.rel).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if f.md.is_dir() {
+            walk_dir(src, f, &dest_rel, &meta_of, &mut items)?;
+        } else if spec.is_add && is_archive(&f.host) {
+            archives.push((f.host.clone(), dest_rel.clone()));
+        } else if f.md.is_file() {
+            let target = if into_dir { join(&dest_rel, &base) } else { dest_rel.clone() };
+            items.insert(target, Item { content: Content::File { path: f.host.clone(), size: f.md.len() }, meta: meta_of(&f.md) });
+        } else {
+            return Err(user_err(format!("{kw} source {:?} is not a regular file or directory", f.rel)));
+        }
+    }
+    for (name, content) in &spec.heredocs {
+        let target = if into_dir { join(&dest_rel, name) } else { dest_rel.clone() };
+        let meta = Meta { mode: spec.chmod.unwrap_or(0o644), uid: owner.0, gid: owner.1, mtime: spec.default_mtime };
+        items.insert(target, Item { content: Content::Inline(content.clone().into_bytes()), meta });
+    }
+    if into_dir && !dest_rel.is_empty() && !items.contains_key(&dest_rel) {
+        // The destination directory itself: existing metadata, or a new 0755 dir.
+        ensure_dir(dst, &dest_rel, owner, spec, &mut items);
+    }
+    // Parents of everything, from the rootfs when they exist.
+    let parents: BTreeSet<String> = items
+        .keys()
+        .flat_map(|p| {
+            let parts: Vec<&str> = p.split('/').collect();
+            (1..parts.len()).map(move |i| parts[..i].join("/"))
+        })
+        .chain(archives.iter().map(|(_, d)| d.clone()).filter(|d| !d.is_empty()))
+        .collect();
+    for p in parents {
+        if !items.contains_key(&p) {
+            ensure_dir(dst, &p, owner, spec, &mut items);
+        }
+    }
+
+    let mut w = LayerWriter::new(store, level)?;
+    for (path, item) in &items {
+        match &item.content {
+            Content::Dir => w.dir(path, &item.meta)?,
+            Content::File { path: host, size } => {
+                let f = fs::File::open(host)?;
+                w.file(path, &item.meta, *size, io::BufReader::with_capacity(256 << 10, f))?
+            }
+            Content::Inline(b) => w.file(path, &item.meta, b.len() as u64, &b[..])?,
+            Content::Symlink(t) => w.symlink(path, t, &item.meta)?,
+        }
+    }
+    for (archive, dest) in archives {
+        unpack_into(&mut w, &archive, &dest, spec)?;
+    }
+    w.finish()
+}
+
+fn ensure_dir(dst: &Rootfs, rel: &str, owner: (u32, u32), spec: &CopySpec, items: &mut BTreeMap<String, Item>) {
+    let meta = match dst.stat(rel) {
+        Some((md, m)) if md.is_dir() => m,
+        _ => Meta { mode: 0o755, uid: owner.0, gid: owner.1, mtime: spec.default_mtime },
+    };
+    items.insert(rel.to_string(), Item { content: Content::Dir, meta });
+}
+
+fn walk_dir(
+    src: &Source,
+    f: &Found,
+    dest_rel: &str,
+    meta_of: &dyn Fn(&fs::Metadata) -> Meta,
+    items: &mut BTreeMap<String, Item>,
+) -> io::Result<()> {
+    let ignore = match src {
+        Source::Context { ignore, .. } if !ignore.is_empty() => Some(*ignore),
+        _ => None,
+    };
+    let mut it = walkdir::WalkDir::new(&f.host).min_depth(1).sort_by_file_name().into_iter();
+    while let Some(e) = it.next() {
+        let e = e.map_err(|e| io::Error::other(format!("reading {}: {e}", f.host.display())))?;
+        let inner = e.path().strip_prefix(&f.host).unwrap_or(e.path()).to_string_lossy().into_owned();
+        if let Some(ig) = ignore {
+            let ctx_rel = if f.rel.is_empty() { inner.clone() } else { format!("{}/{inner}", f.rel) };
+            if ig.is_ignored(&ctx_rel) {
+                if e.file_type().is_dir() && !ig.has_exclusions() {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+        }
+        let target = if dest_rel.is_empty() { inner } else { format!("{dest_rel}/{inner}") };
+        let md = e.path().symlink_metadata()?;
+        let ft = md.file_type();
+        let content = if ft.is_dir() {
+            Content::Dir
+        } else if ft.is_file() {
+            Content::File { path: e.path().to_path_buf(), size: md.len() }
+        } else if ft.is_symlink() {
+            Content::Symlink(fs::read_link(e.path())?.to_string_lossy().into_owned())
+        } else {
+            tracing::warn!("skipping {} (not a file, directory or symlink)", e.path().display());
+            continue;
+        };
+        let mut meta = meta_of(&md);
+        if ft.is_symlink() {
+            meta.mode = 0o777;
+        }
+        items.insert(target, Item { content, meta });
+    }
+    Ok(())
+}
+
+/// ADD of a local archive: its entries, under `dest`, in archive order.
+fn unpack_into(w: &mut LayerWriter, archive: &Path, dest: &str, spec: &CopySpec) -> io::Result<()> {
+    let mut ar = tar::Archive::new(crate::layer::open_tar(archive)?);
+    for e in ar.entries()? {
+        let e = e?;
+        let raw = e.path()?.to_string_lossy().into_owned();
+        let parts = crate::fs::resolve::components(&raw);
+        if parts.contains(&"..") {
+            return Err(user_err(format!("ADD: archive {} has an entry that leaves its directory: {raw}", archive.display())));
+        }
+        if parts.is_empty() {
+            continue;
+        }
+        let path = if dest.is_empty() { parts.join("/") } else { format!("{dest}/{}", parts.join("/")) };
+        let mut h = e.header().clone();
+        if let Some((u, g)) = spec.chown {
+            h.set_uid(u as u64);
+            h.set_gid(g as u64);
+        }
+        if let Some(c) = spec.clamp_mtime {
+            h.set_mtime(h.mtime().unwrap_or(0).min(c));
+        }
+        let link_target = if matches!(h.entry_type(), tar::EntryType::Link) {
+            // Hardlink targets are archive paths: move them under dest too.
+            e.link_name()?.map(|l| {
+                let l = l.to_string_lossy().into_owned();
+                let lp = crate::fs::resolve::components(&l).join("/");
+                if dest.is_empty() { lp } else { format!("{dest}/{lp}") }
+            })
+        } else {
+            None
+        };
+        if let Some(t) = link_target {
+            w.hardlink(&path, &t, &Meta { mode: h.mode().unwrap_or(0o644), uid: h.uid().unwrap_or(0) as u32, gid: h.gid().unwrap_or(0) as u32, mtime: h.mtime().unwrap_or(0) })?;
+        } else {
+            w.raw(&h, &path, e)?;
+        }
+    }
+    Ok(())
+}
+
+/// Heredoc pairs for a COPY, expanded by the caller when needed.
+pub fn heredoc_pairs(docs: &[Heredoc]) -> Vec<(String, String)> {
+    docs.iter().map(|h| (h.name.clone(), h.content.clone())).collect()
+}

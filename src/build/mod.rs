@@ -1,0 +1,918 @@
+//! Planning and executing a build: stages, ARG scoping, each instruction's effect on
+//! the image config, layers for COPY/ADD, and the sinks at the end.
+//!
+//! Stages are built on demand, starting from the target: a stage runs only when the
+//! target needs it (as its base or through `COPY --from`). Base images are pulled as
+//! manifests and configs; layer blobs are downloaded only when a rootfs must be
+//! materialized or a sink needs the bytes.
+
+pub mod copy;
+pub mod sink;
+
+use crate::dockerfile::parse::{Command, CopyArgs, Dockerfile, Form, HealthcheckArgs, Instruction, KeyValue};
+use crate::dockerfile::{Ignore, Lexer, Vars};
+use crate::fs::Rootfs;
+use crate::image::config::{Healthcheck, History};
+use crate::image::manifest::{self, LayerDesc, Platform};
+use crate::image::{ImageConfig, Reference};
+use crate::registry::{self, Client};
+use crate::report::Reporter;
+use crate::store::Store;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything `kiln build` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub destinations: Vec<Reference>,
+    /// `--build-arg`, already resolved (a bare `K` took its value from the environment).
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub no_push: bool,
+    pub tar_path: Option<PathBuf>,
+    pub oci_layout_path: Option<PathBuf>,
+    pub digest_file: Option<PathBuf>,
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// Fixed timestamps: Some(epoch) from `SOURCE_DATE_EPOCH`, or 0 with `--reproducible`.
+    pub source_date_epoch: Option<u64>,
+    pub platform: Option<Platform>,
+    pub registry: registry::Options,
+    pub work_dir: Option<PathBuf>,
+    pub compression_level: u32,
+}
+
+/// A layer of a stage: its descriptor, and where to fetch it if it is not local.
+#[derive(Debug, Clone)]
+struct Layer {
+    desc: LayerDesc,
+    origin: Option<Reference>,
+}
+
+/// The state of a stage while (and after) it is built.
+struct Stage {
+    config: ImageConfig,
+    layers: Vec<Layer>,
+    rootfs: Option<Rootfs>,
+    /// ARGs declared in this stage, with their values.
+    args: Vec<(String, String)>,
+    shell: Vec<String>,
+}
+
+impl Stage {
+    fn vars(&self) -> Vars {
+        let mut v: Vars = self.args.iter().cloned().collect();
+        for (k, val) in self.config.env_pairs() {
+            v.insert(k, val);
+        }
+        v
+    }
+}
+
+struct StageDef {
+    line: usize,
+    name: Option<String>,
+    image: String,
+    platform: Option<String>,
+    instructions: Vec<Instruction>,
+}
+
+pub struct Outcome {
+    pub digest: String,
+    pub size: u64,
+    pub layers: usize,
+    pub pushed: Vec<String>,
+}
+
+struct Builder<'a> {
+    req: &'a BuildRequest,
+    df: Dockerfile,
+    lexer: Lexer,
+    meta_args: Vec<(String, Option<String>)>,
+    stages: Vec<StageDef>,
+    done: Vec<Option<Stage>>,
+    client: Arc<Client>,
+    store: Store,
+    work: PathBuf,
+    ignore: Ignore,
+    report: &'a Reporter,
+    used_args: std::collections::HashSet<String>,
+    images: HashMap<String, Stage>,
+    rootfs_seq: usize,
+    now: String,
+    now_secs: u64,
+}
+
+fn dferr(df: &Dockerfile, line: usize, msg: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("{}:{}: {}", df.file, line, msg)
+}
+
+/// Parse a Go-style duration ("30s", "1m30s", "500ms") into nanoseconds.
+fn parse_duration(s: &str) -> Option<u64> {
+    let mut total: f64 = 0.0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(0);
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Some(total as u64)
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// Run a build end to end.
+pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
+    let dockerfile_path = if req.dockerfile.is_file() || req.dockerfile.is_absolute() {
+        req.dockerfile.clone()
+    } else {
+        req.context.join(&req.dockerfile)
+    };
+    let text = std::fs::read_to_string(&dockerfile_path)
+        .with_context(|| format!("cannot read Dockerfile {}", dockerfile_path.display()))?;
+    let df = crate::dockerfile::parse(&dockerfile_path.display().to_string(), &text)?;
+    if !req.context.is_dir() {
+        bail!("build context {} is not a directory", req.context.display());
+    }
+    let (ignore, ignore_file) = Ignore::load(&req.context, &dockerfile_path)?;
+    if let Some(f) = ignore_file {
+        tracing::debug!("using {f}");
+    }
+    let work_parent = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&work_parent).with_context(|| format!("cannot create work dir {}", work_parent.display()))?;
+    let work = tempfile::Builder::new().prefix("kiln-").tempdir_in(&work_parent)?;
+    let store = Store::open(&work.path().join("store"))?;
+    let client = Arc::new(Client::new(&req.registry)?);
+    let now_secs = match req.source_date_epoch {
+        Some(e) => e,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    };
+    let mut b = Builder {
+        req,
+        lexer: Lexer::new(df.escape),
+        df,
+        meta_args: vec![],
+        stages: vec![],
+        done: vec![],
+        client,
+        store,
+        work: work.path().to_path_buf(),
+        ignore,
+        report,
+        used_args: Default::default(),
+        images: HashMap::new(),
+        rootfs_seq: 0,
+        now: rfc3339(now_secs),
+        now_secs,
+    };
+    b.plan()?;
+    let target = b.target_index()?;
+    b.build_stage(target).await?;
+    let unused: Vec<&str> = req
+        .build_args
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !b.used_args.contains(*k) && !is_predefined_arg(k))
+        .collect();
+    if !unused.is_empty() {
+        report.warn(&format!("build-arg(s) not used by any built stage: {}", unused.join(", ")));
+    }
+    let stage = b.done[target].take().ok_or_else(|| anyhow!("target stage was not built"))?;
+    let outcome = b.finish(stage).await;
+    drop(work);
+    outcome
+}
+
+/// Docker's predefined proxy args, usable without an ARG line.
+fn is_predefined_arg(k: &str) -> bool {
+    matches!(
+        k.to_ascii_lowercase().as_str(),
+        "http_proxy" | "https_proxy" | "ftp_proxy" | "no_proxy" | "all_proxy"
+    )
+}
+
+impl<'a> Builder<'a> {
+    fn err(&self, line: usize, msg: impl std::fmt::Display) -> anyhow::Error {
+        dferr(&self.df, line, msg)
+    }
+
+    fn build_arg(&self, name: &str) -> Option<String> {
+        self.req.build_args.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    /// Split instructions into meta ARGs and stages.
+    fn plan(&mut self) -> Result<()> {
+        let instructions = std::mem::take(&mut self.df.instructions);
+        for ins in instructions {
+            match &ins.command {
+                Command::From { image, name, platform } => {
+                    if let Some(n) = name {
+                        if self.stages.iter().any(|s| s.name.as_deref() == Some(n)) {
+                            return Err(self.err(ins.line, format!("duplicate stage name {n:?}")));
+                        }
+                    }
+                    self.stages.push(StageDef {
+                        line: ins.line,
+                        name: name.clone(),
+                        image: image.clone(),
+                        platform: platform.clone(),
+                        instructions: vec![],
+                    });
+                }
+                Command::Arg(kvs) if self.stages.is_empty() => {
+                    for kv in kvs {
+                        let vars = self.meta_vars();
+                        let default = match &kv.value {
+                            Some(v) => Some(self.lexer.word(v, &vars).map_err(|e| self.err(ins.line, e))?),
+                            None => None,
+                        };
+                        let value = self.build_arg(&kv.key).or(default);
+                        self.meta_args.push((kv.key.clone(), value));
+                    }
+                }
+                _ if self.stages.is_empty() => {
+                    return Err(self.err(ins.line, format!("{} before the first FROM (only ARG may come first)", ins.command.keyword())));
+                }
+                _ => {
+                    if let Some(s) = self.stages.last_mut() {
+                        s.instructions.push(ins);
+                    }
+                }
+            }
+        }
+        if self.stages.is_empty() {
+            bail!("{}: no FROM instruction: a Dockerfile needs at least one stage", self.df.file);
+        }
+        self.done = self.stages.iter().map(|_| None).collect();
+        Ok(())
+    }
+
+    fn meta_vars(&self) -> Vars {
+        self.meta_args.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect()
+    }
+
+    fn target_index(&self) -> Result<usize> {
+        match &self.req.target {
+            None => Ok(self.stages.len() - 1),
+            Some(t) => {
+                let t = t.to_ascii_lowercase();
+                self.stages.iter().position(|s| s.name.as_deref() == Some(t.as_str())).ok_or_else(|| {
+                    let names: Vec<&str> = self.stages.iter().filter_map(|s| s.name.as_deref()).collect();
+                    anyhow!(
+                        "--target {t:?}: no stage has that name in {} (stages: {})",
+                        self.df.file,
+                        if names.is_empty() { "none are named".to_string() } else { names.join(", ") }
+                    )
+                })
+            }
+        }
+    }
+
+    fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        let lname = name.to_ascii_lowercase();
+        if let Some(i) = self.stages[..before].iter().position(|s| s.name.as_deref() == Some(lname.as_str())) {
+            return Some(i);
+        }
+        name.parse::<usize>().ok().filter(|i| *i < before)
+    }
+
+    fn label(&self, idx: usize, step: usize, total: usize) -> String {
+        match &self.stages[idx].name {
+            Some(n) => format!("{n} {step}/{total}"),
+            None => format!("stage-{idx} {step}/{total}"),
+        }
+    }
+
+    fn platform_for(&self, line: usize, flag: &Option<String>) -> Result<Platform> {
+        match flag {
+            Some(p) => {
+                let expanded = self.lexer.word(p, &self.meta_vars_with_platform()).map_err(|e| self.err(line, e))?;
+                Platform::parse(&expanded).map_err(|e| self.err(line, e))
+            }
+            None => Ok(self.req.platform.clone().unwrap_or_else(Platform::host)),
+        }
+    }
+
+    fn meta_vars_with_platform(&self) -> Vars {
+        let mut v = self.meta_vars();
+        let target = self.req.platform.clone().unwrap_or_else(Platform::host);
+        let host = Platform::host();
+        v.entry("TARGETPLATFORM".into()).or_insert_with(|| target.to_string());
+        v.entry("TARGETOS".into()).or_insert(target.os.clone());
+        v.entry("TARGETARCH".into()).or_insert(target.arch.clone());
+        v.entry("BUILDPLATFORM".into()).or_insert_with(|| host.to_string());
+        v.entry("BUILDOS".into()).or_insert(host.os.clone());
+        v.entry("BUILDARCH".into()).or_insert(host.arch.clone());
+        v
+    }
+
+    fn build_stage<'s>(&'s mut self, idx: usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 's>> {
+        Box::pin(async move {
+            if self.done[idx].is_some() {
+                return Ok(());
+            }
+            let def_line = self.stages[idx].line;
+            let image_raw = self.stages[idx].image.clone();
+            let platform_flag = self.stages[idx].platform.clone();
+            let image = self.lexer.word(&image_raw, &self.meta_vars_with_platform()).map_err(|e| self.err(def_line, e))?;
+            if image.is_empty() {
+                return Err(self.err(def_line, format!("FROM {image_raw}: the image name is empty after expansion")));
+            }
+            let total = self.stages[idx].instructions.len() + 1;
+            let t0 = Instant::now();
+            let platform = self.platform_for(def_line, &platform_flag)?;
+            let (mut stage, note) = if image.eq_ignore_ascii_case("scratch") {
+                (self.scratch(&platform), String::new())
+            } else if let Some(j) = self.stage_index(&image, idx) {
+                self.build_stage(j).await?;
+                (self.clone_stage(j)?, String::new())
+            } else {
+                let r = Reference::parse(&image).map_err(|e| self.err(def_line, e))?;
+                let s = self.pull(&r, &platform).await.map_err(|e| self.err(def_line, format!("FROM {image}: {e:#}")))?;
+                let n = format!("{} layer(s)", s.layers.len());
+                (s, n)
+            };
+            stage.shell = stage.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+            stage.args.clear();
+            self.report.step(&self.label(idx, 1, total), &format!("FROM {image}"), t0.elapsed(), &note);
+
+            // ONBUILD triggers of the base run first, as if written after FROM.
+            let mut instructions = Vec::new();
+            if let Some(triggers) = stage.config.config.on_build.take() {
+                for t in triggers {
+                    let ins = crate::dockerfile::parse::parse_line(&self.df.file, def_line, &t, self.df.escape)?;
+                    instructions.push(ins);
+                }
+            }
+            instructions.extend(self.stages[idx].instructions.clone());
+            for (n, ins) in instructions.iter().enumerate() {
+                let t = Instant::now();
+                let note = self.execute(idx, &mut stage, ins).await?;
+                let label = self.label(idx, (n + 2).min(total.max(n + 2)), total.max(instructions.len() + 1));
+                self.report.step(&label, &ins.text, t.elapsed(), &note);
+            }
+            self.done[idx] = Some(stage);
+            Ok(())
+        })
+    }
+
+    fn scratch(&self, p: &Platform) -> Stage {
+        let mut config = ImageConfig::scratch(&p.os, &p.arch, p.variant.as_deref());
+        config.config.env = None;
+        Stage { config, layers: vec![], rootfs: None, args: vec![], shell: vec![] }
+    }
+
+    fn clone_stage(&self, j: usize) -> Result<Stage> {
+        let s = self.done[j].as_ref().ok_or_else(|| anyhow!("stage {j} not built"))?;
+        Ok(Stage { config: s.config.clone(), layers: s.layers.clone(), rootfs: None, args: vec![], shell: s.shell.clone() })
+    }
+
+    /// Pull a manifest (selecting the platform from an index) and its config.
+    async fn pull(&self, r: &Reference, platform: &Platform) -> Result<Stage> {
+        let spinner = self.report.spinner(&format!("resolving {r}"));
+        let (bytes, ct, digest) = self.client.get_manifest(r).await?;
+        let mt = manifest::declared_media_type(&bytes, &ct);
+        let (bytes, mt) = if manifest::is_index(&mt) {
+            let index: oci_spec::image::ImageIndex = serde_json::from_slice(&bytes).context("invalid image index")?;
+            let d = manifest::select(&index, platform).ok_or_else(|| {
+                anyhow!("{r} has no image for {platform} (it has: {})", manifest::platforms(&index).join(", "))
+            })?;
+            let child = r.with_digest(&d.digest().to_string());
+            let (b, ct, _) = self.client.get_manifest(&child).await?;
+            let mt = manifest::declared_media_type(&b, &ct);
+            (b, mt)
+        } else {
+            tracing::debug!("{r} is a single manifest {digest}");
+            (bytes, mt)
+        };
+        if !manifest::is_manifest(&mt) {
+            bail!("{r}: unsupported manifest type {mt:?} (kiln reads OCI and Docker v2 schema 2 images)");
+        }
+        let m: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes).context("invalid image manifest")?;
+        let cdigest = m.config().digest().to_string();
+        let cpath = self.client.fetch_blob(r, &cdigest, &self.store).await?;
+        let config: ImageConfig = serde_json::from_slice(&std::fs::read(&cpath)?).with_context(|| format!("{r}: invalid image config"))?;
+        if config.rootfs.diff_ids.len() != m.layers().len() {
+            bail!("{r}: manifest lists {} layers but its config {} diffIDs", m.layers().len(), config.rootfs.diff_ids.len());
+        }
+        if config.os != platform.os || config.architecture != platform.arch {
+            self.report.warn(&format!("{r} is {}/{}, not the requested {platform}", config.os, config.architecture));
+        }
+        let layers = m
+            .layers()
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(l, diff_id)| Layer {
+                desc: LayerDesc { digest: l.digest().to_string(), size: l.size(), media_type: l.media_type().to_string(), diff_id: diff_id.clone() },
+                origin: Some(r.clone()),
+            })
+            .collect();
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        Ok(Stage { config, layers, rootfs: None, args: vec![], shell: vec![] })
+    }
+
+    /// The layer's blob on local disk, downloading it if needed.
+    async fn blob(&self, l: &Layer) -> Result<PathBuf> {
+        if self.store.has(&l.desc.digest) {
+            return Ok(self.store.blob_path(&l.desc.digest)?);
+        }
+        let origin = l.origin.as_ref().ok_or_else(|| anyhow!("layer {} is missing from the local store", l.desc.digest))?;
+        Ok(self.client.fetch_blob(origin, &l.desc.digest, &self.store).await?)
+    }
+
+    /// Bring the stage's rootfs up to date with its layers.
+    async fn materialize(&mut self, stage: &mut Stage) -> Result<()> {
+        if stage.rootfs.is_none() {
+            self.rootfs_seq += 1;
+            let dir = self.work.join(format!("rootfs-{}", self.rootfs_seq));
+            stage.rootfs = Some(Rootfs::create(&dir)?);
+        }
+        let applied = stage.rootfs.as_ref().map(|r| r.applied).unwrap_or(0);
+        for l in stage.layers[applied..].to_vec() {
+            let path = self.blob(&l).await?;
+            let mut rootfs = stage.rootfs.take().ok_or_else(|| anyhow!("rootfs vanished"))?;
+            let rootfs = tokio::task::spawn_blocking(move || rootfs.apply(&path).map(|_| rootfs))
+                .await?
+                .with_context(|| format!("cannot extract layer {}", l.desc.digest))?;
+            stage.rootfs = Some(rootfs);
+        }
+        Ok(())
+    }
+
+    fn history(&self, stage: &mut Stage, created_by: &str, empty: bool) {
+        stage.config.history.push(History {
+            created: Some(self.now.clone()),
+            created_by: Some(created_by.to_string()),
+            comment: Some("kiln".into()),
+            empty_layer: empty,
+            ..Default::default()
+        });
+    }
+
+    fn word(&self, line: usize, s: &str, vars: &Vars) -> Result<String> {
+        self.lexer.word(s, vars).map_err(|e| self.err(line, e))
+    }
+
+    fn kv_pairs(&self, line: usize, kvs: &[KeyValue], vars: &Vars) -> Result<Vec<(String, String)>> {
+        kvs.iter()
+            .map(|kv| Ok((self.word(line, &kv.key, vars)?, self.word(line, kv.value.as_deref().unwrap_or(""), vars)?)))
+            .collect()
+    }
+
+    fn form_to_vec(&self, stage: &Stage, f: &Form) -> Vec<String> {
+        match f {
+            Form::Exec(v) => v.clone(),
+            Form::Shell(s) => {
+                let mut v = stage.shell.clone();
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    /// Execute one instruction; returns a note for the step line.
+    async fn execute(&mut self, idx: usize, stage: &mut Stage, ins: &Instruction) -> Result<String> {
+        let line = ins.line;
+        let vars = stage.vars();
+        let cfg = &mut stage.config.config;
+        match &ins.command {
+            Command::From { .. } => return Err(self.err(line, "FROM inside a stage")),
+            Command::Arg(kvs) => {
+                for kv in kvs {
+                    let default = match &kv.value {
+                        Some(v) => Some(self.word(line, v, &stage.vars())?),
+                        None => None,
+                    };
+                    // A re-declared meta ARG takes the global value as its default.
+                    let meta = self.meta_args.iter().rev().find(|(k, _)| *k == kv.key).and_then(|(_, v)| v.clone());
+                    let value = self.build_arg(&kv.key).or(default).or(meta);
+                    if self.build_arg(&kv.key).is_some() {
+                        self.used_args.insert(kv.key.clone());
+                    }
+                    stage.args.retain(|(k, _)| *k != kv.key);
+                    if let Some(v) = value {
+                        stage.args.push((kv.key.clone(), v));
+                    } else if let Some(v) = self.meta_vars_with_platform().get(&kv.key).filter(|_| kv.key.starts_with("TARGET") || kv.key.starts_with("BUILD")) {
+                        stage.args.push((kv.key.clone(), v.clone()));
+                    }
+                }
+                return Ok(String::new());
+            }
+            Command::Env(kvs) => {
+                let pairs = self.kv_pairs(line, kvs, &vars)?;
+                let mut text = Vec::new();
+                for (k, v) in pairs {
+                    stage.config.set_env(&k, &v);
+                    text.push(format!("{k}={v}"));
+                }
+                self.history(stage, &format!("ENV {}", text.join(" ")), true);
+            }
+            Command::Label(kvs) => {
+                let pairs = self.kv_pairs(line, kvs, &vars)?;
+                let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
+                for (k, v) in &pairs {
+                    labels.insert(k.clone(), v.clone());
+                }
+                self.history(stage, &ins.text, true);
+            }
+            Command::Workdir(p) => {
+                let p = self.word(line, p, &vars)?;
+                let joined = if p.starts_with('/') {
+                    p
+                } else {
+                    format!("{}/{}", cfg.working_dir.as_deref().unwrap_or("/"), p)
+                };
+                let clean = format!("/{}", crate::fs::resolve::components(&joined).join("/"));
+                cfg.working_dir = Some(clean.clone());
+                self.history(stage, &format!("WORKDIR {clean}"), true);
+            }
+            Command::User(u) => {
+                let u = self.word(line, u, &vars)?;
+                if u.is_empty() {
+                    return Err(self.err(line, "USER is empty after expansion"));
+                }
+                cfg.user = Some(u.clone());
+                self.history(stage, &format!("USER {u}"), true);
+            }
+            Command::Expose(ports) => {
+                let map = cfg.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in ports {
+                    for w in self.lexer.words(p, &vars).map_err(|e| self.err(line, e))? {
+                        let (port, proto) = w.split_once('/').unwrap_or((&w, "tcp"));
+                        let valid = port.split('-').all(|n| n.parse::<u16>().is_ok()) && matches!(proto.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp");
+                        if !valid {
+                            return Err(self.err(line, format!("EXPOSE: invalid port {w:?} (use PORT[/tcp|udp|sctp])")));
+                        }
+                        map.insert(format!("{port}/{}", proto.to_ascii_lowercase()), serde_json::json!({}));
+                    }
+                }
+                self.history(stage, &ins.text, true);
+            }
+            Command::Volume(f) => {
+                let paths = match f {
+                    Form::Exec(v) => v.iter().map(|p| self.word(line, p, &vars)).collect::<Result<Vec<_>>>()?,
+                    Form::Shell(s) => self.lexer.words(s, &vars).map_err(|e| self.err(line, e))?,
+                };
+                let map = cfg.volumes.get_or_insert_with(BTreeMap::new);
+                for p in paths {
+                    if p.is_empty() {
+                        return Err(self.err(line, "VOLUME: empty path"));
+                    }
+                    map.insert(p, serde_json::json!({}));
+                }
+                self.history(stage, &ins.text, true);
+            }
+            Command::StopSignal(s) => {
+                let s = self.word(line, s, &vars)?;
+                let ok = s.parse::<u32>().is_ok() || s.to_ascii_uppercase().starts_with("SIG") || s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+');
+                if !ok || s.is_empty() {
+                    return Err(self.err(line, format!("STOPSIGNAL: invalid signal {s:?}")));
+                }
+                cfg.stop_signal = Some(s);
+                self.history(stage, &ins.text, true);
+            }
+            Command::Healthcheck(h) => {
+                let hc = self.healthcheck(line, stage, h)?;
+                stage.config.config.healthcheck = Some(hc);
+                self.history(stage, &ins.text, true);
+            }
+            Command::Shell(v) => {
+                cfg.shell = Some(v.clone());
+                stage.shell = v.clone();
+                self.history(stage, &ins.text, true);
+            }
+            Command::Cmd(f) => {
+                let v = self.form_to_vec(stage, f);
+                stage.config.config.cmd = Some(v);
+                self.history(stage, &ins.text, true);
+            }
+            Command::Entrypoint(f) => {
+                let v = self.form_to_vec(stage, f);
+                stage.config.config.entrypoint = Some(v);
+                // Docker: a new ENTRYPOINT drops a CMD inherited from the base.
+                if !stage_sets_cmd_before(&self.stages[idx].instructions, line) {
+                    stage.config.config.cmd = None;
+                }
+                self.history(stage, &ins.text, true);
+            }
+            Command::Onbuild(t) => {
+                cfg.on_build.get_or_insert_with(Vec::new).push(t.clone());
+                self.history(stage, &ins.text, true);
+            }
+            Command::Maintainer(m) => {
+                stage.config.author = Some(m.clone());
+                self.history(stage, &ins.text, true);
+            }
+            Command::Run { .. } => {
+                return Err(self.err(line, "RUN is not supported yet: this kiln version builds COPY/ADD-only images (RUN support is on the way)"));
+            }
+            Command::Copy(c) => return self.copy(idx, stage, ins, c, false).await,
+            Command::Add(c) => return self.copy(idx, stage, ins, c, true).await,
+        }
+        Ok(String::new())
+    }
+
+    fn healthcheck(&self, line: usize, stage: &Stage, h: &HealthcheckArgs) -> Result<Healthcheck> {
+        let Some(cmd) = &h.cmd else {
+            return Ok(Healthcheck { test: Some(vec!["NONE".into()]), ..Default::default() });
+        };
+        let dur = |name: &str, v: &Option<String>| -> Result<Option<u64>> {
+            match v {
+                None => Ok(None),
+                Some(s) => parse_duration(s).map(Some).ok_or_else(|| self.err(line, format!("HEALTHCHECK --{name}: invalid duration {s:?} (e.g. 30s, 1m30s)"))),
+            }
+        };
+        let test = match cmd {
+            Form::Exec(v) => {
+                let mut t = vec!["CMD".to_string()];
+                t.extend(v.iter().cloned());
+                t
+            }
+            Form::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+        };
+        let _ = stage;
+        Ok(Healthcheck {
+            test: Some(test),
+            interval: dur("interval", &h.interval)?,
+            timeout: dur("timeout", &h.timeout)?,
+            start_period: dur("start-period", &h.start_period)?,
+            start_interval: dur("start-interval", &h.start_interval)?,
+            retries: match &h.retries {
+                None => None,
+                Some(r) => Some(r.parse().map_err(|_| self.err(line, format!("HEALTHCHECK --retries: {r:?} is not a number")))?),
+            },
+        })
+    }
+
+    async fn copy(&mut self, idx: usize, stage: &mut Stage, ins: &Instruction, c: &CopyArgs, is_add: bool) -> Result<String> {
+        let line = ins.line;
+        let kw = if is_add { "ADD" } else { "COPY" };
+        let vars = stage.vars();
+        let mut words = match &c.args {
+            Form::Exec(v) => v.iter().map(|w| self.word(line, w, &vars)).collect::<Result<Vec<_>>>()?,
+            Form::Shell(s) => self.lexer.words(s, &vars).map_err(|e| self.err(line, e))?,
+        };
+        let heredoc_names: Vec<String> = c.heredocs.iter().map(|h| h.name.clone()).collect();
+        words.retain(|w| {
+            let n = w.trim_start_matches("<<").trim_start_matches('-').trim_matches(['"', '\'']);
+            !(w.starts_with("<<") && heredoc_names.iter().any(|h| h == n))
+        });
+        let dest_raw = words.pop().ok_or_else(|| self.err(line, format!("{kw} needs a destination")))?;
+        let sources = words;
+        for s in &sources {
+            if s.contains("://") || s.starts_with("git@") {
+                return Err(self.err(line, format!("{kw} from a URL or git repository is not supported yet: {s}")));
+            }
+        }
+        let heredocs = c
+            .heredocs
+            .iter()
+            .map(|h| {
+                // An unquoted delimiter expands variables in the body, as inside double quotes.
+                let content = if h.expand { self.word(line, &format!("\"{}\"", h.content.replace('"', "\\\"")), &vars) } else { Ok(h.content.clone()) };
+                content.map(|content| (h.name.clone(), content))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            let wd = stage.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+            let sep = if wd.ends_with('/') { "" } else { "/" };
+            format!("{wd}{sep}{dest_raw}")
+        };
+        let chmod = match &c.chmod {
+            None => None,
+            Some(m) => Some(u32::from_str_radix(&self.word(line, m, &vars)?, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| self.err(line, format!("{kw} --chmod={m}: use an octal mode such as 0755")))?),
+        };
+
+        self.materialize(stage).await?;
+        let chown = match &c.chown {
+            None => None,
+            Some(spec) => Some(self.resolve_owner(line, stage, &self.word(line, spec, &vars)?)?),
+        };
+        let from_stage = match &c.from {
+            None => None,
+            Some(f) => {
+                let name = self.word(line, f, &vars)?;
+                Some(self.copy_source(idx, line, &name).await?)
+            }
+        };
+        let spec = copy::CopySpec {
+            sources,
+            heredocs,
+            dest,
+            chown,
+            chmod,
+            is_add,
+            clamp_mtime: self.req.source_date_epoch,
+            default_mtime: self.now_secs,
+        };
+        let store = self.store.clone();
+        let level = self.req.compression_level;
+        let context = self.req.context.clone();
+        let ignore = std::mem::take(&mut self.ignore);
+        let dst = stage.rootfs.take().ok_or_else(|| anyhow!("rootfs missing"))?;
+        let src_rootfs = match &from_stage {
+            Some(key) => Some(self.take_source_rootfs(key)?),
+            None => None,
+        };
+        let res = tokio::task::spawn_blocking(move || {
+            let src = match &src_rootfs {
+                Some(r) => copy::Source::Rootfs(r),
+                None => copy::Source::Context { dir: &context, ignore: &ignore },
+            };
+            let out = copy::copy_layer(&store, level, &src, &spec, &dst);
+            (out, dst, src_rootfs, ignore)
+        })
+        .await?;
+        let (out, dst, src_rootfs, ignore) = res;
+        self.ignore = ignore;
+        stage.rootfs = Some(dst);
+        if let (Some(key), Some(r)) = (&from_stage, src_rootfs) {
+            self.put_source_rootfs(key, r);
+        }
+        let built = out.map_err(|e| self.err(line, e))?;
+        let layer = Layer {
+            desc: LayerDesc { digest: built.digest.clone(), size: built.size, media_type: built.media_type.clone(), diff_id: built.diff_id.clone() },
+            origin: None,
+        };
+        stage.config.rootfs.diff_ids.push(built.diff_id.clone());
+        stage.layers.push(layer);
+        self.history(stage, &ins.text, false);
+        // Keep the rootfs in step for later steps of this stage.
+        self.materialize(stage).await?;
+        Ok(crate::report::human_bytes(built.size))
+    }
+
+    /// `--chown=user[:group]`, names resolved in the stage's /etc/passwd and /etc/group.
+    fn resolve_owner(&self, line: usize, stage: &Stage, spec: &str) -> Result<(u32, u32)> {
+        let rootfs = stage.rootfs.as_ref().ok_or_else(|| anyhow!("rootfs missing"))?;
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let (uid, primary) = match user.parse::<u32>() {
+            Ok(n) => (n, rootfs.primary_gid(n).unwrap_or(n)),
+            Err(_) => rootfs.lookup_user(user).ok_or_else(|| self.err(line, format!("--chown: no user {user:?} in the stage's /etc/passwd")))?,
+        };
+        let gid = match group {
+            None => if user.parse::<u32>().is_ok() { uid } else { primary },
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => rootfs.lookup_group(g).ok_or_else(|| self.err(line, format!("--chown: no group {g:?} in the stage's /etc/group")))?,
+            },
+        };
+        Ok((uid, gid))
+    }
+
+    /// Prepare the rootfs a `COPY --from=name` reads: a stage, or an image.
+    async fn copy_source(&mut self, idx: usize, line: usize, name: &str) -> Result<SourceKey> {
+        if let Some(j) = self.stage_index(name, idx) {
+            self.build_stage(j).await?;
+            let mut s = self.done[j].take().ok_or_else(|| anyhow!("stage {j} missing"))?;
+            let r = self.materialize(&mut s).await;
+            self.done[j] = Some(s);
+            r?;
+            return Ok(SourceKey::Stage(j));
+        }
+        if let Ok(n) = name.parse::<usize>() {
+            return Err(self.err(line, format!("--from={n}: there is no earlier stage with index {n}")));
+        }
+        if self.stages.iter().any(|s| s.name.as_deref() == Some(&name.to_ascii_lowercase())) {
+            return Err(self.err(line, format!("--from={name}: stage {name:?} is defined after this one")));
+        }
+        if !self.images.contains_key(name) {
+            let r = Reference::parse(name).map_err(|_| self.err(line, format!("--from={name}: no stage has that name, and it is not an image reference")))?;
+            let platform = self.req.platform.clone().unwrap_or_else(Platform::host);
+            let mut s = self.pull(&r, &platform).await.map_err(|e| self.err(line, format!("--from={name}: no stage has that name, and pulling it as an image failed: {e:#}")))?;
+            self.materialize(&mut s).await?;
+            self.images.insert(name.to_string(), s);
+        }
+        Ok(SourceKey::Image(name.to_string()))
+    }
+
+    fn take_source_rootfs(&mut self, key: &SourceKey) -> Result<Rootfs> {
+        let s = match key {
+            SourceKey::Stage(j) => self.done[*j].as_mut(),
+            SourceKey::Image(n) => self.images.get_mut(n),
+        };
+        s.and_then(|s| s.rootfs.take()).ok_or_else(|| anyhow!("source rootfs missing"))
+    }
+
+    fn put_source_rootfs(&mut self, key: &SourceKey, r: Rootfs) {
+        let s = match key {
+            SourceKey::Stage(j) => self.done[*j].as_mut(),
+            SourceKey::Image(n) => self.images.get_mut(n),
+        };
+        if let Some(s) = s {
+            s.rootfs = Some(r);
+        }
+    }
+
+    /// Final config, manifest, sinks.
+    async fn finish(&mut self, mut stage: Stage) -> Result<Outcome> {
+        if !self.req.labels.is_empty() {
+            let labels = stage.config.config.labels.get_or_insert_with(BTreeMap::new);
+            for (k, v) in &self.req.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        stage.config.created = Some(self.now.clone());
+        let layers: Vec<LayerDesc> = stage.layers.iter().map(|l| l.desc.clone()).collect();
+        let out = sink::Assembled::new(&self.store, &stage.config, &layers)?;
+        let mut pushed = Vec::new();
+        let needs_local = self.req.tar_path.is_some() || self.req.oci_layout_path.is_some();
+        if needs_local {
+            for l in &stage.layers {
+                self.blob(l).await?;
+            }
+            let local = out.local(&self.store)?;
+            if let Some(p) = &self.req.oci_layout_path {
+                let t = Instant::now();
+                let tag = self.req.destinations.first().and_then(|d| d.tag.clone()).unwrap_or_else(|| "latest".into());
+                crate::image::layout::write(p, &local, &tag)?;
+                self.report.step("output", &format!("OCI layout {}:{tag}", p.display()), t.elapsed(), "");
+            }
+            if let Some(p) = &self.req.tar_path {
+                let t = Instant::now();
+                let tags: Vec<String> = self.req.destinations.iter().filter(|d| d.tag.is_some()).map(|d| d.to_string()).collect();
+                crate::image::archive::write(p, &local, &tags)?;
+                self.report.step("output", &format!("docker-archive {}", p.display()), t.elapsed(), "");
+            }
+        }
+        if !self.req.no_push {
+            for dest in &self.req.destinations {
+                let t = Instant::now();
+                let origins: Vec<(LayerDesc, Option<Reference>)> = stage.layers.iter().map(|l| (l.desc.clone(), l.origin.clone())).collect();
+                sink::push(&self.client, &self.store, dest, &out, &origins).await?;
+                self.report.step("push", &format!("{dest}"), t.elapsed(), "");
+                pushed.push(format!("{}@{}", dest.name(), out.manifest_digest));
+            }
+        }
+        let size = out.manifest.len() as u64 + out.config.len() as u64 + layers.iter().map(|l| l.size).sum::<u64>();
+        if let Some(p) = &self.req.digest_file {
+            crate::image::layout::write_atomic(p, out.manifest_digest.as_bytes()).with_context(|| format!("cannot write --digest-file {}", p.display()))?;
+        }
+        if let Some(p) = &self.req.image_name_with_digest_file {
+            let lines: Vec<String> = self.req.destinations.iter().map(|d| format!("{}@{}", d.name(), out.manifest_digest)).collect();
+            crate::image::layout::write_atomic(p, format!("{}\n", lines.join("\n")).as_bytes()).with_context(|| format!("cannot write --image-name-with-digest-file {}", p.display()))?;
+        }
+        Ok(Outcome { digest: out.manifest_digest.clone(), size, layers: layers.len(), pushed })
+    }
+}
+
+enum SourceKey {
+    Stage(usize),
+    Image(String),
+}
+
+fn stage_sets_cmd_before(instructions: &[Instruction], line: usize) -> bool {
+    instructions.iter().any(|i| i.line < line && matches!(i.command, Command::Cmd(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("30s"), Some(30_000_000_000));
+        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration("500ms"), Some(500_000_000));
+        assert_eq!(parse_duration("0"), Some(0));
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}

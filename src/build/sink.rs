@@ -1,0 +1,103 @@
+//! The end of a build: the config and manifest blobs, and the push to registries
+//! (HEAD first, cross-repository mount when the blob lives in another repository of
+//! the same registry, upload otherwise; the manifest goes last).
+
+use crate::digest::sha256_bytes;
+use crate::image::manifest::{build_manifest, LayerDesc, OCI_CONFIG, OCI_MANIFEST};
+use crate::image::{BlobFile, ImageConfig, LocalImage, Reference};
+use crate::registry::Client;
+use crate::store::Store;
+use anyhow::{anyhow, Result};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+/// Concurrent blob uploads per push.
+const PUSH_CONCURRENCY: usize = 3;
+
+pub struct Assembled {
+    pub config: Vec<u8>,
+    pub config_digest: String,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: String,
+    pub layers: Vec<LayerDesc>,
+}
+
+impl Assembled {
+    pub fn new(store: &Store, config: &ImageConfig, layers: &[LayerDesc]) -> Result<Assembled> {
+        let cbytes = config.to_bytes();
+        let config_digest = store.put_bytes(&cbytes)?;
+        let manifest = build_manifest(&config_digest, cbytes.len() as u64, layers).map_err(|e| anyhow!(e))?;
+        let manifest_digest = store.put_bytes(&manifest)?;
+        Ok(Assembled { config: cbytes, config_digest, manifest, manifest_digest, layers: layers.to_vec() })
+    }
+
+    /// As a [`LocalImage`]; every layer blob must already be in `store`.
+    pub fn local(&self, store: &Store) -> Result<LocalImage> {
+        Ok(LocalImage {
+            manifest: self.manifest.clone(),
+            manifest_digest: self.manifest_digest.clone(),
+            manifest_media_type: OCI_MANIFEST.into(),
+            config: BlobFile {
+                digest: self.config_digest.clone(),
+                size: self.config.len() as u64,
+                media_type: OCI_CONFIG.into(),
+                path: store.blob_path(&self.config_digest)?,
+            },
+            layers: self
+                .layers
+                .iter()
+                .map(|l| Ok(BlobFile { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone(), path: store.blob_path(&l.digest)? }))
+                .collect::<Result<_>>()?,
+            diff_ids: self.layers.iter().map(|l| l.diff_id.clone()).collect(),
+        })
+    }
+}
+
+/// Make one blob present in `dest`: skip, mount, or upload (fetching it from its
+/// origin first if it is not local).
+async fn ensure_blob(client: &Client, store: &Store, dest: &Reference, digest: &str, size: u64, origin: Option<&Reference>) -> Result<()> {
+    if client.blob_exists(dest, digest).await? {
+        client.counters.blobs_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(());
+    }
+    if let Some(o) = origin {
+        if o.registry == dest.registry && o.repository != dest.repository && client.mount_blob(dest, digest, &o.repository).await? {
+            return Ok(());
+        }
+    }
+    let path = if store.has(digest) {
+        store.blob_path(digest)?
+    } else {
+        let o = origin.ok_or_else(|| anyhow!("blob {digest} is neither local nor fetchable"))?;
+        client.fetch_blob(o, digest, store).await?
+    };
+    client.push_blob(dest, digest, size, &path).await?;
+    Ok(())
+}
+
+/// Push a built image: layers (concurrently), config, then the manifest.
+pub async fn push(client: &Client, store: &Store, dest: &Reference, out: &Assembled, layers: &[(LayerDesc, Option<Reference>)]) -> Result<()> {
+    stream::iter(layers.iter().map(|(l, origin)| ensure_blob(client, store, dest, &l.digest, l.size, origin.as_ref())))
+        .buffer_unordered(PUSH_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    ensure_blob(client, store, dest, &out.config_digest, out.config.len() as u64, None).await?;
+    let reference = dest.tag.clone().unwrap_or_else(|| out.manifest_digest.clone());
+    client.put_manifest(dest, &reference, &out.manifest, OCI_MANIFEST).await?;
+    Ok(())
+}
+
+/// Push blobs from files, then child manifests by digest, then the top manifest
+/// under the destination's tag (or its digest). Used by `kiln push`.
+pub async fn push_files(client: &Client, dest: &Reference, blobs: &[BlobFile], children: &[(String, String, Vec<u8>)], top: &[u8], top_media_type: &str) -> Result<String> {
+    stream::iter(blobs.iter().map(|b| async move { client.push_blob(dest, &b.digest, b.size, &b.path).await }))
+        .buffer_unordered(PUSH_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    for (digest, mt, bytes) in children {
+        client.put_manifest(dest, digest, bytes, mt).await?;
+    }
+    let digest = sha256_bytes(top);
+    let reference = dest.tag.clone().unwrap_or_else(|| digest.clone());
+    client.put_manifest(dest, &reference, top, top_media_type).await?;
+    Ok(digest)
+}

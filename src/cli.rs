@@ -1,0 +1,160 @@
+//! Command-line flags and environment → request structs. No build logic here.
+//! Flag names follow kaniko's executor where kaniko has the same option.
+
+use crate::build::BuildRequest;
+use crate::image::{Platform, Reference};
+use crate::registry;
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about = "Build OCI images from Dockerfiles without a daemon or privileges")]
+pub struct Cli {
+    /// More detail (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Build an image from a Dockerfile and push it and/or write it to disk.
+    Build(BuildArgs),
+    /// Push an OCI layout directory or a docker-archive tarball to a registry.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry (host[:port]) to reach over plain HTTP. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build context directory (kaniko's `dir://` prefix is accepted).
+    #[arg(short = 'c', long, default_value = ".")]
+    pub context: String,
+    /// Dockerfile path (relative to the current directory, else to the context).
+    #[arg(short = 'f', long, default_value = "Dockerfile")]
+    pub dockerfile: PathBuf,
+    /// Image reference to push to. Repeatable.
+    #[arg(short = 'd', long)]
+    pub destination: Vec<String>,
+    /// Build argument KEY=VALUE; a bare KEY takes its value from the environment. Repeatable.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_arg: Vec<String>,
+    /// Stage to build (default: the last one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Label KEY=VALUE added to the image. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Build (and write local outputs) but push nothing.
+    #[arg(long)]
+    pub no_push: bool,
+    /// Write a docker-archive tarball (docker load, podman load, skopeo).
+    #[arg(long, value_name = "FILE")]
+    pub tar_path: Option<PathBuf>,
+    /// Write an OCI image layout directory (skopeo, umoci).
+    #[arg(long, value_name = "DIR")]
+    pub oci_layout_path: Option<PathBuf>,
+    /// Write the image digest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+    /// Write `name@digest` for each destination to this file.
+    #[arg(long, value_name = "FILE")]
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// Byte-identical output for identical inputs: timestamps from SOURCE_DATE_EPOCH, or 0.
+    #[arg(long)]
+    pub reproducible: bool,
+    /// Target platform os/arch[/variant] (default: the host's).
+    #[arg(long, alias = "custom-platform", value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// gzip level for new layers (0-9).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compression_level: u32,
+    /// Where kiln keeps its temporary work (default: the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// OCI layout directory (`DIR` or `DIR:TAG`, optionally prefixed `oci:`) or
+    /// docker-archive tarball (optionally prefixed `docker-archive:`).
+    pub source: String,
+    /// Destination image reference.
+    pub destination: String,
+    /// Write the pushed digest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn split_kv(s: &str, what: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("{what} {s:?}: expected KEY=VALUE"),
+    }
+}
+
+impl RegistryArgs {
+    pub fn options(&self) -> registry::Options {
+        registry::Options { insecure: self.insecure_registry.clone() }
+    }
+}
+
+impl BuildArgs {
+    pub fn request(&self) -> Result<BuildRequest> {
+        let context = PathBuf::from(self.context.strip_prefix("dir://").unwrap_or(&self.context));
+        let destinations = self
+            .destination
+            .iter()
+            .map(|d| Reference::parse(d).with_context(|| "in --destination".to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        if destinations.is_empty() && self.tar_path.is_none() && self.oci_layout_path.is_none() && !self.no_push {
+            bail!("nothing to do: give --destination to push, or --tar-path / --oci-layout-path to write the image locally");
+        }
+        let build_args = self
+            .build_arg
+            .iter()
+            .filter_map(|a| match a.split_once('=') {
+                Some((k, v)) => Some((k.to_string(), v.to_string())),
+                // A bare KEY takes its value from the environment; unset means not given.
+                None => std::env::var(a).ok().map(|v| (a.clone(), v)),
+            })
+            .collect();
+        let labels = self.label.iter().map(|l| split_kv(l, "--label")).collect::<Result<Vec<_>>>()?;
+        let sde = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?),
+            _ => None,
+        };
+        let source_date_epoch = sde.or(if self.reproducible { Some(0) } else { None });
+        let platform = self.platform.as_deref().map(Platform::parse).transpose().map_err(anyhow::Error::msg)?;
+        Ok(BuildRequest {
+            context,
+            dockerfile: self.dockerfile.clone(),
+            destinations,
+            build_args,
+            target: self.target.clone(),
+            labels,
+            no_push: self.no_push,
+            tar_path: self.tar_path.clone(),
+            oci_layout_path: self.oci_layout_path.clone(),
+            digest_file: self.digest_file.clone(),
+            image_name_with_digest_file: self.image_name_with_digest_file.clone(),
+            source_date_epoch,
+            platform,
+            registry: self.registry.options(),
+            work_dir: self.work_dir.clone(),
+            compression_level: self.compression_level,
+        })
+    }
+}
