@@ -9,7 +9,11 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about = "Build OCI images from Dockerfiles without a daemon or privileges")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Build OCI images from Dockerfiles without a daemon or privileges"
+)]
 pub struct Cli {
     /// More detail (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = ArgAction::Count)]
@@ -21,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Build an image from a Dockerfile and push it and/or write it to disk.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Push an OCI layout directory or a docker-archive tarball to a registry.
     Push(PushArgs),
 }
@@ -107,7 +111,9 @@ fn split_kv(s: &str, what: &str) -> Result<(String, String)> {
 
 impl RegistryArgs {
     pub fn options(&self) -> registry::Options {
-        registry::Options { insecure: self.insecure_registry.clone() }
+        registry::Options {
+            insecure: self.insecure_registry.clone(),
+        }
     }
 }
 
@@ -119,7 +125,11 @@ impl BuildArgs {
             .iter()
             .map(|d| Reference::parse(d).with_context(|| "in --destination".to_string()))
             .collect::<Result<Vec<_>>>()?;
-        if destinations.is_empty() && self.tar_path.is_none() && self.oci_layout_path.is_none() && !self.no_push {
+        if destinations.is_empty()
+            && self.tar_path.is_none()
+            && self.oci_layout_path.is_none()
+            && !self.no_push
+        {
             bail!("nothing to do: give --destination to push, or --tar-path / --oci-layout-path to write the image locally");
         }
         let build_args = self
@@ -131,13 +141,26 @@ impl BuildArgs {
                 None => std::env::var(a).ok().map(|v| (a.clone(), v)),
             })
             .collect();
-        let labels = self.label.iter().map(|l| split_kv(l, "--label")).collect::<Result<Vec<_>>>()?;
+        let labels = self
+            .label
+            .iter()
+            .map(|l| split_kv(l, "--label"))
+            .collect::<Result<Vec<_>>>()?;
         let sde = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?),
+            Ok(v) if !v.trim().is_empty() => {
+                Some(v.trim().parse::<u64>().with_context(|| {
+                    format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
+                })?)
+            }
             _ => None,
         };
         let source_date_epoch = sde.or(if self.reproducible { Some(0) } else { None });
-        let platform = self.platform.as_deref().map(Platform::parse).transpose().map_err(anyhow::Error::msg)?;
+        let platform = self
+            .platform
+            .as_deref()
+            .map(Platform::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         Ok(BuildRequest {
             context,
             dockerfile: self.dockerfile.clone(),

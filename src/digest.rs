@@ -12,8 +12,16 @@ pub fn sha256_bytes(data: &[u8]) -> String {
 /// Check that `d` is `sha256:<64 lowercase hex>` and return the hex part.
 pub fn hex_of(d: &str) -> Result<&str, String> {
     match d.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => Ok(h),
-        _ => Err(format!("invalid or unsupported digest {d:?} (kiln handles sha256)")),
+        Some(h)
+            if h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(h)
+        }
+        _ => Err(format!(
+            "invalid or unsupported digest {d:?} (kiln handles sha256)"
+        )),
     }
 }
 
@@ -81,7 +89,10 @@ mod tests {
 
     #[test]
     fn digest_validation() {
-        assert!(hex_of("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a").is_ok());
+        assert!(
+            hex_of("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
+                .is_ok()
+        );
         assert!(hex_of("sha256:../../etc/passwd").is_err());
         assert!(hex_of("sha512:abc").is_err());
     }

@@ -3,13 +3,13 @@
 //! Data flows one way: `dockerfile` → `build` → `layer`/`fs` → `image` → `registry`/`store`.
 //! See README.md, section "Architecture".
 
-pub mod dockerfile;
+pub mod build;
+pub mod cli;
 pub mod digest;
+pub mod dockerfile;
 pub mod fs;
 pub mod image;
 pub mod layer;
-pub mod store;
 pub mod registry;
-pub mod build;
 pub mod report;
-pub mod cli;
+pub mod store;

@@ -15,9 +15,18 @@ fn main() -> ExitCode {
         1 => "kiln=debug,warn",
         _ => "kiln=trace,info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().with_target(false).init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -66,28 +75,55 @@ async fn push(args: PushArgs, report: &Reporter) -> Result<()> {
         ("oci", s)
     } else if let Some(s) = source.strip_prefix("docker-archive:") {
         ("archive", s)
-    } else if Path::new(layout::split_spec(source).0).join("index.json").is_file() {
+    } else if Path::new(layout::split_spec(source).0)
+        .join("index.json")
+        .is_file()
+    {
         ("oci", source)
     } else if Path::new(source).is_file() {
         ("archive", source)
     } else {
-        anyhow::bail!("{source}: not an OCI layout directory (no index.json) nor a docker-archive file");
+        anyhow::bail!(
+            "{source}: not an OCI layout directory (no index.json) nor a docker-archive file"
+        );
     };
     let digest = if kind == "oci" {
         let img = layout::read(spec)?;
-        push_files(&client, &dest, &img.blobs, &img.children, &img.top, &img.top_media_type).await?
+        push_files(
+            &client,
+            &dest,
+            &img.blobs,
+            &img.children,
+            &img.top,
+            &img.top_media_type,
+        )
+        .await?
     } else {
         let store = kiln::store::Store::open(work.path())?;
         let path = Path::new(spec).to_path_buf();
         let s2 = store.clone();
-        let (img, _) = tokio::task::spawn_blocking(move || kiln::image::archive::read(&path, &s2, 6, None)).await??;
+        let (img, _) =
+            tokio::task::spawn_blocking(move || kiln::image::archive::read(&path, &s2, 6, None))
+                .await??;
         let blobs: Vec<_> = img.blobs().cloned().collect();
-        push_files(&client, &dest, &blobs, &[], &img.manifest, &img.manifest_media_type).await?
+        push_files(
+            &client,
+            &dest,
+            &blobs,
+            &[],
+            &img.manifest,
+            &img.manifest_media_type,
+        )
+        .await?
     };
     if let Some(p) = &args.digest_file {
         std::fs::write(p, &digest).with_context(|| format!("cannot write {}", p.display()))?;
     }
-    report.line(&format!("pushed {}@{digest} in {:.2}s", dest.name(), report.start.elapsed().as_secs_f64()));
+    report.line(&format!(
+        "pushed {}@{digest} in {:.2}s",
+        dest.name(),
+        report.start.elapsed().as_secs_f64()
+    ));
     println!("{digest}");
     Ok(())
 }

@@ -42,7 +42,11 @@ impl Reporter {
         if text.chars().count() > 70 {
             t.push('…');
         }
-        let note = if note.is_empty() { String::new() } else { format!("  {note}") };
+        let note = if note.is_empty() {
+            String::new()
+        } else {
+            format!("  {note}")
+        };
         eprintln!("[{label}] {t:<72} {:>6.2}s{note}", took.as_secs_f64());
     }
 

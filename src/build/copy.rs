@@ -83,7 +83,9 @@ fn find_sources(src: &Source, pattern: &str, kw: &str) -> io::Result<Vec<Found>>
     };
     let cleaned = crate::dockerfile::ignore::clean(pattern.trim_start_matches('/'));
     if cleaned == ".." || cleaned.starts_with("../") {
-        return Err(user_err(format!("{kw} source {pattern:?} is outside the build context")));
+        return Err(user_err(format!(
+            "{kw} source {pattern:?} is outside the build context"
+        )));
     }
     if has_glob(&cleaned) {
         let glob = GlobBuilder::new(&cleaned)
@@ -93,20 +95,34 @@ fn find_sources(src: &Source, pattern: &str, kw: &str) -> io::Result<Vec<Found>>
             .compile_matcher();
         let mut out = Vec::new();
         let depth = cleaned.split('/').count();
-        for e in walkdir::WalkDir::new(root).min_depth(1).max_depth(depth).sort_by_file_name() {
+        for e in walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .max_depth(depth)
+            .sort_by_file_name()
+        {
             let e = e.map_err(|e| user_err(format!("reading {}: {e}", root.display())))?;
-            let rel = e.path().strip_prefix(root).unwrap_or(e.path()).to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap_or(e.path())
+                .to_string_lossy()
+                .into_owned();
             if glob.is_match(&rel) && !ignore.is_some_and(|i| i.is_ignored(&rel)) {
                 out.push(found(root, &rel, confine, kw, pattern)?);
             }
         }
         if out.is_empty() {
-            return Err(user_err(format!("{kw}: no source files match {pattern:?}{}", in_what(src))));
+            return Err(user_err(format!(
+                "{kw}: no source files match {pattern:?}{}",
+                in_what(src)
+            )));
         }
         return Ok(out);
     }
     if cleaned != "." && ignore.is_some_and(|i| i.is_ignored(&cleaned)) {
-        return Err(user_err(format!("{kw} source {pattern:?} is excluded by .dockerignore")));
+        return Err(user_err(format!(
+            "{kw} source {pattern:?} is excluded by .dockerignore"
+        )));
     }
     Ok(vec![found(root, &cleaned, confine, kw, pattern)?])
 }
@@ -122,9 +138,15 @@ fn found(root: &Path, rel: &str, confine: Confine, kw: &str, pattern: &str) -> i
     let resolved = match resolve(root, if rel == "." { "" } else { rel }, true, confine) {
         Ok(r) => r,
         Err(ResolveError::Escapes { .. }) => {
-            return Err(user_err(format!("{kw} source {pattern:?} is a symlink that leads outside the build context")))
+            return Err(user_err(format!(
+                "{kw} source {pattern:?} is a symlink that leads outside the build context"
+            )))
         }
-        Err(ResolveError::Loop(p)) => return Err(user_err(format!("{kw} source {p:?}: too many levels of symlinks"))),
+        Err(ResolveError::Loop(p)) => {
+            return Err(user_err(format!(
+                "{kw} source {p:?}: too many levels of symlinks"
+            )))
+        }
         Err(ResolveError::Io(e)) => return Err(e),
     };
     let host = crate::fs::resolve::host_path(root, &resolved);
@@ -135,11 +157,17 @@ fn found(root: &Path, rel: &str, confine: Confine, kw: &str, pattern: &str) -> i
             e
         }
     })?;
-    Ok(Found { host, rel: resolved, md })
+    Ok(Found {
+        host,
+        rel: resolved,
+        md,
+    })
 }
 
 fn is_archive(path: &Path) -> bool {
-    let Ok(f) = fs::File::open(path) else { return false };
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
     let mut r = io::BufReader::new(f);
     let head = match r.fill_buf() {
         Ok(b) => b.to_vec(),
@@ -154,7 +182,13 @@ fn is_archive(path: &Path) -> bool {
 }
 
 /// Build the layer for one COPY/ADD into the stage whose rootfs is `dst`.
-pub fn copy_layer(store: &Store, level: u32, src: &Source, spec: &CopySpec, dst: &Rootfs) -> io::Result<BuiltLayer> {
+pub fn copy_layer(
+    store: &Store,
+    level: u32,
+    src: &Source,
+    spec: &CopySpec,
+    dst: &Rootfs,
+) -> io::Result<BuiltLayer> {
     let kw = if spec.is_add { "ADD" } else { "COPY" };
     let mut found = Vec::new();
     let mut globbed = false;
@@ -163,7 +197,8 @@ pub fn copy_layer(store: &Store, level: u32, src: &Source, spec: &CopySpec, dst:
         found.extend(find_sources(src, s, kw)?);
     }
     let many = found.len() + spec.heredocs.len() > 1 || globbed;
-    let dest_is_dir_syntax = spec.dest.ends_with('/') || spec.dest.ends_with("/.") || spec.dest == "/";
+    let dest_is_dir_syntax =
+        spec.dest.ends_with('/') || spec.dest.ends_with("/.") || spec.dest == "/";
     let dest_rel = dst.resolve(&spec.dest, true)?;
     let dest_exists_dir = dst.stat(&dest_rel).is_some_and(|(md, _)| md.is_dir());
     let into_dir = dest_is_dir_syntax || dest_exists_dir || found.iter().any(|f| f.md.is_dir());
@@ -184,27 +219,67 @@ pub fn copy_layer(store: &Store, level: u32, src: &Source, spec: &CopySpec, dst:
         gid: owner.1,
         mtime: mtime(md.mtime()),
     };
-    let join = |dir: &str, name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+    let join = |dir: &str, name: &str| {
+        if dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{dir}/{name}")
+        }
+    };
 
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
     let mut archives: Vec<(PathBuf, String)> = Vec::new();
     for f in &found {
-        let base = Path::new(&f.rel).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = Path::new(&f.rel)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if f.md.is_dir() {
             walk_dir(src, f, &dest_rel, &meta_of, &mut items)?;
         } else if spec.is_add && is_archive(&f.host) {
             archives.push((f.host.clone(), dest_rel.clone()));
         } else if f.md.is_file() {
-            let target = if into_dir { join(&dest_rel, &base) } else { dest_rel.clone() };
-            items.insert(target, Item { content: Content::File { path: f.host.clone(), size: f.md.len() }, meta: meta_of(&f.md) });
+            let target = if into_dir {
+                join(&dest_rel, &base)
+            } else {
+                dest_rel.clone()
+            };
+            items.insert(
+                target,
+                Item {
+                    content: Content::File {
+                        path: f.host.clone(),
+                        size: f.md.len(),
+                    },
+                    meta: meta_of(&f.md),
+                },
+            );
         } else {
-            return Err(user_err(format!("{kw} source {:?} is not a regular file or directory", f.rel)));
+            return Err(user_err(format!(
+                "{kw} source {:?} is not a regular file or directory",
+                f.rel
+            )));
         }
     }
     for (name, content) in &spec.heredocs {
-        let target = if into_dir { join(&dest_rel, name) } else { dest_rel.clone() };
-        let meta = Meta { mode: spec.chmod.unwrap_or(0o644), uid: owner.0, gid: owner.1, mtime: spec.default_mtime };
-        items.insert(target, Item { content: Content::Inline(content.clone().into_bytes()), meta });
+        let target = if into_dir {
+            join(&dest_rel, name)
+        } else {
+            dest_rel.clone()
+        };
+        let meta = Meta {
+            mode: spec.chmod.unwrap_or(0o644),
+            uid: owner.0,
+            gid: owner.1,
+            mtime: spec.default_mtime,
+        };
+        items.insert(
+            target,
+            Item {
+                content: Content::Inline(content.clone().into_bytes()),
+                meta,
+            },
+        );
     }
     if into_dir && !dest_rel.is_empty() && !items.contains_key(&dest_rel) {
         // The destination directory itself: existing metadata, or a new 0755 dir.
@@ -217,7 +292,12 @@ pub fn copy_layer(store: &Store, level: u32, src: &Source, spec: &CopySpec, dst:
             let parts: Vec<&str> = p.split('/').collect();
             (1..parts.len()).map(move |i| parts[..i].join("/"))
         })
-        .chain(archives.iter().map(|(_, d)| d.clone()).filter(|d| !d.is_empty()))
+        .chain(
+            archives
+                .iter()
+                .map(|(_, d)| d.clone())
+                .filter(|d| !d.is_empty()),
+        )
         .collect();
     for p in parents {
         if !items.contains_key(&p) {
@@ -231,7 +311,12 @@ pub fn copy_layer(store: &Store, level: u32, src: &Source, spec: &CopySpec, dst:
             Content::Dir => w.dir(path, &item.meta)?,
             Content::File { path: host, size } => {
                 let f = fs::File::open(host)?;
-                w.file(path, &item.meta, *size, io::BufReader::with_capacity(256 << 10, f))?
+                w.file(
+                    path,
+                    &item.meta,
+                    *size,
+                    io::BufReader::with_capacity(256 << 10, f),
+                )?
             }
             Content::Inline(b) => w.file(path, &item.meta, b.len() as u64, &b[..])?,
             Content::Symlink(t) => w.symlink(path, t, &item.meta)?,
@@ -243,12 +328,29 @@ pub fn copy_layer(store: &Store, level: u32, src: &Source, spec: &CopySpec, dst:
     w.finish()
 }
 
-fn ensure_dir(dst: &Rootfs, rel: &str, owner: (u32, u32), spec: &CopySpec, items: &mut BTreeMap<String, Item>) {
+fn ensure_dir(
+    dst: &Rootfs,
+    rel: &str,
+    owner: (u32, u32),
+    spec: &CopySpec,
+    items: &mut BTreeMap<String, Item>,
+) {
     let meta = match dst.stat(rel) {
         Some((md, m)) if md.is_dir() => m,
-        _ => Meta { mode: 0o755, uid: owner.0, gid: owner.1, mtime: spec.default_mtime },
+        _ => Meta {
+            mode: 0o755,
+            uid: owner.0,
+            gid: owner.1,
+            mtime: spec.default_mtime,
+        },
     };
-    items.insert(rel.to_string(), Item { content: Content::Dir, meta });
+    items.insert(
+        rel.to_string(),
+        Item {
+            content: Content::Dir,
+            meta,
+        },
+    );
 }
 
 fn walk_dir(
@@ -262,12 +364,24 @@ fn walk_dir(
         Source::Context { ignore, .. } if !ignore.is_empty() => Some(*ignore),
         _ => None,
     };
-    let mut it = walkdir::WalkDir::new(&f.host).min_depth(1).sort_by_file_name().into_iter();
+    let mut it = walkdir::WalkDir::new(&f.host)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter();
     while let Some(e) = it.next() {
         let e = e.map_err(|e| io::Error::other(format!("reading {}: {e}", f.host.display())))?;
-        let inner = e.path().strip_prefix(&f.host).unwrap_or(e.path()).to_string_lossy().into_owned();
+        let inner = e
+            .path()
+            .strip_prefix(&f.host)
+            .unwrap_or(e.path())
+            .to_string_lossy()
+            .into_owned();
         if let Some(ig) = ignore {
-            let ctx_rel = if f.rel.is_empty() { inner.clone() } else { format!("{}/{inner}", f.rel) };
+            let ctx_rel = if f.rel.is_empty() {
+                inner.clone()
+            } else {
+                format!("{}/{inner}", f.rel)
+            };
             if ig.is_ignored(&ctx_rel) {
                 if e.file_type().is_dir() && !ig.has_exclusions() {
                     it.skip_current_dir();
@@ -275,17 +389,27 @@ fn walk_dir(
                 continue;
             }
         }
-        let target = if dest_rel.is_empty() { inner } else { format!("{dest_rel}/{inner}") };
+        let target = if dest_rel.is_empty() {
+            inner
+        } else {
+            format!("{dest_rel}/{inner}")
+        };
         let md = e.path().symlink_metadata()?;
         let ft = md.file_type();
         let content = if ft.is_dir() {
             Content::Dir
         } else if ft.is_file() {
-            Content::File { path: e.path().to_path_buf(), size: md.len() }
+            Content::File {
+                path: e.path().to_path_buf(),
+                size: md.len(),
+            }
         } else if ft.is_symlink() {
             Content::Symlink(fs::read_link(e.path())?.to_string_lossy().into_owned())
         } else {
-            tracing::warn!("skipping {} (not a file, directory or symlink)", e.path().display());
+            tracing::warn!(
+                "skipping {} (not a file, directory or symlink)",
+                e.path().display()
+            );
             continue;
         };
         let mut meta = meta_of(&md);
@@ -305,12 +429,19 @@ fn unpack_into(w: &mut LayerWriter, archive: &Path, dest: &str, spec: &CopySpec)
         let raw = e.path()?.to_string_lossy().into_owned();
         let parts = crate::fs::resolve::components(&raw);
         if parts.contains(&"..") {
-            return Err(user_err(format!("ADD: archive {} has an entry that leaves its directory: {raw}", archive.display())));
+            return Err(user_err(format!(
+                "ADD: archive {} has an entry that leaves its directory: {raw}",
+                archive.display()
+            )));
         }
         if parts.is_empty() {
             continue;
         }
-        let path = if dest.is_empty() { parts.join("/") } else { format!("{dest}/{}", parts.join("/")) };
+        let path = if dest.is_empty() {
+            parts.join("/")
+        } else {
+            format!("{dest}/{}", parts.join("/"))
+        };
         let mut h = e.header().clone();
         if let Some((u, g)) = spec.chown {
             h.set_uid(u as u64);
@@ -324,13 +455,26 @@ fn unpack_into(w: &mut LayerWriter, archive: &Path, dest: &str, spec: &CopySpec)
             e.link_name()?.map(|l| {
                 let l = l.to_string_lossy().into_owned();
                 let lp = crate::fs::resolve::components(&l).join("/");
-                if dest.is_empty() { lp } else { format!("{dest}/{lp}") }
+                if dest.is_empty() {
+                    lp
+                } else {
+                    format!("{dest}/{lp}")
+                }
             })
         } else {
             None
         };
         if let Some(t) = link_target {
-            w.hardlink(&path, &t, &Meta { mode: h.mode().unwrap_or(0o644), uid: h.uid().unwrap_or(0) as u32, gid: h.gid().unwrap_or(0) as u32, mtime: h.mtime().unwrap_or(0) })?;
+            w.hardlink(
+                &path,
+                &t,
+                &Meta {
+                    mode: h.mode().unwrap_or(0o644),
+                    uid: h.uid().unwrap_or(0) as u32,
+                    gid: h.gid().unwrap_or(0) as u32,
+                    mtime: h.mtime().unwrap_or(0),
+                },
+            )?;
         } else {
             w.raw(&h, &path, e)?;
         }
@@ -340,5 +484,7 @@ fn unpack_into(w: &mut LayerWriter, archive: &Path, dest: &str, spec: &CopySpec)
 
 /// Heredoc pairs for a COPY, expanded by the caller when needed.
 pub fn heredoc_pairs(docs: &[Heredoc]) -> Vec<(String, String)> {
-    docs.iter().map(|h| (h.name.clone(), h.content.clone())).collect()
+    docs.iter()
+        .map(|h| (h.name.clone(), h.content.clone()))
+        .collect()
 }

@@ -9,7 +9,9 @@
 pub mod copy;
 pub mod sink;
 
-use crate::dockerfile::parse::{Command, CopyArgs, Dockerfile, Form, HealthcheckArgs, Instruction, KeyValue};
+use crate::dockerfile::parse::{
+    Command, CopyArgs, Dockerfile, Form, HealthcheckArgs, Instruction, KeyValue,
+};
 use crate::dockerfile::{Ignore, Lexer, Vars};
 use crate::fs::Rootfs;
 use crate::image::config::{Healthcheck, History};
@@ -126,7 +128,9 @@ fn parse_duration(s: &str) -> Option<u64> {
         let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -143,7 +147,8 @@ fn parse_duration(s: &str) -> Option<u64> {
 }
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 /// Run a build end to end.
@@ -164,13 +169,19 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
         tracing::debug!("using {f}");
     }
     let work_parent = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&work_parent).with_context(|| format!("cannot create work dir {}", work_parent.display()))?;
-    let work = tempfile::Builder::new().prefix("kiln-").tempdir_in(&work_parent)?;
+    std::fs::create_dir_all(&work_parent)
+        .with_context(|| format!("cannot create work dir {}", work_parent.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("kiln-")
+        .tempdir_in(&work_parent)?;
     let store = Store::open(&work.path().join("store"))?;
     let client = Arc::new(Client::new(&req.registry)?);
     let now_secs = match req.source_date_epoch {
         Some(e) => e,
-        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     };
     let mut b = Builder {
         req,
@@ -200,9 +211,14 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
         .filter(|k| !b.used_args.contains(*k) && !is_predefined_arg(k))
         .collect();
     if !unused.is_empty() {
-        report.warn(&format!("build-arg(s) not used by any built stage: {}", unused.join(", ")));
+        report.warn(&format!(
+            "build-arg(s) not used by any built stage: {}",
+            unused.join(", ")
+        ));
     }
-    let stage = b.done[target].take().ok_or_else(|| anyhow!("target stage was not built"))?;
+    let stage = b.done[target]
+        .take()
+        .ok_or_else(|| anyhow!("target stage was not built"))?;
     let outcome = b.finish(stage).await;
     drop(work);
     outcome
@@ -222,7 +238,12 @@ impl<'a> Builder<'a> {
     }
 
     fn build_arg(&self, name: &str) -> Option<String> {
-        self.req.build_args.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        self.req
+            .build_args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// Split instructions into meta ARGs and stages.
@@ -230,7 +251,11 @@ impl<'a> Builder<'a> {
         let instructions = std::mem::take(&mut self.df.instructions);
         for ins in instructions {
             match &ins.command {
-                Command::From { image, name, platform } => {
+                Command::From {
+                    image,
+                    name,
+                    platform,
+                } => {
                     if let Some(n) = name {
                         if self.stages.iter().any(|s| s.name.as_deref() == Some(n)) {
                             return Err(self.err(ins.line, format!("duplicate stage name {n:?}")));
@@ -248,7 +273,11 @@ impl<'a> Builder<'a> {
                     for kv in kvs {
                         let vars = self.meta_vars();
                         let default = match &kv.value {
-                            Some(v) => Some(self.lexer.word(v, &vars).map_err(|e| self.err(ins.line, e))?),
+                            Some(v) => Some(
+                                self.lexer
+                                    .word(v, &vars)
+                                    .map_err(|e| self.err(ins.line, e))?,
+                            ),
                             None => None,
                         };
                         let value = self.build_arg(&kv.key).or(default);
@@ -256,7 +285,13 @@ impl<'a> Builder<'a> {
                     }
                 }
                 _ if self.stages.is_empty() => {
-                    return Err(self.err(ins.line, format!("{} before the first FROM (only ARG may come first)", ins.command.keyword())));
+                    return Err(self.err(
+                        ins.line,
+                        format!(
+                            "{} before the first FROM (only ARG may come first)",
+                            ins.command.keyword()
+                        ),
+                    ));
                 }
                 _ => {
                     if let Some(s) = self.stages.last_mut() {
@@ -266,14 +301,20 @@ impl<'a> Builder<'a> {
             }
         }
         if self.stages.is_empty() {
-            bail!("{}: no FROM instruction: a Dockerfile needs at least one stage", self.df.file);
+            bail!(
+                "{}: no FROM instruction: a Dockerfile needs at least one stage",
+                self.df.file
+            );
         }
         self.done = self.stages.iter().map(|_| None).collect();
         Ok(())
     }
 
     fn meta_vars(&self) -> Vars {
-        self.meta_args.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect()
+        self.meta_args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect()
     }
 
     fn target_index(&self) -> Result<usize> {
@@ -281,21 +322,35 @@ impl<'a> Builder<'a> {
             None => Ok(self.stages.len() - 1),
             Some(t) => {
                 let t = t.to_ascii_lowercase();
-                self.stages.iter().position(|s| s.name.as_deref() == Some(t.as_str())).ok_or_else(|| {
-                    let names: Vec<&str> = self.stages.iter().filter_map(|s| s.name.as_deref()).collect();
-                    anyhow!(
-                        "--target {t:?}: no stage has that name in {} (stages: {})",
-                        self.df.file,
-                        if names.is_empty() { "none are named".to_string() } else { names.join(", ") }
-                    )
-                })
+                self.stages
+                    .iter()
+                    .position(|s| s.name.as_deref() == Some(t.as_str()))
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = self
+                            .stages
+                            .iter()
+                            .filter_map(|s| s.name.as_deref())
+                            .collect();
+                        anyhow!(
+                            "--target {t:?}: no stage has that name in {} (stages: {})",
+                            self.df.file,
+                            if names.is_empty() {
+                                "none are named".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        )
+                    })
             }
         }
     }
 
     fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
         let lname = name.to_ascii_lowercase();
-        if let Some(i) = self.stages[..before].iter().position(|s| s.name.as_deref() == Some(lname.as_str())) {
+        if let Some(i) = self.stages[..before]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lname.as_str()))
+        {
             return Some(i);
         }
         name.parse::<usize>().ok().filter(|i| *i < before)
@@ -311,7 +366,10 @@ impl<'a> Builder<'a> {
     fn platform_for(&self, line: usize, flag: &Option<String>) -> Result<Platform> {
         match flag {
             Some(p) => {
-                let expanded = self.lexer.word(p, &self.meta_vars_with_platform()).map_err(|e| self.err(line, e))?;
+                let expanded = self
+                    .lexer
+                    .word(p, &self.meta_vars_with_platform())
+                    .map_err(|e| self.err(line, e))?;
                 Platform::parse(&expanded).map_err(|e| self.err(line, e))
             }
             None => Ok(self.req.platform.clone().unwrap_or_else(Platform::host)),
@@ -322,16 +380,21 @@ impl<'a> Builder<'a> {
         let mut v = self.meta_vars();
         let target = self.req.platform.clone().unwrap_or_else(Platform::host);
         let host = Platform::host();
-        v.entry("TARGETPLATFORM".into()).or_insert_with(|| target.to_string());
+        v.entry("TARGETPLATFORM".into())
+            .or_insert_with(|| target.to_string());
         v.entry("TARGETOS".into()).or_insert(target.os.clone());
         v.entry("TARGETARCH".into()).or_insert(target.arch.clone());
-        v.entry("BUILDPLATFORM".into()).or_insert_with(|| host.to_string());
+        v.entry("BUILDPLATFORM".into())
+            .or_insert_with(|| host.to_string());
         v.entry("BUILDOS".into()).or_insert(host.os.clone());
         v.entry("BUILDARCH".into()).or_insert(host.arch.clone());
         v
     }
 
-    fn build_stage<'s>(&'s mut self, idx: usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 's>> {
+    fn build_stage<'s>(
+        &'s mut self,
+        idx: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 's>> {
         Box::pin(async move {
             if self.done[idx].is_some() {
                 return Ok(());
@@ -339,9 +402,15 @@ impl<'a> Builder<'a> {
             let def_line = self.stages[idx].line;
             let image_raw = self.stages[idx].image.clone();
             let platform_flag = self.stages[idx].platform.clone();
-            let image = self.lexer.word(&image_raw, &self.meta_vars_with_platform()).map_err(|e| self.err(def_line, e))?;
+            let image = self
+                .lexer
+                .word(&image_raw, &self.meta_vars_with_platform())
+                .map_err(|e| self.err(def_line, e))?;
             if image.is_empty() {
-                return Err(self.err(def_line, format!("FROM {image_raw}: the image name is empty after expansion")));
+                return Err(self.err(
+                    def_line,
+                    format!("FROM {image_raw}: the image name is empty after expansion"),
+                ));
             }
             let total = self.stages[idx].instructions.len() + 1;
             let t0 = Instant::now();
@@ -353,19 +422,37 @@ impl<'a> Builder<'a> {
                 (self.clone_stage(j)?, String::new())
             } else {
                 let r = Reference::parse(&image).map_err(|e| self.err(def_line, e))?;
-                let s = self.pull(&r, &platform).await.map_err(|e| self.err(def_line, format!("FROM {image}: {e:#}")))?;
+                let s = self
+                    .pull(&r, &platform)
+                    .await
+                    .map_err(|e| self.err(def_line, format!("FROM {image}: {e:#}")))?;
                 let n = format!("{} layer(s)", s.layers.len());
                 (s, n)
             };
-            stage.shell = stage.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+            stage.shell = stage
+                .config
+                .config
+                .shell
+                .clone()
+                .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
             stage.args.clear();
-            self.report.step(&self.label(idx, 1, total), &format!("FROM {image}"), t0.elapsed(), &note);
+            self.report.step(
+                &self.label(idx, 1, total),
+                &format!("FROM {image}"),
+                t0.elapsed(),
+                &note,
+            );
 
             // ONBUILD triggers of the base run first, as if written after FROM.
             let mut instructions = Vec::new();
             if let Some(triggers) = stage.config.config.on_build.take() {
                 for t in triggers {
-                    let ins = crate::dockerfile::parse::parse_line(&self.df.file, def_line, &t, self.df.escape)?;
+                    let ins = crate::dockerfile::parse::parse_line(
+                        &self.df.file,
+                        def_line,
+                        &t,
+                        self.df.escape,
+                    )?;
                     instructions.push(ins);
                 }
             }
@@ -373,7 +460,11 @@ impl<'a> Builder<'a> {
             for (n, ins) in instructions.iter().enumerate() {
                 let t = Instant::now();
                 let note = self.execute(idx, &mut stage, ins).await?;
-                let label = self.label(idx, (n + 2).min(total.max(n + 2)), total.max(instructions.len() + 1));
+                let label = self.label(
+                    idx,
+                    (n + 2).min(total.max(n + 2)),
+                    total.max(instructions.len() + 1),
+                );
                 self.report.step(&label, &ins.text, t.elapsed(), &note);
             }
             self.done[idx] = Some(stage);
@@ -384,12 +475,26 @@ impl<'a> Builder<'a> {
     fn scratch(&self, p: &Platform) -> Stage {
         let mut config = ImageConfig::scratch(&p.os, &p.arch, p.variant.as_deref());
         config.config.env = None;
-        Stage { config, layers: vec![], rootfs: None, args: vec![], shell: vec![] }
+        Stage {
+            config,
+            layers: vec![],
+            rootfs: None,
+            args: vec![],
+            shell: vec![],
+        }
     }
 
     fn clone_stage(&self, j: usize) -> Result<Stage> {
-        let s = self.done[j].as_ref().ok_or_else(|| anyhow!("stage {j} not built"))?;
-        Ok(Stage { config: s.config.clone(), layers: s.layers.clone(), rootfs: None, args: vec![], shell: s.shell.clone() })
+        let s = self.done[j]
+            .as_ref()
+            .ok_or_else(|| anyhow!("stage {j} not built"))?;
+        Ok(Stage {
+            config: s.config.clone(),
+            layers: s.layers.clone(),
+            rootfs: None,
+            args: vec![],
+            shell: s.shell.clone(),
+        })
     }
 
     /// Pull a manifest (selecting the platform from an index) and its config.
@@ -398,11 +503,15 @@ impl<'a> Builder<'a> {
         let (bytes, ct, digest) = self.client.get_manifest(r).await?;
         let mt = manifest::declared_media_type(&bytes, &ct);
         let (bytes, mt) = if manifest::is_index(&mt) {
-            let index: oci_spec::image::ImageIndex = serde_json::from_slice(&bytes).context("invalid image index")?;
+            let index: oci_spec::image::ImageIndex =
+                serde_json::from_slice(&bytes).context("invalid image index")?;
             let d = manifest::select(&index, platform).ok_or_else(|| {
-                anyhow!("{r} has no image for {platform} (it has: {})", manifest::platforms(&index).join(", "))
+                anyhow!(
+                    "{r} has no image for {platform} (it has: {})",
+                    manifest::platforms(&index).join(", ")
+                )
             })?;
-            let child = r.with_digest(&d.digest().to_string());
+            let child = r.with_digest(d.digest().as_ref());
             let (b, ct, _) = self.client.get_manifest(&child).await?;
             let mt = manifest::declared_media_type(&b, &ct);
             (b, mt)
@@ -413,29 +522,49 @@ impl<'a> Builder<'a> {
         if !manifest::is_manifest(&mt) {
             bail!("{r}: unsupported manifest type {mt:?} (kiln reads OCI and Docker v2 schema 2 images)");
         }
-        let m: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes).context("invalid image manifest")?;
+        let m: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&bytes).context("invalid image manifest")?;
         let cdigest = m.config().digest().to_string();
         let cpath = self.client.fetch_blob(r, &cdigest, &self.store).await?;
-        let config: ImageConfig = serde_json::from_slice(&std::fs::read(&cpath)?).with_context(|| format!("{r}: invalid image config"))?;
+        let config: ImageConfig = serde_json::from_slice(&std::fs::read(&cpath)?)
+            .with_context(|| format!("{r}: invalid image config"))?;
         if config.rootfs.diff_ids.len() != m.layers().len() {
-            bail!("{r}: manifest lists {} layers but its config {} diffIDs", m.layers().len(), config.rootfs.diff_ids.len());
+            bail!(
+                "{r}: manifest lists {} layers but its config {} diffIDs",
+                m.layers().len(),
+                config.rootfs.diff_ids.len()
+            );
         }
         if config.os != platform.os || config.architecture != platform.arch {
-            self.report.warn(&format!("{r} is {}/{}, not the requested {platform}", config.os, config.architecture));
+            self.report.warn(&format!(
+                "{r} is {}/{}, not the requested {platform}",
+                config.os, config.architecture
+            ));
         }
         let layers = m
             .layers()
             .iter()
             .zip(&config.rootfs.diff_ids)
             .map(|(l, diff_id)| Layer {
-                desc: LayerDesc { digest: l.digest().to_string(), size: l.size(), media_type: l.media_type().to_string(), diff_id: diff_id.clone() },
+                desc: LayerDesc {
+                    digest: l.digest().to_string(),
+                    size: l.size(),
+                    media_type: l.media_type().to_string(),
+                    diff_id: diff_id.clone(),
+                },
                 origin: Some(r.clone()),
             })
             .collect();
         if let Some(s) = spinner {
             s.finish_and_clear();
         }
-        Ok(Stage { config, layers, rootfs: None, args: vec![], shell: vec![] })
+        Ok(Stage {
+            config,
+            layers,
+            rootfs: None,
+            args: vec![],
+            shell: vec![],
+        })
     }
 
     /// The layer's blob on local disk, downloading it if needed.
@@ -443,8 +572,14 @@ impl<'a> Builder<'a> {
         if self.store.has(&l.desc.digest) {
             return Ok(self.store.blob_path(&l.desc.digest)?);
         }
-        let origin = l.origin.as_ref().ok_or_else(|| anyhow!("layer {} is missing from the local store", l.desc.digest))?;
-        Ok(self.client.fetch_blob(origin, &l.desc.digest, &self.store).await?)
+        let origin = l
+            .origin
+            .as_ref()
+            .ok_or_else(|| anyhow!("layer {} is missing from the local store", l.desc.digest))?;
+        Ok(self
+            .client
+            .fetch_blob(origin, &l.desc.digest, &self.store)
+            .await?)
     }
 
     /// Bring the stage's rootfs up to date with its layers.
@@ -455,9 +590,13 @@ impl<'a> Builder<'a> {
             stage.rootfs = Some(Rootfs::create(&dir)?);
         }
         let applied = stage.rootfs.as_ref().map(|r| r.applied).unwrap_or(0);
-        for l in stage.layers[applied..].to_vec() {
+        let pending: Vec<Layer> = stage.layers[applied..].to_vec();
+        for l in pending {
             let path = self.blob(&l).await?;
-            let mut rootfs = stage.rootfs.take().ok_or_else(|| anyhow!("rootfs vanished"))?;
+            let mut rootfs = stage
+                .rootfs
+                .take()
+                .ok_or_else(|| anyhow!("rootfs vanished"))?;
             let rootfs = tokio::task::spawn_blocking(move || rootfs.apply(&path).map(|_| rootfs))
                 .await?
                 .with_context(|| format!("cannot extract layer {}", l.desc.digest))?;
@@ -480,9 +619,19 @@ impl<'a> Builder<'a> {
         self.lexer.word(s, vars).map_err(|e| self.err(line, e))
     }
 
-    fn kv_pairs(&self, line: usize, kvs: &[KeyValue], vars: &Vars) -> Result<Vec<(String, String)>> {
+    fn kv_pairs(
+        &self,
+        line: usize,
+        kvs: &[KeyValue],
+        vars: &Vars,
+    ) -> Result<Vec<(String, String)>> {
         kvs.iter()
-            .map(|kv| Ok((self.word(line, &kv.key, vars)?, self.word(line, kv.value.as_deref().unwrap_or(""), vars)?)))
+            .map(|kv| {
+                Ok((
+                    self.word(line, &kv.key, vars)?,
+                    self.word(line, kv.value.as_deref().unwrap_or(""), vars)?,
+                ))
+            })
             .collect()
     }
 
@@ -498,7 +647,12 @@ impl<'a> Builder<'a> {
     }
 
     /// Execute one instruction; returns a note for the step line.
-    async fn execute(&mut self, idx: usize, stage: &mut Stage, ins: &Instruction) -> Result<String> {
+    async fn execute(
+        &mut self,
+        idx: usize,
+        stage: &mut Stage,
+        ins: &Instruction,
+    ) -> Result<String> {
         let line = ins.line;
         let vars = stage.vars();
         let cfg = &mut stage.config.config;
@@ -511,7 +665,12 @@ impl<'a> Builder<'a> {
                         None => None,
                     };
                     // A re-declared meta ARG takes the global value as its default.
-                    let meta = self.meta_args.iter().rev().find(|(k, _)| *k == kv.key).and_then(|(_, v)| v.clone());
+                    let meta = self
+                        .meta_args
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| *k == kv.key)
+                        .and_then(|(_, v)| v.clone());
                     let value = self.build_arg(&kv.key).or(default).or(meta);
                     if self.build_arg(&kv.key).is_some() {
                         self.used_args.insert(kv.key.clone());
@@ -519,7 +678,11 @@ impl<'a> Builder<'a> {
                     stage.args.retain(|(k, _)| *k != kv.key);
                     if let Some(v) = value {
                         stage.args.push((kv.key.clone(), v));
-                    } else if let Some(v) = self.meta_vars_with_platform().get(&kv.key).filter(|_| kv.key.starts_with("TARGET") || kv.key.starts_with("BUILD")) {
+                    } else if let Some(v) = self
+                        .meta_vars_with_platform()
+                        .get(&kv.key)
+                        .filter(|_| kv.key.starts_with("TARGET") || kv.key.starts_with("BUILD"))
+                    {
                         stage.args.push((kv.key.clone(), v.clone()));
                     }
                 }
@@ -566,18 +729,31 @@ impl<'a> Builder<'a> {
                 for p in ports {
                     for w in self.lexer.words(p, &vars).map_err(|e| self.err(line, e))? {
                         let (port, proto) = w.split_once('/').unwrap_or((&w, "tcp"));
-                        let valid = port.split('-').all(|n| n.parse::<u16>().is_ok()) && matches!(proto.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp");
+                        let valid = port.split('-').all(|n| n.parse::<u16>().is_ok())
+                            && matches!(
+                                proto.to_ascii_lowercase().as_str(),
+                                "tcp" | "udp" | "sctp"
+                            );
                         if !valid {
-                            return Err(self.err(line, format!("EXPOSE: invalid port {w:?} (use PORT[/tcp|udp|sctp])")));
+                            return Err(self.err(
+                                line,
+                                format!("EXPOSE: invalid port {w:?} (use PORT[/tcp|udp|sctp])"),
+                            ));
                         }
-                        map.insert(format!("{port}/{}", proto.to_ascii_lowercase()), serde_json::json!({}));
+                        map.insert(
+                            format!("{port}/{}", proto.to_ascii_lowercase()),
+                            serde_json::json!({}),
+                        );
                     }
                 }
                 self.history(stage, &ins.text, true);
             }
             Command::Volume(f) => {
                 let paths = match f {
-                    Form::Exec(v) => v.iter().map(|p| self.word(line, p, &vars)).collect::<Result<Vec<_>>>()?,
+                    Form::Exec(v) => v
+                        .iter()
+                        .map(|p| self.word(line, p, &vars))
+                        .collect::<Result<Vec<_>>>()?,
                     Form::Shell(s) => self.lexer.words(s, &vars).map_err(|e| self.err(line, e))?,
                 };
                 let map = cfg.volumes.get_or_insert_with(BTreeMap::new);
@@ -591,7 +767,10 @@ impl<'a> Builder<'a> {
             }
             Command::StopSignal(s) => {
                 let s = self.word(line, s, &vars)?;
-                let ok = s.parse::<u32>().is_ok() || s.to_ascii_uppercase().starts_with("SIG") || s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+');
+                let ok = s.parse::<u32>().is_ok()
+                    || s.to_ascii_uppercase().starts_with("SIG")
+                    || s.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+');
                 if !ok || s.is_empty() {
                     return Err(self.err(line, format!("STOPSIGNAL: invalid signal {s:?}")));
                 }
@@ -641,12 +820,20 @@ impl<'a> Builder<'a> {
 
     fn healthcheck(&self, line: usize, stage: &Stage, h: &HealthcheckArgs) -> Result<Healthcheck> {
         let Some(cmd) = &h.cmd else {
-            return Ok(Healthcheck { test: Some(vec!["NONE".into()]), ..Default::default() });
+            return Ok(Healthcheck {
+                test: Some(vec!["NONE".into()]),
+                ..Default::default()
+            });
         };
         let dur = |name: &str, v: &Option<String>| -> Result<Option<u64>> {
             match v {
                 None => Ok(None),
-                Some(s) => parse_duration(s).map(Some).ok_or_else(|| self.err(line, format!("HEALTHCHECK --{name}: invalid duration {s:?} (e.g. 30s, 1m30s)"))),
+                Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
+                    self.err(
+                        line,
+                        format!("HEALTHCHECK --{name}: invalid duration {s:?} (e.g. 30s, 1m30s)"),
+                    )
+                }),
             }
         };
         let test = match cmd {
@@ -666,29 +853,52 @@ impl<'a> Builder<'a> {
             start_interval: dur("start-interval", &h.start_interval)?,
             retries: match &h.retries {
                 None => None,
-                Some(r) => Some(r.parse().map_err(|_| self.err(line, format!("HEALTHCHECK --retries: {r:?} is not a number")))?),
+                Some(r) => Some(r.parse().map_err(|_| {
+                    self.err(
+                        line,
+                        format!("HEALTHCHECK --retries: {r:?} is not a number"),
+                    )
+                })?),
             },
         })
     }
 
-    async fn copy(&mut self, idx: usize, stage: &mut Stage, ins: &Instruction, c: &CopyArgs, is_add: bool) -> Result<String> {
+    async fn copy(
+        &mut self,
+        idx: usize,
+        stage: &mut Stage,
+        ins: &Instruction,
+        c: &CopyArgs,
+        is_add: bool,
+    ) -> Result<String> {
         let line = ins.line;
         let kw = if is_add { "ADD" } else { "COPY" };
         let vars = stage.vars();
         let mut words = match &c.args {
-            Form::Exec(v) => v.iter().map(|w| self.word(line, w, &vars)).collect::<Result<Vec<_>>>()?,
+            Form::Exec(v) => v
+                .iter()
+                .map(|w| self.word(line, w, &vars))
+                .collect::<Result<Vec<_>>>()?,
             Form::Shell(s) => self.lexer.words(s, &vars).map_err(|e| self.err(line, e))?,
         };
         let heredoc_names: Vec<String> = c.heredocs.iter().map(|h| h.name.clone()).collect();
         words.retain(|w| {
-            let n = w.trim_start_matches("<<").trim_start_matches('-').trim_matches(['"', '\'']);
+            let n = w
+                .trim_start_matches("<<")
+                .trim_start_matches('-')
+                .trim_matches(['"', '\'']);
             !(w.starts_with("<<") && heredoc_names.iter().any(|h| h == n))
         });
-        let dest_raw = words.pop().ok_or_else(|| self.err(line, format!("{kw} needs a destination")))?;
+        let dest_raw = words
+            .pop()
+            .ok_or_else(|| self.err(line, format!("{kw} needs a destination")))?;
         let sources = words;
         for s in &sources {
             if s.contains("://") || s.starts_with("git@") {
-                return Err(self.err(line, format!("{kw} from a URL or git repository is not supported yet: {s}")));
+                return Err(self.err(
+                    line,
+                    format!("{kw} from a URL or git repository is not supported yet: {s}"),
+                ));
             }
         }
         let heredocs = c
@@ -696,20 +906,43 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|h| {
                 // An unquoted delimiter expands variables in the body, as inside double quotes.
-                let content = if h.expand { self.word(line, &format!("\"{}\"", h.content.replace('"', "\\\"")), &vars) } else { Ok(h.content.clone()) };
+                let content = if h.expand {
+                    self.word(
+                        line,
+                        &format!("\"{}\"", h.content.replace('"', "\\\"")),
+                        &vars,
+                    )
+                } else {
+                    Ok(h.content.clone())
+                };
                 content.map(|content| (h.name.clone(), content))
             })
             .collect::<Result<Vec<_>>>()?;
         let dest = if dest_raw.starts_with('/') {
             dest_raw.clone()
         } else {
-            let wd = stage.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+            let wd = stage
+                .config
+                .config
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/".into());
             let sep = if wd.ends_with('/') { "" } else { "/" };
             format!("{wd}{sep}{dest_raw}")
         };
         let chmod = match &c.chmod {
             None => None,
-            Some(m) => Some(u32::from_str_radix(&self.word(line, m, &vars)?, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| self.err(line, format!("{kw} --chmod={m}: use an octal mode such as 0755")))?),
+            Some(m) => Some(
+                u32::from_str_radix(&self.word(line, m, &vars)?, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| {
+                        self.err(
+                            line,
+                            format!("{kw} --chmod={m}: use an octal mode such as 0755"),
+                        )
+                    })?,
+            ),
         };
 
         self.materialize(stage).await?;
@@ -738,7 +971,10 @@ impl<'a> Builder<'a> {
         let level = self.req.compression_level;
         let context = self.req.context.clone();
         let ignore = std::mem::take(&mut self.ignore);
-        let dst = stage.rootfs.take().ok_or_else(|| anyhow!("rootfs missing"))?;
+        let dst = stage
+            .rootfs
+            .take()
+            .ok_or_else(|| anyhow!("rootfs missing"))?;
         let src_rootfs = match &from_stage {
             Some(key) => Some(self.take_source_rootfs(key)?),
             None => None,
@@ -746,7 +982,10 @@ impl<'a> Builder<'a> {
         let res = tokio::task::spawn_blocking(move || {
             let src = match &src_rootfs {
                 Some(r) => copy::Source::Rootfs(r),
-                None => copy::Source::Context { dir: &context, ignore: &ignore },
+                None => copy::Source::Context {
+                    dir: &context,
+                    ignore: &ignore,
+                },
             };
             let out = copy::copy_layer(&store, level, &src, &spec, &dst);
             (out, dst, src_rootfs, ignore)
@@ -760,7 +999,12 @@ impl<'a> Builder<'a> {
         }
         let built = out.map_err(|e| self.err(line, e))?;
         let layer = Layer {
-            desc: LayerDesc { digest: built.digest.clone(), size: built.size, media_type: built.media_type.clone(), diff_id: built.diff_id.clone() },
+            desc: LayerDesc {
+                digest: built.digest.clone(),
+                size: built.size,
+                media_type: built.media_type.clone(),
+                diff_id: built.diff_id.clone(),
+            },
             origin: None,
         };
         stage.config.rootfs.diff_ids.push(built.diff_id.clone());
@@ -773,20 +1017,39 @@ impl<'a> Builder<'a> {
 
     /// `--chown=user[:group]`, names resolved in the stage's /etc/passwd and /etc/group.
     fn resolve_owner(&self, line: usize, stage: &Stage, spec: &str) -> Result<(u32, u32)> {
-        let rootfs = stage.rootfs.as_ref().ok_or_else(|| anyhow!("rootfs missing"))?;
+        let rootfs = stage
+            .rootfs
+            .as_ref()
+            .ok_or_else(|| anyhow!("rootfs missing"))?;
         let (user, group) = match spec.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),
         };
         let (uid, primary) = match user.parse::<u32>() {
             Ok(n) => (n, rootfs.primary_gid(n).unwrap_or(n)),
-            Err(_) => rootfs.lookup_user(user).ok_or_else(|| self.err(line, format!("--chown: no user {user:?} in the stage's /etc/passwd")))?,
+            Err(_) => rootfs.lookup_user(user).ok_or_else(|| {
+                self.err(
+                    line,
+                    format!("--chown: no user {user:?} in the stage's /etc/passwd"),
+                )
+            })?,
         };
         let gid = match group {
-            None => if user.parse::<u32>().is_ok() { uid } else { primary },
+            None => {
+                if user.parse::<u32>().is_ok() {
+                    uid
+                } else {
+                    primary
+                }
+            }
             Some(g) => match g.parse::<u32>() {
                 Ok(n) => n,
-                Err(_) => rootfs.lookup_group(g).ok_or_else(|| self.err(line, format!("--chown: no group {g:?} in the stage's /etc/group")))?,
+                Err(_) => rootfs.lookup_group(g).ok_or_else(|| {
+                    self.err(
+                        line,
+                        format!("--chown: no group {g:?} in the stage's /etc/group"),
+                    )
+                })?,
             },
         };
         Ok((uid, gid))
@@ -796,20 +1059,39 @@ impl<'a> Builder<'a> {
     async fn copy_source(&mut self, idx: usize, line: usize, name: &str) -> Result<SourceKey> {
         if let Some(j) = self.stage_index(name, idx) {
             self.build_stage(j).await?;
-            let mut s = self.done[j].take().ok_or_else(|| anyhow!("stage {j} missing"))?;
+            let mut s = self.done[j]
+                .take()
+                .ok_or_else(|| anyhow!("stage {j} missing"))?;
             let r = self.materialize(&mut s).await;
             self.done[j] = Some(s);
             r?;
             return Ok(SourceKey::Stage(j));
         }
         if let Ok(n) = name.parse::<usize>() {
-            return Err(self.err(line, format!("--from={n}: there is no earlier stage with index {n}")));
+            return Err(self.err(
+                line,
+                format!("--from={n}: there is no earlier stage with index {n}"),
+            ));
         }
-        if self.stages.iter().any(|s| s.name.as_deref() == Some(&name.to_ascii_lowercase())) {
-            return Err(self.err(line, format!("--from={name}: stage {name:?} is defined after this one")));
+        if self
+            .stages
+            .iter()
+            .any(|s| s.name.as_deref() == Some(&name.to_ascii_lowercase()))
+        {
+            return Err(self.err(
+                line,
+                format!("--from={name}: stage {name:?} is defined after this one"),
+            ));
         }
         if !self.images.contains_key(name) {
-            let r = Reference::parse(name).map_err(|_| self.err(line, format!("--from={name}: no stage has that name, and it is not an image reference")))?;
+            let r = Reference::parse(name).map_err(|_| {
+                self.err(
+                    line,
+                    format!(
+                        "--from={name}: no stage has that name, and it is not an image reference"
+                    ),
+                )
+            })?;
             let platform = self.req.platform.clone().unwrap_or_else(Platform::host);
             let mut s = self.pull(&r, &platform).await.map_err(|e| self.err(line, format!("--from={name}: no stage has that name, and pulling it as an image failed: {e:#}")))?;
             self.materialize(&mut s).await?;
@@ -823,7 +1105,8 @@ impl<'a> Builder<'a> {
             SourceKey::Stage(j) => self.done[*j].as_mut(),
             SourceKey::Image(n) => self.images.get_mut(n),
         };
-        s.and_then(|s| s.rootfs.take()).ok_or_else(|| anyhow!("source rootfs missing"))
+        s.and_then(|s| s.rootfs.take())
+            .ok_or_else(|| anyhow!("source rootfs missing"))
     }
 
     fn put_source_rootfs(&mut self, key: &SourceKey, r: Rootfs) {
@@ -856,35 +1139,77 @@ impl<'a> Builder<'a> {
             let local = out.local(&self.store)?;
             if let Some(p) = &self.req.oci_layout_path {
                 let t = Instant::now();
-                let tag = self.req.destinations.first().and_then(|d| d.tag.clone()).unwrap_or_else(|| "latest".into());
+                let tag = self
+                    .req
+                    .destinations
+                    .first()
+                    .and_then(|d| d.tag.clone())
+                    .unwrap_or_else(|| "latest".into());
                 crate::image::layout::write(p, &local, &tag)?;
-                self.report.step("output", &format!("OCI layout {}:{tag}", p.display()), t.elapsed(), "");
+                self.report.step(
+                    "output",
+                    &format!("OCI layout {}:{tag}", p.display()),
+                    t.elapsed(),
+                    "",
+                );
             }
             if let Some(p) = &self.req.tar_path {
                 let t = Instant::now();
-                let tags: Vec<String> = self.req.destinations.iter().filter(|d| d.tag.is_some()).map(|d| d.to_string()).collect();
+                let tags: Vec<String> = self
+                    .req
+                    .destinations
+                    .iter()
+                    .filter(|d| d.tag.is_some())
+                    .map(|d| d.to_string())
+                    .collect();
                 crate::image::archive::write(p, &local, &tags)?;
-                self.report.step("output", &format!("docker-archive {}", p.display()), t.elapsed(), "");
+                self.report.step(
+                    "output",
+                    &format!("docker-archive {}", p.display()),
+                    t.elapsed(),
+                    "",
+                );
             }
         }
         if !self.req.no_push {
             for dest in &self.req.destinations {
                 let t = Instant::now();
-                let origins: Vec<(LayerDesc, Option<Reference>)> = stage.layers.iter().map(|l| (l.desc.clone(), l.origin.clone())).collect();
+                let origins: Vec<(LayerDesc, Option<Reference>)> = stage
+                    .layers
+                    .iter()
+                    .map(|l| (l.desc.clone(), l.origin.clone()))
+                    .collect();
                 sink::push(&self.client, &self.store, dest, &out, &origins).await?;
-                self.report.step("push", &format!("{dest}"), t.elapsed(), "");
+                self.report
+                    .step("push", &format!("{dest}"), t.elapsed(), "");
                 pushed.push(format!("{}@{}", dest.name(), out.manifest_digest));
             }
         }
-        let size = out.manifest.len() as u64 + out.config.len() as u64 + layers.iter().map(|l| l.size).sum::<u64>();
+        let size = out.manifest.len() as u64
+            + out.config.len() as u64
+            + layers.iter().map(|l| l.size).sum::<u64>();
         if let Some(p) = &self.req.digest_file {
-            crate::image::layout::write_atomic(p, out.manifest_digest.as_bytes()).with_context(|| format!("cannot write --digest-file {}", p.display()))?;
+            crate::image::layout::write_atomic(p, out.manifest_digest.as_bytes())
+                .with_context(|| format!("cannot write --digest-file {}", p.display()))?;
         }
         if let Some(p) = &self.req.image_name_with_digest_file {
-            let lines: Vec<String> = self.req.destinations.iter().map(|d| format!("{}@{}", d.name(), out.manifest_digest)).collect();
-            crate::image::layout::write_atomic(p, format!("{}\n", lines.join("\n")).as_bytes()).with_context(|| format!("cannot write --image-name-with-digest-file {}", p.display()))?;
+            let lines: Vec<String> = self
+                .req
+                .destinations
+                .iter()
+                .map(|d| format!("{}@{}", d.name(), out.manifest_digest))
+                .collect();
+            crate::image::layout::write_atomic(p, format!("{}\n", lines.join("\n")).as_bytes())
+                .with_context(|| {
+                    format!("cannot write --image-name-with-digest-file {}", p.display())
+                })?;
         }
-        Ok(Outcome { digest: out.manifest_digest.clone(), size, layers: layers.len(), pushed })
+        Ok(Outcome {
+            digest: out.manifest_digest.clone(),
+            size,
+            layers: layers.len(),
+            pushed,
+        })
     }
 }
 
@@ -894,7 +1219,9 @@ enum SourceKey {
 }
 
 fn stage_sets_cmd_before(instructions: &[Instruction], line: usize) -> bool {
-    instructions.iter().any(|i| i.line < line && matches!(i.command, Command::Cmd(_)))
+    instructions
+        .iter()
+        .any(|i| i.line < line && matches!(i.command, Command::Cmd(_)))
 }
 
 #[cfg(test)]

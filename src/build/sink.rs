@@ -25,9 +25,16 @@ impl Assembled {
     pub fn new(store: &Store, config: &ImageConfig, layers: &[LayerDesc]) -> Result<Assembled> {
         let cbytes = config.to_bytes();
         let config_digest = store.put_bytes(&cbytes)?;
-        let manifest = build_manifest(&config_digest, cbytes.len() as u64, layers).map_err(|e| anyhow!(e))?;
+        let manifest =
+            build_manifest(&config_digest, cbytes.len() as u64, layers).map_err(|e| anyhow!(e))?;
         let manifest_digest = store.put_bytes(&manifest)?;
-        Ok(Assembled { config: cbytes, config_digest, manifest, manifest_digest, layers: layers.to_vec() })
+        Ok(Assembled {
+            config: cbytes,
+            config_digest,
+            manifest,
+            manifest_digest,
+            layers: layers.to_vec(),
+        })
     }
 
     /// As a [`LocalImage`]; every layer blob must already be in `store`.
@@ -45,7 +52,14 @@ impl Assembled {
             layers: self
                 .layers
                 .iter()
-                .map(|l| Ok(BlobFile { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone(), path: store.blob_path(&l.digest)? }))
+                .map(|l| {
+                    Ok(BlobFile {
+                        digest: l.digest.clone(),
+                        size: l.size,
+                        media_type: l.media_type.clone(),
+                        path: store.blob_path(&l.digest)?,
+                    })
+                })
                 .collect::<Result<_>>()?,
             diff_ids: self.layers.iter().map(|l| l.diff_id.clone()).collect(),
         })
@@ -54,13 +68,26 @@ impl Assembled {
 
 /// Make one blob present in `dest`: skip, mount, or upload (fetching it from its
 /// origin first if it is not local).
-async fn ensure_blob(client: &Client, store: &Store, dest: &Reference, digest: &str, size: u64, origin: Option<&Reference>) -> Result<()> {
+async fn ensure_blob(
+    client: &Client,
+    store: &Store,
+    dest: &Reference,
+    digest: &str,
+    size: u64,
+    origin: Option<&Reference>,
+) -> Result<()> {
     if client.blob_exists(dest, digest).await? {
-        client.counters.blobs_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        client
+            .counters
+            .blobs_skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(());
     }
     if let Some(o) = origin {
-        if o.registry == dest.registry && o.repository != dest.repository && client.mount_blob(dest, digest, &o.repository).await? {
+        if o.registry == dest.registry
+            && o.repository != dest.repository
+            && client.mount_blob(dest, digest, &o.repository).await?
+        {
             return Ok(());
         }
     }
@@ -75,29 +102,65 @@ async fn ensure_blob(client: &Client, store: &Store, dest: &Reference, digest: &
 }
 
 /// Push a built image: layers (concurrently), config, then the manifest.
-pub async fn push(client: &Client, store: &Store, dest: &Reference, out: &Assembled, layers: &[(LayerDesc, Option<Reference>)]) -> Result<()> {
-    stream::iter(layers.iter().map(|(l, origin)| ensure_blob(client, store, dest, &l.digest, l.size, origin.as_ref())))
-        .buffer_unordered(PUSH_CONCURRENCY)
-        .try_collect::<Vec<()>>()
+pub async fn push(
+    client: &Client,
+    store: &Store,
+    dest: &Reference,
+    out: &Assembled,
+    layers: &[(LayerDesc, Option<Reference>)],
+) -> Result<()> {
+    stream::iter(
+        layers.iter().map(|(l, origin)| {
+            ensure_blob(client, store, dest, &l.digest, l.size, origin.as_ref())
+        }),
+    )
+    .buffer_unordered(PUSH_CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await?;
+    ensure_blob(
+        client,
+        store,
+        dest,
+        &out.config_digest,
+        out.config.len() as u64,
+        None,
+    )
+    .await?;
+    let reference = dest
+        .tag
+        .clone()
+        .unwrap_or_else(|| out.manifest_digest.clone());
+    client
+        .put_manifest(dest, &reference, &out.manifest, OCI_MANIFEST)
         .await?;
-    ensure_blob(client, store, dest, &out.config_digest, out.config.len() as u64, None).await?;
-    let reference = dest.tag.clone().unwrap_or_else(|| out.manifest_digest.clone());
-    client.put_manifest(dest, &reference, &out.manifest, OCI_MANIFEST).await?;
     Ok(())
 }
 
 /// Push blobs from files, then child manifests by digest, then the top manifest
 /// under the destination's tag (or its digest). Used by `kiln push`.
-pub async fn push_files(client: &Client, dest: &Reference, blobs: &[BlobFile], children: &[(String, String, Vec<u8>)], top: &[u8], top_media_type: &str) -> Result<String> {
-    stream::iter(blobs.iter().map(|b| async move { client.push_blob(dest, &b.digest, b.size, &b.path).await }))
-        .buffer_unordered(PUSH_CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
+pub async fn push_files(
+    client: &Client,
+    dest: &Reference,
+    blobs: &[BlobFile],
+    children: &[(String, String, Vec<u8>)],
+    top: &[u8],
+    top_media_type: &str,
+) -> Result<String> {
+    stream::iter(
+        blobs
+            .iter()
+            .map(|b| async move { client.push_blob(dest, &b.digest, b.size, &b.path).await }),
+    )
+    .buffer_unordered(PUSH_CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await?;
     for (digest, mt, bytes) in children {
         client.put_manifest(dest, digest, bytes, mt).await?;
     }
     let digest = sha256_bytes(top);
     let reference = dest.tag.clone().unwrap_or_else(|| digest.clone());
-    client.put_manifest(dest, &reference, top, top_media_type).await?;
+    client
+        .put_manifest(dest, &reference, top, top_media_type)
+        .await?;
     Ok(digest)
 }

@@ -58,7 +58,10 @@ pub fn clean(path: &str) -> String {
 
 impl Ignore {
     /// Load `<dockerfile>.dockerignore` if it exists, else `<context>/.dockerignore`.
-    pub fn load(context: &Path, dockerfile: &Path) -> Result<(Ignore, Option<String>), anyhow::Error> {
+    pub fn load(
+        context: &Path,
+        dockerfile: &Path,
+    ) -> Result<(Ignore, Option<String>), anyhow::Error> {
         let mut candidates = Vec::new();
         if let Some(name) = dockerfile.file_name() {
             let mut n = name.to_os_string();
@@ -175,8 +178,14 @@ mod tests {
         assert!(i.is_ignored("somedir/subdir/temporary.txt"));
         assert!(i.is_ignored("tempa"));
         assert!(i.is_ignored("tempb"));
-        assert!(!i.is_ignored("temporary.txt"), "*/temp* needs one directory level");
-        assert!(!i.is_ignored("a/b/c/temp"), "*/*/temp* is exactly two levels");
+        assert!(
+            !i.is_ignored("temporary.txt"),
+            "*/temp* needs one directory level"
+        );
+        assert!(
+            !i.is_ignored("a/b/c/temp"),
+            "*/*/temp* is exactly two levels"
+        );
         assert!(!i.is_ignored("# comment"));
 
         let i = ig("**/*.go\n");
@@ -200,10 +209,16 @@ mod tests {
     fn anchored_at_root_and_cleaned() {
         let i = ig("/build\n./dist/\nfoo/../secret\n");
         assert!(i.is_ignored("build"));
-        assert!(i.is_ignored("build/out.o"), "a directory match covers its contents");
+        assert!(
+            i.is_ignored("build/out.o"),
+            "a directory match covers its contents"
+        );
         assert!(i.is_ignored("dist/a.js"));
         assert!(i.is_ignored("secret"));
-        assert!(!i.is_ignored("src/build"), "patterns are anchored at the root");
+        assert!(
+            !i.is_ignored("src/build"),
+            "patterns are anchored at the root"
+        );
     }
 
     #[test]

@@ -307,7 +307,9 @@ mod tests {
     }
 
     fn w(s: &str) -> String {
-        Lexer::default().word(s, &vars()).unwrap_or_else(|e| panic!("{s}: {e}"))
+        Lexer::default()
+            .word(s, &vars())
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
@@ -325,7 +327,10 @@ mod tests {
         assert_eq!(w("${UNSET+alt}"), "");
         assert_eq!(w("${UNSET:-${A}s}"), "apples");
         assert_eq!(w("${A:?must be set}"), "apple");
-        assert!(Lexer::default().word("${UNSET:?must be set}", &vars()).unwrap_err().contains("must be set"));
+        assert!(Lexer::default()
+            .word("${UNSET:?must be set}", &vars())
+            .unwrap_err()
+            .contains("must be set"));
     }
 
     #[test]

@@ -275,7 +275,10 @@ impl Parser {
                 break;
             }
             if seen.contains(&key) {
-                return Err(self.err(self.pos + 1, format!("only one '{key}' parser directive is allowed")));
+                return Err(self.err(
+                    self.pos + 1,
+                    format!("only one '{key}' parser directive is allowed"),
+                ));
             }
             match key.as_str() {
                 "escape" => {
@@ -305,9 +308,7 @@ impl Parser {
     /// without that tail.
     fn strip_continuation(&self, line: &str) -> Option<String> {
         let trimmed = line.trim_end_matches([' ', '\t']);
-        trimmed
-            .strip_suffix(self.escape)
-            .map(|s| s.to_string())
+        trimmed.strip_suffix(self.escape).map(|s| s.to_string())
     }
 
     fn read_heredocs(
@@ -335,7 +336,10 @@ impl Parser {
                 content.push('\n');
             }
             if !found {
-                return Err(self.err(start, format!("unterminated heredoc: no line {name:?} ends <<{name}")));
+                return Err(self.err(
+                    start,
+                    format!("unterminated heredoc: no line {name:?} ends <<{name}"),
+                ));
             }
             out.push(Heredoc {
                 name: name.clone(),
@@ -398,7 +402,8 @@ impl Parser {
                 };
                 if let Some(n) = &name {
                     let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                        && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
                     if !ok {
                         return Err(self.err(line, format!("invalid stage name {n:?}: use letters, digits, '.', '_' and '-', starting with a letter")));
                     }
@@ -451,14 +456,25 @@ impl Parser {
             "SHELL" => match self.form(rest) {
                 Form::Exec(v) if !v.is_empty() => Command::Shell(v),
                 _ => {
-                    return Err(self.err(line, "SHELL requires a JSON array, e.g. SHELL [\"/bin/bash\", \"-c\"]"))
+                    return Err(self.err(
+                        line,
+                        "SHELL requires a JSON array, e.g. SHELL [\"/bin/bash\", \"-c\"]",
+                    ))
                 }
             },
             "COPY" | "ADD" => {
                 let allowed: &[&str] = if kw == "COPY" {
                     &["from", "chown", "chmod", "link", "parents", "exclude"]
                 } else {
-                    &["chown", "chmod", "link", "checksum", "keep-git-dir", "exclude", "unpack"]
+                    &[
+                        "chown",
+                        "chmod",
+                        "link",
+                        "checksum",
+                        "keep-git-dir",
+                        "exclude",
+                        "unpack",
+                    ]
                 };
                 let (flags, rest) = self.flags(line, kw, rest, allowed)?;
                 if flags.iter().any(|f| f.name == "parents") {
@@ -469,8 +485,12 @@ impl Parser {
                     Form::Exec(v) => v.len(),
                     Form::Shell(s) => s.split_whitespace().count(),
                 };
-                if count < 2 && !(count == 1 && !heredocs.is_empty()) {
-                    return Err(self.err(line, format!("{kw} requires at least one source and a destination")));
+                // A heredoc may stand in for the only source: `COPY <<EOF /dest`.
+                if count < 2 && (count != 1 || heredocs.is_empty()) {
+                    return Err(self.err(
+                        line,
+                        format!("{kw} requires at least one source and a destination"),
+                    ));
                 }
                 let c = CopyArgs {
                     args,
@@ -478,7 +498,9 @@ impl Parser {
                     from: flag_value(&flags, "from"),
                     chown: flag_value(&flags, "chown"),
                     chmod: flag_value(&flags, "chmod"),
-                    link: flags.iter().any(|f| f.name == "link" && f.value.as_deref() != Some("false")),
+                    link: flags
+                        .iter()
+                        .any(|f| f.name == "link" && f.value.as_deref() != Some("false")),
                     exclude: flags
                         .iter()
                         .filter(|f| f.name == "exclude")
@@ -519,7 +541,13 @@ impl Parser {
                     line,
                     kw,
                     rest,
-                    &["interval", "timeout", "start-period", "start-interval", "retries"],
+                    &[
+                        "interval",
+                        "timeout",
+                        "start-period",
+                        "start-interval",
+                        "retries",
+                    ],
                 )?;
                 let (word, cmd_rest) = match rest.find(char::is_whitespace) {
                     Some(i) => (&rest[..i], rest[i..].trim()),
@@ -527,9 +555,15 @@ impl Parser {
                 };
                 let cmd = match word.to_ascii_uppercase().as_str() {
                     "NONE" if cmd_rest.is_empty() && flags.is_empty() => None,
-                    "NONE" => return Err(self.err(line, "HEALTHCHECK NONE takes no other arguments")),
+                    "NONE" => {
+                        return Err(self.err(line, "HEALTHCHECK NONE takes no other arguments"))
+                    }
                     "CMD" if !cmd_rest.is_empty() => Some(self.form(cmd_rest)),
-                    _ => return Err(self.err(line, "HEALTHCHECK takes [OPTIONS] CMD command, or NONE")),
+                    _ => {
+                        return Err(
+                            self.err(line, "HEALTHCHECK takes [OPTIONS] CMD command, or NONE")
+                        )
+                    }
                 };
                 Command::Healthcheck(HealthcheckArgs {
                     cmd,
@@ -542,9 +576,16 @@ impl Parser {
             }
             "ONBUILD" => {
                 need_args("an instruction")?;
-                let inner = rest.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                let inner = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
                 if matches!(inner.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
-                    return Err(self.err(line, format!("{inner} is not allowed as an ONBUILD trigger")));
+                    return Err(self.err(
+                        line,
+                        format!("{inner} is not allowed as an ONBUILD trigger"),
+                    ));
                 }
                 // Validate the trigger now so a typo fails at its own line.
                 self.instruction(line, rest, vec![])?;
@@ -554,12 +595,7 @@ impl Parser {
                 need_args("a name")?;
                 Command::Maintainer(rest.to_string())
             }
-            _ => {
-                return Err(self.err(
-                    line,
-                    format!("unknown instruction: {}", kw),
-                ))
-            }
+            _ => return Err(self.err(line, format!("unknown instruction: {}", kw))),
         })
     }
 
@@ -649,7 +685,12 @@ impl Parser {
     }
 
     /// ENV and LABEL: `key=value ...`, or the legacy `key value with spaces`.
-    fn key_values(&self, line: usize, kw: &str, rest: &str) -> Result<Vec<KeyValue>, DockerfileError> {
+    fn key_values(
+        &self,
+        line: usize,
+        kw: &str,
+        rest: &str,
+    ) -> Result<Vec<KeyValue>, DockerfileError> {
         let words = self.words(line, rest)?;
         let first_has_eq = words.first().is_some_and(|w| w.contains('='));
         if !first_has_eq {
@@ -657,7 +698,10 @@ impl Parser {
             let key = words.first().cloned().unwrap_or_default();
             let value = rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..].trim();
             if value.is_empty() {
-                return Err(self.err(line, format!("{kw} {key} needs a value: write {kw} {key}=value")));
+                return Err(self.err(
+                    line,
+                    format!("{kw} {key} needs a value: write {kw} {key}=value"),
+                ));
             }
             return Ok(vec![KeyValue {
                 key,
@@ -667,7 +711,10 @@ impl Parser {
         let mut kvs = Vec::new();
         for w in words {
             let Some((k, v)) = w.split_once('=') else {
-                return Err(self.err(line, format!("{kw}: {w:?} is not key=value (mixing the two forms is not allowed)")));
+                return Err(self.err(
+                    line,
+                    format!("{kw}: {w:?} is not key=value (mixing the two forms is not allowed)"),
+                ));
             };
             if k.is_empty() {
                 return Err(self.err(line, format!("{kw}: empty key in {w:?}")));
@@ -692,14 +739,19 @@ fn flag_value(flags: &[Flag], name: &str) -> Option<String> {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 /// Find `<<[-]["']NAME["']` heredoc markers in an instruction's text. Returns
 /// (name, strip leading tabs, expand variables). A `<<` inside quotes or a JSON
 /// array is not a heredoc.
 fn heredoc_markers(text: &str, escape: char) -> Vec<(String, bool, bool)> {
-    let upper: String = text.chars().take(4).collect::<String>().to_ascii_uppercase();
+    let upper: String = text
+        .chars()
+        .take(4)
+        .collect::<String>()
+        .to_ascii_uppercase();
     let kw_len = if upper.starts_with("RUN") || upper.starts_with("ADD") {
         3
     } else if text.len() >= 4 && text[..4].eq_ignore_ascii_case("COPY") {
@@ -747,7 +799,8 @@ fn heredoc_markers(text: &str, escape: char) -> Vec<(String, bool, bool)> {
                 _ => None,
             };
             let start = j;
-            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || "_.-".contains(chars[j])) {
+            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || "_.-".contains(chars[j]))
+            {
                 j += 1;
             }
             if j > start {
@@ -794,7 +847,10 @@ mod tests {
         assert_eq!(d.instructions.len(), 2);
         assert_eq!(d.instructions[1].line, 4);
         match &d.instructions[1].command {
-            Command::Copy(c) => assert_eq!(c.args, Form::Shell("COPY a   b /c/".replace("COPY ", "").to_string())),
+            Command::Copy(c) => assert_eq!(
+                c.args,
+                Form::Shell("COPY a   b /c/".replace("COPY ", "").to_string())
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -833,14 +889,25 @@ mod tests {
     #[test]
     fn exec_and_shell_forms() {
         let d = p("FROM scratch\nCMD [\"a\", \"b c\"]\nENTRYPOINT echo hi\nCMD [not json\n");
-        assert_eq!(d.instructions[1].command, Command::Cmd(Form::Exec(vec!["a".into(), "b c".into()])));
-        assert_eq!(d.instructions[2].command, Command::Entrypoint(Form::Shell("echo hi".into())));
-        assert_eq!(d.instructions[3].command, Command::Cmd(Form::Shell("[not json".into())));
+        assert_eq!(
+            d.instructions[1].command,
+            Command::Cmd(Form::Exec(vec!["a".into(), "b c".into()]))
+        );
+        assert_eq!(
+            d.instructions[2].command,
+            Command::Entrypoint(Form::Shell("echo hi".into()))
+        );
+        assert_eq!(
+            d.instructions[3].command,
+            Command::Cmd(Form::Shell("[not json".into()))
+        );
     }
 
     #[test]
     fn from_forms() {
-        let d = p("ARG V=1\nFROM --platform=linux/arm64 alpine:${V} AS base\nFROM base\nFROM scratch\n");
+        let d = p(
+            "ARG V=1\nFROM --platform=linux/arm64 alpine:${V} AS base\nFROM base\nFROM scratch\n",
+        );
         assert!(matches!(&d.instructions[0].command, Command::Arg(_)));
         assert_eq!(
             d.instructions[1].command,
@@ -890,17 +957,22 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        assert_eq!(perr("FROM scratch\n\nFOO bar\n"), "Dockerfile:3: unknown instruction: FOO");
+        assert_eq!(
+            perr("FROM scratch\n\nFOO bar\n"),
+            "Dockerfile:3: unknown instruction: FOO"
+        );
         assert!(perr("FROM scratch\nCOPY onlyone\n").starts_with("Dockerfile:2:"));
         assert!(perr("FROM scratch\nCOPY --frm=x a b\n").contains("unknown flag for COPY: --frm"));
-        assert!(perr("FROM scratch\nSHELL /bin/sh\n").starts_with("Dockerfile:2: SHELL requires a JSON array"));
+        assert!(perr("FROM scratch\nSHELL /bin/sh\n")
+            .starts_with("Dockerfile:2: SHELL requires a JSON array"));
         assert!(perr("FROM a b c d\n").starts_with("Dockerfile:1:"));
         assert!(perr("FROM scratch\nENV\n").starts_with("Dockerfile:2:"));
         assert!(perr("FROM scratch\nENV A=1 B\n").starts_with("Dockerfile:2:"));
         assert!(perr("FROM scratch\nLABEL a=\"open\n").contains("unterminated quote"));
         assert!(perr("# escape=x\nFROM scratch\n").starts_with("Dockerfile:1: invalid escape"));
         assert!(perr("FROM scratch\nRUN <<EOF\nno end\n").contains("unterminated heredoc"));
-        assert!(perr("FROM scratch\nONBUILD FOO x\n").starts_with("Dockerfile:2: unknown instruction: FOO"));
+        assert!(perr("FROM scratch\nONBUILD FOO x\n")
+            .starts_with("Dockerfile:2: unknown instruction: FOO"));
     }
 
     #[test]

@@ -46,7 +46,10 @@ impl Rootfs {
         let tar = open_tar(blob)?;
         let stats = extract::extract(tar, &self.dir, self.privileged, &mut self.recorded)?;
         if stats.skipped_devices > 0 {
-            tracing::warn!("{} device node(s) skipped: not permitted here", stats.skipped_devices);
+            tracing::warn!(
+                "{} device node(s) skipped: not permitted here",
+                stats.skipped_devices
+            );
         }
         self.applied += 1;
         Ok(())

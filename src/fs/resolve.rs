@@ -31,14 +31,21 @@ pub enum ResolveError {
 
 /// Split a slash path into its normal components, keeping `..`.
 pub fn components(path: &str) -> Vec<&str> {
-    path.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
 }
 
 /// Resolve `path` inside `root`. Returns the resolved path relative to the root,
 /// as normal components joined by `/` (empty for the root itself). The last
 /// component is followed only when `follow_last` is set. Components that do not
 /// exist are kept as they are.
-pub fn resolve(root: &Path, path: &str, follow_last: bool, confine: Confine) -> Result<String, ResolveError> {
+pub fn resolve(
+    root: &Path,
+    path: &str,
+    follow_last: bool,
+    confine: Confine,
+) -> Result<String, ResolveError> {
     let mut todo: VecDeque<String> = components(path).into_iter().map(str::to_string).collect();
     let mut cur: Vec<String> = Vec::new();
     let mut links = 0;
@@ -78,7 +85,9 @@ pub fn resolve(root: &Path, path: &str, follow_last: bool, confine: Confine) -> 
                 }
             }
             Ok(_) => cur.push(part),
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => cur.push(part),
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => {
+                cur.push(part)
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -109,14 +118,32 @@ mod tests {
         symlink("real/dir", r.join("rel")).unwrap();
         symlink("loop", r.join("loop")).unwrap();
 
-        assert_eq!(resolve(r, "/abs/dir/x", true, Confine::Clamp).unwrap(), "real/dir/x");
-        assert_eq!(resolve(r, "up/passwd", true, Confine::Clamp).unwrap(), "etc/passwd");
+        assert_eq!(
+            resolve(r, "/abs/dir/x", true, Confine::Clamp).unwrap(),
+            "real/dir/x"
+        );
+        assert_eq!(
+            resolve(r, "up/passwd", true, Confine::Clamp).unwrap(),
+            "etc/passwd"
+        );
         assert_eq!(resolve(r, "rel", false, Confine::Clamp).unwrap(), "rel");
         assert_eq!(resolve(r, "rel", true, Confine::Clamp).unwrap(), "real/dir");
         assert_eq!(resolve(r, "../../x", true, Confine::Clamp).unwrap(), "x");
-        assert!(matches!(resolve(r, "up/passwd", true, Confine::Refuse), Err(ResolveError::Escapes { .. })));
-        assert!(matches!(resolve(r, "abs", true, Confine::Refuse), Err(ResolveError::Escapes { .. })));
-        assert!(matches!(resolve(r, "../x", true, Confine::Refuse), Err(ResolveError::Escapes { .. })));
-        assert!(matches!(resolve(r, "loop", true, Confine::Clamp), Err(ResolveError::Loop(_))));
+        assert!(matches!(
+            resolve(r, "up/passwd", true, Confine::Refuse),
+            Err(ResolveError::Escapes { .. })
+        ));
+        assert!(matches!(
+            resolve(r, "abs", true, Confine::Refuse),
+            Err(ResolveError::Escapes { .. })
+        ));
+        assert!(matches!(
+            resolve(r, "../x", true, Confine::Refuse),
+            Err(ResolveError::Escapes { .. })
+        ));
+        assert!(matches!(
+            resolve(r, "loop", true, Confine::Clamp),
+            Err(ResolveError::Loop(_))
+        ));
     }
 }

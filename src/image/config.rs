@@ -137,7 +137,10 @@ impl ImageConfig {
     pub fn set_env(&mut self, key: &str, value: &str) {
         let env = self.config.env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
-        match env.iter_mut().find(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key) || kv.as_str() == key) {
+        match env
+            .iter_mut()
+            .find(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key) || kv.as_str() == key)
+        {
             Some(slot) => *slot = entry,
             None => env.push(entry),
         }
@@ -157,8 +160,14 @@ mod tests {
     fn keeps_unknown_fields_and_docker_extensions() {
         let src = r#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Hostname":"x","Healthcheck":{"Test":["CMD","true"],"Interval":5000000000}},"rootfs":{"type":"layers","diff_ids":[]},"docker_version":"24"}"#;
         let c: ImageConfig = serde_json::from_str(src).unwrap();
-        assert_eq!(c.extra.get("docker_version").and_then(Value::as_str), Some("24"));
-        assert_eq!(c.config.extra.get("Hostname").and_then(Value::as_str), Some("x"));
+        assert_eq!(
+            c.extra.get("docker_version").and_then(Value::as_str),
+            Some("24")
+        );
+        assert_eq!(
+            c.config.extra.get("Hostname").and_then(Value::as_str),
+            Some("x")
+        );
         let back = String::from_utf8(c.to_bytes()).unwrap();
         assert!(back.contains("\"docker_version\":\"24\""));
         assert!(back.contains("\"Interval\":5000000000"));
@@ -170,6 +179,9 @@ mod tests {
         c.set_env("A", "1");
         c.set_env("B", "2");
         c.set_env("A", "3");
-        assert_eq!(c.config.env, Some(vec!["A=3".to_string(), "B=2".to_string()]));
+        assert_eq!(
+            c.config.env,
+            Some(vec!["A=3".to_string(), "B=2".to_string()])
+        );
     }
 }

@@ -12,13 +12,16 @@ use std::path::{Path, PathBuf};
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
-    Ok(dir.join("blobs/sha256").join(hex_of(digest).map_err(|e| anyhow!(e))?))
+    Ok(dir
+        .join("blobs/sha256")
+        .join(hex_of(digest).map_err(|e| anyhow!(e))?))
 }
 
 /// Write `image` into the layout at `dir` under `tag`, creating the layout if
 /// needed. An existing entry with the same tag is replaced; others are kept.
 pub fn write(dir: &Path, image: &LocalImage, tag: &str) -> Result<()> {
-    fs::create_dir_all(dir.join("blobs/sha256")).with_context(|| format!("cannot create OCI layout {}", dir.display()))?;
+    fs::create_dir_all(dir.join("blobs/sha256"))
+        .with_context(|| format!("cannot create OCI layout {}", dir.display()))?;
     for b in image.blobs() {
         place_file(&b.path, &blob_path(dir, &b.digest)?)
             .with_context(|| format!("cannot write blob {} into {}", b.digest, dir.display()))?;
@@ -27,16 +30,27 @@ pub fn write(dir: &Path, image: &LocalImage, tag: &str) -> Result<()> {
     if !mpath.exists() {
         write_atomic(&mpath, &image.manifest)?;
     }
-    write_atomic(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write_atomic(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let index_path = dir.join("index.json");
     let mut manifests: Vec<Value> = match fs::read(&index_path) {
         Ok(b) => {
-            let v: Value = serde_json::from_slice(&b).with_context(|| format!("{} is not valid JSON", index_path.display()))?;
-            v.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default()
+            let v: Value = serde_json::from_slice(&b)
+                .with_context(|| format!("{} is not valid JSON", index_path.display()))?;
+            v.get("manifests")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
         }
         Err(_) => vec![],
     };
-    manifests.retain(|m| m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(Value::as_str) != Some(tag));
+    manifests.retain(|m| {
+        m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+            .and_then(Value::as_str)
+            != Some(tag)
+    });
     manifests.push(json!({
         "mediaType": image.manifest_media_type,
         "digest": image.manifest_digest,
@@ -52,7 +66,8 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".kiln-").tempfile_in(dir)?;
     std::io::Write::write_all(&mut tmp, data)?;
-    tmp.persist(path).map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
     Ok(())
 }
 
@@ -73,24 +88,47 @@ pub fn read(spec: &str) -> Result<LayoutImage> {
     let (dir, tag) = split_spec(spec);
     let dir = Path::new(dir);
     let index: Value = serde_json::from_slice(
-        &fs::read(dir.join("index.json")).with_context(|| format!("{} is not an OCI layout (no index.json)", dir.display()))?,
+        &fs::read(dir.join("index.json"))
+            .with_context(|| format!("{} is not an OCI layout (no index.json)", dir.display()))?,
     )
     .with_context(|| format!("{}/index.json is not valid JSON", dir.display()))?;
-    let entries = index.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
+    let entries = index
+        .get("manifests")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let chosen = match tag {
         Some(t) => entries
             .iter()
-            .find(|m| m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(Value::as_str) == Some(t))
+            .find(|m| {
+                m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                    .and_then(Value::as_str)
+                    == Some(t)
+            })
             .ok_or_else(|| anyhow!("no image tagged {t:?} in OCI layout {}", dir.display()))?,
         None => match entries.as_slice() {
             [one] => one,
             [] => bail!("OCI layout {} holds no image", dir.display()),
-            _ => bail!("OCI layout {} holds {} images: name one as {}:TAG", dir.display(), entries.len(), dir.display()),
+            _ => bail!(
+                "OCI layout {} holds {} images: name one as {}:TAG",
+                dir.display(),
+                entries.len(),
+                dir.display()
+            ),
         },
     };
-    let digest = chosen.get("digest").and_then(Value::as_str).ok_or_else(|| anyhow!("index.json entry without digest"))?;
+    let digest = chosen
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("index.json entry without digest"))?;
     let top = read_verified(dir, digest)?;
-    let top_media_type = declared_media_type(&top, chosen.get("mediaType").and_then(Value::as_str).unwrap_or(""));
+    let top_media_type = declared_media_type(
+        &top,
+        chosen
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    );
     let mut out = LayoutImage {
         top: top.clone(),
         top_media_type: top_media_type.clone(),
@@ -99,10 +137,21 @@ pub fn read(spec: &str) -> Result<LayoutImage> {
     };
     if is_index(&top_media_type) {
         let v: Value = serde_json::from_slice(&top)?;
-        for m in v.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default() {
-            let d = m.get("digest").and_then(Value::as_str).ok_or_else(|| anyhow!("index entry without digest"))?;
+        for m in v
+            .get("manifests")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let d = m
+                .get("digest")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("index entry without digest"))?;
             let bytes = read_verified(dir, d)?;
-            let mt = declared_media_type(&bytes, m.get("mediaType").and_then(Value::as_str).unwrap_or(""));
+            let mt = declared_media_type(
+                &bytes,
+                m.get("mediaType").and_then(Value::as_str).unwrap_or(""),
+            );
             if !is_manifest(&mt) {
                 bail!("nested indexes are not supported (in {})", dir.display());
             }
@@ -112,7 +161,10 @@ pub fn read(spec: &str) -> Result<LayoutImage> {
     } else if is_manifest(&top_media_type) {
         collect_blobs(dir, &top, &mut out.blobs)?;
     } else {
-        bail!("unsupported manifest media type {top_media_type:?} in {}", dir.display());
+        bail!(
+            "unsupported manifest media type {top_media_type:?} in {}",
+            dir.display()
+        );
     }
     Ok(out)
 }
@@ -122,16 +174,22 @@ pub fn read(spec: &str) -> Result<LayoutImage> {
 pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
     let last_slash = spec.rfind('/').map(|i| i + 1).unwrap_or(0);
     match spec[last_slash..].rfind(':') {
-        Some(i) if Path::new(&spec[..last_slash + i]).is_dir() => (&spec[..last_slash + i], Some(&spec[last_slash + i + 1..])),
+        Some(i) if Path::new(&spec[..last_slash + i]).is_dir() => {
+            (&spec[..last_slash + i], Some(&spec[last_slash + i + 1..]))
+        }
         _ => (spec, None),
     }
 }
 
 fn read_verified(dir: &Path, digest: &str) -> Result<Vec<u8>> {
     let p = blob_path(dir, digest)?;
-    let b = fs::read(&p).with_context(|| format!("OCI layout {} lacks blob {digest}", dir.display()))?;
+    let b = fs::read(&p)
+        .with_context(|| format!("OCI layout {} lacks blob {digest}", dir.display()))?;
     if sha256_bytes(&b) != digest {
-        bail!("blob {digest} in {} does not match its digest", dir.display());
+        bail!(
+            "blob {digest} in {} does not match its digest",
+            dir.display()
+        );
     }
     Ok(b)
 }
@@ -139,20 +197,39 @@ fn read_verified(dir: &Path, digest: &str) -> Result<Vec<u8>> {
 fn collect_blobs(dir: &Path, manifest: &[u8], out: &mut Vec<BlobFile>) -> Result<()> {
     let v: Value = serde_json::from_slice(manifest)?;
     let config = v.get("config").cloned().into_iter();
-    let layers = v.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let layers = v
+        .get("layers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for d in config.chain(layers) {
-        let digest = d.get("digest").and_then(Value::as_str).ok_or_else(|| anyhow!("descriptor without digest"))?;
-        let size = d.get("size").and_then(Value::as_u64).ok_or_else(|| anyhow!("descriptor without size"))?;
+        let digest = d
+            .get("digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("descriptor without digest"))?;
+        let size = d
+            .get("size")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("descriptor without size"))?;
         let path = blob_path(dir, digest)?;
-        let actual = fs::metadata(&path).with_context(|| format!("OCI layout {} lacks blob {digest}", dir.display()))?.len();
+        let actual = fs::metadata(&path)
+            .with_context(|| format!("OCI layout {} lacks blob {digest}", dir.display()))?
+            .len();
         if actual != size {
-            bail!("blob {digest} in {} has {actual} bytes, its descriptor says {size}", dir.display());
+            bail!(
+                "blob {digest} in {} has {actual} bytes, its descriptor says {size}",
+                dir.display()
+            );
         }
         if !out.iter().any(|b| b.digest == digest) {
             out.push(BlobFile {
                 digest: digest.to_string(),
                 size,
-                media_type: d.get("mediaType").and_then(Value::as_str).unwrap_or("").to_string(),
+                media_type: d
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
                 path,
             });
         }

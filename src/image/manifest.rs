@@ -44,11 +44,15 @@ pub fn declared_media_type(bytes: &[u8], fallback: &str) -> String {
 /// The OCI media type for a layer, whatever format the base image used.
 pub fn oci_layer_type(media_type: &str) -> String {
     match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip" => "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.v1.tar+gzip".into()
+        }
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
             "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into()
         }
-        "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar".into(),
+        "application/vnd.docker.image.rootfs.diff.tar" => {
+            "application/vnd.oci.image.layer.v1.tar".into()
+        }
         other => other.to_string(),
     }
 }
@@ -67,10 +71,16 @@ impl Platform {
         let (os, arch, variant) = match parts.as_slice() {
             [os, arch] => (*os, *arch, None),
             [os, arch, v] => (*os, *arch, Some(v.to_string())),
-            _ => return Err(format!("invalid platform {s:?}: expected os/arch[/variant], e.g. linux/amd64")),
+            _ => {
+                return Err(format!(
+                    "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/amd64"
+                ))
+            }
         };
         if os.is_empty() || arch.is_empty() {
-            return Err(format!("invalid platform {s:?}: expected os/arch[/variant]"));
+            return Err(format!(
+                "invalid platform {s:?}: expected os/arch[/variant]"
+            ));
         }
         Ok(Platform {
             os: os.to_string(),
@@ -92,7 +102,11 @@ impl Platform {
         Platform {
             os: "linux".into(),
             arch: arch.into(),
-            variant: if arch == "arm" { Some("v7".into()) } else { None },
+            variant: if arch == "arm" {
+                Some("v7".into())
+            } else {
+                None
+            },
         }
     }
 
@@ -120,7 +134,11 @@ impl std::fmt::Display for Platform {
 
 /// Pick the manifest for `platform` from an index.
 pub fn select(index: &ImageIndex, platform: &Platform) -> Option<Descriptor> {
-    index.manifests().iter().find(|d| platform.matches(d)).cloned()
+    index
+        .manifests()
+        .iter()
+        .find(|d| platform.matches(d))
+        .cloned()
 }
 
 /// Available platforms of an index, for error messages.
@@ -146,12 +164,20 @@ pub struct LayerDesc {
 }
 
 /// Serialize an OCI image manifest for a config blob and layers.
-pub fn build_manifest(config_digest: &str, config_size: u64, layers: &[LayerDesc]) -> Result<Vec<u8>, String> {
+pub fn build_manifest(
+    config_digest: &str,
+    config_size: u64,
+    layers: &[LayerDesc],
+) -> Result<Vec<u8>, String> {
     let descs: Vec<Descriptor> = layers
         .iter()
         .map(|l| -> Result<Descriptor, String> {
             let d: oci_spec::image::Digest = l.digest.parse().map_err(|e| format!("{e}"))?;
-            Ok(Descriptor::new(MediaType::from(oci_layer_type(&l.media_type).as_str()), l.size, d))
+            Ok(Descriptor::new(
+                MediaType::from(oci_layer_type(&l.media_type).as_str()),
+                l.size,
+                d,
+            ))
         })
         .collect::<Result<_, _>>()?;
     let cd: oci_spec::image::Digest = config_digest.parse().map_err(|e| format!("{e}"))?;

@@ -43,20 +43,28 @@ impl Reference {
         // A tag is after the last ':' that follows the last '/'.
         let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
         let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_string())),
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(rest[last_slash + i + 1..].to_string()),
+            ),
             None => (rest, None),
         };
         if let Some(t) = &tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                && t.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !ok {
                 return Err(err("bad tag (letters, digits, '_', '.', '-'; at most 128)"));
             }
         }
         let (registry, path) = match name.split_once('/') {
-            Some((first, p)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            Some((first, p))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
                 (first.to_string(), p.to_string())
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
@@ -73,11 +81,15 @@ impl Reference {
         };
         for comp in repository.split('/') {
             let ok = !comp.is_empty()
-                && comp.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && comp
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
                 && comp.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && comp.ends_with(|c: char| c.is_ascii_alphanumeric());
             if !ok {
-                return Err(err("repository names use lowercase letters, digits and separators (. _ -)"));
+                return Err(err(
+                    "repository names use lowercase letters, digits and separators (. _ -)",
+                ));
             }
         }
         let tag = if tag.is_none() && digest.is_none() {
@@ -149,7 +161,10 @@ mod tests {
     #[test]
     fn docker_defaults() {
         let a = r("busybox");
-        assert_eq!((a.registry.as_str(), a.repository.as_str(), a.tag.as_deref()), ("docker.io", "library/busybox", Some("latest")));
+        assert_eq!(
+            (a.registry.as_str(), a.repository.as_str(), a.tag.as_deref()),
+            ("docker.io", "library/busybox", Some("latest"))
+        );
         assert_eq!(a.api_host(), "registry-1.docker.io");
         assert_eq!(r("user/app:1.0").repository, "user/app");
         assert_eq!(r("index.docker.io/library/alpine").registry, "docker.io");
@@ -165,15 +180,30 @@ mod tests {
         assert_eq!(a.digest.as_deref(), Some(d));
         assert_eq!(a.reference(), d);
         let b = r("127.0.0.1:5000/app");
-        assert_eq!((b.registry.as_str(), b.tag.as_deref()), ("127.0.0.1:5000", Some("latest")));
+        assert_eq!(
+            (b.registry.as_str(), b.tag.as_deref()),
+            ("127.0.0.1:5000", Some("latest"))
+        );
         let c = r(&format!("registry.gitlab.com/g/p@{d}"));
         assert_eq!(c.tag, None);
-        assert_eq!(r("gitlab.example.com/a/b/c:tag").to_string(), "gitlab.example.com/a/b/c:tag");
+        assert_eq!(
+            r("gitlab.example.com/a/b/c:tag").to_string(),
+            "gitlab.example.com/a/b/c:tag"
+        );
     }
 
     #[test]
     fn invalid() {
-        for bad in ["", "UPPER/case", "a b", "app:", "app:-x", "x@sha256:zz", "a//b", "-a/b"] {
+        for bad in [
+            "",
+            "UPPER/case",
+            "a b",
+            "app:",
+            "app:-x",
+            "x@sha256:zz",
+            "a//b",
+            "-a/b",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be invalid");
         }
     }

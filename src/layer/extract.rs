@@ -65,7 +65,11 @@ pub fn extract(
             if let Ok(rd) = fs::read_dir(&parent_host) {
                 for child in rd {
                     let child = child?;
-                    let crel = format!("{}{}", prefix(&parent_rel), child.file_name().to_string_lossy());
+                    let crel = format!(
+                        "{}{}",
+                        prefix(&parent_rel),
+                        child.file_name().to_string_lossy()
+                    );
                     if !this_layer.contains(&crel) {
                         remove_any(&child.path())?;
                         forget(recorded, &crel);
@@ -107,11 +111,15 @@ pub fn extract(
             }
             tar::EntryType::Symlink => {
                 remove_any(&target)?;
-                let link = entry.link_name()?.ok_or_else(|| bad(format!("symlink {raw:?} has no target")))?;
+                let link = entry
+                    .link_name()?
+                    .ok_or_else(|| bad(format!("symlink {raw:?} has no target")))?;
                 symlink(link, &target)?;
             }
             tar::EntryType::Link => {
-                let link = entry.link_name()?.ok_or_else(|| bad(format!("hardlink {raw:?} has no target")))?;
+                let link = entry
+                    .link_name()?
+                    .ok_or_else(|| bad(format!("hardlink {raw:?} has no target")))?;
                 let link = link.to_string_lossy().into_owned();
                 if components(&link).contains(&"..") {
                     return Err(bad(format!("hardlink {raw:?} points outside the root")));
@@ -243,7 +251,11 @@ mod tests {
         for (path, kind, data) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
-            h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+            h.set_mode(if *kind == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
             h.set_mtime(1000);
             match kind {
                 tar::EntryType::Symlink | tar::EntryType::Link => {
@@ -272,14 +284,29 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
         let mut rec = HashMap::new();
-        let lower = tar_of(&[("a/", Directory, ""), ("a/x", Regular, "x"), ("b/", Directory, ""), ("b/y", Regular, "y"), ("c", Regular, "c")]);
+        let lower = tar_of(&[
+            ("a/", Directory, ""),
+            ("a/x", Regular, "x"),
+            ("b/", Directory, ""),
+            ("b/y", Regular, "y"),
+            ("c", Regular, "c"),
+        ]);
         extract(&lower[..], root, false, &mut rec).unwrap();
-        let upper = tar_of(&[("b/", Directory, ""), ("b/new", Regular, "n"), ("b/.wh..wh..opq", Regular, ""), ("a/.wh.x", Regular, ""), (".wh.c", Regular, "")]);
+        let upper = tar_of(&[
+            ("b/", Directory, ""),
+            ("b/new", Regular, "n"),
+            ("b/.wh..wh..opq", Regular, ""),
+            ("a/.wh.x", Regular, ""),
+            (".wh.c", Regular, ""),
+        ]);
         extract(&upper[..], root, false, &mut rec).unwrap();
         assert!(!root.join("a/x").exists());
         assert!(root.join("a").is_dir());
         assert!(!root.join("b/y").exists(), "opaque dir hides lower content");
-        assert!(root.join("b/new").exists(), "same-layer content survives the opaque marker");
+        assert!(
+            root.join("b/new").exists(),
+            "same-layer content survives the opaque marker"
+        );
         assert!(!root.join("c").exists());
         assert!(!rec.contains_key("c"));
     }
@@ -298,8 +325,14 @@ mod tests {
         ]);
         extract(&evil[..], root, false, &mut HashMap::new()).unwrap();
         assert!(!outside.path().join("pwned").exists());
-        assert!(root.join(outside.path().strip_prefix("/").unwrap()).join("pwned").exists());
-        assert!(root.join("pwned2").exists(), "relative escape is clamped at the root");
+        assert!(root
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("pwned")
+            .exists());
+        assert!(
+            root.join("pwned2").exists(),
+            "relative escape is clamped at the root"
+        );
         let dotdot = tar_of(&[("../x", Regular, "x")]);
         assert!(extract(&dotdot[..], root, false, &mut HashMap::new()).is_err());
     }
@@ -310,11 +343,31 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
         let mut rec = HashMap::new();
-        extract(&tar_of(&[("f", Regular, "data"), ("h", Link, "f"), ("d/", Directory, ""), ("d/z", Regular, "z")])[..], root, false, &mut rec).unwrap();
+        extract(
+            &tar_of(&[
+                ("f", Regular, "data"),
+                ("h", Link, "f"),
+                ("d/", Directory, ""),
+                ("d/z", Regular, "z"),
+            ])[..],
+            root,
+            false,
+            &mut rec,
+        )
+        .unwrap();
         use std::os::unix::fs::MetadataExt;
-        assert_eq!(fs::metadata(root.join("f")).unwrap().ino(), fs::metadata(root.join("h")).unwrap().ino());
+        assert_eq!(
+            fs::metadata(root.join("f")).unwrap().ino(),
+            fs::metadata(root.join("h")).unwrap().ino()
+        );
         // A directory replaced by a file, and a file by a directory.
-        extract(&tar_of(&[("d", Regular, "now a file"), ("f/", Directory, "")])[..], root, false, &mut rec).unwrap();
+        extract(
+            &tar_of(&[("d", Regular, "now a file"), ("f/", Directory, "")])[..],
+            root,
+            false,
+            &mut rec,
+        )
+        .unwrap();
         assert!(root.join("d").is_file());
         assert!(root.join("f").is_dir());
     }

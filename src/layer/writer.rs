@@ -76,14 +76,18 @@ impl LayerWriter {
 
     pub fn dir(&mut self, path: &str, m: &Meta) -> io::Result<()> {
         let mut h = Self::header(tar::EntryType::Directory, m, 0);
-        self.tar.append_data(&mut h, format!("{path}/"), io::empty())
+        self.tar
+            .append_data(&mut h, format!("{path}/"), io::empty())
     }
 
     /// A regular file of exactly `size` bytes read from `data`.
     pub fn file(&mut self, path: &str, m: &Meta, size: u64, data: impl Read) -> io::Result<()> {
         let mut h = Self::header(tar::EntryType::Regular, m, size);
         let mut limited = data.take(size);
-        let mut counted = CountingReader { inner: &mut limited, n: 0 };
+        let mut counted = CountingReader {
+            inner: &mut limited,
+            n: 0,
+        };
         self.tar.append_data(&mut h, path, &mut counted)?;
         if counted.n != size {
             return Err(io::Error::new(
@@ -152,7 +156,10 @@ impl LayerWriter {
 pub fn compress_stream(store: &Store, level: u32, mut tar: impl Read) -> io::Result<BuiltLayer> {
     let tmp = store.temp()?;
     let file = tmp.as_file().try_clone()?;
-    let gz = GzEncoder::new(HashWriter::new(BufWriter::with_capacity(1 << 20, file)), Compression::new(level.min(9)));
+    let gz = GzEncoder::new(
+        HashWriter::new(BufWriter::with_capacity(1 << 20, file)),
+        Compression::new(level.min(9)),
+    );
     let mut sink = HashWriter::new(gz);
     io::copy(&mut tar, &mut sink)?;
     let (gz, diff_id, uncompressed_size) = sink.finish();
@@ -172,7 +179,10 @@ pub fn compress_stream(store: &Store, level: u32, mut tar: impl Read) -> io::Res
 /// Store an already-compressed blob as it is: (digest, size).
 pub fn store_stream(store: &Store, mut data: impl Read) -> io::Result<(String, u64)> {
     let tmp = store.temp()?;
-    let mut w = HashWriter::new(BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?));
+    let mut w = HashWriter::new(BufWriter::with_capacity(
+        1 << 20,
+        tmp.as_file().try_clone()?,
+    ));
     io::copy(&mut data, &mut w)?;
     let (mut buf, digest, size) = w.finish();
     buf.flush()?;
@@ -229,10 +239,16 @@ mod tests {
     use super::*;
 
     fn build(store: &Store) -> BuiltLayer {
-        let m = Meta { mode: 0o755, uid: 0, gid: 0, mtime: 1 };
+        let m = Meta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+        };
         let mut w = LayerWriter::new(store, 6).unwrap();
         w.dir("app", &m).unwrap();
-        w.file("app/a.txt", &Meta { mode: 0o644, ..m }, 5, &b"hello"[..]).unwrap();
+        w.file("app/a.txt", &Meta { mode: 0o644, ..m }, 5, &b"hello"[..])
+            .unwrap();
         w.symlink("app/link", "a.txt", &m).unwrap();
         w.finish().unwrap()
     }
@@ -247,7 +263,10 @@ mod tests {
         assert!(s.verify(&a.digest).unwrap());
         // The diffID is the digest of the uncompressed stream.
         let mut tar = Vec::new();
-        open_tar(&s.blob_path(&a.digest).unwrap()).unwrap().read_to_end(&mut tar).unwrap();
+        open_tar(&s.blob_path(&a.digest).unwrap())
+            .unwrap()
+            .read_to_end(&mut tar)
+            .unwrap();
         assert_eq!(crate::digest::sha256_bytes(&tar), a.diff_id);
         assert_eq!(tar.len() as u64, a.uncompressed_size);
         let mut ar = tar::Archive::new(&tar[..]);
@@ -264,7 +283,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
         let mut w = LayerWriter::new(&s, 1).unwrap();
-        let m = Meta { mode: 0o644, uid: 0, gid: 0, mtime: 0 };
+        let m = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        };
         assert!(w.file("f", &m, 10, &b"short"[..]).is_err());
     }
 }

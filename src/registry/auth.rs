@@ -30,7 +30,11 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
         while i < chars.len() && chars[i] != '=' {
             i += 1;
         }
-        let key: String = chars[start..i].iter().collect::<String>().trim().to_ascii_lowercase();
+        let key: String = chars[start..i]
+            .iter()
+            .collect::<String>()
+            .trim()
+            .to_ascii_lowercase();
         i += 1; // '='
         let mut value = String::new();
         if chars.get(i) == Some(&'"') {

@@ -7,7 +7,9 @@ pub mod auth;
 use crate::image::manifest::ACCEPT;
 use crate::image::Reference;
 use auth::{parse_challenge, Challenge};
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode, Url};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -19,7 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("cannot reach registry {registry}: {cause}\nhint: {hint}")]
-    Unreachable { registry: String, cause: String, hint: String },
+    Unreachable {
+        registry: String,
+        cause: String,
+        hint: String,
+    },
     #[error("{what} not found in registry {registry}\nhint: check the name and tag, and that the image was pushed")]
     NotFound { registry: String, what: String },
     #[error("registry {registry} refused access to {repository} ({status}{detail}); credentials: {source_name}\nhint: {hint}")]
@@ -39,8 +45,15 @@ pub enum RegistryError {
         status: u16,
         detail: String,
     },
-    #[error("registry {registry} sent {what} that does not match digest {expected} (got {actual})")]
-    DigestMismatch { registry: String, what: String, expected: String, actual: String },
+    #[error(
+        "registry {registry} sent {what} that does not match digest {expected} (got {actual})"
+    )]
+    DigestMismatch {
+        registry: String,
+        what: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -82,7 +95,9 @@ fn error_detail(body: &str) -> String {
                 .map(|e| {
                     let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
                     let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-                    format!("{code}: {msg}").trim_matches([' ', ':']).to_string()
+                    format!("{code}: {msg}")
+                        .trim_matches([' ', ':'])
+                        .to_string()
                 })
                 .collect();
             if !parts.is_empty() {
@@ -100,7 +115,10 @@ fn error_detail(body: &str) -> String {
 
 fn connect_hint(registry: &str, err: &reqwest::Error) -> String {
     let text = format!("{err:?}");
-    if text.contains("InvalidContentType") || text.contains("CorruptMessage") || text.contains("wrong version number") {
+    if text.contains("InvalidContentType")
+        || text.contains("CorruptMessage")
+        || text.contains("wrong version number")
+    {
         format!("the registry does not speak HTTPS; if it is a plain-HTTP registry, pass --insecure-registry {registry}")
     } else if text.contains("certificate") || text.contains("UnknownIssuer") {
         "the registry's TLS certificate is not trusted".to_string()
@@ -149,7 +167,11 @@ impl Client {
     }
 
     fn base(&self, r: &Reference) -> String {
-        let scheme = if self.insecure.contains(&r.registry) { "http" } else { "https" };
+        let scheme = if self.insecure.contains(&r.registry) {
+            "http"
+        } else {
+            "https"
+        };
         format!("{scheme}://{}", r.api_host())
     }
 
@@ -159,7 +181,11 @@ impl Client {
     }
 
     fn scope(r: &Reference, push: bool) -> String {
-        format!("repository:{}:{}", r.repository, if push { "pull,push" } else { "pull" })
+        format!(
+            "repository:{}:{}",
+            r.repository,
+            if push { "pull,push" } else { "pull" }
+        )
     }
 
     /// Send a request, answering auth challenges and retrying transient failures.
@@ -178,8 +204,15 @@ impl Client {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut req = self.http.request(method.clone(), url.clone()).headers(headers.clone());
-            let token = self.tokens.lock().map(|t| t.get(&key).cloned()).unwrap_or(None);
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            let token = self
+                .tokens
+                .lock()
+                .map(|t| t.get(&key).cloned())
+                .unwrap_or(None);
             if let Some(t) = token {
                 req = req.header(AUTHORIZATION, format!("Bearer {t}"));
             }
@@ -187,14 +220,15 @@ impl Client {
                 Body::Empty => req,
                 Body::Bytes(b) => req.body(b.to_vec()),
                 Body::File(p, off, len) => {
-                    let mut f = tokio::fs::File::open(p)
-                        .await
-                        .map_err(|e| RegistryError::Other(format!("cannot read {}: {e}", p.display())))?;
-                    f.seek(std::io::SeekFrom::Start(*off))
-                        .await
-                        .map_err(|e| RegistryError::Other(format!("cannot read {}: {e}", p.display())))?;
+                    let mut f = tokio::fs::File::open(p).await.map_err(|e| {
+                        RegistryError::Other(format!("cannot read {}: {e}", p.display()))
+                    })?;
+                    f.seek(std::io::SeekFrom::Start(*off)).await.map_err(|e| {
+                        RegistryError::Other(format!("cannot read {}: {e}", p.display()))
+                    })?;
                     let stream = tokio_util::io::ReaderStream::with_capacity(f.take(*len), 1 << 20);
-                    req.header(CONTENT_LENGTH, *len).body(reqwest::Body::wrap_stream(stream))
+                    req.header(CONTENT_LENGTH, *len)
+                        .body(reqwest::Body::wrap_stream(stream))
                 }
             };
             let resp = match req.send().await {
@@ -230,7 +264,8 @@ impl Client {
                     _ => return Err(self.denied(r, status, "", push)),
                 }
             }
-            if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) && attempt < 3 {
+            if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) && attempt < 3
+            {
                 tokio::time::sleep(Duration::from_millis(500 * attempt as u64)).await;
                 continue;
             }
@@ -239,8 +274,18 @@ impl Client {
     }
 
     async fn fetch_token(&self, r: &Reference, c: &Challenge, scope: &str) -> Result<String> {
-        let realm = c.params.get("realm").ok_or_else(|| RegistryError::Other(format!("registry {} sent a Bearer challenge without realm", r.registry)))?;
-        let mut url = Url::parse(realm).map_err(|e| RegistryError::Other(format!("registry {} sent a bad token realm {realm:?}: {e}", r.registry)))?;
+        let realm = c.params.get("realm").ok_or_else(|| {
+            RegistryError::Other(format!(
+                "registry {} sent a Bearer challenge without realm",
+                r.registry
+            ))
+        })?;
+        let mut url = Url::parse(realm).map_err(|e| {
+            RegistryError::Other(format!(
+                "registry {} sent a bad token realm {realm:?}: {e}",
+                r.registry
+            ))
+        })?;
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = c.params.get("service") {
@@ -248,26 +293,39 @@ impl Client {
             }
             q.append_pair("scope", scope);
         }
-        let resp = self.http.get(url).send().await.map_err(|e| RegistryError::Unreachable {
-            registry: r.registry.clone(),
-            hint: "the registry's token service could not be reached".into(),
-            cause: cause_chain(&e),
-        })?;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unreachable {
+                registry: r.registry.clone(),
+                hint: "the registry's token service could not be reached".into(),
+                cause: cause_chain(&e),
+            })?;
         if !resp.status().is_success() {
             let status = resp.status();
             return Err(self.denied(r, status, "", scope.ends_with("push")));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::Other(format!("registry {}: token service: {e}", r.registry)))?;
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| RegistryError::Other(format!("registry {}: token service sent an invalid answer: {e}", r.registry)))?;
+        let body = resp.bytes().await.map_err(|e| {
+            RegistryError::Other(format!("registry {}: token service: {e}", r.registry))
+        })?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            RegistryError::Other(format!(
+                "registry {}: token service sent an invalid answer: {e}",
+                r.registry
+            ))
+        })?;
         v.get("token")
             .or_else(|| v.get("access_token"))
             .and_then(|t| t.as_str())
             .map(str::to_string)
-            .ok_or_else(|| RegistryError::Other(format!("registry {}: token service answered without a token", r.registry)))
+            .ok_or_else(|| {
+                RegistryError::Other(format!(
+                    "registry {}: token service answered without a token",
+                    r.registry
+                ))
+            })
     }
 
     fn denied(&self, r: &Reference, status: StatusCode, detail: &str, push: bool) -> RegistryError {
@@ -285,12 +343,21 @@ impl Client {
         }
     }
 
-    async fn fail(&self, r: &Reference, method: &str, path: &str, resp: reqwest::Response, push: bool) -> RegistryError {
+    async fn fail(
+        &self,
+        r: &Reference,
+        method: &str,
+        path: &str,
+        resp: reqwest::Response,
+        push: bool,
+    ) -> RegistryError {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         let detail = error_detail(&body);
         match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => self.denied(r, status, &detail, push),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                self.denied(r, status, &detail, push)
+            }
             _ => RegistryError::Status {
                 registry: r.registry.clone(),
                 method: method.into(),
@@ -306,27 +373,66 @@ impl Client {
     pub async fn get_manifest(&self, r: &Reference) -> Result<(Vec<u8>, String, String)> {
         let url = self.url(r, &format!("manifests/{}", r.reference()))?;
         let mut h = HeaderMap::new();
-        h.insert(reqwest::header::ACCEPT, ACCEPT.parse().map_err(|_| RegistryError::Other("bad accept header".into()))?);
-        let resp = self.send(r, false, Method::GET, url, h, Body::Empty).await?;
+        h.insert(
+            reqwest::header::ACCEPT,
+            ACCEPT
+                .parse()
+                .map_err(|_| RegistryError::Other("bad accept header".into()))?,
+        );
+        let resp = self
+            .send(r, false, Method::GET, url, h, Body::Empty)
+            .await?;
         if resp.status() == StatusCode::NOT_FOUND {
-            return Err(RegistryError::NotFound { registry: r.registry.clone(), what: format!("image {r}") });
+            return Err(RegistryError::NotFound {
+                registry: r.registry.clone(),
+                what: format!("image {r}"),
+            });
         }
         if !resp.status().is_success() {
-            return Err(self.fail(r, "GET", &format!("manifest {}", r.reference()), resp, false).await);
+            return Err(self
+                .fail(
+                    r,
+                    "GET",
+                    &format!("manifest {}", r.reference()),
+                    resp,
+                    false,
+                )
+                .await);
         }
-        let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let bytes = resp.bytes().await.map_err(|e| RegistryError::Other(format!("registry {}: reading manifest: {e}", r.registry)))?.to_vec();
+        let ct = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| {
+                RegistryError::Other(format!("registry {}: reading manifest: {e}", r.registry))
+            })?
+            .to_vec();
         let digest = crate::digest::sha256_bytes(&bytes);
         if let Some(want) = &r.digest {
             if *want != digest {
-                return Err(RegistryError::DigestMismatch { registry: r.registry.clone(), what: format!("a manifest for {r}"), expected: want.clone(), actual: digest });
+                return Err(RegistryError::DigestMismatch {
+                    registry: r.registry.clone(),
+                    what: format!("a manifest for {r}"),
+                    expected: want.clone(),
+                    actual: digest,
+                });
             }
         }
         Ok((bytes, ct, digest))
     }
 
     /// Download a blob to `store`, verifying its digest. Returns the stored path.
-    pub async fn fetch_blob(&self, r: &Reference, digest: &str, store: &crate::store::Store) -> Result<std::path::PathBuf> {
+    pub async fn fetch_blob(
+        &self,
+        r: &Reference,
+        digest: &str,
+        store: &crate::store::Store,
+    ) -> Result<std::path::PathBuf> {
         use sha2::Digest as _;
         use tokio::io::AsyncWriteExt;
         let io = |e: std::io::Error| RegistryError::Other(format!("local store: {e}"));
@@ -334,26 +440,45 @@ impl Client {
             return store.blob_path(digest).map_err(io);
         }
         let url = self.url(r, &format!("blobs/{digest}"))?;
-        let mut resp = self.send(r, false, Method::GET, url, HeaderMap::new(), Body::Empty).await?;
+        let mut resp = self
+            .send(r, false, Method::GET, url, HeaderMap::new(), Body::Empty)
+            .await?;
         if resp.status() == StatusCode::NOT_FOUND {
-            return Err(RegistryError::NotFound { registry: r.registry.clone(), what: format!("blob {digest} of {}", r.name()) });
+            return Err(RegistryError::NotFound {
+                registry: r.registry.clone(),
+                what: format!("blob {digest} of {}", r.name()),
+            });
         }
         if !resp.status().is_success() {
-            return Err(self.fail(r, "GET", &format!("blob {digest}"), resp, false).await);
+            return Err(self
+                .fail(r, "GET", &format!("blob {digest}"), resp, false)
+                .await);
         }
         let tmp = store.temp().map_err(io)?;
         let mut file = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(io)?);
         let mut hasher = sha2::Sha256::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| RegistryError::Other(format!("registry {}: download of {digest} broke off: {e}", r.registry)))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            RegistryError::Other(format!(
+                "registry {}: download of {digest} broke off: {e}",
+                r.registry
+            ))
+        })? {
             hasher.update(&chunk);
-            self.counters.bytes_down.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.counters
+                .bytes_down
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             file.write_all(&chunk).await.map_err(io)?;
         }
         file.flush().await.map_err(io)?;
         drop(file);
         let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
         if actual != digest {
-            return Err(RegistryError::DigestMismatch { registry: r.registry.clone(), what: "a blob".into(), expected: digest.into(), actual });
+            return Err(RegistryError::DigestMismatch {
+                registry: r.registry.clone(),
+                what: "a blob".into(),
+                expected: digest.into(),
+                actual,
+            });
         }
         let store = store.clone();
         let d = digest.to_string();
@@ -365,11 +490,15 @@ impl Client {
 
     pub async fn blob_exists(&self, r: &Reference, digest: &str) -> Result<bool> {
         let url = self.url(r, &format!("blobs/{digest}"))?;
-        let resp = self.send(r, true, Method::HEAD, url, HeaderMap::new(), Body::Empty).await?;
+        let resp = self
+            .send(r, true, Method::HEAD, url, HeaderMap::new(), Body::Empty)
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(self.fail(r, "HEAD", &format!("blob {digest}"), resp, true).await),
+            _ => Err(self
+                .fail(r, "HEAD", &format!("blob {digest}"), resp, true)
+                .await),
         }
     }
 
@@ -378,55 +507,108 @@ impl Client {
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::Other(format!("registry {} started an upload without a Location", r.registry)))?;
+            .ok_or_else(|| {
+                RegistryError::Other(format!(
+                    "registry {} started an upload without a Location",
+                    r.registry
+                ))
+            })?;
         let base = Url::parse(&self.base(r)).map_err(|e| RegistryError::Other(e.to_string()))?;
-        base.join(loc).map_err(|e| RegistryError::Other(format!("registry {} sent a bad upload Location: {e}", r.registry)))
+        base.join(loc).map_err(|e| {
+            RegistryError::Other(format!(
+                "registry {} sent a bad upload Location: {e}",
+                r.registry
+            ))
+        })
     }
 
     /// Try to mount `digest` from another repository of the same registry.
     /// Ok(true) when mounted; Ok(false) when the registry wants an upload instead.
     pub async fn mount_blob(&self, r: &Reference, digest: &str, from: &str) -> Result<bool> {
         let mut url = self.url(r, "blobs/uploads/")?;
-        url.query_pairs_mut().append_pair("mount", digest).append_pair("from", from);
-        let resp = self.send(r, true, Method::POST, url, HeaderMap::new(), Body::Empty).await?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest)
+            .append_pair("from", from);
+        let resp = self
+            .send(r, true, Method::POST, url, HeaderMap::new(), Body::Empty)
+            .await?;
         match resp.status() {
             StatusCode::CREATED => {
                 self.counters.blobs_mounted.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
-            StatusCode::ACCEPTED | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Ok(false),
+            StatusCode::ACCEPTED
+            | StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND => Ok(false),
             _ => Err(self.fail(r, "POST", "blob mount", resp, true).await),
         }
     }
 
     /// Upload a blob from a file: skipped when present, else POST + monolithic PUT,
     /// falling back to chunked PATCHes when the registry refuses the single PUT.
-    pub async fn push_blob(&self, r: &Reference, digest: &str, size: u64, path: &Path) -> Result<()> {
+    pub async fn push_blob(
+        &self,
+        r: &Reference,
+        digest: &str,
+        size: u64,
+        path: &Path,
+    ) -> Result<()> {
         if self.blob_exists(r, digest).await? {
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         let start = self.url(r, "blobs/uploads/")?;
-        let resp = self.send(r, true, Method::POST, start.clone(), HeaderMap::new(), Body::Empty).await?;
+        let resp = self
+            .send(
+                r,
+                true,
+                Method::POST,
+                start.clone(),
+                HeaderMap::new(),
+                Body::Empty,
+            )
+            .await?;
         if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::CREATED {
             return Err(self.fail(r, "POST", "blob upload", resp, true).await);
         }
         let mut put = self.location(r, &resp)?;
         put.query_pairs_mut().append_pair("digest", digest);
         let mut h = HeaderMap::new();
-        h.insert(CONTENT_TYPE, "application/octet-stream".parse().map_err(|_| RegistryError::Other("header".into()))?);
-        let resp = self.send(r, true, Method::PUT, put, h.clone(), Body::File(path, 0, size)).await?;
+        h.insert(
+            CONTENT_TYPE,
+            "application/octet-stream"
+                .parse()
+                .map_err(|_| RegistryError::Other("header".into()))?,
+        );
+        let resp = self
+            .send(
+                r,
+                true,
+                Method::PUT,
+                put,
+                h.clone(),
+                Body::File(path, 0, size),
+            )
+            .await?;
         if resp.status() == StatusCode::CREATED {
             self.uploaded(size);
             return Ok(());
         }
         let refused = matches!(resp.status().as_u16(), 400 | 405 | 413 | 416 | 501);
         if !refused {
-            return Err(self.fail(r, "PUT", &format!("blob {digest}"), resp, true).await);
+            return Err(self
+                .fail(r, "PUT", &format!("blob {digest}"), resp, true)
+                .await);
         }
-        tracing::debug!("monolithic upload refused ({}), retrying in chunks", resp.status());
+        tracing::debug!(
+            "monolithic upload refused ({}), retrying in chunks",
+            resp.status()
+        );
         // Chunked: POST, PATCH each chunk (following Location), PUT to finish.
-        let resp = self.send(r, true, Method::POST, start, HeaderMap::new(), Body::Empty).await?;
+        let resp = self
+            .send(r, true, Method::POST, start, HeaderMap::new(), Body::Empty)
+            .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.fail(r, "POST", "blob upload", resp, true).await);
         }
@@ -435,10 +617,26 @@ impl Client {
         while off < size {
             let len = UPLOAD_CHUNK.min(size - off);
             let mut ph = h.clone();
-            ph.insert("Content-Range", format!("{}-{}", off, off + len - 1).parse().map_err(|_| RegistryError::Other("header".into()))?);
-            let resp = self.send(r, true, Method::PATCH, loc.clone(), ph, Body::File(path, off, len)).await?;
+            ph.insert(
+                "Content-Range",
+                format!("{}-{}", off, off + len - 1)
+                    .parse()
+                    .map_err(|_| RegistryError::Other("header".into()))?,
+            );
+            let resp = self
+                .send(
+                    r,
+                    true,
+                    Method::PATCH,
+                    loc.clone(),
+                    ph,
+                    Body::File(path, off, len),
+                )
+                .await?;
             if resp.status() != StatusCode::ACCEPTED {
-                return Err(self.fail(r, "PATCH", &format!("blob {digest}"), resp, true).await);
+                return Err(self
+                    .fail(r, "PATCH", &format!("blob {digest}"), resp, true)
+                    .await);
             }
             loc = self.location(r, &resp)?;
             off += len;
@@ -446,7 +644,9 @@ impl Client {
         loc.query_pairs_mut().append_pair("digest", digest);
         let resp = self.send(r, true, Method::PUT, loc, h, Body::Empty).await?;
         if resp.status() != StatusCode::CREATED {
-            return Err(self.fail(r, "PUT", &format!("blob {digest}"), resp, true).await);
+            return Err(self
+                .fail(r, "PUT", &format!("blob {digest}"), resp, true)
+                .await);
         }
         self.uploaded(size);
         Ok(())
@@ -459,13 +659,28 @@ impl Client {
 
     /// PUT a manifest under `reference` (tag or digest); returns the digest the
     /// registry reports (or the computed one).
-    pub async fn put_manifest(&self, r: &Reference, reference: &str, bytes: &[u8], media_type: &str) -> Result<String> {
+    pub async fn put_manifest(
+        &self,
+        r: &Reference,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String> {
         let url = self.url(r, &format!("manifests/{reference}"))?;
         let mut h = HeaderMap::new();
-        h.insert(CONTENT_TYPE, media_type.parse().map_err(|_| RegistryError::Other(format!("bad media type {media_type}")))?);
-        let resp = self.send(r, true, Method::PUT, url, h, Body::Bytes(bytes)).await?;
+        h.insert(
+            CONTENT_TYPE,
+            media_type
+                .parse()
+                .map_err(|_| RegistryError::Other(format!("bad media type {media_type}")))?,
+        );
+        let resp = self
+            .send(r, true, Method::PUT, url, h, Body::Bytes(bytes))
+            .await?;
         if !resp.status().is_success() {
-            return Err(self.fail(r, "PUT", &format!("manifest {reference}"), resp, true).await);
+            return Err(self
+                .fail(r, "PUT", &format!("manifest {reference}"), resp, true)
+                .await);
         }
         Ok(crate::digest::sha256_bytes(bytes))
     }
@@ -477,7 +692,12 @@ mod tests {
 
     #[test]
     fn error_details_are_short() {
-        assert_eq!(error_detail(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#), ": MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(
+            error_detail(
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+            ),
+            ": MANIFEST_UNKNOWN: manifest unknown"
+        );
         assert_eq!(error_detail(""), "");
         assert_eq!(error_detail(&"x".repeat(500)), "");
     }

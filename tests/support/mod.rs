@@ -1,0 +1,232 @@
+//! Test harness: a real Debian `docker-registry` on 127.0.0.1 with a free port and
+//! temporary storage, base images built from `busybox-static` with umoci and pushed
+//! with skopeo, and checks through skopeo/umoci rather than kiln's own reader.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// GET a path, return (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let config = format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            );
+            let cfg = dir.path().join("config.yml");
+            std::fs::write(&cfg, config).expect("write config");
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("docker-registry must be installed (apt-get install docker-registry)");
+            let mut reg = Registry {
+                child,
+                addr: addr.clone(),
+                dir,
+            };
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(15) {
+                if let Some((200, _)) = http_get(&addr, "/v2/") {
+                    return reg;
+                }
+                if let Ok(Some(_)) = reg.child.try_wait() {
+                    break; // port taken: try another
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(reg);
+        }
+        panic!("docker-registry did not start");
+    }
+
+    /// Does `repo:tag` exist?
+    pub fn has_tag(&self, repo: &str, tag: &str) -> bool {
+        matches!(
+            http_get(&self.addr, &format!("/v2/{repo}/manifests/{tag}")),
+            Some((200, _))
+        )
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn check(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn is_root() -> bool {
+    check(Command::new("id").arg("-u")).trim() == "0"
+}
+
+/// Build a busybox base image with umoci and push it with skopeo to `reg/repo:latest`.
+/// It has /etc/passwd with root and `app` (1000), /etc/group with `app` and `staff` (50),
+/// and a directory /to-delete.
+pub fn push_busybox_base(reg: &Registry, repo: &str) {
+    let d = tempfile::tempdir().expect("tempdir");
+    let layout = d.path().join("layout");
+    let bundle = d.path().join("bundle");
+    let image = format!("{}:latest", layout.display());
+    check(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    );
+    check(Command::new("umoci").args(["new", "--image", &image]));
+    let mut unpack = Command::new("umoci");
+    unpack.arg("unpack");
+    if !is_root() {
+        unpack.arg("--rootless");
+    }
+    check(unpack.args(["--image", &image]).arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    for dir in ["bin", "etc", "tmp", "to-delete/sub", "var"] {
+        std::fs::create_dir_all(rootfs.join(dir)).expect("mkdir");
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("busybox-static must be installed");
+    for app in [
+        "sh", "ls", "cat", "env", "id", "echo", "touch", "rm", "chmod", "chown", "ln", "mkdir",
+        "true", "false",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app)).expect("symlink");
+    }
+    std::os::unix::fs::symlink("/tmp", rootfs.join("var/tmp")).expect("symlink");
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        rootfs.join("etc/group"),
+        "root:x:0:\nstaff:x:50:\napp:x:1000:\n",
+    )
+    .expect("group");
+    std::fs::write(rootfs.join("to-delete/sub/file"), "x").expect("file");
+    check(
+        Command::new("umoci")
+            .args(["repack", "--image", &image])
+            .arg(&bundle),
+    );
+    check(Command::new("umoci").args([
+        "config",
+        "--image",
+        &image,
+        "--config.env",
+        "PATH=/usr/local/bin:/usr/bin:/bin",
+        "--config.cmd",
+        "/bin/sh",
+    ]));
+    check(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{image}"))
+            .arg(format!("docker://{}/{repo}:latest", reg.addr)),
+    );
+}
+
+pub fn kiln() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// Write files into a fresh context directory.
+pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    for (path, content) in files {
+        let p = d.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+    d
+}
+
+/// The raw config blob of a registry image, via `skopeo inspect --raw --config`
+/// (without `--raw`, skopeo drops Docker fields such as Healthcheck).
+pub fn config_of(reg: &Registry, repo_tag: &str) -> serde_json::Value {
+    let out = check(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--config", "--tls-verify=false"])
+            .arg(format!("docker://{}/{repo_tag}", reg.addr)),
+    );
+    serde_json::from_str(&out).expect("config JSON")
+}
+
+/// Copy an image out with skopeo and unpack it with umoci; returns the rootfs.
+pub fn unpack(source: &str, work: &Path) -> PathBuf {
+    let layout = work.join("layout");
+    let bundle = work.join("bundle");
+    let _ = std::fs::remove_dir_all(&layout);
+    let _ = std::fs::remove_dir_all(&bundle);
+    check(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(source)
+            .arg(format!("oci:{}:img", layout.display())),
+    );
+    let mut c = Command::new("umoci");
+    c.arg("unpack");
+    if !is_root() {
+        c.arg("--rootless");
+    }
+    check(
+        c.args(["--image", &format!("{}:img", layout.display())])
+            .arg(&bundle),
+    );
+    bundle.join("rootfs")
+}
