@@ -49,12 +49,8 @@ pub struct LayerWriter {
 impl LayerWriter {
     /// `level` is the gzip level, 0–9.
     pub fn new(store: &Store, level: u32) -> io::Result<LayerWriter> {
-        let tmp = store.temp()?;
-        let file = tmp.as_file().try_clone()?;
-        let compressed = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
-        // GzEncoder::new writes a header with mtime 0 and no file name: deterministic.
-        let gz = GzEncoder::new(compressed, Compression::new(level.min(9)));
-        let mut tar = tar::Builder::new(HashWriter::new(gz));
+        let (sink, tmp) = open_sink(store, level)?;
+        let mut tar = tar::Builder::new(sink);
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter {
             tar,
@@ -135,33 +131,22 @@ impl LayerWriter {
 
     /// Finish the archive and move the blob into the store under its digest.
     pub fn finish(self) -> io::Result<BuiltLayer> {
-        let sink = self.tar.into_inner()?;
-        let (gz, diff_id, uncompressed_size) = sink.finish();
-        let compressed = gz.finish()?;
-        let (mut buf, digest, size) = compressed.finish();
-        buf.flush()?;
-        drop(buf);
-        self.store.commit(self.tmp, &digest)?;
-        Ok(BuiltLayer {
-            digest,
-            diff_id,
-            size,
-            uncompressed_size,
-            media_type: MEDIA_TYPE_GZIP.to_string(),
-        })
+        seal(self.tar.into_inner()?, self.tmp, &self.store)
     }
 }
 
-/// Compress an uncompressed tar stream into a layer blob, in one pass.
-pub fn compress_stream(store: &Store, level: u32, mut tar: impl Read) -> io::Result<BuiltLayer> {
+/// The one-pass pipeline into a temporary file of the store.
+fn open_sink(store: &Store, level: u32) -> io::Result<(Sink, NamedTempFile)> {
     let tmp = store.temp()?;
     let file = tmp.as_file().try_clone()?;
-    let gz = GzEncoder::new(
-        HashWriter::new(BufWriter::with_capacity(1 << 20, file)),
-        Compression::new(level.min(9)),
-    );
-    let mut sink = HashWriter::new(gz);
-    io::copy(&mut tar, &mut sink)?;
+    let compressed = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
+    // GzEncoder::new writes a header with mtime 0 and no file name: deterministic.
+    let gz = GzEncoder::new(compressed, Compression::new(level.min(9)));
+    Ok((HashWriter::new(gz), tmp))
+}
+
+/// Close the pipeline and move the blob into the store under its digest.
+fn seal(sink: Sink, tmp: NamedTempFile, store: &Store) -> io::Result<BuiltLayer> {
     let (gz, diff_id, uncompressed_size) = sink.finish();
     let (mut buf, digest, size) = gz.finish()?.finish();
     buf.flush()?;
@@ -174,6 +159,13 @@ pub fn compress_stream(store: &Store, level: u32, mut tar: impl Read) -> io::Res
         uncompressed_size,
         media_type: MEDIA_TYPE_GZIP.to_string(),
     })
+}
+
+/// Compress an uncompressed tar stream into a layer blob, in one pass.
+pub fn compress_stream(store: &Store, level: u32, mut tar: impl Read) -> io::Result<BuiltLayer> {
+    let (mut sink, tmp) = open_sink(store, level)?;
+    io::copy(&mut tar, &mut sink)?;
+    seal(sink, tmp, store)
 }
 
 /// Store an already-compressed blob as it is: (digest, size).

@@ -230,3 +230,22 @@ pub fn unpack(source: &str, work: &Path) -> PathBuf {
     );
     bundle.join("rootfs")
 }
+
+/// `kiln build --no-push` of `ctx` into an OCI layout under `out`, then unpack it
+/// with umoci; returns the rootfs. Panics with kiln's stderr if the build fails.
+pub fn build_and_unpack(ctx: &Path, out: &Path, extra: &[&str]) -> PathBuf {
+    let layout = out.join("oci");
+    let res = run(kiln()
+        .args(["build", "--no-push"])
+        .arg("--context")
+        .arg(ctx)
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .args(extra));
+    assert!(
+        res.status.success(),
+        "kiln build failed:\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    unpack(&format!("oci:{}:latest", layout.display()), out)
+}
