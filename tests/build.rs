@@ -91,6 +91,10 @@ fn multi_stage_copy_build_pushes_a_correct_image() {
         "one line per step:\n{err}"
     );
     assert!(err.contains("built sha256:"), "summary with digest:\n{err}");
+    assert!(
+        err.contains("1 mounted"),
+        "the base layer is mounted from base/busybox, not re-uploaded:\n{err}"
+    );
     let digest = std::fs::read_to_string(&digest_file).unwrap();
     assert!(digest.starts_with("sha256:"));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
@@ -405,5 +409,39 @@ fn readme_main_command_builds_the_example_offline() {
             .mode()
             & 0o777,
         0o755
+    );
+}
+
+#[test]
+fn push_falls_back_to_chunked_upload_when_monolithic_put_is_refused() {
+    let reg = Registry::start();
+    let proxy = RefusingProxy::start(&reg.addr);
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY data /data\n"),
+        ("data", &"chunk me ".repeat(100_000)),
+    ]);
+    let out = run(kiln()
+        .args([
+            "build",
+            "--insecure-registry",
+            &proxy.addr,
+            "--destination",
+            &format!("{}/chunked/app:1", proxy.addr),
+        ])
+        .arg("--context")
+        .arg(ctx.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        proxy.patches.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "layer and config went up in PATCH chunks"
+    );
+    assert!(reg.has_tag("chunked/app", "1"));
+    let root = unpack(
+        &format!("docker://{}/chunked/app:1", reg.addr),
+        ctx.path().join("check").as_path(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("data")).unwrap(),
+        "chunk me ".repeat(100_000)
     );
 }

@@ -1179,9 +1179,22 @@ impl<'a> Builder<'a> {
                     .iter()
                     .map(|l| (l.desc.clone(), l.origin.clone()))
                     .collect();
+                let spinner = self.report.spinner(&format!("pushing {dest}"));
+                let before = self.client.counters.snapshot();
                 sink::push(&self.client, &self.store, dest, &out, &origins).await?;
+                if let Some(s) = spinner {
+                    s.finish_and_clear();
+                }
+                let d = self.client.counters.snapshot().since(&before);
+                let note = format!(
+                    "{} uploaded ({}), {} mounted, {} already there",
+                    d.blobs_up,
+                    crate::report::human_bytes(d.bytes_up),
+                    d.blobs_mounted,
+                    d.blobs_skipped
+                );
                 self.report
-                    .step("push", &format!("{dest}"), t.elapsed(), "");
+                    .step("push", &format!("{dest}"), t.elapsed(), &note);
                 pushed.push(format!("{}@{}", dest.name(), out.manifest_digest));
             }
         }

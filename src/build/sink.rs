@@ -77,6 +77,7 @@ async fn ensure_blob(
     origin: Option<&Reference>,
 ) -> Result<()> {
     if client.blob_exists(dest, digest).await? {
+        tracing::debug!("{digest}: already in {}", dest.name());
         client
             .counters
             .blobs_skipped

@@ -76,6 +76,41 @@ pub struct Counters {
     pub blobs_mounted: AtomicU64,
 }
 
+/// A point-in-time copy of [`Counters`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CounterSnapshot {
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub blobs_up: u64,
+    pub blobs_skipped: u64,
+    pub blobs_mounted: u64,
+}
+
+impl CounterSnapshot {
+    /// What happened between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            bytes_up: self.bytes_up - earlier.bytes_up,
+            bytes_down: self.bytes_down - earlier.bytes_down,
+            blobs_up: self.blobs_up - earlier.blobs_up,
+            blobs_skipped: self.blobs_skipped - earlier.blobs_skipped,
+            blobs_mounted: self.blobs_mounted - earlier.blobs_mounted,
+        }
+    }
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            bytes_up: self.bytes_up.load(Ordering::Relaxed),
+            bytes_down: self.bytes_down.load(Ordering::Relaxed),
+            blobs_up: self.blobs_up.load(Ordering::Relaxed),
+            blobs_skipped: self.blobs_skipped.load(Ordering::Relaxed),
+            blobs_mounted: self.blobs_mounted.load(Ordering::Relaxed),
+        }
+    }
+}
+
 pub struct Client {
     http: reqwest::Client,
     insecure: HashSet<String>,
@@ -454,6 +489,7 @@ impl Client {
                 .fail(r, "GET", &format!("blob {digest}"), resp, false)
                 .await);
         }
+        tracing::debug!("{digest}: downloading from {}", r.name());
         let tmp = store.temp().map_err(io)?;
         let mut file = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(io)?);
         let mut hasher = sha2::Sha256::new();
@@ -534,6 +570,7 @@ impl Client {
             .await?;
         match resp.status() {
             StatusCode::CREATED => {
+                tracing::debug!("{digest}: mounted into {} from {from}", r.repository);
                 self.counters.blobs_mounted.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
@@ -555,9 +592,11 @@ impl Client {
         path: &Path,
     ) -> Result<()> {
         if self.blob_exists(r, digest).await? {
+            tracing::debug!("{digest}: already in {}", r.name());
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
+        tracing::debug!("{digest}: uploading {size} bytes to {}", r.name());
         let start = self.url(r, "blobs/uploads/")?;
         let resp = self
             .send(
