@@ -27,7 +27,7 @@ pub enum Cmd {
     /// Build an image from a Dockerfile and push it and/or write it to disk.
     Build(Box<BuildArgs>),
     /// Push an OCI layout directory or a docker-archive tarball to a registry.
-    Push(PushArgs),
+    Push(Box<PushArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -35,6 +35,28 @@ pub struct RegistryArgs {
     /// Registry (host[:port]) to reach over plain HTTP. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
+    /// Username for the destination registry (before CI variables and config.json).
+    #[arg(long, requires = "password_source")]
+    pub username: Option<String>,
+    /// Password or token for the destination registry (prefer --password-stdin).
+    #[arg(long, group = "password_source")]
+    pub password: Option<String>,
+    /// Read the password or token for the destination registry from stdin.
+    #[arg(long, group = "password_source")]
+    pub password_stdin: bool,
+    /// Extra CA to trust for every registry: a PEM file path or inline PEM
+    /// (`--ca-cert "$KNUT_CA"` works for File and plain CI variables). Repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE|PEM")]
+    pub ca_cert: Vec<String>,
+    /// CA certificate for one registry (kaniko-compatible). Repeatable.
+    #[arg(long = "registry-certificate", value_name = "HOST=PATH")]
+    pub registry_certificate: Vec<String>,
+    /// Client certificate and key for one registry (mTLS). Repeatable.
+    #[arg(long = "registry-client-cert", value_name = "HOST=CERT,KEY")]
+    pub registry_client_cert: Vec<String>,
+    /// Turn TLS verification off for this registry only (warned about on every run). Repeatable.
+    #[arg(long = "skip-tls-verify-registry", value_name = "HOST[:PORT]")]
+    pub skip_tls_verify_registry: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -110,10 +132,48 @@ fn split_kv(s: &str, what: &str) -> Result<(String, String)> {
 }
 
 impl RegistryArgs {
-    pub fn options(&self) -> registry::Options {
-        registry::Options {
+    /// Registry options; explicit credentials apply to `destination_hosts`.
+    pub fn options(&self, destination_hosts: Vec<String>) -> Result<registry::Options> {
+        let password = if self.password_stdin {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("cannot read the password from stdin")?;
+            Some(s.trim_end_matches(['\n', '\r']).to_string())
+        } else {
+            self.password.clone()
+        };
+        let explicit = match (&self.username, password) {
+            (Some(u), Some(p)) => Some((u.clone(), p)),
+            (None, Some(_)) => bail!("--password/--password-stdin needs --username"),
+            _ => None,
+        };
+        let registry_certificates = self
+            .registry_certificate
+            .iter()
+            .map(|v| split_kv(v, "--registry-certificate").map(|(h, p)| (h, PathBuf::from(p))))
+            .collect::<Result<Vec<_>>>()?;
+        let client_certs = self
+            .registry_client_cert
+            .iter()
+            .map(|v| {
+                let (h, pair) = split_kv(v, "--registry-client-cert")?;
+                match pair.split_once(',') {
+                    Some((c, k)) => Ok((h, PathBuf::from(c), PathBuf::from(k))),
+                    None => bail!("--registry-client-cert {v:?}: expected HOST=CERT,KEY"),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(registry::Options {
             insecure: self.insecure_registry.clone(),
-        }
+            tls: registry::tls::TlsOptions {
+                ca_certs: self.ca_cert.clone(),
+                registry_certificates,
+                client_certs,
+                skip_verify: self.skip_tls_verify_registry.clone(),
+                certs_d_roots: vec![],
+            },
+            creds: registry::creds::Sources::from_process(explicit, destination_hosts),
+        })
     }
 }
 
@@ -132,6 +192,7 @@ impl BuildArgs {
         {
             bail!("nothing to do: give --destination to push, or --tar-path / --oci-layout-path to write the image locally");
         }
+        let hosts = destinations.iter().map(|d| d.registry.clone()).collect();
         let build_args = self
             .build_arg
             .iter()
@@ -175,7 +236,7 @@ impl BuildArgs {
             image_name_with_digest_file: self.image_name_with_digest_file.clone(),
             source_date_epoch,
             platform,
-            registry: self.registry.options(),
+            registry: self.registry.options(hosts)?,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression_level,
         })

@@ -62,13 +62,14 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", out.digest);
             Ok(())
         }
-        Cmd::Push(args) => push(args, &report).await,
+        Cmd::Push(args) => push(*args, &report).await,
     }
 }
 
 async fn push(args: PushArgs, report: &Reporter) -> Result<()> {
     let dest = Reference::parse(&args.destination)?;
-    let client = Client::new(&args.registry.options())?;
+    let client = Client::new(&args.registry.options(vec![dest.registry.clone()])?)?;
+    client.declare(&dest, true);
     let work = tempfile::tempdir()?;
     let source = args.source.as_str();
     let (kind, spec) = if let Some(s) = source.strip_prefix("oci:") {

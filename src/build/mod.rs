@@ -176,6 +176,11 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
         .tempdir_in(&work_parent)?;
     let store = Store::open(&work.path().join("store"))?;
     let client = Arc::new(Client::new(&req.registry)?);
+    if !req.no_push {
+        for d in &req.destinations {
+            client.declare(d, true);
+        }
+    }
     let now_secs = match req.source_date_epoch {
         Some(e) => e,
         None => std::time::SystemTime::now()
@@ -500,6 +505,7 @@ impl<'a> Builder<'a> {
     /// Pull a manifest (selecting the platform from an index) and its config.
     async fn pull(&self, r: &Reference, platform: &Platform) -> Result<Stage> {
         let spinner = self.report.spinner(&format!("resolving {r}"));
+        self.client.declare(r, false);
         let (bytes, ct, digest) = self.client.get_manifest(r).await?;
         let mt = manifest::declared_media_type(&bytes, &ct);
         let (bytes, mt) = if manifest::is_index(&mt) {

@@ -81,3 +81,45 @@ mod tests {
         assert_eq!(b.scheme, "basic");
     }
 }
+
+/// Seconds until a JWT's `exp`, read without verifying the token (kiln only needs
+/// to know when to refresh; the registry verifies it).
+pub fn jwt_seconds_left(token: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = v.get("exp")?.as_u64()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(exp.saturating_sub(now))
+}
+
+#[cfg(test)]
+mod jwt_tests {
+    use super::*;
+    use base64::Engine as _;
+
+    #[test]
+    fn expiry_from_jwt() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let enc = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let tok = format!(
+            "{}.{}.sig",
+            enc(serde_json::json!({"alg": "RS256"})),
+            enc(serde_json::json!({"exp": now + 300}))
+        );
+        let left = jwt_seconds_left(&tok).unwrap();
+        assert!((298..=300).contains(&left), "{left}");
+        assert_eq!(jwt_seconds_left("opaque-token"), None);
+    }
+}

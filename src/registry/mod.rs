@@ -3,19 +3,22 @@
 //! so any request can be replayed after a retry or a token refresh.
 
 pub mod auth;
+pub mod creds;
+pub mod tls;
 
 use crate::image::manifest::ACCEPT;
 use crate::image::Reference;
-use auth::{parse_challenge, Challenge};
+use auth::parse_challenge;
+use base64::Engine as _;
 use reqwest::header::{
     HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, StatusCode, Url};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Mutex as StdMutex;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,8 @@ pub type Result<T> = std::result::Result<T, RegistryError>;
 pub struct Options {
     /// Registries (`host[:port]`) reached over plain HTTP.
     pub insecure: Vec<String>,
+    pub tls: tls::TlsOptions,
+    pub creds: creds::Sources,
 }
 
 #[derive(Debug, Default)]
@@ -111,16 +116,57 @@ impl Counters {
     }
 }
 
+/// How a registry wants to be authenticated, learnt from its challenge.
+#[derive(Debug, Clone)]
+enum AuthState {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        token: Option<Token>,
+    },
+}
+
+#[derive(Clone)]
+struct Token {
+    value: String,
+    expires_at: Instant,
+    lifetime: Duration,
+    scopes: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Token {
+    /// Still good for a request that needs `scope`? Refreshed a little before expiry.
+    fn usable_for(&self, scope: &str) -> bool {
+        let margin = (self.lifetime / 10)
+            .max(Duration::from_secs(2))
+            .min(Duration::from_secs(30));
+        self.scopes.contains(scope) && Instant::now() + margin < self.expires_at
+    }
+}
+
 pub struct Client {
-    http: reqwest::Client,
     insecure: HashSet<String>,
-    /// Bearer tokens by (registry, scope).
-    tokens: Mutex<HashMap<(String, String), String>>,
+    tls: tls::TlsOptions,
+    global_cas: Vec<tls::Pem>,
+    clients: StdMutex<tls::ClientCache>,
+    creds: creds::Sources,
+    found: StdMutex<HashMap<String, creds::Found>>,
+    /// Scopes the build will need per registry, so one token covers them all.
+    scopes: StdMutex<HashMap<String, BTreeSet<String>>>,
+    auth: tokio::sync::Mutex<HashMap<String, AuthState>>,
     pub counters: Counters,
 }
 
 const UPLOAD_CHUNK: u64 = 32 << 20;
-
 fn error_detail(body: &str) -> String {
     // Registries answer {"errors":[{"code":..,"message":..}]}; keep it short.
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
@@ -185,20 +231,61 @@ enum Body<'a> {
 
 impl Client {
     pub fn new(opts: &Options) -> Result<Client> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
-            // reqwest drops Authorization when a redirect changes host.
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()
-            .map_err(|e| RegistryError::Other(format!("cannot set up HTTP client: {e}")))?;
+        let global_cas = tls::global_cas(&opts.tls, &tls::process_env)
+            .map_err(|e| RegistryError::Other(e.to_string()))?;
         Ok(Client {
-            http,
             insecure: opts.insecure.iter().cloned().collect(),
-            tokens: Mutex::new(HashMap::new()),
+            tls: opts.tls.clone(),
+            global_cas,
+            clients: StdMutex::new(HashMap::new()),
+            creds: opts.creds.clone(),
+            found: StdMutex::new(HashMap::new()),
+            scopes: StdMutex::new(HashMap::new()),
+            auth: tokio::sync::Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })
+    }
+
+    /// The HTTP client for `host`, with that host's TLS trust.
+    fn http(&self, host: &str) -> Result<reqwest::Client> {
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| RegistryError::Other("client cache poisoned".into()))?;
+        if let Some(c) = clients.get(host) {
+            return Ok(c.clone());
+        }
+        let host_tls =
+            tls::host_tls(&self.tls, host).map_err(|e| RegistryError::Other(e.to_string()))?;
+        let c = tls::client_for(&self.global_cas, host_tls, host).map_err(RegistryError::Other)?;
+        clients.insert(host.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Say up front that the build will need `pull` (or `pull,push`) on `r`, so the
+    /// registry's token covers it (cross-repository mounts need both repositories).
+    pub fn declare(&self, r: &Reference, push: bool) {
+        if let Ok(mut s) = self.scopes.lock() {
+            s.entry(r.registry.clone())
+                .or_default()
+                .insert(Self::scope(r, push));
+        }
+    }
+
+    /// Credentials for a registry, looked up once; the source is reported, never the secret.
+    pub fn credentials(&self, registry: &str) -> creds::Found {
+        let mut found = match self.found.lock() {
+            Ok(f) => f,
+            Err(_) => return creds::Found::anonymous(),
+        };
+        found
+            .entry(registry.to_string())
+            .or_insert_with(|| {
+                let f = self.creds.lookup(registry);
+                eprintln!("credentials for {registry} from {}", f.source);
+                f
+            })
+            .clone()
     }
 
     fn base(&self, r: &Reference) -> String {
@@ -223,7 +310,58 @@ impl Client {
         )
     }
 
+    /// The Authorization header for a request needing `scope`, fetching or
+    /// refreshing the registry's token when needed.
+    async fn authorization(&self, r: &Reference, scope: &str) -> Result<Option<String>> {
+        let mut auth = self.auth.lock().await;
+        let Some(state) = auth.get(&r.registry).cloned() else {
+            return Ok(None);
+        };
+        match state {
+            AuthState::Basic => Ok(match self.credentials(&r.registry).secret {
+                Some(creds::Secret::Basic { username, password }) => Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}"))
+                )),
+                _ => None,
+            }),
+            AuthState::Bearer {
+                realm,
+                service,
+                token,
+            } => {
+                if let Some(t) = token.as_ref().filter(|t| t.usable_for(scope)) {
+                    return Ok(Some(format!("Bearer {}", t.value)));
+                }
+                let mut wanted: BTreeSet<String> = self
+                    .scopes
+                    .lock()
+                    .map(|s| s.get(&r.registry).cloned().unwrap_or_default())
+                    .unwrap_or_default();
+                wanted.insert(scope.to_string());
+                if let Some(t) = &token {
+                    wanted.extend(t.scopes.iter().cloned());
+                }
+                let t = self
+                    .fetch_token(r, &realm, service.as_deref(), &wanted)
+                    .await?;
+                let header = format!("Bearer {}", t.value);
+                auth.insert(
+                    r.registry.clone(),
+                    AuthState::Bearer {
+                        realm,
+                        service,
+                        token: Some(t),
+                    },
+                );
+                Ok(Some(header))
+            }
+        }
+    }
+
     /// Send a request, answering auth challenges and retrying transient failures.
+    /// A 401 after a token was sent (expired or revoked) gets one fresh token.
     async fn send(
         &self,
         r: &Reference,
@@ -234,22 +372,16 @@ impl Client {
         body: Body<'_>,
     ) -> Result<reqwest::Response> {
         let scope = Self::scope(r, push);
-        let key = (r.registry.clone(), scope.clone());
-        let mut challenged = false;
+        let http = self.http(r.api_host())?;
+        let mut challenged = 0;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut req = self
-                .http
+            let mut req = http
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
-            let token = self
-                .tokens
-                .lock()
-                .map(|t| t.get(&key).cloned())
-                .unwrap_or(None);
-            if let Some(t) = token {
-                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            if let Some(h) = self.authorization(r, &scope).await? {
+                req = req.header(AUTHORIZATION, h);
             }
             req = match &body {
                 Body::Empty => req,
@@ -275,28 +407,62 @@ impl Client {
                 Err(e) => {
                     return Err(RegistryError::Unreachable {
                         registry: r.registry.clone(),
-                        hint: connect_hint(&r.registry, &e),
+                        hint: self.connect_hint(&r.registry, &e),
                         cause: cause_chain(&e),
-                    })
+                    });
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !challenged {
-                challenged = true;
+            if status == StatusCode::UNAUTHORIZED && challenged < 2 {
+                challenged += 1;
                 let ch = resp
                     .headers()
                     .get(WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_challenge);
+                let mut auth = self.auth.lock().await;
                 match ch {
                     Some(c) if c.scheme == "bearer" => {
-                        let token = self.fetch_token(r, &c, &scope).await?;
-                        if let Ok(mut t) = self.tokens.lock() {
-                            t.insert(key.clone(), token);
+                        let realm = c.params.get("realm").cloned().ok_or_else(|| {
+                            RegistryError::Other(format!(
+                                "registry {} sent a Bearer challenge without realm",
+                                r.registry
+                            ))
+                        })?;
+                        // A second 401 with a fresh token means the scope was refused.
+                        if challenged == 2 {
+                            let detail = c
+                                .params
+                                .get("error")
+                                .map(|e| format!(": {e}"))
+                                .unwrap_or_default();
+                            drop(auth);
+                            return Err(self.denied(r, status, &detail, push));
                         }
+                        let service = c.params.get("service").cloned();
+                        auth.insert(
+                            r.registry.clone(),
+                            AuthState::Bearer {
+                                realm,
+                                service,
+                                token: None,
+                            },
+                        );
                         continue;
                     }
-                    _ => return Err(self.denied(r, status, "", push)),
+                    Some(c)
+                        if c.scheme == "basic"
+                            && challenged == 1
+                            && self.credentials(&r.registry).secret.is_some() =>
+                    {
+                        auth.insert(r.registry.clone(), AuthState::Basic);
+                        continue;
+                    }
+                    _ => {
+                        drop(auth);
+                        let detail = error_detail(&resp.text().await.unwrap_or_default());
+                        return Err(self.denied(r, status, &detail, push));
+                    }
                 }
             }
             if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) && attempt < 3
@@ -308,39 +474,87 @@ impl Client {
         }
     }
 
-    async fn fetch_token(&self, r: &Reference, c: &Challenge, scope: &str) -> Result<String> {
-        let realm = c.params.get("realm").ok_or_else(|| {
-            RegistryError::Other(format!(
-                "registry {} sent a Bearer challenge without realm",
-                r.registry
-            ))
-        })?;
+    async fn fetch_token(
+        &self,
+        r: &Reference,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &BTreeSet<String>,
+    ) -> Result<Token> {
+        let found = self.credentials(&r.registry);
         let mut url = Url::parse(realm).map_err(|e| {
             RegistryError::Other(format!(
                 "registry {} sent a bad token realm {realm:?}: {e}",
                 r.registry
             ))
         })?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = c.params.get("service") {
-                q.append_pair("service", s);
+        let http = self.http(&url_host(&url))?;
+        let req = match &found.secret {
+            Some(creds::Secret::IdentityToken(refresh)) => {
+                let mut form: Vec<(&str, String)> = vec![
+                    ("grant_type", "refresh_token".into()),
+                    ("refresh_token", refresh.clone()),
+                    ("client_id", "kiln".into()),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.into()));
+                }
+                form.push((
+                    "scope",
+                    scopes.iter().cloned().collect::<Vec<_>>().join(" "),
+                ));
+                let body = form
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", url_encode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                http.post(url)
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
             }
-            q.append_pair("scope", scope);
-        }
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| RegistryError::Unreachable {
+            other => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for sc in scopes {
+                        q.append_pair("scope", sc);
+                    }
+                }
+                let req = http.get(url);
+                match other {
+                    Some(creds::Secret::Basic { username, password }) => {
+                        req.basic_auth(username, Some(password))
+                    }
+                    _ => req,
+                }
+            }
+        };
+        let resp = req.send().await.map_err(|e| RegistryError::Unreachable {
+            registry: r.registry.clone(),
+            hint: format!(
+                "the token service {realm} could not be reached; {}",
+                self.connect_hint(&r.registry, &e)
+            ),
+            cause: cause_chain(&e),
+        })?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(RegistryError::Denied {
                 registry: r.registry.clone(),
-                hint: "the registry's token service could not be reached".into(),
-                cause: cause_chain(&e),
-            })?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            return Err(self.denied(r, status, "", scope.ends_with("push")));
+                repository: r.repository.clone(),
+                status: status.as_u16(),
+                detail: format!(": the token service {realm} rejected the credentials"),
+                source_name: found.source.clone(),
+                hint: format!("check the credentials from {} (a CI job token is valid only while its job runs)", found.source),
+            });
+        }
+        if !status.is_success() {
+            return Err(RegistryError::Other(format!(
+                "registry {}: token service {realm} answered {status}",
+                r.registry
+            )));
         }
         let body = resp.bytes().await.map_err(|e| {
             RegistryError::Other(format!("registry {}: token service: {e}", r.registry))
@@ -351,30 +565,83 @@ impl Client {
                 r.registry
             ))
         })?;
-        v.get("token")
+        let value = v
+            .get("token")
             .or_else(|| v.get("access_token"))
             .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
             .map(str::to_string)
             .ok_or_else(|| {
                 RegistryError::Other(format!(
                     "registry {}: token service answered without a token",
                     r.registry
                 ))
-            })
+            })?;
+        let secs = v
+            .get("expires_in")
+            .and_then(|e| e.as_u64())
+            .or_else(|| auth::jwt_seconds_left(&value))
+            .unwrap_or(60);
+        let lifetime = Duration::from_secs(secs);
+        tracing::debug!(
+            "token for {} valid {}s, scopes {:?}",
+            r.registry,
+            secs,
+            scopes
+        );
+        Ok(Token {
+            value,
+            expires_at: Instant::now() + lifetime,
+            lifetime,
+            scopes: scopes.clone(),
+        })
+    }
+
+    fn connect_hint(&self, registry: &str, err: &reqwest::Error) -> String {
+        let text = format!("{err:?}");
+        if text.contains("UnknownIssuer")
+            || text.contains("invalid peer certificate")
+            || text.contains("certificate")
+        {
+            format!(
+                "the TLS certificate of {registry} is not signed by a CA kiln trusts ({}); add the CA with --ca-cert FILE_OR_PEM, or set CI_SERVER_TLS_CA_FILE or KILN_CA_CERT (a File-type CI variable works as is)",
+                tls::describe(&self.global_cas)
+            )
+        } else {
+            connect_hint(registry, err)
+        }
     }
 
     fn denied(&self, r: &Reference, status: StatusCode, detail: &str, push: bool) -> RegistryError {
+        let found = self.credentials(&r.registry);
+        let gitlab = self
+            .creds
+            .env
+            .get("CI_REGISTRY")
+            .is_some_and(|c| c == &r.registry)
+            || found.source.starts_with("CI_");
+        let hint = if found.secret.is_none() {
+            format!("{} {} needs credentials: in GitLab CI, CI_REGISTRY/CI_JOB_TOKEN are used automatically; elsewhere use --username/--password or docker login", r.registry, if push { "push" } else { "pull" })
+        } else if gitlab {
+            "a CI job token can push only to its own project's registry ($CI_REGISTRY_IMAGE); pulling from another project needs this project on that project's job-token allowlist (Settings > CI/CD > Job token permissions)".into()
+        } else if push {
+            format!(
+                "the credentials from {} may not push to {}",
+                found.source, r.repository
+            )
+        } else {
+            format!(
+                "the credentials from {} may not pull {}, or it does not exist",
+                found.source, r.repository
+            )
+        };
         RegistryError::Denied {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
             status: status.as_u16(),
             detail: detail.to_string(),
-            source_name: "none (anonymous)".into(),
-            hint: if push {
-                "this registry needs credentials to push; registry credentials are not supported by this kiln version yet".into()
-            } else {
-                "this image needs credentials to pull, or it does not exist".into()
-            },
+            source_name: found.source,
+            hint,
         }
     }
 
@@ -723,6 +990,18 @@ impl Client {
         }
         Ok(crate::digest::sha256_bytes(bytes))
     }
+}
+
+fn url_host(u: &Url) -> String {
+    match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]
