@@ -146,9 +146,7 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// Still good for a request that needs `scope`? Refreshed a little before expiry.
     fn usable_for(&self, scope: &str) -> bool {
-        let margin = (self.lifetime / 10)
-            .max(Duration::from_secs(2))
-            .min(Duration::from_secs(30));
+        let margin = (self.lifetime / 10).min(Duration::from_secs(30));
         self.scopes.contains(scope) && Instant::now() + margin < self.expires_at
     }
 }

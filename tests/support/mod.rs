@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
+pub mod gitlab;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -46,13 +48,28 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 }
 
 impl Registry {
+    /// A plain-HTTP registry with no auth.
     pub fn start() -> Registry {
+        Registry::start_with("", None)
+    }
+
+    /// A registry with extra top-level config (e.g. an `auth:` section) and
+    /// optionally TLS (certificate and key files).
+    pub fn start_with(extra_yaml: &str, tls: Option<(&Path, &Path)>) -> Registry {
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
+            let tls_yaml = match tls {
+                Some((cert, key)) => format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                ),
+                None => String::new(),
+            };
             let config = format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{extra_yaml}",
                 dir.path().join("data").display()
             );
             let cfg = dir.path().join("config.yml");
@@ -71,7 +88,13 @@ impl Registry {
             };
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(15) {
-                if let Some((200, _)) = http_get(&addr, "/v2/") {
+                // Any answer on the port means it is up (TLS or auth registries
+                // do not answer plain GET /v2/ with 200).
+                if tls.is_some() || !extra_yaml.is_empty() {
+                    if TcpStream::connect(&addr).is_ok() {
+                        return reg;
+                    }
+                } else if let Some((200, _)) = http_get(&addr, "/v2/") {
                     return reg;
                 }
                 if let Ok(Some(_)) = reg.child.try_wait() {
@@ -82,6 +105,15 @@ impl Registry {
             drop(reg);
         }
         panic!("docker-registry did not start");
+    }
+
+    /// Does the registry's storage contain `needle` anywhere (e.g. a leaked token)?
+    pub fn storage_contains(&self, needle: &str) -> bool {
+        walk_files(&self.dir.path().join("data")).iter().any(|f| {
+            std::fs::read(f)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+        })
     }
 
     /// Does `repo:tag` exist?
@@ -323,4 +355,19 @@ impl RefusingProxy {
         });
         RefusingProxy { addr, patches }
     }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
