@@ -380,6 +380,66 @@ fn htpasswd_basic_auth_from_docker_config_and_per_host_tls_options() {
         out.status.success() && err.contains("TLS verification is OFF"),
         "{err}"
     );
+    // A credential helper (credHelpers → docker-credential-<name> get).
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-kilntest");
+    std::fs::write(&helper, "#!/bin/sh\nread host\necho \"{\\\"ServerURL\\\":\\\"$host\\\",\\\"Username\\\":\\\"ci-user\\\",\\\"Secret\\\":\\\"s3cret-pass\\\"}\"\n").unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let helper_home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(helper_home.path().join(".docker")).unwrap();
+    std::fs::write(
+        helper_home.path().join(".docker/config.json"),
+        serde_json::json!({"credHelpers": {reg.addr.clone(): "kilntest"}}).to_string(),
+    )
+    .unwrap();
+    let out = run(base()
+        .env("HOME", helper_home.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .args([
+            "--destination",
+            &format!("{}/team/app:helper", reg.addr),
+            "--ca-cert",
+            &pki.ca.display().to_string(),
+        ]));
+    let err = stderr(&out);
+    assert!(
+        out.status.success()
+            && err.contains("docker-credential-kilntest")
+            && !err.contains("s3cret-pass"),
+        "{err}"
+    );
+    // --password-stdin.
+    let mut child = base()
+        .args([
+            "--destination",
+            &format!("{}/team/app:stdin", reg.addr),
+            "--ca-cert",
+            &pki.ca.display().to_string(),
+            "--username",
+            "ci-user",
+            "--password-stdin",
+        ])
+        .env("HOME", tempfile::tempdir().unwrap().path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"s3cret-pass\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        out.status.success() && err.contains("from --username/--password"),
+        "{err}"
+    );
     // Explicit flags win over config.json; wrong ones fail with the flag named.
     let out = run(base().args([
         "--destination",
