@@ -545,3 +545,43 @@ fn redirects_to_another_host_carry_no_authorization() {
         "the storage host must not receive Authorization"
     );
 }
+
+#[test]
+fn client_certificates_for_mtls_registries() {
+    let pki = support::gitlab::Pki::new();
+    let reg = Registry::start_mtls(&pki.cert, &pki.key, &pki.ca);
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")]);
+    let home = tempfile::tempdir().unwrap();
+    let build = |extra: &[String]| {
+        run(kiln()
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .args([
+                "build",
+                "--ca-cert",
+                &pki.ca.display().to_string(),
+                "--destination",
+                &format!("{}/m/app:1", reg.addr),
+            ])
+            .args(extra)
+            .arg("--context")
+            .arg(ctx.path()))
+    };
+    let out = build(&[]);
+    assert!(
+        !out.status.success(),
+        "without a client certificate the registry refuses: {}",
+        stderr(&out)
+    );
+    let out = build(&[
+        "--registry-client-cert".into(),
+        format!(
+            "{}={},{}",
+            reg.addr,
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -23,6 +23,9 @@ pub struct Pki {
     pub key: PathBuf,
     /// A directory with `ca.crt`, for skopeo's --cert-dir.
     pub cert_dir: PathBuf,
+    /// A client certificate and key signed by the CA (mTLS).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl Pki {
@@ -50,12 +53,29 @@ impl Pki {
         let cert_dir = dir.path().join("certs");
         std::fs::create_dir_all(&cert_dir).expect("mkdir");
         std::fs::copy(&ca, cert_dir.join("ca.crt")).expect("copy");
+        let client_key = KeyPair::generate().expect("key");
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ci-runner");
+        client_params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        let client = client_params
+            .signed_by(&client_key, &issuer)
+            .expect("client cert");
+        let client_cert = dir.path().join("client.pem");
+        let client_key_path = dir.path().join("client.key");
+        std::fs::write(&client_cert, client.pem()).expect("write");
+        std::fs::write(&client_key_path, client_key.serialize_pem()).expect("write");
         Pki {
             dir,
             ca,
             cert,
             key,
             cert_dir,
+            client_cert,
+            client_key: client_key_path,
         }
     }
 }

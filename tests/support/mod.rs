@@ -53,16 +53,29 @@ impl Registry {
         Registry::start_with("", None)
     }
 
+    /// A TLS registry that requires client certificates signed by `client_ca`.
+    pub fn start_mtls(cert: &Path, key: &Path, client_ca: &Path) -> Registry {
+        Registry::start_tls(
+            &format!("    clientcas:\n      - {}\n", client_ca.display()),
+            "",
+            Some((cert, key)),
+        )
+    }
+
     /// A registry with extra top-level config (e.g. an `auth:` section) and
     /// optionally TLS (certificate and key files).
     pub fn start_with(extra_yaml: &str, tls: Option<(&Path, &Path)>) -> Registry {
+        Registry::start_tls("", extra_yaml, tls)
+    }
+
+    fn start_tls(tls_extra: &str, extra_yaml: &str, tls: Option<(&Path, &Path)>) -> Registry {
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
             let tls_yaml = match tls {
                 Some((cert, key)) => format!(
-                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    "  tls:\n    certificate: {}\n    key: {}\n{tls_extra}",
                     cert.display(),
                     key.display()
                 ),
