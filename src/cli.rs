@@ -103,6 +103,10 @@ pub struct BuildArgs {
     /// gzip level for new layers (0-9).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,
+    /// How RUN steps are isolated: auto picks namespaces, else chroot (root), or
+    /// rootless (non-root).
+    #[arg(long, value_enum, default_value_t = crate::exec::Isolation::Auto)]
+    pub isolation: crate::exec::Isolation,
     /// Where kiln keeps its temporary work (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
@@ -239,6 +243,7 @@ impl BuildArgs {
             registry: self.registry.options(hosts)?,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression_level,
+            isolation: self.isolation,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod build;
 pub mod cli;
 pub mod digest;
 pub mod dockerfile;
+pub mod exec;
 pub mod fs;
 pub mod image;
 pub mod layer;

@@ -155,12 +155,16 @@ fn bad_inputs_fail_cleanly() {
         &reg,
         &[(
             "Dockerfile",
-            &format!("FROM {}/base/busybox\nRUN echo hi\n", reg.addr),
+            &format!(
+                "FROM {}/base/busybox\nRUN --mount=type=cache,target=/c true\n",
+                reg.addr
+            ),
         )],
         &[],
     );
     assert!(
-        f.stderr.contains("Dockerfile:2: RUN is not supported yet"),
+        f.stderr
+            .contains("Dockerfile:2: RUN --mount is not supported yet"),
         "{}",
         f.stderr
     );

@@ -47,6 +47,7 @@ pub struct BuildRequest {
     pub registry: registry::Options,
     pub work_dir: Option<PathBuf>,
     pub compression_level: u32,
+    pub isolation: crate::exec::Isolation,
 }
 
 /// A layer of a stage: its descriptor, and where to fetch it if it is not local.
@@ -106,6 +107,10 @@ struct Builder<'a> {
     used_args: std::collections::HashSet<String>,
     images: HashMap<String, Stage>,
     rootfs_seq: usize,
+    /// The isolation mode, chosen at the first RUN.
+    mode: Option<crate::exec::Mode>,
+    /// The label of the step being executed, for prefixing its output.
+    current_label: String,
     now: String,
     now_secs: u64,
 }
@@ -203,6 +208,8 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
         used_args: Default::default(),
         images: HashMap::new(),
         rootfs_seq: 0,
+        mode: None,
+        current_label: String::new(),
         now: rfc3339(now_secs),
         now_secs,
     };
@@ -464,12 +471,9 @@ impl<'a> Builder<'a> {
             instructions.extend(self.stages[idx].instructions.clone());
             for (n, ins) in instructions.iter().enumerate() {
                 let t = Instant::now();
+                let label = self.label(idx, n + 2, total.max(instructions.len() + 1));
+                self.current_label = label.clone();
                 let note = self.execute(idx, &mut stage, ins).await?;
-                let label = self.label(
-                    idx,
-                    (n + 2).min(total.max(n + 2)),
-                    total.max(instructions.len() + 1),
-                );
                 self.report.step(&label, &ins.text, t.elapsed(), &note);
             }
             self.done[idx] = Some(stage);
@@ -815,9 +819,11 @@ impl<'a> Builder<'a> {
                 stage.config.author = Some(m.clone());
                 self.history(stage, &ins.text, true);
             }
-            Command::Run { .. } => {
-                return Err(self.err(line, "RUN is not supported yet: this kiln version builds COPY/ADD-only images (RUN support is on the way)"));
-            }
+            Command::Run {
+                cmd,
+                heredocs,
+                flags,
+            } => return self.run_step(stage, ins, cmd, heredocs, flags).await,
             Command::Copy(c) => return self.copy(idx, stage, ins, c, false).await,
             Command::Add(c) => return self.copy(idx, stage, ins, c, true).await,
         }
@@ -1019,6 +1025,241 @@ impl<'a> Builder<'a> {
         // Keep the rootfs in step for later steps of this stage.
         self.materialize(stage).await?;
         Ok(crate::report::human_bytes(built.size))
+    }
+
+    /// The isolation mode, chosen (and reported) at the first RUN of the build.
+    fn isolation_mode(&mut self, line: usize) -> Result<crate::exec::Mode> {
+        if let Some(m) = self.mode {
+            return Ok(m);
+        }
+        let m = crate::exec::choose(self.req.isolation).map_err(|e| self.err(line, e))?;
+        let why = match (self.req.isolation, m) {
+            (crate::exec::Isolation::Auto, crate::exec::Mode::Chroot) => {
+                " (namespaces are not permitted here; RUN has no /proc)"
+            }
+            (crate::exec::Isolation::Auto, _) => " (auto)",
+            _ => "",
+        };
+        self.report.line(&format!("RUN isolation: {m}{why}"));
+        self.mode = Some(m);
+        Ok(m)
+    }
+
+    /// The environment of a RUN step: the image's ENV, the build args in scope,
+    /// default PATH and HOME, and proxy variables. Nothing else from kiln's
+    /// environment, so CI_JOB_TOKEN and friends never reach a step.
+    fn run_env(&self, stage: &Stage, home: &str) -> Vec<(String, String)> {
+        let mut env = stage.config.env_pairs();
+        let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(e, _)| e == k);
+        for (k, v) in &stage.args {
+            if !has(&env, k) {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+        if !has(&env, "PATH") {
+            env.push((
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ));
+        }
+        if !has(&env, "HOME") {
+            env.push(("HOME".into(), home.to_string()));
+        }
+        for k in [
+            "http_proxy",
+            "https_proxy",
+            "no_proxy",
+            "ftp_proxy",
+            "all_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+            "FTP_PROXY",
+            "ALL_PROXY",
+        ] {
+            if has(&env, k) {
+                continue;
+            }
+            if let Some(v) = self.build_arg(k).or_else(|| std::env::var(k).ok()) {
+                env.push((k.to_string(), v));
+            }
+        }
+        env
+    }
+
+    /// USER as uid, gid, supplementary groups and home, resolved in the rootfs.
+    fn run_user(&self, line: usize, stage: &Stage) -> Result<(u32, u32, Vec<u32>, String)> {
+        let rootfs = stage
+            .rootfs
+            .as_ref()
+            .ok_or_else(|| anyhow!("rootfs missing"))?;
+        let spec = stage
+            .config
+            .config
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "0".into());
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u.to_string(), Some(g.to_string())),
+            None => (spec.clone(), None),
+        };
+        let entry = rootfs.passwd_entry(&user);
+        let (name, uid, primary, home) = match (entry, user.parse::<u32>()) {
+            (Some(e), _) => e,
+            (None, Ok(uid)) => (String::new(), uid, 0, "/".to_string()),
+            (None, Err(_)) => {
+                return Err(self.err(
+                    line,
+                    format!("USER {user}: no such user in the image's /etc/passwd"),
+                ))
+            }
+        };
+        let gid = match group {
+            None => primary,
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => rootfs.lookup_group(&g).ok_or_else(|| {
+                    self.err(
+                        line,
+                        format!("USER {spec}: no such group {g:?} in the image's /etc/group"),
+                    )
+                })?,
+            },
+        };
+        let mut groups = if name.is_empty() {
+            vec![]
+        } else {
+            rootfs.supplementary_groups(&name)
+        };
+        if !groups.contains(&gid) {
+            groups.insert(0, gid);
+        }
+        let home = if home.is_empty() { "/".into() } else { home };
+        Ok((uid, gid, groups, home))
+    }
+
+    async fn run_step(
+        &mut self,
+        stage: &mut Stage,
+        ins: &Instruction,
+        cmd: &Form,
+        heredocs: &[crate::dockerfile::parse::Heredoc],
+        flags: &[crate::dockerfile::parse::Flag],
+    ) -> Result<String> {
+        let line = ins.line;
+        if let Some(f) = flags.iter().find(|f| {
+            !(f.name == "network" && matches!(f.value.as_deref(), Some("default") | Some("host")))
+        }) {
+            return Err(self.err(line, format!("RUN --{} is not supported yet", f.name)));
+        }
+        let argv = match cmd {
+            Form::Exec(v) if v.is_empty() => {
+                return Err(self.err(line, "RUN [] is an empty command"))
+            }
+            Form::Exec(v) => v.clone(),
+            Form::Shell(s) => {
+                let only_heredoc = heredocs.len() == 1
+                    && s.split_whitespace().count() == 1
+                    && s.trim_start().starts_with("<<");
+                let script = if only_heredoc {
+                    // `RUN <<EOF`: the heredoc is the script.
+                    heredocs[0].content.clone()
+                } else {
+                    // `RUN cmd <<EOF`: let the shell read the heredoc as written.
+                    let mut t = s.clone();
+                    for h in heredocs {
+                        t.push('\n');
+                        t.push_str(&h.content);
+                        t.push_str(&h.name);
+                    }
+                    t
+                };
+                let mut v = stage.shell.clone();
+                v.push(script);
+                v
+            }
+        };
+        let mode = self.isolation_mode(line)?;
+        self.materialize(stage).await?;
+        let (uid, gid, groups, home) = self.run_user(line, stage)?;
+        let spec = crate::exec::RunSpec {
+            argv,
+            env: self.run_env(stage, &home),
+            cwd: stage
+                .config
+                .config
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/".into()),
+            uid,
+            gid,
+            groups,
+        };
+        let mut rootfs = stage
+            .rootfs
+            .take()
+            .ok_or_else(|| anyhow!("rootfs missing"))?;
+        let store = self.store.clone();
+        let level = self.req.compression_level;
+        let clamp = self.req.source_date_epoch;
+        let prefix = format!("[{}] │ ", self.current_label);
+        let (rootfs, res) = tokio::task::spawn_blocking(move || {
+            let res = (|| -> std::io::Result<(crate::exec::Outcome, Option<crate::layer::BuiltLayer>)> {
+                rootfs.ensure_baseline()?;
+                let out = crate::exec::run(rootfs.dir(), mode, &spec, &mut |l| eprintln!("{prefix}{l}"))?;
+                let layer = if out.code == 0 { rootfs.commit_changes(&store, level, clamp)? } else { None };
+                Ok((out, layer))
+            })();
+            (rootfs, res)
+        })
+        .await?;
+        stage.rootfs = Some(rootfs);
+        let (out, layer) = res.map_err(|e| self.err(line, format!("RUN: {e}")))?;
+        if out.code != 0 {
+            let shown: Vec<&String> = out
+                .tail
+                .iter()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let mut msg = format!(
+                "RUN failed with exit code {}: {}",
+                out.code,
+                ins.text.trim_start_matches("RUN ").trim()
+            );
+            if !shown.is_empty() {
+                msg.push_str("\nlast output:");
+                for l in shown {
+                    msg.push_str("\n  ");
+                    msg.push_str(l);
+                }
+            }
+            return Err(self.err(line, msg));
+        }
+        match layer {
+            Some(l) => {
+                stage.config.rootfs.diff_ids.push(l.diff_id.clone());
+                stage.layers.push(Layer {
+                    desc: LayerDesc {
+                        digest: l.digest.clone(),
+                        size: l.size,
+                        media_type: l.media_type.clone(),
+                        diff_id: l.diff_id.clone(),
+                    },
+                    origin: None,
+                });
+                self.history(stage, &ins.text, false);
+                Ok(crate::report::human_bytes(l.size))
+            }
+            None => {
+                self.history(stage, &ins.text, true);
+                Ok("no changes".into())
+            }
+        }
     }
 
     /// `--chown=user[:group]`, names resolved in the stage's /etc/passwd and /etc/group.

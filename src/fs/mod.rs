@@ -2,8 +2,10 @@
 //! stage's layers in order, only when a step needs to look inside.
 
 pub mod resolve;
+pub mod snapshot;
 
-use crate::layer::{extract, open_tar, Meta};
+use crate::layer::{extract, open_tar, BuiltLayer, LayerWriter, Meta};
+use crate::store::Store;
 use resolve::{host_path, Confine};
 use std::collections::HashMap;
 use std::fs;
@@ -24,6 +26,8 @@ pub struct Rootfs {
     recorded: HashMap<String, Meta>,
     /// How many of the stage's layers have been applied.
     pub applied: usize,
+    /// Metadata walk taken before the next RUN (see [`snapshot`]).
+    baseline: Option<snapshot::Snapshot>,
 }
 
 impl Rootfs {
@@ -34,6 +38,7 @@ impl Rootfs {
             privileged: privileged(),
             recorded: HashMap::new(),
             applied: 0,
+            baseline: None,
         })
     }
 
@@ -44,6 +49,7 @@ impl Rootfs {
     /// Apply one layer blob (any supported compression).
     pub fn apply(&mut self, blob: &Path) -> io::Result<()> {
         let tar = open_tar(blob)?;
+        self.baseline = None;
         let stats = extract::extract(tar, &self.dir, self.privileged, &mut self.recorded)?;
         if stats.skipped_devices > 0 {
             tracing::warn!(
@@ -53,6 +59,58 @@ impl Rootfs {
         }
         self.applied += 1;
         Ok(())
+    }
+
+    /// Take the metadata walk a RUN's changes are compared with (kept from the
+    /// previous RUN when nothing was applied since).
+    pub fn ensure_baseline(&mut self) -> io::Result<()> {
+        if self.baseline.is_none() {
+            self.baseline = Some(snapshot::walk(&self.dir)?);
+        }
+        Ok(())
+    }
+
+    /// Turn what changed since [`Rootfs::ensure_baseline`] into a layer; `None`
+    /// when nothing changed. The rootfs already holds the change, so the layer
+    /// counts as applied.
+    pub fn commit_changes(
+        &mut self,
+        store: &Store,
+        level: u32,
+        clamp_mtime: Option<u64>,
+    ) -> io::Result<Option<BuiltLayer>> {
+        let before = match self.baseline.take() {
+            Some(b) => b,
+            None => {
+                return Err(io::Error::other(
+                    "no baseline snapshot was taken before RUN",
+                ))
+            }
+        };
+        let after = snapshot::walk(&self.dir)?;
+        let me = nix::unistd::Uid::effective().as_raw();
+        let privileged = self.privileged;
+        let recorded = &self.recorded;
+        let owner = |p: &str, uid: u32, gid: u32| -> (u32, u32) {
+            if privileged {
+                return (uid, gid);
+            }
+            match recorded.get(p) {
+                Some(m) => (m.uid, m.gid),
+                // Unprivileged (user namespace): our own uid is root inside.
+                None if uid == me => (0, 0),
+                None => (uid, gid),
+            }
+        };
+        let mut w = LayerWriter::new(store, level)?;
+        let stats = snapshot::write_diff(&self.dir, &before, &after, &mut w, &owner, clamp_mtime)?;
+        self.baseline = Some(after);
+        if stats.is_empty() {
+            return Ok(None);
+        }
+        let layer = w.finish()?;
+        self.applied += 1;
+        Ok(Some(layer))
     }
 
     /// Resolve an absolute image path as a container would see it.
@@ -85,6 +143,37 @@ impl Rootfs {
             .ok()
             .and_then(|rel| fs::read_to_string(self.host(&rel)).ok())
             .unwrap_or_default()
+    }
+
+    /// The `/etc/passwd` entry for a name or numeric uid: (name, uid, gid, home).
+    pub fn passwd_entry(&self, user: &str) -> Option<(String, u32, u32, String)> {
+        self.read_etc("/etc/passwd").lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 6 {
+                return None;
+            }
+            let uid: u32 = f[2].parse().ok()?;
+            if f[0] == user || user.parse::<u32>().ok() == Some(uid) {
+                Some((f[0].to_string(), uid, f[3].parse().ok()?, f[5].to_string()))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Groups in `/etc/group` that list `user` as a member.
+    pub fn supplementary_groups(&self, user: &str) -> Vec<u32> {
+        self.read_etc("/etc/group")
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                if f.len() >= 4 && f[3].split(',').any(|m| m.trim() == user) {
+                    f[2].parse().ok()
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Look a user name up in the rootfs's `/etc/passwd`: (uid, primary gid).

@@ -180,6 +180,21 @@ pub fn extract(
             };
             fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
         }
+        // File capabilities and other xattrs (PAX SCHILY.xattr.*), when allowed;
+        // after chown and chmod, which would clear security.capability.
+        if privileged {
+            if let Some(exts) = entry.pax_extensions()? {
+                for ext in exts.flatten() {
+                    if let Ok(key) = ext.key() {
+                        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                            if let Err(e) = xattr::set(&target, name, ext.value_bytes()) {
+                                tracing::warn!("cannot set xattr {name} on /{rel}: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
         if kind == tar::EntryType::Directory {
             dir_times.push((rel.clone(), meta.mtime));
         } else {

@@ -104,6 +104,68 @@ impl LayerWriter {
         self.tar.append_link(&mut h, path, target)
     }
 
+    /// Extended attributes for the next entry, as PAX `SCHILY.xattr.*` records.
+    pub fn xattrs(&mut self, attrs: &[(String, Vec<u8>)]) -> io::Result<()> {
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<(String, &[u8])> = attrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+            .collect();
+        self.tar
+            .append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+
+    /// A whiteout: `<dir>/.wh.<name>` hides `<dir>/<name>` of lower layers.
+    pub fn whiteout(&mut self, path: &str) -> io::Result<()> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((d, n)) => (format!("{d}/"), n),
+            None => (String::new(), path),
+        };
+        let m = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        };
+        let mut h = Self::header(tar::EntryType::Regular, &m, 0);
+        self.tar
+            .append_data(&mut h, format!("{dir}.wh.{name}"), io::empty())
+    }
+
+    /// An opaque marker: lower-layer content of directory `dir` is hidden.
+    pub fn opaque(&mut self, dir: &str) -> io::Result<()> {
+        let m = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        };
+        let mut h = Self::header(tar::EntryType::Regular, &m, 0);
+        let p = if dir.is_empty() {
+            ".wh..wh..opq".to_string()
+        } else {
+            format!("{dir}/.wh..wh..opq")
+        };
+        self.tar.append_data(&mut h, p, io::empty())
+    }
+
+    /// A character or block device, or a FIFO.
+    pub fn device(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        major: u32,
+        minor: u32,
+        m: &Meta,
+    ) -> io::Result<()> {
+        let mut h = Self::header(kind, m, 0);
+        h.set_device_major(major)?;
+        h.set_device_minor(minor)?;
+        self.tar.append_data(&mut h, path, io::empty())
+    }
+
     /// Pass an entry of another archive through (ADD of a local tar), under a new path.
     pub fn raw(&mut self, header: &tar::Header, path: &str, data: impl Read) -> io::Result<()> {
         let mut h = Self::header(

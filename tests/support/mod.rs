@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 pub mod gitlab;
+pub mod sandbox;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -186,7 +187,8 @@ pub fn push_busybox_base(reg: &Registry, repo: &str) {
         .expect("busybox-static must be installed");
     for app in [
         "sh", "ls", "cat", "env", "id", "echo", "touch", "rm", "chmod", "chown", "ln", "mkdir",
-        "true", "false",
+        "true", "false", "find", "stat", "sort", "grep", "sleep", "test", "[", "printf", "wc",
+        "head", "tail", "tr", "cut", "mknod", "ps", "readlink",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app)).expect("symlink");
     }

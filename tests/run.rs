@@ -1,0 +1,428 @@
+//! RUN without privileges: chroot mode inside a simulated unprivileged GitLab job,
+//! namespaces mode as root, snapshots checked with umoci.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use support::sandbox::gitlab_job;
+use support::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn the_sandbox_is_what_a_gitlab_job_gets() {
+    if !is_root() {
+        return;
+    }
+    let out = run(gitlab_job(Command::new("sh").args([
+        "-c",
+        "grep CapBnd /proc/self/status; unshare -m true && echo UNSHARE-WORKED",
+    ])));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CapBnd:\t00000000a80425fb"),
+        "Docker's default capabilities only: {text}"
+    );
+    assert!(
+        !text.contains("UNSHARE-WORKED"),
+        "unshare must be refused: {text} {}",
+        stderr(&out)
+    );
+}
+
+/// (type, mode, uid, gid, size or link target) of every path under `root`, except
+/// the kernel filesystems and the listing itself.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let top = rel.split('/').next().unwrap_or("");
+        if matches!(top, "dev" | "proc" | "sys")
+            || rel == "listing.txt"
+            || rel == "etc/resolv.conf"
+            || rel == "etc/hosts"
+        {
+            continue;
+        }
+        let md = e.path().symlink_metadata().unwrap();
+        let what = if md.is_dir() {
+            "d".to_string()
+        } else if md.file_type().is_symlink() {
+            format!("l {}", std::fs::read_link(e.path()).unwrap().display())
+        } else {
+            format!("f {}", md.len())
+        };
+        out.insert(
+            format!("/{rel}"),
+            format!("{what} {:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid()),
+        );
+    }
+    out
+}
+
+/// The same listing, as `find` + `stat` print it inside the image.
+fn parse_listing(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(6, '|').collect();
+            if f.len() != 6 {
+                return None;
+            }
+            let (path, kind, mode, uid, gid, rest) = (f[0], f[1], f[2], f[3], f[4], f[5]);
+            let what = match kind {
+                "directory" => "d".to_string(),
+                "symbolic link" => format!("l {rest}"),
+                _ => format!("f {rest}"),
+            };
+            Some((path.to_string(), format!("{what} {mode} {uid}:{gid}")))
+        })
+        .collect()
+}
+
+const SNAPSHOT_DOCKERFILE: &str = r#"FROM {REG}/base/busybox
+ARG VERSION=1.2
+ENV GREETING="hi there"
+RUN set -e; echo new > /new.txt; echo "extra:x:77:" >> /etc/group; rm -rf /to-delete; chmod 0600 /new.txt; \
+    mkdir -p /home/app && chown 1000:1000 /home/app; ln -s /new.txt /link; ln /new.txt /hard; \
+    printf 'script\n' > /usr-script && chmod 4755 /usr-script; env | sort > /env.txt; id > /id-root.txt; echo visible-step-output
+USER app
+WORKDIR /home/app
+RUN id > id-app.txt; touch mine; echo "$HOME" > home.txt
+USER root
+RUN [ -c /dev/null ] && echo ok > /devnull-ok; cat /etc/resolv.conf > /dev/null
+RUN find / -xdev -path /proc -prune -o -path /dev -prune -o -path /sys -prune -o -path /listing.txt -prune -o -path /etc/resolv.conf -prune -o -path /etc/hosts -prune -o -print | grep -v '^/$' | while read -r p; do \
+      if [ -L "$p" ]; then echo "$p|symbolic link|$(stat -c '%a|%u|%g' "$p")|$(readlink "$p")"; \
+      elif [ -d "$p" ]; then echo "$p|directory|$(stat -c '%a|%u|%g' "$p")|"; \
+      else echo "$p|file|$(stat -c '%a|%u|%g|%s' "$p")"; fi; done > /listing.txt
+"#;
+
+/// Build the snapshot Dockerfile (in the GitLab sandbox or not) and check the
+/// result with umoci.
+fn snapshot_build(sandboxed: bool, isolation: &str, expect_mode: &str) {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[(
+        "Dockerfile",
+        &SNAPSHOT_DOCKERFILE.replace("{REG}", &reg.addr),
+    )]);
+    let dest = format!("{}/run/app:1", reg.addr);
+    let mut cmd = kiln();
+    cmd.args([
+        "build",
+        "--insecure-registry",
+        &reg.addr,
+        "--destination",
+        &dest,
+        "--isolation",
+        isolation,
+    ])
+    .arg("--context")
+    .arg(ctx.path())
+    .env("CI_JOB_TOKEN", "job-token-must-not-leak")
+    .env("KILN_TEST_HOST_ONLY", "host-env-must-not-leak")
+    .env("https_proxy", "http://proxy.example:3128");
+    if sandboxed {
+        gitlab_job(&mut cmd);
+    }
+    let out = run(&mut cmd);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("RUN isolation: {expect_mode}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("] │ visible-step-output"),
+        "RUN output is streamed with a step prefix:\n{err}"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(&format!("docker://{dest}"), work.path());
+    // Created, modified, deleted.
+    assert_eq!(
+        std::fs::read_to_string(root.join("new.txt")).unwrap(),
+        "new\n"
+    );
+    assert!(std::fs::read_to_string(root.join("etc/group"))
+        .unwrap()
+        .contains("extra:x:77:"));
+    assert!(
+        !root.join("to-delete").exists(),
+        "deleted in RUN: a whiteout hides it"
+    );
+    // chmod, chown, setuid, symlink, hardlink.
+    assert_eq!(
+        std::fs::metadata(root.join("new.txt")).unwrap().mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("usr-script")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    let home = std::fs::metadata(root.join("home/app")).unwrap();
+    assert_eq!((home.uid(), home.gid()), (1000, 1000));
+    assert_eq!(
+        std::fs::read_link(root.join("link")).unwrap().to_str(),
+        Some("/new.txt")
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("hard")).unwrap().ino(),
+        std::fs::metadata(root.join("new.txt")).unwrap().ino(),
+        "hardlinks stay hardlinks"
+    );
+    // USER switching, HOME from /etc/passwd, WORKDIR.
+    assert!(std::fs::read_to_string(root.join("id-root.txt"))
+        .unwrap()
+        .starts_with("uid=0(root)"));
+    assert!(std::fs::read_to_string(root.join("home/app/id-app.txt"))
+        .unwrap()
+        .starts_with("uid=1000(app) gid=1000(app)"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("home/app/home.txt")).unwrap(),
+        "/home/app\n"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("home/app/mine")).unwrap().uid(),
+        1000
+    );
+    // The environment: image ENV, ARGs in scope, PATH, HOME, proxies; nothing else.
+    let env = std::fs::read_to_string(root.join("env.txt")).unwrap();
+    assert!(
+        env.contains("GREETING=hi there")
+            && env.contains("VERSION=1.2")
+            && env.contains("HOME=/root")
+            && env.contains("PATH="),
+        "{env}"
+    );
+    assert!(
+        env.contains("https_proxy=http://proxy.example:3128"),
+        "proxy variables are passed: {env}"
+    );
+    assert!(
+        !env.contains("job-token-must-not-leak") && !env.contains("CI_JOB_TOKEN"),
+        "CI_JOB_TOKEN leaked: {env}"
+    );
+    assert!(
+        !env.contains("host-env-must-not-leak"),
+        "kiln's environment leaked: {env}"
+    );
+    let env_keys: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    for k in &env_keys {
+        assert!(
+            [
+                "GREETING",
+                "VERSION",
+                "HOME",
+                "PATH",
+                "https_proxy",
+                "PWD",
+                "SHLVL",
+                "_"
+            ]
+            .contains(k),
+            "unexpected variable {k} in RUN: {env}"
+        );
+    }
+    // /dev nodes existed for the step but are not in the image; no injected files.
+    assert!(
+        root.join("devnull-ok").exists(),
+        "/dev/null was a character device during RUN"
+    );
+    assert!(
+        !root.join("dev/null").exists()
+            && !root.join("etc/resolv.conf").exists()
+            && !root.join("etc/hosts").exists(),
+        "injected files must not reach a layer"
+    );
+    // The tree umoci unpacked is the tree the last RUN saw.
+    let seen = parse_listing(&std::fs::read_to_string(root.join("listing.txt")).unwrap());
+    let unpacked = tree(&root);
+    let diff: Vec<String> = seen
+        .iter()
+        .filter(|(k, v)| unpacked.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: RUN saw {v}, image has {:?}", unpacked.get(k)))
+        .chain(
+            unpacked
+                .keys()
+                .filter(|k| !seen.contains_key(*k))
+                .map(|k| format!("{k}: only in the image")),
+        )
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "image tree differs from the rootfs after RUN:\n{}",
+        diff.join("\n")
+    );
+    let cfg = config_of(&reg, "run/app:1");
+    assert!(!cfg.to_string().contains("job-token-must-not-leak"));
+}
+
+#[test]
+fn run_in_an_unprivileged_gitlab_job_uses_chroot_and_snapshots_correctly() {
+    if !is_root() {
+        return;
+    }
+    snapshot_build(true, "auto", "chroot");
+}
+
+#[test]
+fn run_with_namespaces_has_proc_and_is_pid_1() {
+    if !is_root() {
+        return;
+    }
+    snapshot_build(false, "namespaces", "namespaces");
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[("Dockerfile", &format!("FROM {}/base/busybox\nRUN echo $$ > /pid.txt; test -r /proc/self/status && ps > /ps.txt; sleep 300 &\n", reg.addr))]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let root = build_and_unpack(
+        ctx.path(),
+        out_dir.path(),
+        &[
+            "--isolation",
+            "namespaces",
+            "--insecure-registry",
+            &reg.addr,
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("pid.txt")).unwrap(),
+        "1\n",
+        "the step is PID 1 of its own namespace"
+    );
+    assert!(root.join("ps.txt").exists(), "/proc is mounted");
+}
+
+#[test]
+fn a_failing_run_stops_the_build_and_pushes_nothing() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[("Dockerfile", &format!("FROM {}/base/busybox\nRUN echo preparing; echo 'about to fail' >&2; exit 3\nRUN echo never\n", reg.addr))]);
+    let mut cmd = kiln();
+    cmd.args([
+        "build",
+        "--insecure-registry",
+        &reg.addr,
+        "--destination",
+        &format!("{}/fail/app:1", reg.addr),
+    ])
+    .arg("--context")
+    .arg(ctx.path());
+    if is_root() {
+        gitlab_job(&mut cmd);
+    }
+    let out = run(&mut cmd);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Dockerfile:2: RUN failed with exit code 3")
+            && err.contains("exit 3")
+            && err.contains("about to fail"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("never"),
+        "the build stops at the failing step:\n{err}"
+    );
+    assert!(!reg.has_tag("fail/app", "1"));
+    // A USER that does not exist is an error at the line that needs it.
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {}/base/busybox\nUSER nobody-here\nRUN true\n",
+            reg.addr
+        ),
+    )]);
+    let out = run(kiln()
+        .args(["build", "--no-push", "--tar-path"])
+        .arg(ctx.path().join("o.tar"))
+        .args(["--insecure-registry", &reg.addr])
+        .arg("--context")
+        .arg(ctx.path()));
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("Dockerfile:3: USER nobody-here: no such user"),
+        "{err}"
+    );
+}
+
+#[test]
+fn copy_from_and_from_a_run_built_stage() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {}/base/busybox AS build\nRUN mkdir /out && echo built > /out/artifact && chmod 0750 /out/artifact\n\n\
+             FROM build AS test\nRUN cat /out/artifact > /tested\n\n\
+             FROM scratch\nCOPY --from=build /out/artifact /artifact\nCOPY --from=test /tested /tested\n",
+            reg.addr
+        ),
+    )]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let root = build_and_unpack(
+        ctx.path(),
+        out_dir.path(),
+        &["--insecure-registry", &reg.addr],
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("artifact")).unwrap(),
+        "built\n"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("artifact")).unwrap().mode() & 0o777,
+        0o750
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("tested")).unwrap(),
+        "built\n",
+        "FROM <stage> continues from its RUN layers"
+    );
+}
+
+#[test]
+fn two_builds_in_one_sandboxed_job_and_nothing_written_outside_the_work_dir() {
+    if !is_root() {
+        return;
+    }
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let canary = format!("/etc/kiln-canary-{}", std::process::id());
+    let ctx = context(&[
+        ("Dockerfile", &format!("FROM {}/base/busybox\nCOPY input.txt /input.txt\nRUN echo pwned > {canary}; echo x > /tmp/x; rm /input.txt\n", reg.addr)),
+        ("input.txt", "user data\n"),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let before = tree(ctx.path());
+    let kiln_bin = env!("CARGO_BIN_EXE_kiln");
+    let script = format!(
+        "set -e; for i in 1 2; do {kiln_bin} build --insecure-registry {r} --destination {r}/twice/app:$i --context {c} --work-dir {w}; done",
+        r = reg.addr,
+        c = ctx.path().display(),
+        w = work.path().display()
+    );
+    let out = run(gitlab_job(Command::new("sh").args(["-c", &script])));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(reg.has_tag("twice/app", "1") && reg.has_tag("twice/app", "2"));
+    assert!(!Path::new(&canary).exists(), "RUN wrote outside its rootfs");
+    assert_eq!(tree(ctx.path()), before, "the build context is untouched");
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "the work dir is cleaned up"
+    );
+}
