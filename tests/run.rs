@@ -426,3 +426,71 @@ fn two_builds_in_one_sandboxed_job_and_nothing_written_outside_the_work_dir() {
         "the work dir is cleaned up"
     );
 }
+
+#[test]
+fn rootless_mode_as_a_non_root_user() {
+    if !is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        return;
+    }
+    // A world-accessible place for the unprivileged user: binary, context, outputs.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let bin = d.path().join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
+    let ctx = d.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir /made && /bin/busybox id > /made/id && /bin/busybox echo $$ > /made/pid\"]\n",
+    )
+    .unwrap();
+    for p in [&ctx, &ctx.join("busybox"), &ctx.join("Dockerfile"), &bin] {
+        let mode = if p.is_dir() || p == &bin || p.ends_with("busybox") {
+            0o755
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let out = run(Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["build", "--context"])
+        .arg(&ctx)
+        .arg("--oci-layout-path")
+        .arg(d.path().join("oci"))
+        .arg("--work-dir")
+        .arg(d.path())
+        .env("HOME", d.path()));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("RUN isolation: rootless"),
+        "auto picks rootless for a non-root user:\n{err}"
+    );
+    let root = unpack(
+        &format!("oci:{}:latest", d.path().join("oci").display()),
+        &d.path().join("check"),
+    );
+    assert!(
+        std::fs::read_to_string(root.join("made/id"))
+            .unwrap()
+            .starts_with("uid=0 gid=0"),
+        "the step ran as root inside its user namespace"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("made/pid")).unwrap(),
+        "1\n"
+    );
+    let made = std::fs::metadata(root.join("made")).unwrap();
+    assert_eq!(
+        (made.uid(), made.gid()),
+        (0, 0),
+        "files the step created belong to root in the image, not to uid 65534"
+    );
+}

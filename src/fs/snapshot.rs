@@ -392,6 +392,30 @@ mod tests {
         assert_eq!(stats.whiteouts, 1);
         assert_eq!(stats.opaque, 1);
 
+        // Extended attributes travel with changed files (when the filesystem has them).
+        let xa = root.join("etc/xattr-file");
+        fs::write(&xa, "x").unwrap();
+        let with_xattr = xattr::set(&xa, "user.kiln.test", b"v1").is_ok();
+        let after2 = walk(&root).unwrap();
+        let mut w = LayerWriter::new(&store, 1).unwrap();
+        write_diff(&root, &after, &after2, &mut w, &|_, u, g| (u, g), None).unwrap();
+        let layer2 = w.finish().unwrap();
+        if with_xattr {
+            let extracted = d.path().join("extracted");
+            fs::create_dir_all(&extracted).unwrap();
+            let tar = crate::layer::open_tar(&store.blob_path(&layer2.digest).unwrap()).unwrap();
+            let privileged = nix::unistd::Uid::effective().is_root();
+            crate::layer::extract::extract(tar, &extracted, privileged, &mut HashMap::new())
+                .unwrap();
+            if privileged {
+                assert_eq!(
+                    xattr::get(extracted.join("etc/xattr-file"), "user.kiln.test").unwrap(),
+                    Some(b"v1".to_vec())
+                );
+            }
+        }
+        let after = after2;
+
         // No change: nothing to write.
         let again = walk(&root).unwrap();
         let mut w = LayerWriter::new(&store, 1).unwrap();
