@@ -72,8 +72,11 @@ fn gitlab_job_pushes_with_the_job_token_and_a_company_ca() {
     ];
     for (tag, args, env) in runs {
         let mut cmd = job_kiln(&gl, home.path());
+        // --reproducible: identical runs give identical blobs, config included,
+        // so "nothing re-uploaded" does not depend on the clock.
         cmd.args([
             "build",
+            "--reproducible",
             "--destination",
             &format!("{reg}/group/project:1a2b3c4d-{tag}"),
         ])
