@@ -103,6 +103,22 @@ pub struct BuildArgs {
     /// gzip level for new layers (0-9).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,
+    /// Use and fill the layer cache; `--cache=false` turns it off. Default: on in CI
+    /// (CI=true) when a cache repo is known, off elsewhere.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub cache: Option<bool>,
+    /// Local cache directory (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Registry repository for shared cache entries (default: $CI_REGISTRY_IMAGE/cache).
+    #[arg(long, value_name = "REF")]
+    pub cache_repo: Option<String>,
+    /// How old a cache entry may be (Go duration, e.g. 336h).
+    #[arg(long, default_value = "336h", value_name = "DURATION")]
+    pub cache_ttl: String,
+    /// Accepted for kaniko compatibility; COPY is always cached.
+    #[arg(long, hide = true)]
+    pub cache_copy_layers: bool,
     /// How RUN steps are isolated: auto picks namespaces, else chroot (root), or
     /// rootless (non-root).
     #[arg(long, value_enum, default_value_t = crate::exec::Isolation::Auto)]
@@ -181,7 +197,52 @@ impl RegistryArgs {
     }
 }
 
+/// The default local cache directory.
+pub fn default_cache_dir() -> PathBuf {
+    match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x).join("kiln"),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".cache/kiln"),
+    }
+}
+
+/// A Go-style duration as whole seconds.
+pub fn duration_secs(s: &str, flag: &str) -> Result<u64> {
+    match crate::build::parse_duration(s) {
+        Some(ns) => Ok(ns / 1_000_000_000),
+        None => bail!("{flag} {s:?}: use a duration such as 336h, 90m or 3600s"),
+    }
+}
+
 impl BuildArgs {
+    /// (cache on?, cache dir, cache repo, ttl seconds).
+    fn cache_settings(&self) -> Result<(bool, PathBuf, Option<Reference>, u64)> {
+        let repo = match (&self.cache_repo, std::env::var("CI_REGISTRY_IMAGE")) {
+            (Some(r), _) => Some(Reference::parse(r).context("in --cache-repo")?),
+            (None, Ok(img)) if !img.is_empty() => {
+                Reference::parse(&format!("{img}/cache")).ok().map(|mut r| {
+                    r.tag = None;
+                    r
+                })
+            }
+            _ => None,
+        };
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        let on = self.cache.unwrap_or(in_ci && repo.is_some());
+        if self.cache_copy_layers {
+            eprintln!("note: --cache-copy-layers is not needed: kiln always caches COPY");
+        }
+        let dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        Ok((
+            on,
+            dir,
+            repo,
+            duration_secs(&self.cache_ttl, "--cache-ttl")?,
+        ))
+    }
+
     pub fn request(&self) -> Result<BuildRequest> {
         let context = PathBuf::from(self.context.strip_prefix("dir://").unwrap_or(&self.context));
         let destinations = self
@@ -220,6 +281,7 @@ impl BuildArgs {
             _ => None,
         };
         let source_date_epoch = sde.or(if self.reproducible { Some(0) } else { None });
+        let (cache, cache_dir, cache_repo, cache_ttl_secs) = self.cache_settings()?;
         let platform = self
             .platform
             .as_deref()
@@ -244,6 +306,10 @@ impl BuildArgs {
             work_dir: self.work_dir.clone(),
             compression_level: self.compression_level,
             isolation: self.isolation,
+            cache,
+            cache_dir,
+            cache_repo,
+            cache_ttl_secs,
         })
     }
 }

@@ -31,6 +31,7 @@ pub enum Source<'a> {
     Rootfs(&'a Rootfs),
 }
 
+#[derive(Debug, Clone)]
 pub struct CopySpec {
     pub sources: Vec<String>,
     pub heredocs: Vec<(String, String)>, // (name, content)
@@ -480,6 +481,89 @@ fn unpack_into(w: &mut LayerWriter, archive: &Path, dest: &str, spec: &CopySpec)
         }
     }
     Ok(())
+}
+
+/// The Merkle digest of COPY/ADD sources in the build context, for the cache key:
+/// for every selected entry (after `.dockerignore`), in sorted order, its path
+/// relative to the context, its type, its mode (after `--chmod`), and the sha256 of its
+/// content or its link target. mtimes and on-disk owners are left out (COPY writes
+/// 0:0 or `--chown`, which is part of the key by itself).
+pub fn context_digest(
+    dir: &Path,
+    ignore: &Ignore,
+    sources: &[String],
+    chmod: Option<u32>,
+    is_add: bool,
+) -> io::Result<String> {
+    use sha2::Digest as _;
+    let kw = if is_add { "ADD" } else { "COPY" };
+    let src = Source::Context { dir, ignore };
+    let mut entries: BTreeMap<String, String> = BTreeMap::new();
+    let mut describe = |rel: String, path: &Path, md: &fs::Metadata| -> io::Result<()> {
+        let ft = md.file_type();
+        let mode = if ft.is_symlink() {
+            0o777
+        } else {
+            chmod.unwrap_or(md.mode() & 0o7777)
+        };
+        let what = if ft.is_dir() {
+            "dir".to_string()
+        } else if ft.is_symlink() {
+            format!("link:{}", fs::read_link(path)?.to_string_lossy())
+        } else if ft.is_file() {
+            let (d, _) = crate::digest::sha256_reader(io::BufReader::with_capacity(
+                256 << 10,
+                fs::File::open(path)?,
+            ))?;
+            format!("file:{d}")
+        } else {
+            return Ok(());
+        };
+        entries.insert(rel, format!("{what}:{mode:o}"));
+        Ok(())
+    };
+    for s in sources {
+        for f in find_sources(&src, s, kw)? {
+            describe(f.rel.clone(), &f.host, &f.md)?;
+            if f.md.is_dir() {
+                let mut it = walkdir::WalkDir::new(&f.host)
+                    .min_depth(1)
+                    .sort_by_file_name()
+                    .into_iter();
+                while let Some(e) = it.next() {
+                    let e = e.map_err(|e| {
+                        io::Error::other(format!("reading {}: {e}", f.host.display()))
+                    })?;
+                    let inner = e
+                        .path()
+                        .strip_prefix(&f.host)
+                        .unwrap_or(e.path())
+                        .to_string_lossy()
+                        .into_owned();
+                    let rel = if f.rel.is_empty() {
+                        inner
+                    } else {
+                        format!("{}/{inner}", f.rel)
+                    };
+                    if ignore.is_ignored(&rel) {
+                        if e.file_type().is_dir() && !ignore.has_exclusions() {
+                            it.skip_current_dir();
+                        }
+                        continue;
+                    }
+                    describe(rel, e.path(), &e.path().symlink_metadata()?)?;
+                }
+            }
+        }
+    }
+    let mut h = sha2::Sha256::new();
+    for (path, what) in &entries {
+        for field in [path.as_bytes(), what.as_bytes()] {
+            h.update((field.len() as u64).to_be_bytes());
+            h.update(field);
+        }
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
 /// Heredoc pairs for a COPY, expanded by the caller when needed.

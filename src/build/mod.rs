@@ -6,6 +6,7 @@
 //! manifests and configs; layer blobs are downloaded only when a rootfs must be
 //! materialized or a sink needs the bytes.
 
+pub mod cache;
 pub mod copy;
 pub mod sink;
 
@@ -48,6 +49,11 @@ pub struct BuildRequest {
     pub work_dir: Option<PathBuf>,
     pub compression_level: u32,
     pub isolation: crate::exec::Isolation,
+    /// Use and fill the cache (local dir, and the registry cache repo if set).
+    pub cache: bool,
+    pub cache_dir: PathBuf,
+    pub cache_repo: Option<Reference>,
+    pub cache_ttl_secs: u64,
 }
 
 /// A layer of a stage: its descriptor, and where to fetch it if it is not local.
@@ -65,6 +71,9 @@ struct Stage {
     /// ARGs declared in this stage, with their values.
     args: Vec<(String, String)>,
     shell: Vec<String>,
+    /// Cache key of the last layer step (or the base's identity): the parent of
+    /// the next step's key.
+    key: String,
 }
 
 impl Stage {
@@ -111,6 +120,12 @@ struct Builder<'a> {
     mode: Option<crate::exec::Mode>,
     /// The label of the step being executed, for prefixing its output.
     current_label: String,
+    local_cache: Option<cache::LocalCache>,
+    remote_cache: Option<cache::RemoteCache>,
+    /// Cache entries being pushed to the registry cache repo.
+    cache_pushes: Vec<tokio::task::JoinHandle<std::result::Result<(), String>>>,
+    hits: usize,
+    misses: usize,
     now: String,
     now_secs: u64,
 }
@@ -120,7 +135,7 @@ fn dferr(df: &Dockerfile, line: usize, msg: impl std::fmt::Display) -> anyhow::E
 }
 
 /// Parse a Go-style duration ("30s", "1m30s", "500ms") into nanoseconds.
-fn parse_duration(s: &str) -> Option<u64> {
+pub fn parse_duration(s: &str) -> Option<u64> {
     let mut total: f64 = 0.0;
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -179,7 +194,14 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     let work = tempfile::Builder::new()
         .prefix("kiln-")
         .tempdir_in(&work_parent)?;
-    let store = Store::open(&work.path().join("store"))?;
+    // With the cache on, blobs live in the cache dir so later builds (and other
+    // jobs restoring it) reuse them; otherwise in the work dir, removed at the end.
+    let store = if req.cache {
+        Store::open(&req.cache_dir)
+            .with_context(|| format!("cannot use cache dir {}", req.cache_dir.display()))?
+    } else {
+        Store::open(&work.path().join("store"))?
+    };
     let client = Arc::new(Client::new(&req.registry)?);
     if !req.no_push {
         for d in &req.destinations {
@@ -210,9 +232,24 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
         rootfs_seq: 0,
         mode: None,
         current_label: String::new(),
+        local_cache: None,
+        remote_cache: None,
+        cache_pushes: Vec::new(),
+        hits: 0,
+        misses: 0,
         now: rfc3339(now_secs),
         now_secs,
     };
+    if req.cache {
+        b.local_cache = Some(cache::LocalCache::new(&b.store, req.cache_ttl_secs)?);
+        if let Some(repo) = &req.cache_repo {
+            b.client.declare(repo, true);
+            b.remote_cache = Some(cache::RemoteCache {
+                repo: repo.clone(),
+                ttl_secs: req.cache_ttl_secs,
+            });
+        }
+    }
     b.plan()?;
     let target = b.target_index()?;
     b.build_stage(target).await?;
@@ -469,12 +506,95 @@ impl<'a> Builder<'a> {
                 }
             }
             instructions.extend(self.stages[idx].instructions.clone());
+            let total = total.max(instructions.len() + 1);
+
+            // 1. Plan: metadata steps apply to the config at once; layer steps are
+            //    prepared with the state at their position, and keyed.
+            let mut planned = Vec::new();
             for (n, ins) in instructions.iter().enumerate() {
                 let t = Instant::now();
-                let label = self.label(idx, n + 2, total.max(instructions.len() + 1));
-                self.current_label = label.clone();
-                let note = self.execute(idx, &mut stage, ins).await?;
-                self.report.step(&label, &ins.text, t.elapsed(), &note);
+                let label = self.label(idx, n + 2, total);
+                let prep = match &ins.command {
+                    Command::Copy(c) => {
+                        Some(self.prepare_copy(idx, &mut stage, ins, c, false).await?)
+                    }
+                    Command::Add(c) => {
+                        Some(self.prepare_copy(idx, &mut stage, ins, c, true).await?)
+                    }
+                    Command::Run {
+                        cmd,
+                        heredocs,
+                        flags,
+                    } => Some(self.prepare_run(&stage, ins, cmd, heredocs, flags)?),
+                    _ => None,
+                };
+                match prep {
+                    Some(prep) => {
+                        let key = self.key_for(&stage.key, &prep, ins.line).await?;
+                        if let Some(k) = &key {
+                            stage.key = k.clone();
+                        }
+                        self.history(&mut stage, &ins.text, false);
+                        let history_idx = stage.config.history.len() - 1;
+                        planned.push(Planned::Layer(Box::new(LayerStep {
+                            label,
+                            ins: ins.clone(),
+                            prep,
+                            key,
+                            history_idx,
+                        })));
+                    }
+                    None => {
+                        let note = self.execute(idx, &mut stage, ins).await?;
+                        planned.push(Planned::Meta {
+                            label,
+                            text: ins.text.clone(),
+                            took: t.elapsed(),
+                            note,
+                        });
+                    }
+                }
+            }
+
+            // 2. Look every key up at once: local index, then the registry cache repo.
+            let keys: Vec<String> = planned
+                .iter()
+                .filter_map(|p| match p {
+                    Planned::Layer(l) => l.key.clone(),
+                    _ => None,
+                })
+                .collect();
+            let mut hits = self.lookup(&keys).await;
+
+            // 3. Execute in order: hits need no filesystem, misses build.
+            for p in planned {
+                match p {
+                    Planned::Meta {
+                        label,
+                        text,
+                        took,
+                        note,
+                    } => self.report.step(&label, &text, took, &note),
+                    Planned::Layer(step) => {
+                        let t = Instant::now();
+                        self.current_label = step.label.clone();
+                        let hit = step.key.as_ref().and_then(|k| hits.remove(k));
+                        let note = match hit {
+                            Some((entry, origin)) => {
+                                self.hits += 1;
+                                self.apply_cached(&mut stage, &entry, origin, step.history_idx)
+                            }
+                            None => {
+                                if step.key.is_some() {
+                                    self.misses += 1;
+                                }
+                                self.perform(idx, &mut stage, &step).await?
+                            }
+                        };
+                        self.report
+                            .step(&step.label, &step.ins.text, t.elapsed(), &note);
+                    }
+                }
             }
             self.done[idx] = Some(stage);
             Ok(())
@@ -490,6 +610,7 @@ impl<'a> Builder<'a> {
             rootfs: None,
             args: vec![],
             shell: vec![],
+            key: format!("scratch/{p}"),
         }
     }
 
@@ -503,6 +624,7 @@ impl<'a> Builder<'a> {
             rootfs: None,
             args: vec![],
             shell: s.shell.clone(),
+            key: s.key.clone(),
         })
     }
 
@@ -512,7 +634,7 @@ impl<'a> Builder<'a> {
         self.client.declare(r, false);
         let (bytes, ct, digest) = self.client.get_manifest(r).await?;
         let mt = manifest::declared_media_type(&bytes, &ct);
-        let (bytes, mt) = if manifest::is_index(&mt) {
+        let (bytes, mt, resolved) = if manifest::is_index(&mt) {
             let index: oci_spec::image::ImageIndex =
                 serde_json::from_slice(&bytes).context("invalid image index")?;
             let d = manifest::select(&index, platform).ok_or_else(|| {
@@ -522,12 +644,12 @@ impl<'a> Builder<'a> {
                 )
             })?;
             let child = r.with_digest(d.digest().as_ref());
-            let (b, ct, _) = self.client.get_manifest(&child).await?;
+            let (b, ct, child_digest) = self.client.get_manifest(&child).await?;
             let mt = manifest::declared_media_type(&b, &ct);
-            (b, mt)
+            (b, mt, child_digest)
         } else {
             tracing::debug!("{r} is a single manifest {digest}");
-            (bytes, mt)
+            (bytes, mt, digest)
         };
         if !manifest::is_manifest(&mt) {
             bail!("{r}: unsupported manifest type {mt:?} (kiln reads OCI and Docker v2 schema 2 images)");
@@ -574,6 +696,7 @@ impl<'a> Builder<'a> {
             rootfs: None,
             args: vec![],
             shell: vec![],
+            key: resolved,
         })
     }
 
@@ -819,13 +942,9 @@ impl<'a> Builder<'a> {
                 stage.config.author = Some(m.clone());
                 self.history(stage, &ins.text, true);
             }
-            Command::Run {
-                cmd,
-                heredocs,
-                flags,
-            } => return self.run_step(stage, ins, cmd, heredocs, flags).await,
-            Command::Copy(c) => return self.copy(idx, stage, ins, c, false).await,
-            Command::Add(c) => return self.copy(idx, stage, ins, c, true).await,
+            Command::Run { .. } | Command::Copy(_) | Command::Add(_) => {
+                return Err(self.err(line, "layer steps are planned, not executed directly"))
+            }
         }
         Ok(String::new())
     }
@@ -875,14 +994,15 @@ impl<'a> Builder<'a> {
         })
     }
 
-    async fn copy(
+    /// Plan a COPY/ADD: expand its arguments with the stage state at this point.
+    async fn prepare_copy(
         &mut self,
         idx: usize,
         stage: &mut Stage,
         ins: &Instruction,
         c: &CopyArgs,
         is_add: bool,
-    ) -> Result<String> {
+    ) -> Result<Prepared> {
         let line = ins.line;
         let kw = if is_add { "ADD" } else { "COPY" };
         let vars = stage.vars();
@@ -956,42 +1076,61 @@ impl<'a> Builder<'a> {
                     })?,
             ),
         };
-
-        self.materialize(stage).await?;
         let chown = match &c.chown {
             None => None,
-            Some(spec) => Some(self.resolve_owner(line, stage, &self.word(line, spec, &vars)?)?),
+            Some(spec) => Some(self.word(line, spec, &vars)?),
         };
-        let from_stage = match &c.from {
+        let from = match &c.from {
             None => None,
             Some(f) => {
                 let name = self.word(line, f, &vars)?;
-                Some(self.copy_source(idx, line, &name).await?)
+                Some(self.resolve_from(idx, line, &name).await?)
             }
         };
         let spec = copy::CopySpec {
             sources,
             heredocs,
             dest,
-            chown,
+            chown: None,
             chmod,
             is_add,
             clamp_mtime: self.req.source_date_epoch,
             default_mtime: self.now_secs,
         };
+        Ok(Prepared::Copy { spec, chown, from })
+    }
+
+    /// Build a planned COPY/ADD: the layer, from the rootfs as it is at this step.
+    async fn perform_copy(
+        &mut self,
+        stage: &mut Stage,
+        line: usize,
+        spec: &copy::CopySpec,
+        chown: &Option<String>,
+        from: &Option<SourceKey>,
+    ) -> Result<Option<crate::layer::BuiltLayer>> {
+        self.materialize(stage).await?;
+        let mut spec = spec.clone();
+        spec.chown = match chown {
+            None => None,
+            Some(c) => Some(self.resolve_owner(line, stage, c)?),
+        };
+        if let Some(key) = from {
+            self.materialize_source(key).await?;
+        }
         let store = self.store.clone();
         let level = self.req.compression_level;
         let context = self.req.context.clone();
-        let ignore = std::mem::take(&mut self.ignore);
+        let ignore = self.ignore.clone();
         let dst = stage
             .rootfs
             .take()
             .ok_or_else(|| anyhow!("rootfs missing"))?;
-        let src_rootfs = match &from_stage {
+        let src_rootfs = match from {
             Some(key) => Some(self.take_source_rootfs(key)?),
             None => None,
         };
-        let res = tokio::task::spawn_blocking(move || {
+        let (out, dst, src_rootfs) = tokio::task::spawn_blocking(move || {
             let src = match &src_rootfs {
                 Some(r) => copy::Source::Rootfs(r),
                 None => copy::Source::Context {
@@ -1000,31 +1139,226 @@ impl<'a> Builder<'a> {
                 },
             };
             let out = copy::copy_layer(&store, level, &src, &spec, &dst);
-            (out, dst, src_rootfs, ignore)
+            (out, dst, src_rootfs)
         })
         .await?;
-        let (out, dst, src_rootfs, ignore) = res;
-        self.ignore = ignore;
         stage.rootfs = Some(dst);
-        if let (Some(key), Some(r)) = (&from_stage, src_rootfs) {
+        if let (Some(key), Some(r)) = (from, src_rootfs) {
             self.put_source_rootfs(key, r);
         }
-        let built = out.map_err(|e| self.err(line, e))?;
-        let layer = Layer {
-            desc: LayerDesc {
-                digest: built.digest.clone(),
-                size: built.size,
-                media_type: built.media_type.clone(),
-                diff_id: built.diff_id.clone(),
-            },
-            origin: None,
+        Ok(Some(out.map_err(|e| self.err(line, e))?))
+    }
+
+    /// The cache key of a planned step (see [`cache`] for the scheme), or None
+    /// when caching is off.
+    async fn key_for(&self, parent: &str, prep: &Prepared, line: usize) -> Result<Option<String>> {
+        if self.local_cache.is_none() && self.remote_cache.is_none() {
+            return Ok(None);
+        }
+        let key = match prep {
+            Prepared::Copy { spec, chown, from } => {
+                let mut k =
+                    cache::KeyBuilder::new(parent, if spec.is_add { "ADD" } else { "COPY" });
+                k.list(&spec.sources)
+                    .str(&spec.dest)
+                    .str(chown.as_deref().unwrap_or(""))
+                    .str(&spec.chmod.map(|m| format!("{m:o}")).unwrap_or_default());
+                for (name, content) in &spec.heredocs {
+                    k.str(name).str(content);
+                }
+                match from {
+                    None => {
+                        let (dir, ignore, sources, chmod, is_add) = (
+                            self.req.context.clone(),
+                            self.ignore.clone(),
+                            spec.sources.clone(),
+                            spec.chmod,
+                            spec.is_add,
+                        );
+                        let merkle = tokio::task::spawn_blocking(move || {
+                            copy::context_digest(&dir, &ignore, &sources, chmod, is_add)
+                        })
+                        .await?
+                        .map_err(|e| self.err(line, e))?;
+                        k.str("context").str(&merkle);
+                    }
+                    Some(SourceKey::Stage(j)) => {
+                        let sk = self.done[*j]
+                            .as_ref()
+                            .map(|s| s.key.clone())
+                            .unwrap_or_default();
+                        k.str("stage").str(&sk);
+                    }
+                    Some(SourceKey::Image(n)) => {
+                        let ik = self
+                            .images
+                            .get(n)
+                            .map(|s| s.key.clone())
+                            .unwrap_or_default();
+                        k.str("image").str(&ik);
+                    }
+                }
+                k.finish()
+            }
+            Prepared::Run {
+                argv,
+                env,
+                user,
+                workdir,
+            } => {
+                let mut k = cache::KeyBuilder::new(parent, "RUN");
+                // Proxy variables are left out, as Docker does: they do not change results.
+                let mut vars: Vec<String> = env
+                    .iter()
+                    .filter(|(k, _)| !is_predefined_arg(k))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                vars.sort();
+                k.list(argv).list(&vars).str(user).str(workdir);
+                k.finish()
+            }
         };
-        stage.config.rootfs.diff_ids.push(built.diff_id.clone());
-        stage.layers.push(layer);
-        self.history(stage, &ins.text, false);
-        // Keep the rootfs in step for later steps of this stage.
-        self.materialize(stage).await?;
-        Ok(crate::report::human_bytes(built.size))
+        Ok(Some(key))
+    }
+
+    /// Look up keys: the local index first, then the registry cache repo, concurrently.
+    async fn lookup(&self, keys: &[String]) -> HashMap<String, (cache::Entry, Option<Reference>)> {
+        let mut found = HashMap::new();
+        let mut remote_keys = Vec::new();
+        for k in keys {
+            match self.local_cache.as_ref().and_then(|c| c.get(k)) {
+                Some(e) => {
+                    found.insert(k.clone(), (e, None));
+                }
+                None => remote_keys.push(k.clone()),
+            }
+        }
+        if let Some(remote) = &self.remote_cache {
+            let client = &self.client;
+            let results = futures_util::future::join_all(
+                remote_keys
+                    .iter()
+                    .map(|k| async move { (k.clone(), remote.get(client, k).await) }),
+            )
+            .await;
+            for (k, e) in results {
+                if let Some(e) = e {
+                    found.insert(k, (e, Some(remote.repo.clone())));
+                }
+            }
+        }
+        found
+    }
+
+    /// Use a cached step: its layer joins the stage without touching a filesystem.
+    fn apply_cached(
+        &mut self,
+        stage: &mut Stage,
+        entry: &cache::Entry,
+        origin: Option<Reference>,
+        history_idx: usize,
+    ) -> String {
+        match &entry.layer {
+            Some(l) => {
+                stage.config.rootfs.diff_ids.push(l.diff_id.clone());
+                stage.layers.push(Layer {
+                    desc: l.desc(),
+                    origin,
+                });
+                format!("CACHED {}", crate::report::human_bytes(l.size))
+            }
+            None => {
+                if let Some(h) = stage.config.history.get_mut(history_idx) {
+                    h.empty_layer = true;
+                }
+                "CACHED no changes".into()
+            }
+        }
+    }
+
+    /// Do a planned step that missed the cache, and record the result in the cache.
+    async fn perform(
+        &mut self,
+        _idx: usize,
+        stage: &mut Stage,
+        step: &LayerStep,
+    ) -> Result<String> {
+        let line = step.ins.line;
+        let built = match &step.prep {
+            Prepared::Copy { spec, chown, from } => {
+                self.perform_copy(stage, line, spec, chown, from).await?
+            }
+            Prepared::Run {
+                argv,
+                env,
+                user,
+                workdir,
+            } => {
+                self.perform_run(stage, &step.ins, argv, env, user, workdir)
+                    .await?
+            }
+        };
+        let note = match &built {
+            Some(l) => {
+                stage.config.rootfs.diff_ids.push(l.diff_id.clone());
+                stage.layers.push(Layer {
+                    desc: LayerDesc {
+                        digest: l.digest.clone(),
+                        size: l.size,
+                        media_type: l.media_type.clone(),
+                        diff_id: l.diff_id.clone(),
+                    },
+                    origin: None,
+                });
+                // Keep the rootfs in step when it exists (COPY layers are applied to it).
+                if stage.rootfs.is_some() {
+                    self.materialize(stage).await?;
+                }
+                format!("BUILT {}", crate::report::human_bytes(l.size))
+            }
+            None => {
+                if let Some(h) = stage.config.history.get_mut(step.history_idx) {
+                    h.empty_layer = true;
+                }
+                "BUILT no changes".into()
+            }
+        };
+        if let Some(key) = &step.key {
+            self.record(key, &step.ins.text, built.as_ref());
+        }
+        Ok(note)
+    }
+
+    /// Write a cache entry locally, and push it to the cache repo in the background.
+    fn record(&mut self, key: &str, created_by: &str, built: Option<&crate::layer::BuiltLayer>) {
+        let entry = cache::Entry {
+            layer: built.map(|l| cache::CachedLayer {
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            }),
+            created_by: created_by.to_string(),
+            created: cache::now_secs(),
+        };
+        if let Some(local) = &self.local_cache {
+            if let Err(e) = local.put(key, &entry) {
+                self.report.warn(&format!(
+                    "could not write the cache entry for {created_by}: {e}"
+                ));
+            }
+        }
+        if let Some(remote) = self.remote_cache.clone() {
+            let client = self.client.clone();
+            let path = built.and_then(|l| self.store.blob_path(&l.digest).ok());
+            let key = key.to_string();
+            self.cache_pushes.push(tokio::spawn(async move {
+                remote
+                    .put(&client, &key, &entry, path.as_deref())
+                    .await
+                    .map_err(|e| format!("{e}"))
+            }));
+        }
     }
 
     /// The isolation mode, chosen (and reported) at the first RUN of the build.
@@ -1046,9 +1380,10 @@ impl<'a> Builder<'a> {
     }
 
     /// The environment of a RUN step: the image's ENV, the build args in scope,
-    /// default PATH and HOME, and proxy variables. Nothing else from kiln's
-    /// environment, so CI_JOB_TOKEN and friends never reach a step.
-    fn run_env(&self, stage: &Stage, home: &str) -> Vec<(String, String)> {
+    /// default PATH, and proxy variables (HOME is added when the user is known).
+    /// Nothing else from kiln's environment, so CI_JOB_TOKEN and friends never
+    /// reach a step.
+    fn run_env(&self, stage: &Stage) -> Vec<(String, String)> {
         let mut env = stage.config.env_pairs();
         let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(e, _)| e == k);
         for (k, v) in &stage.args {
@@ -1062,9 +1397,7 @@ impl<'a> Builder<'a> {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             ));
         }
-        if !has(&env, "HOME") {
-            env.push(("HOME".into(), home.to_string()));
-        }
+
         for k in [
             "http_proxy",
             "https_proxy",
@@ -1088,18 +1421,17 @@ impl<'a> Builder<'a> {
     }
 
     /// USER as uid, gid, supplementary groups and home, resolved in the rootfs.
-    fn run_user(&self, line: usize, stage: &Stage) -> Result<(u32, u32, Vec<u32>, String)> {
+    fn run_user(
+        &self,
+        line: usize,
+        stage: &Stage,
+        spec: &str,
+    ) -> Result<(u32, u32, Vec<u32>, String)> {
         let rootfs = stage
             .rootfs
             .as_ref()
             .ok_or_else(|| anyhow!("rootfs missing"))?;
-        let spec = stage
-            .config
-            .config
-            .user
-            .clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "0".into());
+        let spec = spec.to_string();
         let (user, group) = match spec.split_once(':') {
             Some((u, g)) => (u.to_string(), Some(g.to_string())),
             None => (spec.clone(), None),
@@ -1139,14 +1471,15 @@ impl<'a> Builder<'a> {
         Ok((uid, gid, groups, home))
     }
 
-    async fn run_step(
-        &mut self,
-        stage: &mut Stage,
+    /// Plan a RUN: its command line and environment at this point.
+    fn prepare_run(
+        &self,
+        stage: &Stage,
         ins: &Instruction,
         cmd: &Form,
         heredocs: &[crate::dockerfile::parse::Heredoc],
         flags: &[crate::dockerfile::parse::Flag],
-    ) -> Result<String> {
+    ) -> Result<Prepared> {
         let line = ins.line;
         if let Some(f) = flags.iter().find(|f| {
             !(f.name == "network" && matches!(f.value.as_deref(), Some("default") | Some("host")))
@@ -1180,18 +1513,46 @@ impl<'a> Builder<'a> {
                 v
             }
         };
-        let mode = self.isolation_mode(line)?;
-        self.materialize(stage).await?;
-        let (uid, gid, groups, home) = self.run_user(line, stage)?;
-        let spec = crate::exec::RunSpec {
+        Ok(Prepared::Run {
             argv,
-            env: self.run_env(stage, &home),
-            cwd: stage
+            env: self.run_env(stage),
+            user: stage
+                .config
+                .config
+                .user
+                .clone()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "0".into()),
+            workdir: stage
                 .config
                 .config
                 .working_dir
                 .clone()
                 .unwrap_or_else(|| "/".into()),
+        })
+    }
+
+    async fn perform_run(
+        &mut self,
+        stage: &mut Stage,
+        ins: &Instruction,
+        argv: &[String],
+        env: &[(String, String)],
+        user: &str,
+        workdir: &str,
+    ) -> Result<Option<crate::layer::BuiltLayer>> {
+        let line = ins.line;
+        let mode = self.isolation_mode(line)?;
+        self.materialize(stage).await?;
+        let (uid, gid, groups, home) = self.run_user(line, stage, user)?;
+        let mut env = env.to_vec();
+        if !env.iter().any(|(k, _)| k == "HOME") {
+            env.push(("HOME".into(), home));
+        }
+        let spec = crate::exec::RunSpec {
+            argv: argv.to_vec(),
+            env,
+            cwd: workdir.to_string(),
             uid,
             gid,
             groups,
@@ -1240,26 +1601,7 @@ impl<'a> Builder<'a> {
             }
             return Err(self.err(line, msg));
         }
-        match layer {
-            Some(l) => {
-                stage.config.rootfs.diff_ids.push(l.diff_id.clone());
-                stage.layers.push(Layer {
-                    desc: LayerDesc {
-                        digest: l.digest.clone(),
-                        size: l.size,
-                        media_type: l.media_type.clone(),
-                        diff_id: l.diff_id.clone(),
-                    },
-                    origin: None,
-                });
-                self.history(stage, &ins.text, false);
-                Ok(crate::report::human_bytes(l.size))
-            }
-            None => {
-                self.history(stage, &ins.text, true);
-                Ok("no changes".into())
-            }
-        }
+        Ok(layer)
     }
 
     /// `--chown=user[:group]`, names resolved in the stage's /etc/passwd and /etc/group.
@@ -1302,16 +1644,11 @@ impl<'a> Builder<'a> {
         Ok((uid, gid))
     }
 
-    /// Prepare the rootfs a `COPY --from=name` reads: a stage, or an image.
-    async fn copy_source(&mut self, idx: usize, line: usize, name: &str) -> Result<SourceKey> {
+    /// What a `COPY --from=name` reads: a stage (built now if needed), or an image
+    /// (its manifest and config; layers only when the step really runs).
+    async fn resolve_from(&mut self, idx: usize, line: usize, name: &str) -> Result<SourceKey> {
         if let Some(j) = self.stage_index(name, idx) {
             self.build_stage(j).await?;
-            let mut s = self.done[j]
-                .take()
-                .ok_or_else(|| anyhow!("stage {j} missing"))?;
-            let r = self.materialize(&mut s).await;
-            self.done[j] = Some(s);
-            r?;
             return Ok(SourceKey::Stage(j));
         }
         if let Ok(n) = name.parse::<usize>() {
@@ -1340,11 +1677,27 @@ impl<'a> Builder<'a> {
                 )
             })?;
             let platform = self.req.platform.clone().unwrap_or_else(Platform::host);
-            let mut s = self.pull(&r, &platform).await.map_err(|e| self.err(line, format!("--from={name}: no stage has that name, and pulling it as an image failed: {e:#}")))?;
-            self.materialize(&mut s).await?;
+            let s = self.pull(&r, &platform).await.map_err(|e| self.err(line, format!("--from={name}: no stage has that name, and pulling it as an image failed: {e:#}")))?;
             self.images.insert(name.to_string(), s);
         }
         Ok(SourceKey::Image(name.to_string()))
+    }
+
+    /// Materialize the rootfs a `COPY --from` reads.
+    async fn materialize_source(&mut self, key: &SourceKey) -> Result<()> {
+        let mut s = match key {
+            SourceKey::Stage(j) => self.done[*j].take(),
+            SourceKey::Image(n) => self.images.remove(n),
+        }
+        .ok_or_else(|| anyhow!("COPY --from source missing"))?;
+        let r = self.materialize(&mut s).await;
+        match key {
+            SourceKey::Stage(j) => self.done[*j] = Some(s),
+            SourceKey::Image(n) => {
+                self.images.insert(n.clone(), s);
+            }
+        }
+        r
     }
 
     fn take_source_rootfs(&mut self, key: &SourceKey) -> Result<Rootfs> {
@@ -1445,6 +1798,39 @@ impl<'a> Builder<'a> {
                 pushed.push(format!("{}@{}", dest.name(), out.manifest_digest));
             }
         }
+        // Cache entries go to the registry in the background; a failure there is a
+        // warning, never a failed build.
+        let pushes = std::mem::take(&mut self.cache_pushes);
+        let mut failed = 0;
+        for p in pushes {
+            match p.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failed += 1;
+                    if failed == 1 {
+                        self.report
+                            .warn(&format!("could not push a cache entry: {e}"));
+                    }
+                }
+                Err(e) => self.report.warn(&format!("cache push task failed: {e}")),
+            }
+        }
+        if failed > 1 {
+            self.report
+                .warn(&format!("{failed} cache entries could not be pushed"));
+        }
+        if self.local_cache.is_some() {
+            let c = self.client.counters.snapshot();
+            self.report.line(&format!(
+                "cache: {} hit{}, {} miss{}; {} uploaded, {} downloaded",
+                self.hits,
+                if self.hits == 1 { "" } else { "s" },
+                self.misses,
+                if self.misses == 1 { "" } else { "es" },
+                crate::report::human_bytes(c.bytes_up),
+                crate::report::human_bytes(c.bytes_down)
+            ));
+        }
         let size = out.manifest.len() as u64
             + out.config.len() as u64
             + layers.iter().map(|l| l.size).sum::<u64>();
@@ -1473,6 +1859,40 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A layer step as planned: what it needs, from the stage state at its position.
+enum Prepared {
+    Copy {
+        spec: copy::CopySpec,
+        chown: Option<String>,
+        from: Option<SourceKey>,
+    },
+    Run {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        user: String,
+        workdir: String,
+    },
+}
+
+struct LayerStep {
+    label: String,
+    ins: Instruction,
+    prep: Prepared,
+    key: Option<String>,
+    history_idx: usize,
+}
+
+enum Planned {
+    Meta {
+        label: String,
+        text: String,
+        took: std::time::Duration,
+        note: String,
+    },
+    Layer(Box<LayerStep>),
+}
+
+#[derive(Clone)]
 enum SourceKey {
     Stage(usize),
     Image(String),

@@ -11,14 +11,14 @@
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use std::path::Path;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pattern {
     matcher: GlobMatcher,
     exclusion: bool,
 }
 
 /// A compiled `.dockerignore`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Ignore {
     patterns: Vec<Pattern>,
     has_exclusions: bool,

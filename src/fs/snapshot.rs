@@ -379,7 +379,13 @@ mod tests {
             !got.iter().any(|n| n.contains("gone/sub")),
             "only the top of a deleted tree: {got:?}"
         );
-        assert!(got.contains(&"redo/.wh..wh..opq".to_string()), "{got:?}");
+        // A recreated directory is opaque when it got a new inode; when the
+        // filesystem reused the inode, its old content is whited out instead.
+        assert!(
+            got.contains(&"redo/.wh..wh..opq".to_string())
+                || got.contains(&"redo/.wh.old".to_string()),
+            "{got:?}"
+        );
         assert!(got.contains(&"redo/fresh".to_string()));
         assert!(
             !got.iter().any(|n| n.contains("keep/same")),
@@ -389,8 +395,7 @@ mod tests {
             !got.iter().any(|n| n.starts_with("dev")),
             "kernel filesystems are excluded: {got:?}"
         );
-        assert_eq!(stats.whiteouts, 1);
-        assert_eq!(stats.opaque, 1);
+        assert_eq!(stats.whiteouts + stats.opaque, 2, "{stats:?}");
 
         // Extended attributes travel with changed files (when the filesystem has them).
         let xa = root.join("etc/xattr-file");

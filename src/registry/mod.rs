@@ -789,6 +789,55 @@ impl Client {
             .map_err(io)
     }
 
+    /// Fetch a small blob (a config) into memory, checking its digest.
+    pub async fn fetch_small_blob(&self, r: &Reference, digest: &str) -> Result<Vec<u8>> {
+        let url = self.url(r, &format!("blobs/{digest}"))?;
+        let resp = self
+            .send(r, false, Method::GET, url, HeaderMap::new(), Body::Empty)
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound {
+                registry: r.registry.clone(),
+                what: format!("blob {digest} of {}", r.name()),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(self
+                .fail(r, "GET", &format!("blob {digest}"), resp, false)
+                .await);
+        }
+        let bytes = resp.bytes().await.map_err(|e| {
+            RegistryError::Other(format!(
+                "registry {}: reading blob {digest}: {e}",
+                r.registry
+            ))
+        })?;
+        self.counters
+            .bytes_down
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let actual = crate::digest::sha256_bytes(&bytes);
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                registry: r.registry.clone(),
+                what: "a blob".into(),
+                expected: digest.into(),
+                actual,
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Upload a small blob held in memory (through a temporary file, so the upload
+    /// path and its retries are the same as for layers).
+    pub async fn push_blob_bytes(&self, r: &Reference, digest: &str, data: &[u8]) -> Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new()
+            .map_err(|e| RegistryError::Other(format!("temporary file: {e}")))?;
+        std::io::Write::write_all(&mut tmp, data)
+            .map_err(|e| RegistryError::Other(format!("temporary file: {e}")))?;
+        self.push_blob(r, digest, data.len() as u64, tmp.path())
+            .await
+    }
+
     pub async fn blob_exists(&self, r: &Reference, digest: &str) -> Result<bool> {
         let url = self.url(r, &format!("blobs/{digest}"))?;
         let resp = self

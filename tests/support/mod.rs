@@ -88,10 +88,13 @@ impl Registry {
             );
             let cfg = dir.path().join("config.yml");
             std::fs::write(&cfg, config).expect("write config");
+            // The access log (one line per request) goes to stdout: keep it, so
+            // tests can count uploads and downloads.
+            let access = std::fs::File::create(dir.path().join("access.log")).expect("access log");
             let child = Command::new("docker-registry")
                 .arg("serve")
                 .arg(&cfg)
-                .stdout(Stdio::null())
+                .stdout(Stdio::from(access))
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("docker-registry must be installed (apt-get install docker-registry)");
@@ -119,6 +122,24 @@ impl Registry {
             drop(reg);
         }
         panic!("docker-registry did not start");
+    }
+
+    /// The access log so far: one line per request (`"METHOD /path HTTP/1.1" status`).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// Requests in the access log after `from` lines that match `method` and contain `needle`.
+    pub fn count_requests(&self, from: usize, method: &str, needle: &str) -> usize {
+        self.access_log()
+            .lines()
+            .skip(from)
+            .filter(|l| l.contains(&format!("\"{method} ")) && l.contains(needle))
+            .count()
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.access_log().lines().count()
     }
 
     /// Does the registry's storage contain `needle` anywhere (e.g. a leaked token)?

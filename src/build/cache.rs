@@ -1,0 +1,338 @@
+//! Content-addressed build cache: keys, the local index, and the registry cache repo.
+//!
+//! # Cache keys
+//!
+//! Only steps that produce layers (COPY, ADD, RUN) have keys. A key is the sha256 of
+//! a sequence of **length-prefixed** fields (8-byte big-endian length, then the bytes),
+//! so no two different field lists can hash alike however their contents look:
+//!
+//! 1. a version tag (`kiln-cache-v1`);
+//! 2. the parent: the key of the previous layer step of the stage, or for the first
+//!    one the base: the platform-resolved manifest digest of the base image,
+//!    `scratch/<platform>`, or the last key of the stage it builds on;
+//! 3. the instruction kind and its arguments after variable expansion;
+//! 4. RUN: the names and values of every ENV and ARG in scope (sorted), SHELL, USER and
+//!    WORKDIR. An ARG's value thus enters at its first *use* (the first RUN that has
+//!    it in scope), not at its declaration; a build-arg no step has in scope (declared
+//!    later, or never) enters no key;
+//! 5. COPY/ADD: the flags (`--from` as the source stage's last key or the source
+//!    image's digest, `--chown`, `--chmod`), the absolute destination, and a Merkle digest
+//!    over every selected source after `.dockerignore`: for each entry, in sorted order,
+//!    its path relative to the source root, type, resulting mode and owner, and the
+//!    sha256 of its content or its link target. mtimes are left out.
+//!
+//! Inputs that do not change the layer stay out: LABEL, EXPOSE, CMD and other
+//! metadata; the owner of context files (COPY writes 0:0 or `--chown`).
+//!
+//! # Tiers
+//!
+//! - Local: `<cache-dir>/index/<key hex>.json` → [`Entry`]; layer blobs in the same
+//!   content-addressed store. Writes are temp file + rename, so concurrent builds
+//!   sharing the directory never see a half-written entry and need no lock.
+//! - Registry: `<cache-repo>:kiln-v1-<key hex>`, a single-layer OCI image manifest
+//!   whose config carries the entry; any OCI registry stores it and cleanup policies
+//!   can expire it by tag.
+
+use crate::digest::sha256_bytes;
+use crate::image::manifest::{LayerDesc, OCI_CONFIG, OCI_MANIFEST};
+use crate::image::Reference;
+use crate::registry::Client;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::io;
+use std::path::PathBuf;
+
+/// Builds a cache key from length-prefixed fields.
+pub struct KeyBuilder(Sha256);
+
+impl KeyBuilder {
+    pub fn new(parent: &str, kind: &str) -> KeyBuilder {
+        let mut k = KeyBuilder(Sha256::new());
+        k.field(b"kiln-cache-v1");
+        k.field(parent.as_bytes());
+        k.field(kind.as_bytes());
+        k
+    }
+
+    pub fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update((bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.field(s.as_bytes())
+    }
+
+    /// A list, prefixed by its length so element boundaries stay unambiguous.
+    pub fn list<S: AsRef<str>>(&mut self, items: &[S]) -> &mut Self {
+        self.field(&(items.len() as u64).to_be_bytes());
+        for i in items {
+            self.str(i.as_ref());
+        }
+        self
+    }
+
+    pub fn finish(self) -> String {
+        format!("sha256:{}", hex::encode(self.0.finalize()))
+    }
+}
+
+/// A cached step: the layer it produced (None when the step changed nothing).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    pub layer: Option<CachedLayer>,
+    pub created_by: String,
+    /// Unix seconds when the entry was made (for `--cache-ttl`).
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CachedLayer {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+impl CachedLayer {
+    pub fn desc(&self) -> LayerDesc {
+        LayerDesc {
+            digest: self.digest.clone(),
+            size: self.size,
+            media_type: self.media_type.clone(),
+            diff_id: self.diff_id.clone(),
+        }
+    }
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn key_hex(key: &str) -> &str {
+    key.strip_prefix("sha256:").unwrap_or(key)
+}
+
+/// The local tier, inside the cache dir's store.
+#[derive(Clone)]
+pub struct LocalCache {
+    store: Store,
+    ttl_secs: u64,
+}
+
+impl LocalCache {
+    pub fn new(store: &Store, ttl_secs: u64) -> io::Result<LocalCache> {
+        std::fs::create_dir_all(store.root().join("index"))?;
+        Ok(LocalCache {
+            store: store.clone(),
+            ttl_secs,
+        })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.store
+            .root()
+            .join("index")
+            .join(format!("{}.json", key_hex(key)))
+    }
+
+    /// A usable entry for `key`: present, younger than the TTL, and (if it has a
+    /// layer) with its blob present and matching its digest. A corrupt blob or
+    /// entry is discarded and reported, never used.
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        let entry: Entry = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(_) => {
+                tracing::warn!("discarding unreadable cache entry {key}");
+                let _ = std::fs::remove_file(self.path(key));
+                return None;
+            }
+        };
+        if now_secs().saturating_sub(entry.created) > self.ttl_secs {
+            return None;
+        }
+        if let Some(l) = &entry.layer {
+            if !self.store.has(&l.digest) {
+                return None;
+            }
+            match self.store.verify(&l.digest) {
+                Ok(true) => {}
+                _ => {
+                    eprintln!("warning: cached layer {} is corrupt in the cache dir: discarded, the step is rebuilt", l.digest);
+                    if let Ok(p) = self.store.blob_path(&l.digest) {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    let _ = std::fs::remove_file(self.path(key));
+                    return None;
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    /// Record an entry (atomically).
+    pub fn put(&self, key: &str, entry: &Entry) -> io::Result<()> {
+        let mut tmp = self.store.temp()?;
+        io::Write::write_all(
+            &mut tmp,
+            &serde_json::to_vec(entry).map_err(io::Error::other)?,
+        )?;
+        tmp.persist(self.path(key)).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// The registry tier.
+#[derive(Clone)]
+pub struct RemoteCache {
+    pub repo: Reference,
+    pub ttl_secs: u64,
+}
+
+impl RemoteCache {
+    pub fn tag(key: &str) -> String {
+        format!("kiln-v1-{}", key_hex(key))
+    }
+
+    fn entry_ref(&self, key: &str) -> Reference {
+        Reference {
+            tag: Some(Self::tag(key)),
+            digest: None,
+            ..self.repo.clone()
+        }
+    }
+
+    /// Look up one key: the entry, if the cache repo has a fresh one.
+    pub async fn get(&self, client: &Client, key: &str) -> Option<Entry> {
+        let r = self.entry_ref(key);
+        let (bytes, _, _) = match client.get_manifest(&r).await {
+            Ok(m) => m,
+            Err(crate::registry::RegistryError::NotFound { .. }) => return None,
+            Err(e) => {
+                tracing::debug!("cache lookup {key} failed: {e}");
+                return None;
+            }
+        };
+        let m: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let config_digest = m.pointer("/config/digest")?.as_str()?.to_string();
+        let path = client.fetch_small_blob(&r, &config_digest).await.ok()?;
+        let config: serde_json::Value = serde_json::from_slice(&path).ok()?;
+        let entry: Entry = serde_json::from_value(config.get("kiln.cache")?.clone()).ok()?;
+        if now_secs().saturating_sub(entry.created) > self.ttl_secs {
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Store an entry: the layer blob (if any), a config carrying the entry, and the
+    /// tagged manifest.
+    pub async fn put(
+        &self,
+        client: &Client,
+        key: &str,
+        entry: &Entry,
+        layer_path: Option<&std::path::Path>,
+    ) -> Result<(), crate::registry::RegistryError> {
+        let r = self.entry_ref(key);
+        let diff_ids: Vec<&str> = entry.layer.iter().map(|l| l.diff_id.as_str()).collect();
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+            "history": [{ "created_by": entry.created_by, "empty_layer": entry.layer.is_none() }],
+            "kiln.cache": entry,
+        });
+        let config_bytes = serde_json::to_vec(&config)
+            .map_err(|e| crate::registry::RegistryError::Other(e.to_string()))?;
+        let config_digest = sha256_bytes(&config_bytes);
+        if let (Some(l), Some(p)) = (&entry.layer, layer_path) {
+            client.push_blob(&r, &l.digest, l.size, p).await?;
+        }
+        client
+            .push_blob_bytes(&r, &config_digest, &config_bytes)
+            .await?;
+        let layers: Vec<serde_json::Value> = entry
+            .layer
+            .iter()
+            .map(|l| serde_json::json!({ "mediaType": crate::image::manifest::oci_layer_type(&l.media_type), "digest": l.digest, "size": l.size }))
+            .collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config_digest, "size": config_bytes.len() },
+            "layers": layers,
+        });
+        let mbytes = serde_json::to_vec(&manifest)
+            .map_err(|e| crate::registry::RegistryError::Other(e.to_string()))?;
+        client
+            .put_manifest(&r, &Self::tag(key), &mbytes, OCI_MANIFEST)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_prefixing_prevents_collisions() {
+        let a = {
+            let mut k = KeyBuilder::new("p", "RUN");
+            k.str("ab").str("c");
+            k.finish()
+        };
+        let b = {
+            let mut k = KeyBuilder::new("p", "RUN");
+            k.str("a").str("bc");
+            k.finish()
+        };
+        assert_ne!(a, b, "field boundaries matter");
+        let c = {
+            let mut k = KeyBuilder::new("p", "RUN");
+            k.list(&["a=b", "c"]);
+            k.finish()
+        };
+        let d = {
+            let mut k = KeyBuilder::new("p", "RUN");
+            k.list(&["a", "b=c"]);
+            k.finish()
+        };
+        assert_ne!(c, d);
+    }
+
+    #[test]
+    fn local_entries_ttl_and_corruption() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let blob = store.put_bytes(b"layer bytes").unwrap();
+        let cache = LocalCache::new(&store, 3600).unwrap();
+        let entry = Entry {
+            layer: Some(CachedLayer {
+                digest: blob.clone(),
+                diff_id: blob.clone(),
+                size: 11,
+                media_type: "x".into(),
+            }),
+            created_by: "RUN x".into(),
+            created: now_secs(),
+        };
+        cache.put("sha256:aa", &entry).unwrap();
+        assert_eq!(cache.get("sha256:aa"), Some(entry.clone()));
+        let old = Entry {
+            created: now_secs() - 7200,
+            ..entry.clone()
+        };
+        cache.put("sha256:bb", &old).unwrap();
+        assert_eq!(cache.get("sha256:bb"), None, "older than the TTL");
+        std::fs::write(store.blob_path(&blob).unwrap(), b"corrupted!!").unwrap();
+        assert_eq!(cache.get("sha256:aa"), None, "a corrupt blob is never used");
+        assert!(!store.has(&blob), "and is discarded");
+    }
+}

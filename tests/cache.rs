@@ -1,0 +1,349 @@
+//! The build cache: keys, the local dir, the registry cache repo, and what a second
+//! runner downloads and uploads (counted in the registry's access log).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use support::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The step lines of a build's output: (instruction text prefix, CACHED/BUILT).
+fn step_status(err: &str, instruction: &str) -> &'static str {
+    for l in err.lines() {
+        if l.contains(instruction) && l.starts_with('[') {
+            if l.contains("CACHED") {
+                return "CACHED";
+            }
+            if l.contains("BUILT") {
+                return "BUILT";
+            }
+        }
+    }
+    panic!("no step line for {instruction:?} in:\n{err}");
+}
+
+struct Setup {
+    reg: Registry,
+    ctx: tempfile::TempDir,
+}
+
+const DOCKERFILE: &str = "FROM {REG}/base/busybox
+ARG USED=1
+COPY app/ /app/
+RUN echo \"used=$USED\" > /app/used.txt
+RUN echo static > /static.txt
+ARG DECLARED_LATE=x
+LABEL late=$DECLARED_LATE
+";
+
+fn setup() -> Setup {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[
+        ("Dockerfile", &DOCKERFILE.replace("{REG}", &reg.addr)),
+        ("app/main.txt", "main\n"),
+        ("app/lib/util.txt", "util\n"),
+    ]);
+    Setup { reg, ctx }
+}
+
+fn build(s: &Setup, cache_dir: &Path, tag: &str, extra: &[&str]) -> String {
+    let out = run(kiln()
+        .args([
+            "build",
+            "--cache",
+            "--insecure-registry",
+            &s.reg.addr,
+            "--cache-repo",
+            &format!("{}/app/cache", s.reg.addr),
+            "--destination",
+            &format!("{}/app/img:{tag}", s.reg.addr),
+        ])
+        .arg("--cache-dir")
+        .arg(cache_dir)
+        .arg("--context")
+        .arg(s.ctx.path())
+        .args(extra));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+fn layers_of(reg: &Registry, repo_tag: &str) -> Vec<String> {
+    let raw = check(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/{repo_tag}", reg.addr)),
+    );
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_second_runner_gets_every_step_from_the_registry_without_transfers() {
+    let s = setup();
+    let first = tempfile::tempdir().unwrap();
+    let err = build(&s, first.path(), "1", &[]);
+    for step in ["COPY app/ /app/", "RUN echo \"used", "RUN echo static"] {
+        assert_eq!(step_status(&err, step), "BUILT", "{err}");
+    }
+    assert!(err.contains("cache: 0 hits, 3 misses"), "{err}");
+    let layers = layers_of(&s.reg, "app/img:1");
+
+    // Another runner: empty cache dir, same registry.
+    let from = s.reg.log_len();
+    let second = tempfile::tempdir().unwrap();
+    // Into another repository, so the layers must arrive by cross-repo mount.
+    let err = build(
+        &s,
+        second.path(),
+        "2",
+        &["--destination", &format!("{}/other/img:2", s.reg.addr)],
+    );
+    for step in ["COPY app/ /app/", "RUN echo \"used", "RUN echo static"] {
+        assert_eq!(step_status(&err, step), "CACHED", "{err}");
+    }
+    assert!(err.contains("cache: 3 hits, 0 misses"), "{err}");
+    assert_eq!(layers_of(&s.reg, "app/img:2"), layers, "the same layers");
+    assert_eq!(layers_of(&s.reg, "other/img:2"), layers);
+    assert!(
+        err.contains("4 mounted") || err.contains("3 mounted"),
+        "layers are mounted from the cache repo and base:\n{err}"
+    );
+    for layer in &layers {
+        assert_eq!(
+            s.reg
+                .count_requests(from, "GET", &format!("/blobs/{layer}")),
+            0,
+            "layer {layer} was downloaded"
+        );
+        assert_eq!(
+            s.reg.count_requests(
+                from,
+                "PUT",
+                &format!("digest={}", layer.replace(':', "%3A"))
+            ),
+            0,
+            "layer {layer} was uploaded"
+        );
+    }
+    assert_eq!(s.reg.count_requests(from, "PATCH", "/blobs/uploads/"), 0);
+
+    // The same runner again: local hits.
+    let err = build(&s, second.path(), "3", &[]);
+    assert!(err.contains("cache: 3 hits, 0 misses"), "{err}");
+}
+
+#[test]
+fn keys_follow_the_inputs_that_matter() {
+    let s = setup();
+    let dir = tempfile::tempdir().unwrap();
+    build(&s, dir.path(), "base", &[]);
+
+    // A build-arg declared only after the RUNs, or never declared: all cached.
+    let err = build(
+        &s,
+        dir.path(),
+        "late",
+        &[
+            "--build-arg",
+            "DECLARED_LATE=changed",
+            "--build-arg",
+            "NEVER_DECLARED=1",
+        ],
+    );
+    assert!(err.contains("cache: 3 hits, 0 misses"), "{err}");
+
+    // The used build-arg changed: its RUN and everything after it rebuild; the COPY before does not.
+    let err = build(&s, dir.path(), "used", &["--build-arg", "USED=2"]);
+    assert_eq!(step_status(&err, "COPY app/ /app/"), "CACHED", "{err}");
+    assert_eq!(step_status(&err, "RUN echo \"used"), "BUILT", "{err}");
+    assert_eq!(step_status(&err, "RUN echo static"), "BUILT", "{err}");
+
+    // One byte of a COPY source changed: that COPY misses.
+    std::fs::write(s.ctx.path().join("app/lib/util.txt"), "utiL\n").unwrap();
+    let err = build(&s, dir.path(), "byte", &[]);
+    assert_eq!(step_status(&err, "COPY app/ /app/"), "BUILT", "{err}");
+    std::fs::write(s.ctx.path().join("app/lib/util.txt"), "util\n").unwrap();
+    let err = build(&s, dir.path(), "back", &[]);
+    assert_eq!(
+        step_status(&err, "COPY app/ /app/"),
+        "CACHED",
+        "restoring the byte hits again: {err}"
+    );
+
+    // mtime alone does not matter.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(s.ctx.path().join("app/main.txt"), "main\n").unwrap();
+    let err = build(&s, dir.path(), "touched", &[]);
+    assert_eq!(step_status(&err, "COPY app/ /app/"), "CACHED", "{err}");
+
+    // A file renamed with the same content: a miss, and the new name in the image.
+    std::fs::rename(
+        s.ctx.path().join("app/main.txt"),
+        s.ctx.path().join("app/renamed.txt"),
+    )
+    .unwrap();
+    let err = build(&s, dir.path(), "renamed", &[]);
+    assert_eq!(step_status(&err, "COPY app/ /app/"), "BUILT", "{err}");
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(
+        &format!("docker://{}/app/img:renamed", s.reg.addr),
+        work.path(),
+    );
+    assert!(root.join("app/renamed.txt").exists() && !root.join("app/main.txt").exists());
+}
+
+#[test]
+fn a_changed_multi_stage_base_gives_no_stale_hit() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[
+        ("Dockerfile", &format!("FROM {}/base/busybox AS builder\nCOPY src.txt /src.txt\nRUN cat /src.txt > /built.txt\n\nFROM builder AS next\nRUN cp /built.txt /next.txt\n\nFROM scratch\nCOPY --from=next /next.txt /out.txt\n", reg.addr)),
+        ("src.txt", "one\n"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let go = |tag: &str| -> String {
+        let out = run(kiln()
+            .args([
+                "build",
+                "--cache",
+                "--insecure-registry",
+                &reg.addr,
+                "--destination",
+                &format!("{}/ms/app:{tag}", reg.addr),
+            ])
+            .arg("--cache-dir")
+            .arg(dir.path())
+            .arg("--context")
+            .arg(ctx.path()));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    go("1");
+    assert!(go("2").contains("cache: 4 hits, 0 misses"));
+    std::fs::write(ctx.path().join("src.txt"), "two\n").unwrap();
+    let err = go("3");
+    assert!(
+        err.contains("cache: 0 hits, 4 misses"),
+        "a change in the first stage invalidates every dependent step:\n{err}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(&format!("docker://{}/ms/app:3", reg.addr), work.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("out.txt")).unwrap(),
+        "two\n"
+    );
+}
+
+#[test]
+fn a_corrupt_local_blob_is_detected_and_rebuilt() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {}/base/busybox\nRUN echo hello > /hello.txt\n",
+            reg.addr
+        ),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let go = |tag: &str| -> String {
+        let out = run(kiln()
+            .args([
+                "build",
+                "--cache",
+                "--insecure-registry",
+                &reg.addr,
+                "--destination",
+                &format!("{}/corrupt/app:{tag}", reg.addr),
+            ])
+            .arg("--cache-dir")
+            .arg(dir.path())
+            .arg("--context")
+            .arg(ctx.path()));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    go("1");
+    // Corrupt the RUN layer's blob in the cache dir.
+    let index = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let entry: serde_json::Value = serde_json::from_slice(&std::fs::read(index).unwrap()).unwrap();
+    let digest = entry["layer"]["digest"].as_str().unwrap().to_string();
+    let blob = dir.path().join("blobs/sha256").join(&digest[7..]);
+    std::fs::write(&blob, b"not the layer").unwrap();
+    let err = go("2");
+    assert!(
+        err.contains("corrupt") && step_status(&err, "RUN echo hello") == "BUILT",
+        "{err}"
+    );
+    assert!(
+        kiln::digest::sha256_reader(std::fs::File::open(&blob).unwrap())
+            .unwrap()
+            .0
+            == digest,
+        "the blob was rebuilt"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(&format!("docker://{}/corrupt/app:2", reg.addr), work.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("hello.txt")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[test]
+fn two_concurrent_builds_can_share_a_cache_dir() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let dir = tempfile::tempdir().unwrap();
+    let ctxs: Vec<tempfile::TempDir> = (0..2)
+        .map(|i| context(&[("Dockerfile", &format!("FROM {}/base/busybox\nCOPY f /f\nRUN echo common > /common.txt\nRUN echo {i} > /own.txt\n", reg.addr)), ("f", "same file\n")]))
+        .collect();
+    let children: Vec<std::process::Child> = ctxs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            kiln()
+                .args([
+                    "build",
+                    "--cache",
+                    "--insecure-registry",
+                    &reg.addr,
+                    "--destination",
+                    &format!("{}/shared/app:{i}", reg.addr),
+                ])
+                .arg("--cache-dir")
+                .arg(dir.path())
+                .arg("--context")
+                .arg(c.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(reg.has_tag("shared/app", "0") && reg.has_tag("shared/app", "1"));
+    assert!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count() == 0,
+        "no temporary files left behind"
+    );
+}
