@@ -28,6 +28,8 @@ pub enum Cmd {
     Build(Box<BuildArgs>),
     /// Push an OCI layout directory or a docker-archive tarball to a registry.
     Push(Box<PushArgs>),
+    /// Fetch base images and cache entries into the cache dir, for cache-warming jobs.
+    Warm(Box<WarmArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +130,89 @@ pub struct BuildArgs {
     pub work_dir: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// Image to fetch (manifest, config, every layer). Repeatable.
+    #[arg(long = "image", value_name = "REF")]
+    pub image: Vec<String>,
+    /// Fetch every base image of this Dockerfile (ARGs resolved); with --cache-repo,
+    /// also the cache entries a build of it would hit.
+    #[arg(short = 'f', long)]
+    pub dockerfile: Option<PathBuf>,
+    /// Build context, for the keys of COPY steps (with --cache-repo).
+    #[arg(short = 'c', long, default_value = ".")]
+    pub context: String,
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_arg: Vec<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, alias = "custom-platform", value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// The cache dir to fill (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Registry cache repo to prefetch entries from (default: $CI_REGISTRY_IMAGE/cache).
+    #[arg(long, value_name = "REF")]
+    pub cache_repo: Option<String>,
+    #[arg(long, default_value = "336h", value_name = "DURATION")]
+    pub cache_ttl: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+impl WarmArgs {
+    pub fn request(&self) -> Result<BuildRequest> {
+        let images = self
+            .image
+            .iter()
+            .map(|i| Reference::parse(i).context("in --image"))
+            .collect::<Result<Vec<_>>>()?;
+        if images.is_empty() && self.dockerfile.is_none() {
+            bail!("nothing to warm: give --image REF and/or --dockerfile PATH");
+        }
+        let cache_repo = match (&self.cache_repo, std::env::var("CI_REGISTRY_IMAGE")) {
+            (Some(r), _) => Some(Reference::parse(r).context("in --cache-repo")?),
+            (None, Ok(img)) if !img.is_empty() && self.dockerfile.is_some() => {
+                Reference::parse(&format!("{img}/cache")).ok()
+            }
+            _ => None,
+        };
+        Ok(BuildRequest {
+            context: PathBuf::from(self.context.strip_prefix("dir://").unwrap_or(&self.context)),
+            dockerfile: self.dockerfile.clone().unwrap_or_default(),
+            build_args: resolve_build_args(&self.build_arg),
+            target: self.target.clone(),
+            no_push: true,
+            platform: self
+                .platform
+                .as_deref()
+                .map(Platform::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            registry: self.registry.options(vec![])?,
+            compression_level: 6,
+            cache: true,
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            cache_repo,
+            cache_ttl_secs: duration_secs(&self.cache_ttl, "--cache-ttl")?,
+            warm: true,
+            warm_images: images,
+            ..Default::default()
+        })
+    }
+}
+
+/// `--build-arg` values: `K=V`, or a bare `K` taking its value from the environment
+/// (left out when unset).
+fn resolve_build_args(args: &[String]) -> Vec<(String, String)> {
+    args.iter()
+        .filter_map(|a| match a.split_once('=') {
+            Some((k, v)) => Some((k.to_string(), v.to_string())),
+            None => std::env::var(a).ok().map(|v| (a.clone(), v)),
+        })
+        .collect()
 }
 
 #[derive(Debug, Args)]
@@ -258,15 +343,7 @@ impl BuildArgs {
             bail!("nothing to do: give --destination to push, or --tar-path / --oci-layout-path to write the image locally");
         }
         let hosts = destinations.iter().map(|d| d.registry.clone()).collect();
-        let build_args = self
-            .build_arg
-            .iter()
-            .filter_map(|a| match a.split_once('=') {
-                Some((k, v)) => Some((k.to_string(), v.to_string())),
-                // A bare KEY takes its value from the environment; unset means not given.
-                None => std::env::var(a).ok().map(|v| (a.clone(), v)),
-            })
-            .collect();
+        let build_args = resolve_build_args(&self.build_arg);
         let labels = self
             .label
             .iter()
@@ -310,6 +387,8 @@ impl BuildArgs {
             cache_dir,
             cache_repo,
             cache_ttl_secs,
+            warm: false,
+            warm_images: vec![],
         })
     }
 }

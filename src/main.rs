@@ -63,6 +63,26 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Push(args) => push(*args, &report).await,
+        Cmd::Warm(args) => {
+            let req = args.request()?;
+            let out = kiln::build::warm(&req, &report).await?;
+            report.line(&format!(
+                "warmed {} into {}: {} image(s), {} cache entr{}{}, {} downloaded, in {:.2}s",
+                if out.missing > 0 { "partly" } else { "all" },
+                req.cache_dir.display(),
+                out.images,
+                out.entries,
+                if out.entries == 1 { "y" } else { "ies" },
+                if out.missing > 0 {
+                    format!(" ({} step(s) not in the cache)", out.missing)
+                } else {
+                    String::new()
+                },
+                human_bytes(out.downloaded),
+                report.start.elapsed().as_secs_f64()
+            ));
+            Ok(())
+        }
     }
 }
 

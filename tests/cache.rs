@@ -347,3 +347,164 @@ fn two_concurrent_builds_can_share_a_cache_dir() {
         "no temporary files left behind"
     );
 }
+
+#[test]
+fn warm_then_build_offline_and_warm_reruns_are_cheap() {
+    let base = Registry::start();
+    push_busybox_base(&base, "base/busybox");
+    let dest = Registry::start();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!(
+                "ARG TAG=latest\nFROM {}/base/busybox:$TAG\nCOPY f /f\nRUN cat /f > /g\n",
+                base.addr
+            ),
+        ),
+        ("f", "offline\n"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let warm = || {
+        run(kiln()
+            .args([
+                "warm",
+                "--insecure-registry",
+                &base.addr,
+                "--build-arg",
+                "TAG=latest",
+            ])
+            .arg("--dockerfile")
+            .arg(ctx.path().join("Dockerfile"))
+            .arg("--cache-dir")
+            .arg(dir.path()))
+    };
+    let out = warm();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 image(s)"), "{}", stderr(&out));
+    let from = base.log_len();
+    let out = warm();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        base.count_requests(from, "GET", "/blobs/"),
+        0,
+        "a rerun downloads no blob again"
+    );
+
+    drop(base); // the base registry goes away
+    let out = run(kiln()
+        .args([
+            "build",
+            "--cache",
+            "--insecure-registry",
+            &dest.addr,
+            "--destination",
+            &format!("{}/offline/app:1", dest.addr),
+        ])
+        .arg("--cache-dir")
+        .arg(dir.path())
+        .arg("--context")
+        .arg(ctx.path()));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("is unreachable: using") && err.contains("from the cache dir"),
+        "kiln says it used the warmed image:\n{err}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(
+        &format!("docker://{}/offline/app:1", dest.addr),
+        work.path(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("g")).unwrap(),
+        "offline\n"
+    );
+    assert!(root.join("bin/busybox").exists());
+}
+
+#[test]
+fn warm_prefetches_the_entries_a_build_would_hit() {
+    let s = setup();
+    let first = tempfile::tempdir().unwrap();
+    build(&s, first.path(), "1", &[]);
+    // A warming job fills a fresh cache dir from the cache repo…
+    let warmed = tempfile::tempdir().unwrap();
+    let out = run(kiln()
+        .args([
+            "warm",
+            "--insecure-registry",
+            &s.reg.addr,
+            "--cache-repo",
+            &format!("{}/app/cache", s.reg.addr),
+        ])
+        .arg("--dockerfile")
+        .arg(s.ctx.path().join("Dockerfile"))
+        .arg("--context")
+        .arg(s.ctx.path())
+        .arg("--cache-dir")
+        .arg(warmed.path()));
+    let err = stderr(&out);
+    assert!(
+        out.status.success() && err.contains("3 cache entries"),
+        "{err}"
+    );
+    // …and a build with only that dir (no cache repo) hits everything locally.
+    let out = run(kiln()
+        .args([
+            "build",
+            "--cache",
+            "--insecure-registry",
+            &s.reg.addr,
+            "--destination",
+            &format!("{}/app/img:local", s.reg.addr),
+        ])
+        .arg("--cache-dir")
+        .arg(warmed.path())
+        .arg("--context")
+        .arg(s.ctx.path()));
+    let err = stderr(&out);
+    assert!(
+        out.status.success() && err.contains("cache: 3 hits, 0 misses"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failed_cache_push_is_only_a_warning() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!("FROM {}/base/busybox\nRUN echo x > /x\n", reg.addr),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(kiln()
+        .args([
+            "build",
+            "--cache",
+            "--insecure-registry",
+            &reg.addr,
+            "--insecure-registry",
+            &closed,
+            "--cache-repo",
+            &format!("{closed}/cache"),
+            "--destination",
+            &format!("{}/warn/app:1", reg.addr),
+        ])
+        .arg("--cache-dir")
+        .arg(dir.path())
+        .arg("--context")
+        .arg(ctx.path()));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: could not push a cache entry"),
+        "{err}"
+    );
+    assert!(reg.has_tag("warn/app", "1"));
+}

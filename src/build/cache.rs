@@ -188,6 +188,47 @@ impl LocalCache {
     }
 }
 
+/// A base image as resolved by an earlier pull or `kiln warm`, for offline builds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub reference: String,
+    pub platform: String,
+    /// The platform's manifest (its bytes are a blob in the store).
+    pub manifest_digest: String,
+    pub media_type: String,
+    pub resolved: u64,
+}
+
+impl LocalCache {
+    fn image_path(&self, reference: &str, platform: &str) -> PathBuf {
+        let id = sha256_bytes(format!("{reference}\n{platform}").as_bytes());
+        self.store
+            .root()
+            .join("images")
+            .join(format!("{}.json", key_hex(&id)))
+    }
+
+    /// Remember how `reference` resolved for `platform`.
+    pub fn record_image(&self, rec: &ImageRecord) -> io::Result<()> {
+        let path = self.image_path(&rec.reference, &rec.platform);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut tmp = self.store.temp()?;
+        io::Write::write_all(
+            &mut tmp,
+            &serde_json::to_vec(rec).map_err(io::Error::other)?,
+        )?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    pub fn image(&self, reference: &str, platform: &str) -> Option<ImageRecord> {
+        let bytes = std::fs::read(self.image_path(reference, platform)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
 /// The registry tier.
 #[derive(Clone)]
 pub struct RemoteCache {

@@ -54,6 +54,11 @@ pub struct BuildRequest {
     pub cache_dir: PathBuf,
     pub cache_repo: Option<Reference>,
     pub cache_ttl_secs: u64,
+    /// `kiln warm`: fetch instead of build (base images with all their layers, and
+    /// the cache entries the Dockerfile would hit); no outputs.
+    pub warm: bool,
+    /// `kiln warm --image`: images to fetch besides the Dockerfile's.
+    pub warm_images: Vec<Reference>,
 }
 
 /// A layer of a stage: its descriptor, and where to fetch it if it is not local.
@@ -172,16 +177,24 @@ fn rfc3339(secs: u64) -> String {
 }
 
 /// Run a build end to end.
-pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
+/// Set up a builder: Dockerfile, context, work dir, store, client, caches.
+fn new_builder<'a>(
+    req: &'a BuildRequest,
+    report: &'a Reporter,
+) -> Result<(Builder<'a>, tempfile::TempDir)> {
     let dockerfile_path = if req.dockerfile.is_file() || req.dockerfile.is_absolute() {
         req.dockerfile.clone()
     } else {
         req.context.join(&req.dockerfile)
     };
-    let text = std::fs::read_to_string(&dockerfile_path)
-        .with_context(|| format!("cannot read Dockerfile {}", dockerfile_path.display()))?;
+    let text = if req.warm && req.dockerfile.as_os_str().is_empty() {
+        String::new()
+    } else {
+        std::fs::read_to_string(&dockerfile_path)
+            .with_context(|| format!("cannot read Dockerfile {}", dockerfile_path.display()))?
+    };
     let df = crate::dockerfile::parse(&dockerfile_path.display().to_string(), &text)?;
-    if !req.context.is_dir() {
+    if !req.warm && !req.context.is_dir() {
         bail!("build context {} is not a directory", req.context.display());
     }
     let (ignore, ignore_file) = Ignore::load(&req.context, &dockerfile_path)?;
@@ -250,6 +263,12 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
             });
         }
     }
+    Ok((b, work))
+}
+
+/// Run a build end to end.
+pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
+    let (mut b, work) = new_builder(req, report)?;
     b.plan()?;
     let target = b.target_index()?;
     b.build_stage(target).await?;
@@ -271,6 +290,56 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     let outcome = b.finish(stage).await;
     drop(work);
     outcome
+}
+
+/// What `kiln warm` did.
+pub struct WarmOutcome {
+    pub images: usize,
+    pub entries: usize,
+    pub missing: usize,
+    pub downloaded: u64,
+}
+
+/// `kiln warm`: fetch base images (manifests, configs, every layer) and the cache
+/// entries the Dockerfile would hit into the cache dir. Running it again downloads
+/// only what is missing.
+pub async fn warm(req: &BuildRequest, report: &Reporter) -> Result<WarmOutcome> {
+    let (mut b, work) = new_builder(req, report)?;
+    let platform = req.platform.clone().unwrap_or_else(Platform::host);
+    for r in &req.warm_images {
+        let t = Instant::now();
+        let s = b
+            .pull(r, &platform)
+            .await
+            .with_context(|| format!("warming {r}"))?;
+        report.step(
+            "warm",
+            &format!("{r}"),
+            t.elapsed(),
+            &format!("{} layer(s)", s.layers.len()),
+        );
+    }
+    let mut images = req.warm_images.len();
+    if !req.dockerfile.as_os_str().is_empty() {
+        b.plan()?;
+        let target = b.target_index()?;
+        b.build_stage(target).await?;
+        images += b
+            .stages
+            .iter()
+            .zip(&b.done)
+            .filter(|(d, s)| s.is_some() && !d.image.eq_ignore_ascii_case("scratch"))
+            .count();
+    }
+    let downloaded = b.client.counters.snapshot().bytes_down;
+    let out = WarmOutcome {
+        images,
+        entries: b.hits,
+        missing: b.misses,
+        downloaded,
+    };
+    drop(work);
+    Ok(out)
 }
 
 /// Docker's predefined proxy args, usable without an ARG line.
@@ -579,6 +648,12 @@ impl<'a> Builder<'a> {
                         let t = Instant::now();
                         self.current_label = step.label.clone();
                         let hit = step.key.as_ref().and_then(|k| hits.remove(k));
+                        if self.req.warm {
+                            let note = self.warm_entry(&mut stage, &step, hit).await?;
+                            self.report
+                                .step(&step.label, &step.ins.text, t.elapsed(), &note);
+                            continue;
+                        }
                         let note = match hit {
                             Some((entry, origin)) => {
                                 self.hits += 1;
@@ -629,27 +704,82 @@ impl<'a> Builder<'a> {
     }
 
     /// Pull a manifest (selecting the platform from an index) and its config.
+    /// Resolve `r` to the manifest for `platform`: (bytes, media type, digest).
+    async fn resolve_manifest(
+        &self,
+        r: &Reference,
+        platform: &Platform,
+    ) -> Result<(Vec<u8>, String, String)> {
+        let (bytes, ct, digest) = self.client.get_manifest(r).await?;
+        let mt = manifest::declared_media_type(&bytes, &ct);
+        if !manifest::is_index(&mt) {
+            tracing::debug!("{r} is a single manifest {digest}");
+            return Ok((bytes, mt, digest));
+        }
+        let index: oci_spec::image::ImageIndex =
+            serde_json::from_slice(&bytes).context("invalid image index")?;
+        let d = manifest::select(&index, platform).ok_or_else(|| {
+            anyhow!(
+                "{r} has no image for {platform} (it has: {})",
+                manifest::platforms(&index).join(", ")
+            )
+        })?;
+        let child = r.with_digest(d.digest().as_ref());
+        let (b, ct, child_digest) = self.client.get_manifest(&child).await?;
+        let mt = manifest::declared_media_type(&b, &ct);
+        Ok((b, mt, child_digest))
+    }
+
+    /// Pull a manifest (selecting the platform from an index) and its config. With
+    /// the cache on, how the reference resolved is remembered, so a later build can
+    /// run with the registry unreachable.
     async fn pull(&self, r: &Reference, platform: &Platform) -> Result<Stage> {
         let spinner = self.report.spinner(&format!("resolving {r}"));
         self.client.declare(r, false);
-        let (bytes, ct, digest) = self.client.get_manifest(r).await?;
-        let mt = manifest::declared_media_type(&bytes, &ct);
-        let (bytes, mt, resolved) = if manifest::is_index(&mt) {
-            let index: oci_spec::image::ImageIndex =
-                serde_json::from_slice(&bytes).context("invalid image index")?;
-            let d = manifest::select(&index, platform).ok_or_else(|| {
-                anyhow!(
-                    "{r} has no image for {platform} (it has: {})",
-                    manifest::platforms(&index).join(", ")
-                )
-            })?;
-            let child = r.with_digest(d.digest().as_ref());
-            let (b, ct, child_digest) = self.client.get_manifest(&child).await?;
-            let mt = manifest::declared_media_type(&b, &ct);
-            (b, mt, child_digest)
-        } else {
-            tracing::debug!("{r} is a single manifest {digest}");
-            (bytes, mt, digest)
+        let (bytes, mt, resolved) = match self.resolve_manifest(r, platform).await {
+            Ok((bytes, mt, digest)) => {
+                if let Some(local) = &self.local_cache {
+                    self.store.put_bytes(&bytes)?;
+                    let rec = cache::ImageRecord {
+                        reference: r.to_string(),
+                        platform: platform.to_string(),
+                        manifest_digest: digest.clone(),
+                        media_type: mt.clone(),
+                        resolved: cache::now_secs(),
+                    };
+                    if let Err(e) = local.record_image(&rec) {
+                        tracing::warn!("could not record {r} in the cache dir: {e}");
+                    }
+                }
+                (bytes, mt, digest)
+            }
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<registry::RegistryError>(),
+                    Some(registry::RegistryError::Unreachable { .. })
+                ) =>
+            {
+                let rec = self
+                    .local_cache
+                    .as_ref()
+                    .and_then(|c| c.image(&r.to_string(), &platform.to_string()));
+                let bytes = rec
+                    .as_ref()
+                    .and_then(|rec| self.store.read_verified(&rec.manifest_digest).ok());
+                match (rec, bytes) {
+                    (Some(rec), Some(bytes)) => {
+                        self.report.line(&format!(
+                            "registry {} is unreachable: using {r} as resolved {} ago, from the cache dir ({})",
+                            r.registry,
+                            humantime::format_duration(std::time::Duration::from_secs(cache::now_secs().saturating_sub(rec.resolved))),
+                            rec.manifest_digest
+                        ));
+                        (bytes, rec.media_type, rec.manifest_digest)
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
         };
         if !manifest::is_manifest(&mt) {
             bail!("{r}: unsupported manifest type {mt:?} (kiln reads OCI and Docker v2 schema 2 images)");
@@ -673,7 +803,7 @@ impl<'a> Builder<'a> {
                 config.os, config.architecture
             ));
         }
-        let layers = m
+        let layers: Vec<Layer> = m
             .layers()
             .iter()
             .zip(&config.rootfs.diff_ids)
@@ -689,6 +819,12 @@ impl<'a> Builder<'a> {
             .collect();
         if let Some(s) = spinner {
             s.finish_and_clear();
+        }
+        if self.req.warm {
+            let fetches = layers.iter().map(|l: &Layer| self.blob(l));
+            for res in futures_util::future::join_all(fetches).await {
+                res?;
+            }
         }
         Ok(Stage {
             config,
@@ -1152,7 +1288,9 @@ impl<'a> Builder<'a> {
     /// The cache key of a planned step (see [`cache`] for the scheme), or None
     /// when caching is off.
     async fn key_for(&self, parent: &str, prep: &Prepared, line: usize) -> Result<Option<String>> {
-        if self.local_cache.is_none() && self.remote_cache.is_none() {
+        if (self.local_cache.is_none() && self.remote_cache.is_none())
+            || (self.req.warm && self.remote_cache.is_none())
+        {
             return Ok(None);
         }
         let key = match prep {
@@ -1248,6 +1386,31 @@ impl<'a> Builder<'a> {
             }
         }
         found
+    }
+
+    /// `kiln warm`: bring a hit into the cache dir (entry and blob); note a miss.
+    async fn warm_entry(
+        &mut self,
+        stage: &mut Stage,
+        step: &LayerStep,
+        hit: Option<(cache::Entry, Option<Reference>)>,
+    ) -> Result<String> {
+        let (Some(key), Some((entry, origin))) = (&step.key, hit) else {
+            if step.key.is_some() {
+                self.misses += 1;
+            }
+            return Ok("not in the cache".into());
+        };
+        self.hits += 1;
+        if let (Some(l), Some(o)) = (&entry.layer, &origin) {
+            self.client.fetch_blob(o, &l.digest, &self.store).await?;
+        }
+        if let Some(local) = &self.local_cache {
+            local.put(key, &entry)?;
+        }
+        Ok(self
+            .apply_cached(stage, &entry, None, step.history_idx)
+            .replace("CACHED", "WARMED"))
     }
 
     /// Use a cached step: its layer joins the stage without touching a filesystem.
