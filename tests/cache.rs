@@ -508,3 +508,56 @@ fn a_failed_cache_push_is_only_a_warning() {
     );
     assert!(reg.has_tag("warn/app", "1"));
 }
+
+#[test]
+fn in_ci_the_cache_is_on_by_default_with_the_project_cache_repo() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!("FROM {}/base/busybox\nRUN echo ci > /ci\n", reg.addr),
+    )]);
+    let home = tempfile::tempdir().unwrap();
+    let go = |extra: &[&str]| {
+        run(kiln()
+            .env("CI", "true")
+            .env("CI_REGISTRY_IMAGE", format!("{}/group/project", reg.addr))
+            .env("HOME", home.path())
+            .env_remove("XDG_CACHE_HOME")
+            .args([
+                "build",
+                "--insecure-registry",
+                &reg.addr,
+                "--destination",
+                &format!("{}/group/project:1", reg.addr),
+            ])
+            .args(extra)
+            .arg("--context")
+            .arg(ctx.path()))
+    };
+    let out = go(&[]);
+    let err = stderr(&out);
+    assert!(
+        out.status.success() && err.contains("cache: 0 hits, 1 miss"),
+        "{err}"
+    );
+    assert!(
+        home.path().join(".cache/kiln/index").is_dir(),
+        "default cache dir is ~/.cache/kiln"
+    );
+    let tags = check(
+        Command::new("skopeo")
+            .args(["list-tags", "--tls-verify=false"])
+            .arg(format!("docker://{}/group/project/cache", reg.addr)),
+    );
+    assert!(
+        tags.contains("kiln-v1-"),
+        "entries go to $CI_REGISTRY_IMAGE/cache: {tags}"
+    );
+    let out = go(&["--cache=false"]);
+    let err = stderr(&out);
+    assert!(
+        out.status.success() && !err.contains("cache:") && err.contains("BUILT"),
+        "--cache=false turns it off:\n{err}"
+    );
+}
