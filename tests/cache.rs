@@ -352,13 +352,15 @@ fn two_concurrent_builds_can_share_a_cache_dir() {
 fn warm_then_build_offline_and_warm_reruns_are_cheap() {
     let base = Registry::start();
     push_busybox_base(&base, "base/busybox");
+    push_busybox_base(&base, "base/other");
     let dest = Registry::start();
     let ctx = context(&[
         (
             "Dockerfile",
             &format!(
-                "ARG TAG=latest\nFROM {}/base/busybox:$TAG\nCOPY f /f\nRUN cat /f > /g\n",
-                base.addr
+                // The first stage is not needed by the target, but warm fetches every FROM.
+                "ARG TAG=latest\nFROM {b}/base/other:$TAG AS unused\nRUN true\n\nFROM {b}/base/busybox:$TAG\nCOPY f /f\nRUN cat /f > /g\n",
+                b = base.addr
             ),
         ),
         ("f", "offline\n"),
@@ -380,7 +382,11 @@ fn warm_then_build_offline_and_warm_reruns_are_cheap() {
     };
     let out = warm();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("1 image(s)"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 image(s)"), "{}", stderr(&out));
+    assert!(
+        base.count_requests(0, "GET", "/v2/base/other/manifests/latest") > 0,
+        "the unused stage's image was warmed"
+    );
     let from = base.log_len();
     let out = warm();
     assert!(out.status.success(), "{}", stderr(&out));

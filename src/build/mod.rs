@@ -322,8 +322,15 @@ pub async fn warm(req: &BuildRequest, report: &Reporter) -> Result<WarmOutcome> 
     let mut images = req.warm_images.len();
     if !req.dockerfile.as_os_str().is_empty() {
         b.plan()?;
-        let target = b.target_index()?;
-        b.build_stage(target).await?;
+        // Every FROM of the Dockerfile (all stages), unless --target narrows it.
+        if req.target.is_some() {
+            let target = b.target_index()?;
+            b.build_stage(target).await?;
+        } else {
+            for i in 0..b.stages.len() {
+                b.build_stage(i).await?;
+            }
+        }
         images += b
             .stages
             .iter()
