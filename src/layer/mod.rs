@@ -2,6 +2,7 @@
 //! safe extraction with whiteouts. Nothing here knows about Dockerfiles.
 
 pub mod extract;
+pub mod pgzip;
 pub mod writer;
 
 pub use writer::{open_tar, BuiltLayer, LayerWriter, Meta, MEDIA_TYPE_GZIP};

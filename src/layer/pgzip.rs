@@ -1,0 +1,216 @@
+//! Parallel gzip: the stream is cut into fixed-size chunks, each compressed on a
+//! worker thread into an independent gzip member, and the members are written in
+//! order. A multi-member stream is valid gzip (RFC 1952); Go's readers (registries,
+//! umoci, skopeo, containerd) and zlib's read it whole.
+//!
+//! Chunk boundaries depend only on the input, never on the thread count or timing,
+//! so the output is byte-identical on every machine. Memory is bounded: at most
+//! `2 × threads` chunks are in flight.
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Uncompressed bytes per gzip member.
+pub const CHUNK: usize = 1 << 20;
+
+type Job = (u64, Vec<u8>);
+type Done = (u64, io::Result<Vec<u8>>);
+
+pub struct ParGz<W: Write> {
+    inner: Option<W>,
+    buf: Vec<u8>,
+    next_seq: u64,
+    write_seq: u64,
+    submitted_any: bool,
+    pending: BTreeMap<u64, Vec<u8>>,
+    in_flight: usize,
+    max_in_flight: usize,
+    jobs: Option<mpsc::Sender<Job>>,
+    done: mpsc::Receiver<Done>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+fn compress(level: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
+    // GzEncoder::new writes a header with mtime 0, no name and OS "unknown".
+    let mut e = GzEncoder::new(Vec::with_capacity(data.len() / 2 + 64), level);
+    e.write_all(data)?;
+    e.finish()
+}
+
+impl<W: Write> ParGz<W> {
+    pub fn new(inner: W, level: Compression, threads: usize) -> ParGz<W> {
+        let threads = threads.max(1);
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = jobs_rx.clone();
+                let tx = done_tx.clone();
+                std::thread::spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, data)) = job else { return };
+                    if tx.send((seq, compress(level, &data))).is_err() {
+                        return;
+                    }
+                })
+            })
+            .collect();
+        ParGz {
+            inner: Some(inner),
+            buf: Vec::with_capacity(CHUNK),
+            next_seq: 0,
+            write_seq: 0,
+            submitted_any: false,
+            pending: BTreeMap::new(),
+            in_flight: 0,
+            max_in_flight: 2 * threads,
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            workers,
+        }
+    }
+
+    fn receive_one(&mut self) -> io::Result<()> {
+        let (seq, out) = self
+            .done
+            .recv()
+            .map_err(|_| io::Error::other("gzip worker stopped"))?;
+        self.in_flight -= 1;
+        self.pending.insert(seq, out?);
+        Ok(())
+    }
+
+    fn write_ready(&mut self) -> io::Result<()> {
+        while let Some(member) = self.pending.remove(&self.write_seq) {
+            self.inner
+                .as_mut()
+                .ok_or_else(|| io::Error::other("finished"))?
+                .write_all(&member)?;
+            self.write_seq += 1;
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        while self.in_flight >= self.max_in_flight {
+            self.receive_one()?;
+            self.write_ready()?;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| io::Error::other("finished"))?;
+        jobs.send((self.next_seq, chunk))
+            .map_err(|_| io::Error::other("gzip worker stopped"))?;
+        self.next_seq += 1;
+        self.in_flight += 1;
+        self.submitted_any = true;
+        Ok(())
+    }
+
+    /// Compress what is left, write every member in order, and return the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() || !self.submitted_any {
+            // An empty stream still becomes one (empty) gzip member.
+            self.submit()?;
+        }
+        self.jobs = None; // workers stop when the queue is drained
+        while self.in_flight > 0 {
+            self.receive_one()?;
+            self.write_ready()?;
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.inner
+            .take()
+            .ok_or_else(|| io::Error::other("finished twice"))
+    }
+}
+
+impl<W: Write> Write for ParGz<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.submit()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for ParGz<W> {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Threads for compression: every core kiln may use.
+pub fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| ((i * 7919) % 251) as u8 ^ (i / 4096) as u8)
+            .collect()
+    }
+
+    fn gz(input: &[u8], threads: usize) -> Vec<u8> {
+        let mut w = ParGz::new(Vec::new(), Compression::new(6), threads);
+        // Uneven writes, to cross chunk boundaries in pieces.
+        for piece in input.chunks(333_333) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn same_bytes_whatever_the_thread_count_and_round_trips() {
+        let input = data(5 * CHUNK + 12345);
+        let one = gz(&input, 1);
+        let four = gz(&input, 4);
+        assert_eq!(one, four, "deterministic across thread counts");
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&one[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, input);
+    }
+
+    #[test]
+    fn empty_input_is_a_valid_gzip() {
+        let out = gz(&[], 2);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
+        assert!(out.starts_with(&[0x1f, 0x8b]));
+    }
+}
