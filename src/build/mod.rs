@@ -131,6 +131,8 @@ struct Builder<'a> {
     cache_pushes: Vec<tokio::task::JoinHandle<std::result::Result<(), String>>>,
     hits: usize,
     misses: usize,
+    /// Where the last RUN's time went, for its step line.
+    run_timing: Option<String>,
     now: String,
     now_secs: u64,
 }
@@ -250,6 +252,7 @@ fn new_builder<'a>(
         cache_pushes: Vec::new(),
         hits: 0,
         misses: 0,
+        run_timing: None,
         now: rfc3339(now_secs),
         now_secs,
     };
@@ -1480,10 +1483,6 @@ impl<'a> Builder<'a> {
                     },
                     origin: None,
                 });
-                // Keep the rootfs in step when it exists (COPY layers are applied to it).
-                if stage.rootfs.is_some() {
-                    self.materialize(stage).await?;
-                }
                 format!("BUILT {}", crate::report::human_bytes(l.size))
             }
             None => {
@@ -1496,6 +1495,10 @@ impl<'a> Builder<'a> {
         if let Some(key) = &step.key {
             self.record(key, &step.ins.text, built.as_ref());
         }
+        let note = match self.run_timing.take() {
+            Some(t) => format!("{note} {t}"),
+            None => note,
+        };
         Ok(note)
     }
 
@@ -1713,7 +1716,9 @@ impl<'a> Builder<'a> {
     ) -> Result<Option<crate::layer::BuiltLayer>> {
         let line = ins.line;
         let mode = self.isolation_mode(line)?;
+        let t_rootfs = Instant::now();
         self.materialize(stage).await?;
+        let rootfs_time = t_rootfs.elapsed();
         let (uid, gid, groups, home) = self.run_user(line, stage, user)?;
         let mut env = env.to_vec();
         if !env.iter().any(|(k, _)| k == "HOME") {
@@ -1736,17 +1741,28 @@ impl<'a> Builder<'a> {
         let clamp = self.req.source_date_epoch;
         let prefix = format!("[{}] │ ", self.current_label);
         let (rootfs, res) = tokio::task::spawn_blocking(move || {
-            let res = (|| -> std::io::Result<(crate::exec::Outcome, Option<crate::layer::BuiltLayer>)> {
+            let res = (|| -> std::io::Result<(crate::exec::Outcome, Option<crate::layer::BuiltLayer>, std::time::Duration)> {
+                // The snapshot's cost: the walk before the step plus the walk, diff
+                // and layer after it.
+                let t = Instant::now();
                 rootfs.ensure_baseline()?;
+                let mut snapshot = t.elapsed();
                 let out = crate::exec::run(rootfs.dir(), mode, &spec, &mut |l| eprintln!("{prefix}{l}"))?;
+                let t = Instant::now();
                 let layer = if out.code == 0 { rootfs.commit_changes(&store, level, clamp)? } else { None };
-                Ok((out, layer))
+                snapshot += t.elapsed();
+                Ok((out, layer, snapshot))
             })();
             (rootfs, res)
         })
         .await?;
         stage.rootfs = Some(rootfs);
-        let (out, layer) = res.map_err(|e| self.err(line, format!("RUN: {e}")))?;
+        let (out, layer, snapshot) = res.map_err(|e| self.err(line, format!("RUN: {e}")))?;
+        self.run_timing = Some(format!(
+            "(rootfs {:.2}s, snapshot {:.2}s)",
+            rootfs_time.as_secs_f64(),
+            snapshot.as_secs_f64()
+        ));
         if out.code != 0 {
             let shown: Vec<&String> = out
                 .tail
