@@ -172,12 +172,9 @@ impl WarmArgs {
         if images.is_empty() && self.dockerfile.is_none() {
             bail!("nothing to warm: give --image REF and/or --dockerfile PATH");
         }
-        let cache_repo = match (&self.cache_repo, std::env::var("CI_REGISTRY_IMAGE")) {
-            (Some(r), _) => Some(Reference::parse(r).context("in --cache-repo")?),
-            (None, Ok(img)) if !img.is_empty() && self.dockerfile.is_some() => {
-                Reference::parse(&format!("{img}/cache")).ok()
-            }
-            _ => None,
+        let cache_repo = match &self.dockerfile {
+            Some(_) => cache_repo(self.cache_repo.as_deref())?,
+            None => None,
         };
         Ok(BuildRequest {
             context: PathBuf::from(self.context.strip_prefix("dir://").unwrap_or(&self.context)),
@@ -293,6 +290,15 @@ pub fn default_cache_dir() -> PathBuf {
     }
 }
 
+/// `--cache-repo`, else `$CI_REGISTRY_IMAGE/cache` when that is set.
+pub fn cache_repo(flag: Option<&str>) -> Result<Option<Reference>> {
+    Ok(match (flag, std::env::var("CI_REGISTRY_IMAGE")) {
+        (Some(r), _) => Some(Reference::parse(r).context("in --cache-repo")?),
+        (None, Ok(img)) if !img.is_empty() => Reference::parse(&format!("{img}/cache")).ok(),
+        _ => None,
+    })
+}
+
 /// A Go-style duration as whole seconds.
 pub fn duration_secs(s: &str, flag: &str) -> Result<u64> {
     match crate::build::parse_duration(s) {
@@ -304,16 +310,7 @@ pub fn duration_secs(s: &str, flag: &str) -> Result<u64> {
 impl BuildArgs {
     /// (cache on?, cache dir, cache repo, ttl seconds).
     fn cache_settings(&self) -> Result<(bool, PathBuf, Option<Reference>, u64)> {
-        let repo = match (&self.cache_repo, std::env::var("CI_REGISTRY_IMAGE")) {
-            (Some(r), _) => Some(Reference::parse(r).context("in --cache-repo")?),
-            (None, Ok(img)) if !img.is_empty() => {
-                Reference::parse(&format!("{img}/cache")).ok().map(|mut r| {
-                    r.tag = None;
-                    r
-                })
-            }
-            _ => None,
-        };
+        let repo = cache_repo(self.cache_repo.as_deref())?;
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         let on = self.cache.unwrap_or(in_ci && repo.is_some());
         if self.cache_copy_layers {

@@ -739,21 +739,7 @@ impl Client {
         if store.has(digest) {
             return store.blob_path(digest).map_err(io);
         }
-        let url = self.url(r, &format!("blobs/{digest}"))?;
-        let mut resp = self
-            .send(r, false, Method::GET, url, HeaderMap::new(), Body::Empty)
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Err(RegistryError::NotFound {
-                registry: r.registry.clone(),
-                what: format!("blob {digest} of {}", r.name()),
-            });
-        }
-        if !resp.status().is_success() {
-            return Err(self
-                .fail(r, "GET", &format!("blob {digest}"), resp, false)
-                .await);
-        }
+        let mut resp = self.get_blob(r, digest).await?;
         tracing::debug!("{digest}: downloading from {}", r.name());
         let tmp = store.temp().map_err(io)?;
         let mut file = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(io)?);
@@ -789,8 +775,8 @@ impl Client {
             .map_err(io)
     }
 
-    /// Fetch a small blob (a config) into memory, checking its digest.
-    pub async fn fetch_small_blob(&self, r: &Reference, digest: &str) -> Result<Vec<u8>> {
+    /// GET a blob: the successful response, or NotFound / the registry's error.
+    async fn get_blob(&self, r: &Reference, digest: &str) -> Result<reqwest::Response> {
         let url = self.url(r, &format!("blobs/{digest}"))?;
         let resp = self
             .send(r, false, Method::GET, url, HeaderMap::new(), Body::Empty)
@@ -806,6 +792,12 @@ impl Client {
                 .fail(r, "GET", &format!("blob {digest}"), resp, false)
                 .await);
         }
+        Ok(resp)
+    }
+
+    /// Fetch a small blob (a config) into memory, checking its digest.
+    pub async fn fetch_small_blob(&self, r: &Reference, digest: &str) -> Result<Vec<u8>> {
+        let resp = self.get_blob(r, digest).await?;
         let bytes = resp.bytes().await.map_err(|e| {
             RegistryError::Other(format!(
                 "registry {}: reading blob {digest}: {e}",
