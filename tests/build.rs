@@ -445,3 +445,71 @@ fn push_falls_back_to_chunked_upload_when_monolithic_put_is_refused() {
         "chunk me ".repeat(100_000)
     );
 }
+
+#[test]
+fn zstd_layers_push_and_read_back() {
+    let reg = Registry::start();
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch AS files\nCOPY data/ /data/\n\nFROM scratch\nCOPY --from=files /data /copied/\n"),
+        ("data/a.txt", &"zstd me ".repeat(50_000)),
+        ("data/b.txt", "b\n"),
+    ]);
+    let dest = format!("{}/zstd/app:1", reg.addr);
+    let out = run(kiln()
+        .args([
+            "build",
+            "--compression",
+            "zstd",
+            "--insecure-registry",
+            &reg.addr,
+            "--destination",
+            &dest,
+        ])
+        .arg("--context")
+        .arg(ctx.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let raw = check(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{dest}")),
+    );
+    assert!(
+        raw.contains("application/vnd.oci.image.layer.v1.tar+zstd") && !raw.contains("tar+gzip"),
+        "{raw}"
+    );
+    // umoci 0.4 cannot read zstd: skopeo decompresses kiln's zstd with its own decoder
+    // and recompresses to gzip, then umoci unpacks.
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("gz");
+    check(
+        Command::new("skopeo")
+            .args([
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                "--dest-compress",
+                "--dest-compress-format",
+                "gzip",
+            ])
+            .arg(format!("docker://{dest}"))
+            .arg(format!("oci:{}:img", layout.display())),
+    );
+    let bundle = work.path().join("bundle");
+    let mut c = Command::new("umoci");
+    c.arg("unpack");
+    if !is_root() {
+        c.arg("--rootless");
+    }
+    check(
+        c.args(["--image", &format!("{}:img", layout.display())])
+            .arg(&bundle),
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/copied/a.txt")).unwrap(),
+        "zstd me ".repeat(50_000)
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/copied/b.txt")).unwrap(),
+        "b\n"
+    );
+}

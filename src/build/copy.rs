@@ -185,7 +185,7 @@ fn is_archive(path: &Path) -> bool {
 /// Build the layer for one COPY/ADD into the stage whose rootfs is `dst`.
 pub fn copy_layer(
     store: &Store,
-    level: u32,
+    codec: crate::layer::Codec,
     src: &Source,
     spec: &CopySpec,
     dst: &Rootfs,
@@ -306,7 +306,7 @@ pub fn copy_layer(
         }
     }
 
-    let mut w = LayerWriter::new(store, level)?;
+    let mut w = LayerWriter::new(store, codec)?;
     for (path, item) in &items {
         match &item.content {
             Content::Dir => w.dir(path, &item.meta)?,

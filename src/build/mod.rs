@@ -47,7 +47,10 @@ pub struct BuildRequest {
     pub platform: Option<Platform>,
     pub registry: registry::Options,
     pub work_dir: Option<PathBuf>,
+    /// Compression level (gzip 0-9, zstd 1-19).
     pub compression_level: u32,
+    /// zstd instead of gzip for new layers.
+    pub zstd: bool,
     pub isolation: crate::exec::Isolation,
     /// Use and fill the cache (local dir, and the registry cache repo if set).
     pub cache: bool,
@@ -363,6 +366,13 @@ fn is_predefined_arg(k: &str) -> bool {
 impl<'a> Builder<'a> {
     fn err(&self, line: usize, msg: impl std::fmt::Display) -> anyhow::Error {
         dferr(&self.df, line, msg)
+    }
+
+    fn codec(&self) -> crate::layer::Codec {
+        crate::layer::Codec {
+            zstd: self.req.zstd,
+            level: self.req.compression_level,
+        }
     }
 
     fn build_arg(&self, name: &str) -> Option<String> {
@@ -1265,7 +1275,7 @@ impl<'a> Builder<'a> {
             self.materialize_source(key).await?;
         }
         let store = self.store.clone();
-        let level = self.req.compression_level;
+        let level = self.codec();
         let context = self.req.context.clone();
         let ignore = self.ignore.clone();
         let dst = stage
@@ -1355,6 +1365,7 @@ impl<'a> Builder<'a> {
                 workdir,
             } => {
                 let mut k = cache::KeyBuilder::new(parent, "RUN");
+                k.str(self.codec().name());
                 // Proxy variables are left out, as Docker does: they do not change results.
                 let mut vars: Vec<String> = env
                     .iter()
@@ -1737,7 +1748,7 @@ impl<'a> Builder<'a> {
             .take()
             .ok_or_else(|| anyhow!("rootfs missing"))?;
         let store = self.store.clone();
-        let level = self.req.compression_level;
+        let level = self.codec();
         let clamp = self.req.source_date_epoch;
         let prefix = format!("[{}] │ ", self.current_label);
         let (rootfs, res) = tokio::task::spawn_blocking(move || {

@@ -76,7 +76,7 @@ impl Rootfs {
     pub fn commit_changes(
         &mut self,
         store: &Store,
-        level: u32,
+        codec: crate::layer::Codec,
         clamp_mtime: Option<u64>,
     ) -> io::Result<Option<BuiltLayer>> {
         let before = match self.baseline.take() {
@@ -102,7 +102,7 @@ impl Rootfs {
                 None => (uid, gid),
             }
         };
-        let mut w = LayerWriter::new(store, level)?;
+        let mut w = LayerWriter::new(store, codec)?;
         let stats = snapshot::write_diff(&self.dir, &before, &after, &mut w, &owner, clamp_mtime)?;
         self.baseline = Some(after);
         if stats.is_empty() {

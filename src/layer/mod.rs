@@ -5,4 +5,6 @@ pub mod extract;
 pub mod pgzip;
 pub mod writer;
 
-pub use writer::{open_tar, BuiltLayer, LayerWriter, Meta, MEDIA_TYPE_GZIP};
+pub use writer::{
+    open_tar, BuiltLayer, Codec, LayerWriter, Meta, MEDIA_TYPE_GZIP, MEDIA_TYPE_ZSTD,
+};

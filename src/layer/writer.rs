@@ -17,6 +17,88 @@ use std::io::{self, BufWriter, Read, Write};
 use tempfile::NamedTempFile;
 
 pub const MEDIA_TYPE_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MEDIA_TYPE_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+/// How layers are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    pub zstd: bool,
+    pub level: u32,
+}
+
+impl From<u32> for Codec {
+    /// gzip at `level`.
+    fn from(level: u32) -> Codec {
+        Codec { zstd: false, level }
+    }
+}
+
+impl Codec {
+    pub fn media_type(&self) -> &'static str {
+        if self.zstd {
+            MEDIA_TYPE_ZSTD
+        } else {
+            MEDIA_TYPE_GZIP
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        if self.zstd {
+            "zstd"
+        } else {
+            "gzip"
+        }
+    }
+}
+
+/// The compressor in the middle of the pipeline.
+enum Compressor<W: Write> {
+    Gzip(ParGz<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn new(inner: W, codec: Codec) -> io::Result<Compressor<W>> {
+        let threads = crate::layer::pgzip::threads();
+        if codec.zstd {
+            let mut e = zstd::stream::write::Encoder::new(inner, codec.level.clamp(1, 19) as i32)?;
+            // zstd's multithreaded output does not depend on the number of workers.
+            e.multithread(threads as u32)?;
+            Ok(Compressor::Zstd(e))
+        } else {
+            // Parallel gzip: fixed chunks, one member each, written in order: the same
+            // bytes whatever the number of cores.
+            Ok(Compressor::Gzip(ParGz::new(
+                inner,
+                Compression::new(codec.level.min(9)),
+                threads,
+            )))
+        }
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(g) => g.finish(),
+            Compressor::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(g) => g.write(buf),
+            Compressor::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(g) => g.flush(),
+            Compressor::Zstd(z) => z.flush(),
+        }
+    }
+}
 
 /// Owner, mode and time of one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,22 +120,26 @@ pub struct BuiltLayer {
     pub media_type: String,
 }
 
-type Sink = HashWriter<ParGz<HashWriter<BufWriter<std::fs::File>>>>;
+type Sink = HashWriter<Compressor<HashWriter<BufWriter<std::fs::File>>>>;
 
 pub struct LayerWriter {
     tar: tar::Builder<Sink>,
+    codec: Codec,
     tmp: NamedTempFile,
     store: Store,
 }
 
 impl LayerWriter {
     /// `level` is the gzip level, 0–9.
-    pub fn new(store: &Store, level: u32) -> io::Result<LayerWriter> {
-        let (sink, tmp) = open_sink(store, level)?;
+    /// A writer compressing with `codec` (a bare number means gzip at that level).
+    pub fn new(store: &Store, codec: impl Into<Codec>) -> io::Result<LayerWriter> {
+        let codec = codec.into();
+        let (sink, tmp) = open_sink(store, codec)?;
         let mut tar = tar::Builder::new(sink);
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter {
             tar,
+            codec,
             tmp,
             store: store.clone(),
         })
@@ -193,27 +279,20 @@ impl LayerWriter {
 
     /// Finish the archive and move the blob into the store under its digest.
     pub fn finish(self) -> io::Result<BuiltLayer> {
-        seal(self.tar.into_inner()?, self.tmp, &self.store)
+        seal(self.tar.into_inner()?, self.tmp, &self.store, self.codec)
     }
 }
 
 /// The one-pass pipeline into a temporary file of the store.
-fn open_sink(store: &Store, level: u32) -> io::Result<(Sink, NamedTempFile)> {
+fn open_sink(store: &Store, codec: Codec) -> io::Result<(Sink, NamedTempFile)> {
     let tmp = store.temp()?;
     let file = tmp.as_file().try_clone()?;
     let compressed = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
-    // Parallel gzip: fixed chunks, one member each, written in order: the same
-    // bytes whatever the number of cores.
-    let gz = ParGz::new(
-        compressed,
-        Compression::new(level.min(9)),
-        crate::layer::pgzip::threads(),
-    );
-    Ok((HashWriter::new(gz), tmp))
+    Ok((HashWriter::new(Compressor::new(compressed, codec)?), tmp))
 }
 
 /// Close the pipeline and move the blob into the store under its digest.
-fn seal(sink: Sink, tmp: NamedTempFile, store: &Store) -> io::Result<BuiltLayer> {
+fn seal(sink: Sink, tmp: NamedTempFile, store: &Store, codec: Codec) -> io::Result<BuiltLayer> {
     let (gz, diff_id, uncompressed_size) = sink.finish();
     let (mut buf, digest, size) = gz.finish()?.finish();
     buf.flush()?;
@@ -224,15 +303,20 @@ fn seal(sink: Sink, tmp: NamedTempFile, store: &Store) -> io::Result<BuiltLayer>
         diff_id,
         size,
         uncompressed_size,
-        media_type: MEDIA_TYPE_GZIP.to_string(),
+        media_type: codec.media_type().to_string(),
     })
 }
 
 /// Compress an uncompressed tar stream into a layer blob, in one pass.
-pub fn compress_stream(store: &Store, level: u32, mut tar: impl Read) -> io::Result<BuiltLayer> {
-    let (mut sink, tmp) = open_sink(store, level)?;
+pub fn compress_stream(
+    store: &Store,
+    codec: impl Into<Codec>,
+    mut tar: impl Read,
+) -> io::Result<BuiltLayer> {
+    let codec = codec.into();
+    let (mut sink, tmp) = open_sink(store, codec)?;
     io::copy(&mut tar, &mut sink)?;
-    seal(sink, tmp, store)
+    seal(sink, tmp, store, codec)
 }
 
 /// Store an already-compressed blob as it is: (digest, size).
@@ -279,10 +363,7 @@ pub fn open_tar(path: &std::path::Path) -> io::Result<Box<dyn Read + Send>> {
     if magic.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(f)))
     } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "zstd-compressed layers are not supported yet",
-        ))
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(f)?))
     } else if magic.starts_with(b"BZh") || magic.starts_with(&[0xfd, b'7', b'z', b'X']) {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -335,6 +416,48 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["app/", "app/a.txt", "app/link"]);
+    }
+
+    #[test]
+    fn zstd_layers_are_deterministic_and_readable() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let codec = Codec {
+            zstd: true,
+            level: 3,
+        };
+        let build = || {
+            let m = Meta {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 1,
+            };
+            let mut w = LayerWriter::new(&s, codec).unwrap();
+            let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+            w.file("big", &m, big.len() as u64, &big[..]).unwrap();
+            w.finish().unwrap()
+        };
+        let a = build();
+        assert_eq!(a, build());
+        assert_eq!(a.media_type, MEDIA_TYPE_ZSTD);
+        let mut tar = Vec::new();
+        open_tar(&s.blob_path(&a.digest).unwrap())
+            .unwrap()
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(crate::digest::sha256_bytes(&tar), a.diff_id);
+        // zstd's multithreaded output does not depend on the number of workers.
+        let data: Vec<u8> = (0..8_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8 & 0x3f)
+            .collect();
+        let enc = |workers: u32| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            e.multithread(workers).unwrap();
+            std::io::Write::write_all(&mut e, &data).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(enc(1), enc(4));
     }
 
     #[test]
