@@ -229,6 +229,77 @@ impl LocalCache {
     }
 }
 
+/// Content digests of context files, remembered by their metadata (size, mtime,
+/// ctime, inode), so warm builds do not re-hash unchanged files for COPY keys. ctime
+/// cannot be set by a process, so an edit that restores size and mtime is still seen.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct FileDigests {
+    entries: std::collections::HashMap<String, (u64, i64, i64, u64, String)>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+impl FileDigests {
+    fn path(store: &Store, context: &std::path::Path) -> PathBuf {
+        let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+        let id = sha256_bytes(abs.to_string_lossy().as_bytes());
+        store
+            .root()
+            .join("digests")
+            .join(format!("{}.json", key_hex(&id)))
+    }
+
+    /// The remembered digests for `context` (empty when there are none or they are unreadable).
+    pub fn load(store: &Store, context: &std::path::Path) -> FileDigests {
+        std::fs::read(Self::path(store, context))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, store: &Store, context: &std::path::Path) -> io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let path = Self::path(store, context);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut tmp = store.temp()?;
+        io::Write::write_all(
+            &mut tmp,
+            &serde_json::to_vec(self).map_err(io::Error::other)?,
+        )?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// The sha256 of the file at `path`, from memory when its metadata is unchanged.
+    pub fn digest(&mut self, path: &std::path::Path, md: &std::fs::Metadata) -> io::Result<String> {
+        use std::os::unix::fs::MetadataExt;
+        let key = path.to_string_lossy().into_owned();
+        let stat = (
+            md.size(),
+            md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            md.ino(),
+        );
+        if let Some((size, mtime, ctime, ino, d)) = self.entries.get(&key) {
+            if (*size, *mtime, *ctime, *ino) == stat {
+                return Ok(d.clone());
+            }
+        }
+        let (d, _) = crate::digest::sha256_reader(io::BufReader::with_capacity(
+            256 << 10,
+            std::fs::File::open(path)?,
+        ))?;
+        self.entries
+            .insert(key, (stat.0, stat.1, stat.2, stat.3, d.clone()));
+        self.dirty = true;
+        Ok(d)
+    }
+}
+
 /// The registry tier.
 #[derive(Clone)]
 pub struct RemoteCache {
@@ -346,6 +417,28 @@ mod tests {
             k.finish()
         };
         assert_ne!(c, d);
+    }
+
+    #[test]
+    fn file_digests_see_edits_that_restore_size_and_mtime() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("store")).unwrap();
+        let f = d.path().join("file");
+        std::fs::write(&f, b"aaaa").unwrap();
+        let mut digests = FileDigests::load(&store, d.path());
+        let first = digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap();
+        assert_eq!(first, sha256_bytes(b"aaaa"));
+        digests.save(&store, d.path()).unwrap();
+        let mut digests = FileDigests::load(&store, d.path());
+        assert_eq!(digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap(), first, "remembered across builds");
+        // Same size, mtime put back: ctime still moves, so the edit is seen.
+        let md = std::fs::metadata(&f).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&f, b"bbbb").unwrap();
+        let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
+        nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &f, &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink).unwrap();
+        assert_eq!(digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap(), sha256_bytes(b"bbbb"));
     }
 
     #[test]

@@ -494,6 +494,7 @@ pub fn context_digest(
     sources: &[String],
     chmod: Option<u32>,
     is_add: bool,
+    mut digests: Option<&mut crate::build::cache::FileDigests>,
 ) -> io::Result<String> {
     use sha2::Digest as _;
     let kw = if is_add { "ADD" } else { "COPY" };
@@ -511,10 +512,16 @@ pub fn context_digest(
         } else if ft.is_symlink() {
             format!("link:{}", fs::read_link(path)?.to_string_lossy())
         } else if ft.is_file() {
-            let (d, _) = crate::digest::sha256_reader(io::BufReader::with_capacity(
-                256 << 10,
-                fs::File::open(path)?,
-            ))?;
+            let d = match digests.as_deref_mut() {
+                Some(cache) => cache.digest(path, md)?,
+                None => {
+                    crate::digest::sha256_reader(io::BufReader::with_capacity(
+                        256 << 10,
+                        fs::File::open(path)?,
+                    ))?
+                    .0
+                }
+            };
             format!("file:{d}")
         } else {
             return Ok(());

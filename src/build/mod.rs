@@ -136,6 +136,8 @@ struct Builder<'a> {
     misses: usize,
     /// Where the last RUN's time went, for its step line.
     run_timing: Option<String>,
+    /// Remembered digests of context files (with the cache on).
+    file_digests: Option<Arc<std::sync::Mutex<cache::FileDigests>>>,
     now: String,
     now_secs: u64,
 }
@@ -256,11 +258,16 @@ fn new_builder<'a>(
         hits: 0,
         misses: 0,
         run_timing: None,
+        file_digests: None,
         now: rfc3339(now_secs),
         now_secs,
     };
     if req.cache {
         b.local_cache = Some(cache::LocalCache::new(&b.store, req.cache_ttl_secs)?);
+        b.file_digests = Some(Arc::new(std::sync::Mutex::new(cache::FileDigests::load(
+            &b.store,
+            &req.context,
+        ))));
         if let Some(repo) = &req.cache_repo {
             b.client.declare(repo, true);
             b.remote_cache = Some(cache::RemoteCache {
@@ -290,6 +297,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
             unused.join(", ")
         ));
     }
+    b.save_file_digests();
     let stage = b.done[target]
         .take()
         .ok_or_else(|| anyhow!("target stage was not built"))?;
@@ -344,6 +352,7 @@ pub async fn warm(req: &BuildRequest, report: &Reporter) -> Result<WarmOutcome> 
             .filter(|(d, s)| s.is_some() && !d.image.eq_ignore_ascii_case("scratch"))
             .count();
     }
+    b.save_file_digests();
     let downloaded = b.client.counters.snapshot().bytes_down;
     let out = WarmOutcome {
         images,
@@ -364,6 +373,17 @@ fn is_predefined_arg(k: &str) -> bool {
 }
 
 impl<'a> Builder<'a> {
+    /// Keep the context file digests for the next build (best effort).
+    fn save_file_digests(&self) {
+        if let Some(d) = &self.file_digests {
+            if let Ok(d) = d.lock() {
+                if let Err(e) = d.save(&self.store, &self.req.context) {
+                    tracing::warn!("could not save context file digests: {e}");
+                }
+            }
+        }
+    }
+
     fn err(&self, line: usize, msg: impl std::fmt::Display) -> anyhow::Error {
         dferr(&self.df, line, msg)
     }
@@ -1333,8 +1353,17 @@ impl<'a> Builder<'a> {
                             spec.chmod,
                             spec.is_add,
                         );
+                        let digests = self.file_digests.clone();
                         let merkle = tokio::task::spawn_blocking(move || {
-                            copy::context_digest(&dir, &ignore, &sources, chmod, is_add)
+                            let mut guard = digests.as_ref().and_then(|d| d.lock().ok());
+                            copy::context_digest(
+                                &dir,
+                                &ignore,
+                                &sources,
+                                chmod,
+                                is_add,
+                                guard.as_deref_mut(),
+                            )
                         })
                         .await?
                         .map_err(|e| self.err(line, e))?;
