@@ -572,3 +572,27 @@ fn in_ci_the_cache_is_on_by_default_with_the_project_cache_repo() {
         "--cache=false turns it off:\n{err}"
     );
 }
+
+#[test]
+fn the_compression_is_part_of_the_key() {
+    let s = setup();
+    let dir = tempfile::tempdir().unwrap();
+    build(&s, dir.path(), "gz", &[]);
+    let err = build(&s, dir.path(), "zst", &["--compression", "zstd"]);
+    assert!(
+        err.contains("cache: 0 hits, 3 misses"),
+        "a zstd build must not reuse gzip layers:\n{err}"
+    );
+    let raw = check(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/app/img:zst", s.reg.addr)),
+    );
+    assert_eq!(
+        raw.matches("tar+zstd").count(),
+        3,
+        "every layer kiln built is zstd: {raw}"
+    );
+    let err = build(&s, dir.path(), "zst2", &["--compression", "zstd"]);
+    assert!(err.contains("cache: 3 hits, 0 misses"), "{err}");
+}

@@ -431,14 +431,28 @@ mod tests {
         assert_eq!(first, sha256_bytes(b"aaaa"));
         digests.save(&store, d.path()).unwrap();
         let mut digests = FileDigests::load(&store, d.path());
-        assert_eq!(digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap(), first, "remembered across builds");
+        assert_eq!(
+            digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap(),
+            first,
+            "remembered across builds"
+        );
         // Same size, mtime put back: ctime still moves, so the edit is seen.
         let md = std::fs::metadata(&f).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&f, b"bbbb").unwrap();
         let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
-        nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &f, &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink).unwrap();
-        assert_eq!(digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap(), sha256_bytes(b"bbbb"));
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &f,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .unwrap();
+        assert_eq!(
+            digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap(),
+            sha256_bytes(b"bbbb")
+        );
     }
 
     #[test]

@@ -1337,6 +1337,7 @@ impl<'a> Builder<'a> {
             Prepared::Copy { spec, chown, from } => {
                 let mut k =
                     cache::KeyBuilder::new(parent, if spec.is_add { "ADD" } else { "COPY" });
+                k.str(self.codec().name());
                 k.list(&spec.sources)
                     .str(&spec.dest)
                     .str(chown.as_deref().unwrap_or(""))
