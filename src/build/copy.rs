@@ -12,7 +12,6 @@
 //!
 //! Entries are written sorted by path, so the layer depends only on its inputs.
 
-use crate::dockerfile::parse::Heredoc;
 use crate::dockerfile::Ignore;
 use crate::fs::resolve::{resolve, Confine, ResolveError};
 use crate::fs::Rootfs;
@@ -354,17 +353,15 @@ fn ensure_dir(
     );
 }
 
-fn walk_dir(
-    src: &Source,
+/// Walk the contents of a directory source, skipping what `.dockerignore` excludes:
+/// `visit(path inside the source dir, entry)`, in sorted order. The layer and the
+/// cache key both walk through here, so they always agree on what is selected.
+fn walk_found(
     f: &Found,
-    dest_rel: &str,
-    meta_of: &dyn Fn(&fs::Metadata) -> Meta,
-    items: &mut BTreeMap<String, Item>,
+    ignore: Option<&Ignore>,
+    mut visit: impl FnMut(String, &walkdir::DirEntry) -> io::Result<()>,
 ) -> io::Result<()> {
-    let ignore = match src {
-        Source::Context { ignore, .. } if !ignore.is_empty() => Some(*ignore),
-        _ => None,
-    };
+    let ignore = ignore.filter(|i| !i.is_empty());
     let mut it = walkdir::WalkDir::new(&f.host)
         .min_depth(1)
         .sort_by_file_name()
@@ -390,6 +387,23 @@ fn walk_dir(
                 continue;
             }
         }
+        visit(inner, &e)?;
+    }
+    Ok(())
+}
+
+fn walk_dir(
+    src: &Source,
+    f: &Found,
+    dest_rel: &str,
+    meta_of: &dyn Fn(&fs::Metadata) -> Meta,
+    items: &mut BTreeMap<String, Item>,
+) -> io::Result<()> {
+    let ignore = match src {
+        Source::Context { ignore, .. } => Some(*ignore),
+        Source::Rootfs(_) => None,
+    };
+    walk_found(f, ignore, |inner, e| {
         let target = if dest_rel.is_empty() {
             inner
         } else {
@@ -411,15 +425,15 @@ fn walk_dir(
                 "skipping {} (not a file, directory or symlink)",
                 e.path().display()
             );
-            continue;
+            return Ok(());
         };
         let mut meta = meta_of(&md);
         if ft.is_symlink() {
             meta.mode = 0o777;
         }
         items.insert(target, Item { content, meta });
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// ADD of a local archive: its entries, under `dest`, in archive order.
@@ -533,33 +547,14 @@ pub fn context_digest(
         for f in find_sources(&src, s, kw)? {
             describe(f.rel.clone(), &f.host, &f.md)?;
             if f.md.is_dir() {
-                let mut it = walkdir::WalkDir::new(&f.host)
-                    .min_depth(1)
-                    .sort_by_file_name()
-                    .into_iter();
-                while let Some(e) = it.next() {
-                    let e = e.map_err(|e| {
-                        io::Error::other(format!("reading {}: {e}", f.host.display()))
-                    })?;
-                    let inner = e
-                        .path()
-                        .strip_prefix(&f.host)
-                        .unwrap_or(e.path())
-                        .to_string_lossy()
-                        .into_owned();
+                walk_found(&f, Some(ignore), |inner, e| {
                     let rel = if f.rel.is_empty() {
                         inner
                     } else {
                         format!("{}/{inner}", f.rel)
                     };
-                    if ignore.is_ignored(&rel) {
-                        if e.file_type().is_dir() && !ignore.has_exclusions() {
-                            it.skip_current_dir();
-                        }
-                        continue;
-                    }
-                    describe(rel, e.path(), &e.path().symlink_metadata()?)?;
-                }
+                    describe(rel, e.path(), &e.path().symlink_metadata()?)
+                })?;
             }
         }
     }
@@ -571,11 +566,4 @@ pub fn context_digest(
         }
     }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
-}
-
-/// Heredoc pairs for a COPY, expanded by the caller when needed.
-pub fn heredoc_pairs(docs: &[Heredoc]) -> Vec<(String, String)> {
-    docs.iter()
-        .map(|h| (h.name.clone(), h.content.clone()))
-        .collect()
 }
