@@ -119,15 +119,8 @@ pub struct BuildArgs {
     /// (CI=true) when a cache repo is known, off elsewhere.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub cache: Option<bool>,
-    /// Local cache directory (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln).
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Registry repository for shared cache entries (default: $CI_REGISTRY_IMAGE/cache).
-    #[arg(long, value_name = "REF")]
-    pub cache_repo: Option<String>,
-    /// How old a cache entry may be (Go duration, e.g. 336h).
-    #[arg(long, default_value = "336h", value_name = "DURATION")]
-    pub cache_ttl: String,
+    #[command(flatten)]
+    pub cache_args: CacheArgs,
     /// Accepted for kaniko compatibility; COPY is always cached.
     #[arg(long, hide = true)]
     pub cache_copy_layers: bool,
@@ -140,6 +133,30 @@ pub struct BuildArgs {
     pub work_dir: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Where the cache lives, shared by `kiln build` and `kiln warm`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Local cache directory (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Registry repository for shared cache entries (default: $CI_REGISTRY_IMAGE/cache).
+    #[arg(long, value_name = "REF")]
+    pub cache_repo: Option<String>,
+    /// How old a cache entry may be (Go duration, e.g. 336h).
+    #[arg(long, default_value = "336h", value_name = "DURATION")]
+    pub cache_ttl: String,
+}
+
+impl CacheArgs {
+    fn dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
+    }
+
+    fn ttl_secs(&self) -> Result<u64> {
+        duration_secs(&self.cache_ttl, "--cache-ttl")
+    }
 }
 
 #[derive(Debug, Args)]
@@ -160,14 +177,8 @@ pub struct WarmArgs {
     pub target: Option<String>,
     #[arg(long, alias = "custom-platform", value_name = "OS/ARCH")]
     pub platform: Option<String>,
-    /// The cache dir to fill (default: $XDG_CACHE_HOME/kiln or ~/.cache/kiln).
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Registry cache repo to prefetch entries from (default: $CI_REGISTRY_IMAGE/cache).
-    #[arg(long, value_name = "REF")]
-    pub cache_repo: Option<String>,
-    #[arg(long, default_value = "336h", value_name = "DURATION")]
-    pub cache_ttl: String,
+    #[command(flatten)]
+    pub cache_args: CacheArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -183,7 +194,7 @@ impl WarmArgs {
             bail!("nothing to warm: give --image REF and/or --dockerfile PATH");
         }
         let cache_repo = match &self.dockerfile {
-            Some(_) => cache_repo(self.cache_repo.as_deref())?,
+            Some(_) => cache_repo(self.cache_args.cache_repo.as_deref())?,
             None => None,
         };
         Ok(BuildRequest {
@@ -201,9 +212,9 @@ impl WarmArgs {
             registry: self.registry.options(vec![])?,
             compression_level: 6,
             cache: true,
-            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            cache_dir: self.cache_args.dir(),
             cache_repo,
-            cache_ttl_secs: duration_secs(&self.cache_ttl, "--cache-ttl")?,
+            cache_ttl_secs: self.cache_args.ttl_secs()?,
             warm: true,
             warm_images: images,
             ..Default::default()
@@ -320,19 +331,14 @@ pub fn duration_secs(s: &str, flag: &str) -> Result<u64> {
 impl BuildArgs {
     /// (cache on?, cache dir, cache repo, ttl seconds).
     fn cache_settings(&self) -> Result<(bool, PathBuf, Option<Reference>, u64)> {
-        let repo = cache_repo(self.cache_repo.as_deref())?;
+        let repo = cache_repo(self.cache_args.cache_repo.as_deref())?;
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         let on = self.cache.unwrap_or(in_ci && repo.is_some());
         if self.cache_copy_layers {
             eprintln!("note: --cache-copy-layers is not needed: kiln always caches COPY");
         }
-        let dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
-        Ok((
-            on,
-            dir,
-            repo,
-            duration_secs(&self.cache_ttl, "--cache-ttl")?,
-        ))
+        let dir = self.cache_args.dir();
+        Ok((on, dir, repo, self.cache_args.ttl_secs()?))
     }
 
     pub fn request(&self) -> Result<BuildRequest> {

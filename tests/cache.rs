@@ -596,3 +596,37 @@ fn the_compression_is_part_of_the_key() {
     let err = build(&s, dir.path(), "zst2", &["--compression", "zstd"]);
     assert!(err.contains("cache: 3 hits, 0 misses"), "{err}");
 }
+
+#[test]
+fn a_refused_cross_repo_mount_falls_back_to_an_upload() {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = kiln::store::Store::open(dir.path()).unwrap();
+    let digest = store
+        .put_bytes(b"a blob the source repository does not have")
+        .unwrap();
+    let path = store.blob_path(&digest).unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let client = kiln::registry::Client::new(&kiln::registry::Options {
+        insecure: vec![reg.addr.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    let dest = kiln::image::Reference::parse(&format!("{}/mount/dest", reg.addr)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // The registry answers 202 (an upload session) when it cannot mount.
+        assert!(
+            !client
+                .mount_blob(&dest, &digest, "nowhere/source")
+                .await
+                .unwrap(),
+            "a refused mount is reported as such"
+        );
+        client.push_blob(&dest, &digest, size, &path).await.unwrap();
+        assert!(
+            client.blob_exists(&dest, &digest).await.unwrap(),
+            "the upload fallback put the blob there"
+        );
+    });
+}

@@ -703,7 +703,7 @@ impl<'a> Builder<'a> {
                                 if step.key.is_some() {
                                     self.misses += 1;
                                 }
-                                self.perform(idx, &mut stage, &step).await?
+                                self.perform(&mut stage, &step).await?
                             }
                         };
                         self.report
@@ -1087,7 +1087,7 @@ impl<'a> Builder<'a> {
                 self.history(stage, &ins.text, true);
             }
             Command::Healthcheck(h) => {
-                let hc = self.healthcheck(line, stage, h)?;
+                let hc = self.healthcheck(line, h)?;
                 stage.config.config.healthcheck = Some(hc);
                 self.history(stage, &ins.text, true);
             }
@@ -1125,7 +1125,7 @@ impl<'a> Builder<'a> {
         Ok(String::new())
     }
 
-    fn healthcheck(&self, line: usize, stage: &Stage, h: &HealthcheckArgs) -> Result<Healthcheck> {
+    fn healthcheck(&self, line: usize, h: &HealthcheckArgs) -> Result<Healthcheck> {
         let Some(cmd) = &h.cmd else {
             return Ok(Healthcheck {
                 test: Some(vec!["NONE".into()]),
@@ -1151,7 +1151,6 @@ impl<'a> Builder<'a> {
             }
             Form::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
         };
-        let _ = stage;
         Ok(Healthcheck {
             test: Some(test),
             interval: dur("interval", &h.interval)?,
@@ -1491,12 +1490,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Do a planned step that missed the cache, and record the result in the cache.
-    async fn perform(
-        &mut self,
-        _idx: usize,
-        stage: &mut Stage,
-        step: &LayerStep,
-    ) -> Result<String> {
+    async fn perform(&mut self, stage: &mut Stage, step: &LayerStep) -> Result<String> {
         let line = step.ins.line;
         let built = match &step.prep {
             Prepared::Copy { spec, chown, from } => {

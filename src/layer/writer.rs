@@ -205,23 +205,23 @@ impl LayerWriter {
 
     /// A whiteout: `<dir>/.wh.<name>` hides `<dir>/<name>` of lower layers.
     pub fn whiteout(&mut self, path: &str) -> io::Result<()> {
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((d, n)) => (format!("{d}/"), n),
-            None => (String::new(), path),
-        };
-        let m = Meta {
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-        };
-        let mut h = Self::header(tar::EntryType::Regular, &m, 0);
-        self.tar
-            .append_data(&mut h, format!("{dir}.wh.{name}"), io::empty())
+        match path.rsplit_once('/') {
+            Some((d, n)) => self.marker(&format!("{d}/.wh.{n}")),
+            None => self.marker(&format!(".wh.{path}")),
+        }
     }
 
     /// An opaque marker: lower-layer content of directory `dir` is hidden.
     pub fn opaque(&mut self, dir: &str) -> io::Result<()> {
+        if dir.is_empty() {
+            self.marker(".wh..wh..opq")
+        } else {
+            self.marker(&format!("{dir}/.wh..wh..opq"))
+        }
+    }
+
+    /// An empty entry with fixed metadata: the form of whiteouts and opaque markers.
+    fn marker(&mut self, path: &str) -> io::Result<()> {
         let m = Meta {
             mode: 0o644,
             uid: 0,
@@ -229,12 +229,7 @@ impl LayerWriter {
             mtime: 0,
         };
         let mut h = Self::header(tar::EntryType::Regular, &m, 0);
-        let p = if dir.is_empty() {
-            ".wh..wh..opq".to_string()
-        } else {
-            format!("{dir}/.wh..wh..opq")
-        };
-        self.tar.append_data(&mut h, p, io::empty())
+        self.tar.append_data(&mut h, path, io::empty())
     }
 
     /// A character or block device, or a FIFO.
