@@ -23,6 +23,9 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
+    if let Some(code) = rootless_reexec(&cli) {
+        return code;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,6 +41,43 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A non-root `kiln build` that may run steps re-executes itself inside a user
+/// namespace with the user's /etc/subuid and /etc/subgid ranges (see
+/// `kiln::exec::userns`), before any thread starts. `None`: go on in this process.
+fn rootless_reexec(cli: &Cli) -> Option<ExitCode> {
+    use kiln::exec::{userns, Isolation};
+    let Cmd::Build(args) = &cli.command else {
+        return None;
+    };
+    if nix::unistd::Uid::effective().is_root()
+        || std::env::var_os(userns::ENV).is_some()
+        || !matches!(args.isolation, Isolation::Auto | Isolation::Rootless)
+    {
+        return None;
+    }
+    let (maps, newuidmap, newgidmap) = match userns::plan() {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::debug!("rootless RUN maps only your uid: {why}");
+            return None;
+        }
+    };
+    match userns::reexec(
+        &maps,
+        &newuidmap,
+        &newgidmap,
+        std::env::args_os().skip(1).collect(),
+    ) {
+        Ok(code) => Some(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+        Err(e) => {
+            tracing::warn!(
+                "cannot use your subordinate ids ({e}); rootless RUN steps can only run as root"
+            );
+            None
         }
     }
 }

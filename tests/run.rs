@@ -427,46 +427,56 @@ fn two_builds_in_one_sandboxed_job_and_nothing_written_outside_the_work_dir() {
     );
 }
 
+/// A world-accessible directory for uid 65534 (nobody) holding a copy of kiln and a
+/// context with `files` (busybox included); kiln's work dir and outputs go there too.
+fn nobody_workspace(files: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let bin = d.path().join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
+    std::fs::set_permissions(&bin, PermissionsExt::from_mode(0o755)).unwrap();
+    let ctx = d.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::set_permissions(&ctx, PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::set_permissions(ctx.join("busybox"), PermissionsExt::from_mode(0o755)).unwrap();
+    for (name, text) in files {
+        std::fs::write(ctx.join(name), text).unwrap();
+        std::fs::set_permissions(ctx.join(name), PermissionsExt::from_mode(0o644)).unwrap();
+    }
+    (d, bin)
+}
+
+/// `kiln build` of the workspace's context as uid 65534, writing an OCI layout;
+/// `wrap` is a command line the setpriv call is appended to.
+fn build_as_nobody(d: &Path, bin: &Path, wrap: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(wrap.first().copied().unwrap_or("setpriv"));
+    if !wrap.is_empty() {
+        cmd.args(&wrap[1..]).arg("setpriv");
+    }
+    run(cmd
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(bin)
+        .args(["build", "--context"])
+        .arg(d.join("ctx"))
+        .arg("--oci-layout-path")
+        .arg(d.join("oci"))
+        .arg("--work-dir")
+        .arg(d)
+        .env("HOME", d))
+}
+
 #[test]
 fn rootless_mode_as_a_non_root_user() {
     if !is_root() || !Path::new("/usr/bin/setpriv").exists() {
         return;
     }
-    // A world-accessible place for the unprivileged user: binary, context, outputs.
-    let d = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        d.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let bin = d.path().join("kiln");
-    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
-    let ctx = d.path().join("ctx");
-    std::fs::create_dir(&ctx).unwrap();
-    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
+    let (d, bin) = nobody_workspace(&[(
+        "Dockerfile",
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir /made && /bin/busybox id > /made/id && /bin/busybox echo $$ > /made/pid\"]\n",
-    )
-    .unwrap();
-    for p in [&ctx, &ctx.join("busybox"), &ctx.join("Dockerfile"), &bin] {
-        let mode = if p.is_dir() || p == &bin || p.ends_with("busybox") {
-            0o755
-        } else {
-            0o644
-        };
-        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
-    }
-    let out = run(Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(&bin)
-        .args(["build", "--context"])
-        .arg(&ctx)
-        .arg("--oci-layout-path")
-        .arg(d.path().join("oci"))
-        .arg("--work-dir")
-        .arg(d.path())
-        .env("HOME", d.path()));
+    )]);
+    let out = build_as_nobody(d.path(), &bin, &[]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -493,4 +503,100 @@ fn rootless_mode_as_a_non_root_user() {
         (0, 0),
         "files the step created belong to root in the image, not to uid 65534"
     );
+}
+
+/// With /etc/subuid and /etc/subgid ranges (bind-mounted over the real files in a
+/// private mount namespace, so the machine's are not touched) and newuidmap, a
+/// rootless build has real users: USER switching, chown, COPY --chown owners that
+/// a USER step can write to, and owners beyond the ranges kept as the image says.
+#[test]
+fn rootless_with_subordinate_ids_runs_steps_as_other_users() {
+    if !is_root()
+        || !Path::new("/usr/bin/setpriv").exists()
+        || !Path::new("/usr/bin/newuidmap").exists()
+    {
+        return;
+    }
+    let bb = "/bin/busybox";
+    let (d, bin) = nobody_workspace(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM scratch\n\
+                 COPY busybox {bb}\n\
+                 COPY passwd group /etc/\n\
+                 COPY --chown=1000:1000 notes /home/user/notes\n\
+                 COPY --chown=70000:70000 far /far\n\
+                 RUN [\"{bb}\", \"sh\", \"-c\", \"{bb} mkdir /srv && {bb} chown 1000:100 /srv && {bb} echo more >> /far\"]\n\
+                 USER user\n\
+                 RUN [\"{bb}\", \"sh\", \"-c\", \"{bb} id > /srv/id && {bb} echo appended >> /home/user/notes && {bb} touch /home/user/made\"]\n\
+                 USER root\n\
+                 RUN [\"{bb}\", \"chown\", \"-R\", \"2000:2000\", \"/home/user/made\"]\n"
+            ),
+        ),
+        ("passwd", "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n"),
+        ("group", "root:x:0:\nusers:x:100:user\nuser:x:1000:\n"),
+        ("notes", "first\n"),
+        ("far", "far\n"),
+    ]);
+    let sub = d.path().join("subids");
+    std::fs::write(&sub, "nobody:200000:65536\n").unwrap();
+    let script = format!(
+        "mount --bind {0} /etc/subuid && mount --bind {0} /etc/subgid && exec \"$@\"",
+        sub.display()
+    );
+    let out = build_as_nobody(
+        d.path(),
+        &bin,
+        &["unshare", "-m", "sh", "-c", &script, "sh"],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("RUN isolation: rootless (uids 0-65536, gids 0-65536"),
+        "the user's ranges are used and said:\n{err}"
+    );
+    let root = unpack(
+        &format!("oci:{}:latest", d.path().join("oci").display()),
+        &d.path().join("check"),
+    );
+    let owner = |p: &str| {
+        let m = std::fs::symlink_metadata(root.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    let id = std::fs::read_to_string(root.join("srv/id")).unwrap();
+    assert!(
+        id.starts_with("uid=1000(user) gid=1000(user) groups=100(users),1000(user)")
+            || id.starts_with("uid=1000(user) gid=1000(user) groups=1000(user),100(users)"),
+        "USER user ran as uid 1000 with its groups: {id}"
+    );
+    assert_eq!(owner("srv"), (1000, 100), "chown by root in a step");
+    assert_eq!(owner("srv/id"), (1000, 1000), "created by USER user");
+    assert_eq!(
+        std::fs::read_to_string(root.join("home/user/notes")).unwrap(),
+        "first\nappended\n",
+        "USER user could write the file COPY --chown gave it"
+    );
+    assert_eq!(owner("home/user/notes"), (1000, 1000));
+    assert_eq!(
+        owner("home/user/made"),
+        (2000, 2000),
+        "chown -R to another mapped id"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("far")).unwrap(),
+        "far\nmore\n"
+    );
+    assert_eq!(
+        owner("far"),
+        (70000, 70000),
+        "an owner beyond the ranges keeps the image's ids"
+    );
+    // The work dir held files owned by subordinate ids; kiln removed it.
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-"))
+        .collect();
+    assert!(left.is_empty(), "work dir left behind: {left:?}");
 }

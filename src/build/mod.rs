@@ -1582,7 +1582,12 @@ impl<'a> Builder<'a> {
             (crate::exec::Isolation::Auto, _) => " (auto)",
             _ => "",
         };
-        self.report.line(&format!("RUN isolation: {m}{why}"));
+        match crate::exec::userns::inside() {
+            Some(maps) => self
+                .report
+                .line(&format!("RUN isolation: rootless ({maps}; {m} inside)")),
+            None => self.report.line(&format!("RUN isolation: {m}{why}")),
+        }
         self.mode = Some(m);
         Ok(m)
     }

@@ -13,12 +13,16 @@
 //!   copied in and restored afterwards. There is no `/proc`: tools that read it
 //!   (`ps`, `top`, some `/proc/self/...` users, some JVM and Node setups) fail.
 //!   The step runs in its own session and its process group is killed when it ends.
-//! - **rootless** (not root): a user namespace mapping the caller's uid and gid to 0,
-//!   plus mount and PID namespaces as above. Only uid 0 exists inside, so a USER other
-//!   than root is refused in this mode.
+//! - **rootless** (not root): with `/etc/subuid`/`/etc/subgid` ranges and
+//!   `newuidmap`, kiln re-executes itself in a user namespace holding them (see
+//!   [`userns`]) and runs steps as in `namespaces` from there. Without ranges, a user
+//!   namespace mapping only the caller's uid and gid to 0, plus mount and PID
+//!   namespaces; only uid 0 exists inside, so a USER other than root is refused.
 //!
 //! The step sees only the environment it is given: kiln's own environment
 //! (`CI_JOB_TOKEN` and the rest) is never passed on.
+
+pub mod userns;
 
 use std::ffi::CString;
 use std::io::{self, BufRead, BufReader};
@@ -58,6 +62,12 @@ impl std::fmt::Display for Mode {
 /// Pick the isolation mode, probing what the kernel and seccomp profile allow.
 pub fn choose(want: Isolation) -> Result<Mode, String> {
     let root = nix::unistd::Uid::effective().is_root();
+    // Re-executed in a user namespace with the user's ranges (see `userns`): kiln is
+    // root there, and rootless means whatever works as that root.
+    let want = match want {
+        Isolation::Rootless if userns::inside().is_some() => Isolation::Auto,
+        w => w,
+    };
     match want {
         Isolation::Auto if root => Ok(if probe(Mode::Namespaces) {
             Mode::Namespaces
@@ -488,7 +498,13 @@ pub fn run(
     if mode == Mode::Rootless && spec.uid != 0 {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("rootless isolation maps only root; USER uid {} cannot run here (run as root in CI, or use USER root for this step)", spec.uid),
+            format!(
+                "rootless isolation maps only root here; USER uid {} needs subordinate ids: {}",
+                spec.uid,
+                userns::plan()
+                    .err()
+                    .unwrap_or_else(|| "run kiln build again so it can use them".into())
+            ),
         ));
     }
     let cwd_rel =

@@ -92,11 +92,12 @@ impl Rootfs {
         let privileged = self.privileged;
         let recorded = &self.recorded;
         let owner = |p: &str, uid: u32, gid: u32| -> (u32, u32) {
-            if privileged {
-                return (uid, gid);
-            }
             match recorded.get(p) {
+                // Privileged, the record holds only ids the namespace cannot map; a
+                // step that chowned such a file changed its owner on disk.
+                Some(_) if privileged && uid != me => (uid, gid),
                 Some(m) => (m.uid, m.gid),
+                None if privileged => (uid, gid),
                 // Unprivileged (user namespace): our own uid is root inside.
                 None if uid == me => (0, 0),
                 None => (uid, gid),

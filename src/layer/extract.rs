@@ -159,14 +159,23 @@ pub fn extract(
 
         let is_symlink = kind == tar::EntryType::Symlink;
         if privileged {
-            nix::unistd::fchownat(
+            match nix::unistd::fchownat(
                 nix::fcntl::AT_FDCWD,
                 &target,
                 Some(Uid::from_raw(meta.uid)),
                 Some(Gid::from_raw(meta.gid)),
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(io::Error::from)?;
+            ) {
+                Ok(()) => {
+                    recorded.remove(&rel);
+                }
+                // Root of a user namespace that does not map this id: keep the
+                // image's owner on record instead.
+                Err(nix::errno::Errno::EINVAL) => {
+                    recorded.insert(rel.clone(), meta);
+                }
+                Err(e) => return Err(io::Error::from(e)),
+            }
         } else {
             recorded.insert(rel.clone(), meta);
         }
