@@ -101,6 +101,9 @@ WORKDIR /home/app
 RUN id > id-app.txt; touch mine; echo "$HOME" > home.txt
 USER root
 RUN [ -c /dev/null ] && echo ok > /devnull-ok; cat /etc/resolv.conf > /dev/null
+COPY --chown=1000:1000 --chmod=0640 tree /opt/tree/
+COPY one.txt /home/app/
+RUN cat /opt/tree/sub/b.txt /home/app/one.txt > /copied-seen
 RUN find / -xdev -path /proc -prune -o -path /dev -prune -o -path /sys -prune -o -path /listing.txt -prune -o -path /etc/resolv.conf -prune -o -path /etc/hosts -prune -o -print | grep -v '^/$' | while read -r p; do \
       if [ -L "$p" ]; then echo "$p|symbolic link|$(stat -c '%a|%u|%g' "$p")|$(readlink "$p")"; \
       elif [ -d "$p" ]; then echo "$p|directory|$(stat -c '%a|%u|%g' "$p")|"; \
@@ -112,10 +115,15 @@ RUN find / -xdev -path /proc -prune -o -path /dev -prune -o -path /sys -prune -o
 fn snapshot_build(sandboxed: bool, isolation: &str, expect_mode: &str) {
     let reg = Registry::start();
     push_busybox_base(&reg, "base/busybox");
-    let ctx = context(&[(
-        "Dockerfile",
-        &SNAPSHOT_DOCKERFILE.replace("{REG}", &reg.addr),
-    )]);
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &SNAPSHOT_DOCKERFILE.replace("{REG}", &reg.addr),
+        ),
+        ("tree/a.txt", "a\n"),
+        ("tree/sub/b.txt", "bb\n"),
+        ("one.txt", "one\n"),
+    ]);
     let dest = format!("{}/run/app:1", reg.addr);
     let mut cmd = kiln();
     cmd.args([
@@ -247,6 +255,18 @@ fn snapshot_build(sandboxed: bool, isolation: &str, expect_mode: &str) {
             && !root.join("etc/resolv.conf").exists()
             && !root.join("etc/hosts").exists(),
         "injected files must not reach a layer"
+    );
+    // COPY between RUNs: written into the rootfs as its layer was built, so the
+    // next RUN saw the files, with --chown/--chmod, as the image has them.
+    assert_eq!(
+        std::fs::read_to_string(root.join("copied-seen")).unwrap(),
+        "bb\none\n"
+    );
+    let b = std::fs::metadata(root.join("opt/tree/sub/b.txt")).unwrap();
+    assert_eq!((b.uid(), b.gid(), b.mode() & 0o7777), (1000, 1000, 0o640));
+    assert!(
+        err.contains("COPY one.txt /home/app/"),
+        "the step lines: {err}"
     );
     // The tree umoci unpacked is the tree the last RUN saw.
     let seen = parse_listing(&std::fs::read_to_string(root.join("listing.txt")).unwrap());

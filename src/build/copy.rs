@@ -182,12 +182,16 @@ fn is_archive(path: &Path) -> bool {
 }
 
 /// Build the layer for one COPY/ADD into the stage whose rootfs is `dst`.
+/// Build the layer of a COPY/ADD into `dst`. With `apply`, the same tar stream is
+/// also extracted onto `dst` while the layer is written (one read of the sources,
+/// no decompression afterwards), and the layer counts as applied.
 pub fn copy_layer(
     store: &Store,
     codec: crate::layer::Codec,
     src: &Source,
     spec: &CopySpec,
-    dst: &Rootfs,
+    dst: &mut Rootfs,
+    apply: bool,
 ) -> io::Result<BuiltLayer> {
     let kw = if spec.is_add { "ADD" } else { "COPY" };
     let mut found = Vec::new();
@@ -306,7 +310,43 @@ pub fn copy_layer(
     }
 
     let mut w = LayerWriter::new(store, codec)?;
-    for (path, item) in &items {
+    if !apply {
+        write_items(&mut w, &items, archives, spec)?;
+        return w.finish();
+    }
+    let (tx, rx) = crate::layer::tee::channel();
+    w.tee(tx);
+    std::thread::scope(|s| {
+        let extracting = s.spawn(move || dst.apply_stream(rx));
+        let built = match write_items(&mut w, &items, archives, spec) {
+            Ok(()) => w.finish(),
+            Err(e) => {
+                drop(w); // ends the stream, so the extraction can stop
+                Err(e)
+            }
+        };
+        let applied = extracting
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("extraction thread panicked")));
+        match (built, applied) {
+            (Ok(b), Ok(())) => Ok(b),
+            // The extraction's own error says more than the broken pipe it caused.
+            (_, Err(e)) => Err(io::Error::new(
+                e.kind(),
+                format!("cannot write the copied files into the stage's filesystem: {e}"),
+            )),
+            (Err(e), Ok(())) => Err(e),
+        }
+    })
+}
+
+fn write_items(
+    w: &mut LayerWriter,
+    items: &BTreeMap<String, Item>,
+    archives: Vec<(PathBuf, String)>,
+    spec: &CopySpec,
+) -> io::Result<()> {
+    for (path, item) in items {
         match &item.content {
             Content::Dir => w.dir(path, &item.meta)?,
             Content::File { path: host, size } => {
@@ -323,9 +363,9 @@ pub fn copy_layer(
         }
     }
     for (archive, dest) in archives {
-        unpack_into(&mut w, &archive, &dest, spec)?;
+        unpack_into(w, &archive, &dest, spec)?;
     }
-    w.finish()
+    Ok(())
 }
 
 fn ensure_dir(

@@ -124,6 +124,8 @@ struct Builder<'a> {
     used_args: std::collections::HashSet<String>,
     images: HashMap<String, Stage>,
     rootfs_seq: usize,
+    /// The stage the build is for (other stages are built because it needs them).
+    target: Option<usize>,
     /// The isolation mode, chosen at the first RUN.
     mode: Option<crate::exec::Mode>,
     /// The label of the step being executed, for prefixing its output.
@@ -250,6 +252,7 @@ fn new_builder<'a>(
         used_args: Default::default(),
         images: HashMap::new(),
         rootfs_seq: 0,
+        target: None,
         mode: None,
         current_label: String::new(),
         local_cache: None,
@@ -284,6 +287,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     let (mut b, work) = new_builder(req, report)?;
     b.plan()?;
     let target = b.target_index()?;
+    b.target = Some(target);
     b.build_stage(target).await?;
     let unused: Vec<&str> = req
         .build_args
@@ -675,8 +679,19 @@ impl<'a> Builder<'a> {
                 .collect();
             let mut hits = self.lookup(&keys).await;
 
-            // 3. Execute in order: hits need no filesystem, misses build.
-            for p in planned {
+            // 3. Execute in order: hits need no filesystem, misses build. A COPY
+            //    writes its files into the rootfs as it builds its layer when a later
+            //    miss here, or another stage (this one is not the target), needs it.
+            let will_build: Vec<bool> = planned
+                .iter()
+                .map(|p| match p {
+                    Planned::Layer(l) => l.key.as_ref().is_none_or(|k| !hits.contains_key(k)),
+                    Planned::Meta { .. } => false,
+                })
+                .collect();
+            let feeds_others = self.target != Some(idx);
+            for (i, p) in planned.into_iter().enumerate() {
+                let fs_needed_later = feeds_others || will_build[i + 1..].iter().any(|b| *b);
                 match p {
                     Planned::Meta {
                         label,
@@ -703,7 +718,7 @@ impl<'a> Builder<'a> {
                                 if step.key.is_some() {
                                     self.misses += 1;
                                 }
-                                self.perform(&mut stage, &step).await?
+                                self.perform(&mut stage, &step, fs_needed_later).await?
                             }
                         };
                         self.report
@@ -1276,6 +1291,8 @@ impl<'a> Builder<'a> {
     }
 
     /// Build a planned COPY/ADD: the layer, from the rootfs as it is at this step.
+    /// With `apply`, the copied files are also written into the rootfs as the layer
+    /// is built (a later step needs the filesystem).
     async fn perform_copy(
         &mut self,
         stage: &mut Stage,
@@ -1283,6 +1300,7 @@ impl<'a> Builder<'a> {
         spec: &copy::CopySpec,
         chown: &Option<String>,
         from: &Option<SourceKey>,
+        apply: bool,
     ) -> Result<Option<crate::layer::BuiltLayer>> {
         self.materialize(stage).await?;
         let mut spec = spec.clone();
@@ -1297,7 +1315,7 @@ impl<'a> Builder<'a> {
         let level = self.codec();
         let context = self.req.context.clone();
         let ignore = self.ignore.clone();
-        let dst = stage
+        let mut dst = stage
             .rootfs
             .take()
             .ok_or_else(|| anyhow!("rootfs missing"))?;
@@ -1313,7 +1331,7 @@ impl<'a> Builder<'a> {
                     ignore: &ignore,
                 },
             };
-            let out = copy::copy_layer(&store, level, &src, &spec, &dst);
+            let out = copy::copy_layer(&store, level, &src, &spec, &mut dst, apply);
             (out, dst, src_rootfs)
         })
         .await?;
@@ -1490,11 +1508,18 @@ impl<'a> Builder<'a> {
     }
 
     /// Do a planned step that missed the cache, and record the result in the cache.
-    async fn perform(&mut self, stage: &mut Stage, step: &LayerStep) -> Result<String> {
+    /// `fs_needed_later`: a later step will need this stage's filesystem.
+    async fn perform(
+        &mut self,
+        stage: &mut Stage,
+        step: &LayerStep,
+        fs_needed_later: bool,
+    ) -> Result<String> {
         let line = step.ins.line;
         let built = match &step.prep {
             Prepared::Copy { spec, chown, from } => {
-                self.perform_copy(stage, line, spec, chown, from).await?
+                self.perform_copy(stage, line, spec, chown, from, fs_needed_later)
+                    .await?
             }
             Prepared::Run {
                 argv,

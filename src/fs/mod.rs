@@ -48,9 +48,16 @@ impl Rootfs {
 
     /// Apply one layer blob (any supported compression).
     pub fn apply(&mut self, blob: &Path) -> io::Result<()> {
-        let tar = open_tar(blob)?;
+        self.apply_stream(open_tar(blob)?)
+    }
+
+    /// Apply one layer from its uncompressed tar stream, read to the end.
+    pub fn apply_stream(&mut self, mut tar: impl io::Read) -> io::Result<()> {
         self.baseline = None;
-        let stats = extract::extract(tar, &self.dir, self.privileged, &mut self.recorded)?;
+        let stats = extract::extract(&mut tar, &self.dir, self.privileged, &mut self.recorded)?;
+        // The archive's end-of-archive padding: drain it so a writer feeding this
+        // stream never finds the reader gone.
+        io::copy(&mut tar, &mut io::sink())?;
         if stats.skipped_devices > 0 {
             tracing::warn!(
                 "{} device node(s) skipped: not permitted here",

@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod pgzip;
+pub mod tee;
 pub mod writer;
 
 pub use writer::{

@@ -11,6 +11,7 @@
 
 use crate::digest::HashWriter;
 use crate::layer::pgzip::ParGz;
+use crate::layer::tee::{ChunkSender, Tee};
 use crate::store::Store;
 use flate2::Compression;
 use std::io::{self, BufWriter, Read, Write};
@@ -120,7 +121,7 @@ pub struct BuiltLayer {
     pub media_type: String,
 }
 
-type Sink = HashWriter<Compressor<HashWriter<BufWriter<std::fs::File>>>>;
+type Sink = HashWriter<Tee<Compressor<HashWriter<BufWriter<std::fs::File>>>>>;
 
 pub struct LayerWriter {
     tar: tar::Builder<Sink>,
@@ -143,6 +144,12 @@ impl LayerWriter {
             tmp,
             store: store.clone(),
         })
+    }
+
+    /// Also send the uncompressed tar stream to `side` (see [`crate::layer::tee`]),
+    /// from the next entry on; the stream ends when the layer is finished or dropped.
+    pub fn tee(&mut self, side: ChunkSender) {
+        self.tar.get_mut().get_mut().side = Some(side);
     }
 
     fn header(kind: tar::EntryType, m: &Meta, size: u64) -> tar::Header {
@@ -283,13 +290,19 @@ fn open_sink(store: &Store, codec: Codec) -> io::Result<(Sink, NamedTempFile)> {
     let tmp = store.temp()?;
     let file = tmp.as_file().try_clone()?;
     let compressed = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
-    Ok((HashWriter::new(Compressor::new(compressed, codec)?), tmp))
+    Ok((
+        HashWriter::new(Tee {
+            inner: Compressor::new(compressed, codec)?,
+            side: None,
+        }),
+        tmp,
+    ))
 }
 
 /// Close the pipeline and move the blob into the store under its digest.
 fn seal(sink: Sink, tmp: NamedTempFile, store: &Store, codec: Codec) -> io::Result<BuiltLayer> {
-    let (gz, diff_id, uncompressed_size) = sink.finish();
-    let (mut buf, digest, size) = gz.finish()?.finish();
+    let (tee, diff_id, uncompressed_size) = sink.finish();
+    let (mut buf, digest, size) = tee.finish()?.finish()?.finish();
     buf.flush()?;
     drop(buf);
     store.commit(tmp, &digest)?;
