@@ -43,6 +43,11 @@ pub fn extract(
     let mut stats = ExtractStats::default();
     let mut this_layer: HashSet<String> = HashSet::new();
     let mut dir_times: Vec<(String, u64)> = Vec::new();
+    // Resolved parent directories (raw parent path -> path inside the root), known
+    // to exist as real directories. Entries come parents-first, so most lookups
+    // hit. Anything that can change how a path resolves (a symlink, a whiteout, a
+    // replaced entry) clears it.
+    let mut parents: HashMap<String, String> = HashMap::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let raw = entry.path()?.to_string_lossy().into_owned();
@@ -53,7 +58,16 @@ pub fn extract(
         let Some((name, parent)) = parts.split_last() else {
             continue; // the root itself
         };
-        let parent_rel = resolve(root, &parent.join("/"), true, Confine::Clamp).map_err(to_io)?;
+        let parent_raw = parent.join("/");
+        let parent_rel = match parents.get(&parent_raw) {
+            Some(r) => r.clone(),
+            None => {
+                let r = resolve(root, &parent_raw, true, Confine::Clamp).map_err(to_io)?;
+                fs::create_dir_all(host_path(root, &r))?;
+                parents.insert(parent_raw, r.clone());
+                r
+            }
+        };
         let parent_host = host_path(root, &parent_rel);
         let rel = if parent_rel.is_empty() {
             name.to_string()
@@ -61,6 +75,9 @@ pub fn extract(
             format!("{parent_rel}/{name}")
         };
 
+        if name.starts_with(".wh.") {
+            parents.clear();
+        }
         if *name == ".wh..wh..opq" {
             if let Ok(rd) = fs::read_dir(&parent_host) {
                 for child in rd {
@@ -85,7 +102,6 @@ pub fn extract(
             continue;
         }
 
-        fs::create_dir_all(&parent_host)?;
         let target = parent_host.join(name);
         let header = entry.header().clone();
         let meta = Meta {
@@ -97,20 +113,34 @@ pub fn extract(
         };
         let existing = fs::symlink_metadata(&target).ok();
         let kind = header.entry_type();
+        // Replacing anything but a directory by a directory can change how later
+        // paths resolve.
+        let keeps_dir =
+            kind == tar::EntryType::Directory && existing.as_ref().is_none_or(|m| m.is_dir());
+        if kind == tar::EntryType::Symlink || (existing.is_some() && !keeps_dir) {
+            parents.clear();
+        }
+        let clear = |target: &Path| -> io::Result<()> {
+            match &existing {
+                None => Ok(()),
+                Some(m) if m.is_dir() => fs::remove_dir_all(target),
+                Some(_) => fs::remove_file(target),
+            }
+        };
         match kind {
             tar::EntryType::Directory => {
                 if !existing.as_ref().is_some_and(|m| m.is_dir()) {
-                    remove_any(&target)?;
+                    clear(&target)?;
                     fs::create_dir(&target)?;
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                remove_any(&target)?;
+                clear(&target)?;
                 let mut f = fs::File::create(&target)?;
                 io::copy(&mut entry, &mut f)?;
             }
             tar::EntryType::Symlink => {
-                remove_any(&target)?;
+                clear(&target)?;
                 let link = entry
                     .link_name()?
                     .ok_or_else(|| bad(format!("symlink {raw:?} has no target")))?;
@@ -359,6 +389,31 @@ mod tests {
         );
         let dotdot = tar_of(&[("../x", Regular, "x")]);
         assert!(extract(&dotdot[..], root, false, &mut HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_symlink_is_resolved_again() {
+        use tar::EntryType::*;
+        let outside = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        // "a" is resolved (and remembered) as a directory for "a/x", then replaced by
+        // a symlink out of the root: "a/y" must not follow it out.
+        let evil = tar_of(&[
+            ("a/", Directory, ""),
+            ("a/x", Regular, "x"),
+            ("a", Symlink, outside.path().to_str().unwrap()),
+            ("a/y", Regular, "y"),
+        ]);
+        extract(&evil[..], root, false, &mut HashMap::new()).unwrap();
+        assert!(
+            !outside.path().join("y").exists(),
+            "wrote through the symlink"
+        );
+        assert!(root
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("y")
+            .exists());
     }
 
     #[test]
