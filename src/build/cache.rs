@@ -274,29 +274,30 @@ impl FileDigests {
         Ok(())
     }
 
-    /// The sha256 of the file at `path`, from memory when its metadata is unchanged.
-    pub fn digest(&mut self, path: &std::path::Path, md: &std::fs::Metadata) -> io::Result<String> {
+    fn stat(md: &std::fs::Metadata) -> (u64, i64, i64, u64) {
         use std::os::unix::fs::MetadataExt;
-        let key = path.to_string_lossy().into_owned();
-        let stat = (
+        (
             md.size(),
             md.mtime() * 1_000_000_000 + md.mtime_nsec(),
             md.ctime() * 1_000_000_000 + md.ctime_nsec(),
             md.ino(),
+        )
+    }
+
+    /// The remembered sha256 of the file at `path`, when its metadata is unchanged.
+    pub fn cached(&self, path: &std::path::Path, md: &std::fs::Metadata) -> Option<String> {
+        let (size, mtime, ctime, ino, d) = self.entries.get(path.to_str()?)?;
+        ((*size, *mtime, *ctime, *ino) == Self::stat(md)).then(|| d.clone())
+    }
+
+    /// Remember the sha256 of the file at `path` with its metadata.
+    pub fn remember(&mut self, path: &std::path::Path, md: &std::fs::Metadata, digest: &str) {
+        let stat = Self::stat(md);
+        self.entries.insert(
+            path.to_string_lossy().into_owned(),
+            (stat.0, stat.1, stat.2, stat.3, digest.to_string()),
         );
-        if let Some((size, mtime, ctime, ino, d)) = self.entries.get(&key) {
-            if (*size, *mtime, *ctime, *ino) == stat {
-                return Ok(d.clone());
-            }
-        }
-        let (d, _) = crate::digest::sha256_reader(io::BufReader::with_capacity(
-            256 << 10,
-            std::fs::File::open(path)?,
-        ))?;
-        self.entries
-            .insert(key, (stat.0, stat.1, stat.2, stat.3, d.clone()));
         self.dirty = true;
-        Ok(d)
     }
 }
 
@@ -427,13 +428,14 @@ mod tests {
         let f = d.path().join("file");
         std::fs::write(&f, b"aaaa").unwrap();
         let mut digests = FileDigests::load(&store, d.path());
-        let first = digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap();
-        assert_eq!(first, sha256_bytes(b"aaaa"));
+        let first = sha256_bytes(b"aaaa");
+        assert_eq!(digests.cached(&f, &std::fs::metadata(&f).unwrap()), None);
+        digests.remember(&f, &std::fs::metadata(&f).unwrap(), &first);
         digests.save(&store, d.path()).unwrap();
-        let mut digests = FileDigests::load(&store, d.path());
+        let digests = FileDigests::load(&store, d.path());
         assert_eq!(
-            digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap(),
-            first,
+            digests.cached(&f, &std::fs::metadata(&f).unwrap()),
+            Some(first),
             "remembered across builds"
         );
         // Same size, mtime put back: ctime still moves, so the edit is seen.
@@ -450,8 +452,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            digests.digest(&f, &std::fs::metadata(&f).unwrap()).unwrap(),
-            sha256_bytes(b"bbbb")
+            digests.cached(&f, &std::fs::metadata(&f).unwrap()),
+            None,
+            "the edit is seen: the file is hashed again"
         );
     }
 

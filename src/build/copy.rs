@@ -542,6 +542,54 @@ fn unpack_into(w: &mut LayerWriter, archive: &Path, dest: &str, spec: &CopySpec)
 /// relative to the context, its type, its mode (after `--chmod`), and the sha256 of its
 /// content or its link target. mtimes and on-disk owners are left out (COPY writes
 /// 0:0 or `--chown`, which is part of the key by itself).
+/// The sha256 of each file, on every core: a cold build reads the whole context
+/// once for its cache keys, and one core cannot keep up with the disk cache.
+fn hash_files(files: &[(String, PathBuf, fs::Metadata, u32)]) -> io::Result<Vec<String>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let hash_one = |p: &Path| -> io::Result<String> {
+        Ok(crate::digest::sha256_reader(io::BufReader::with_capacity(
+            256 << 10,
+            fs::File::open(p)?,
+        ))?
+        .0)
+    };
+    let parts: Vec<io::Result<Vec<(usize, String)>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((_, path, _, _)) = files.get(i) else {
+                            return Ok(done);
+                        };
+                        done.push((i, hash_one(path)?));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
+            })
+            .collect()
+    });
+    let mut out = vec![String::new(); files.len()];
+    for part in parts {
+        for (i, d) in part? {
+            out[i] = d;
+        }
+    }
+    Ok(out)
+}
+
 pub fn context_digest(
     dir: &Path,
     ignore: &Ignore,
@@ -554,6 +602,7 @@ pub fn context_digest(
     let kw = if is_add { "ADD" } else { "COPY" };
     let src = Source::Context { dir, ignore };
     let mut entries: BTreeMap<String, String> = BTreeMap::new();
+    let mut to_hash: Vec<(String, PathBuf, fs::Metadata, u32)> = Vec::new();
     let mut describe = |rel: String, path: &Path, md: &fs::Metadata| -> io::Result<()> {
         let ft = md.file_type();
         let mode = if ft.is_symlink() {
@@ -566,17 +615,14 @@ pub fn context_digest(
         } else if ft.is_symlink() {
             format!("link:{}", fs::read_link(path)?.to_string_lossy())
         } else if ft.is_file() {
-            let d = match digests.as_deref_mut() {
-                Some(cache) => cache.digest(path, md)?,
+            match digests.as_deref().and_then(|c| c.cached(path, md)) {
+                Some(d) => format!("file:{d}"),
                 None => {
-                    crate::digest::sha256_reader(io::BufReader::with_capacity(
-                        256 << 10,
-                        fs::File::open(path)?,
-                    ))?
-                    .0
+                    // Hashed below, in parallel; the mode is filled in then.
+                    to_hash.push((rel, path.to_path_buf(), md.clone(), mode));
+                    return Ok(());
                 }
-            };
-            format!("file:{d}")
+            }
         } else {
             return Ok(());
         };
@@ -597,6 +643,13 @@ pub fn context_digest(
                 })?;
             }
         }
+    }
+    let hashed = hash_files(&to_hash)?;
+    for ((rel, path, md, mode), d) in to_hash.into_iter().zip(hashed) {
+        if let Some(cache) = digests.as_deref_mut() {
+            cache.remember(&path, &md, &d);
+        }
+        entries.insert(rel, format!("file:{d}:{mode:o}"));
     }
     let mut h = sha2::Sha256::new();
     for (path, what) in &entries {
