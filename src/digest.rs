@@ -65,6 +65,12 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+/// The sha256 of a file's content.
+pub fn sha256_file(path: &std::path::Path) -> io::Result<String> {
+    let f = std::fs::File::open(path)?;
+    Ok(sha256_reader(io::BufReader::with_capacity(1 << 20, f))?.0)
+}
+
 /// Hash a reader to the end: (digest, size).
 pub fn sha256_reader(mut r: impl io::Read) -> io::Result<(String, u64)> {
     let mut w = HashWriter::new(io::sink());

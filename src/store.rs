@@ -2,7 +2,7 @@
 //! (temporary file in the same directory tree, then rename), so a reader never sees
 //! a half-written blob and two builds can share one store.
 
-use crate::digest::{hex_of, sha256_bytes, sha256_reader};
+use crate::digest::{hex_of, sha256_bytes};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -76,9 +76,7 @@ impl Store {
 
     /// Re-hash a stored blob; a mismatch means it is corrupt.
     pub fn verify(&self, digest: &str) -> io::Result<bool> {
-        let f = fs::File::open(self.blob_path(digest)?)?;
-        let (d, _) = sha256_reader(io::BufReader::with_capacity(1 << 20, f))?;
-        Ok(d == digest)
+        Ok(crate::digest::sha256_file(&self.blob_path(digest)?)? == digest)
     }
 }
 

@@ -286,7 +286,7 @@ impl FileDigests {
 
     /// The remembered sha256 of the file at `path`, when its metadata is unchanged.
     pub fn cached(&self, path: &std::path::Path, md: &std::fs::Metadata) -> Option<String> {
-        let (size, mtime, ctime, ino, d) = self.entries.get(path.to_str()?)?;
+        let (size, mtime, ctime, ino, d) = self.entries.get(path.to_string_lossy().as_ref())?;
         ((*size, *mtime, *ctime, *ino) == Self::stat(md)).then(|| d.clone())
     }
 

@@ -181,7 +181,6 @@ fn is_archive(path: &Path) -> bool {
     head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
-/// Build the layer for one COPY/ADD into the stage whose rootfs is `dst`.
 /// Build the layer of a COPY/ADD into `dst`. With `apply`, the same tar stream is
 /// also extracted onto `dst` while the layer is written (one read of the sources,
 /// no decompression afterwards), and the layer counts as applied.
@@ -537,27 +536,15 @@ fn unpack_into(w: &mut LayerWriter, archive: &Path, dest: &str, spec: &CopySpec)
     Ok(())
 }
 
-/// The Merkle digest of COPY/ADD sources in the build context, for the cache key:
-/// for every selected entry (after `.dockerignore`), in sorted order, its path
-/// relative to the context, its type, its mode (after `--chmod`), and the sha256 of its
-/// content or its link target. mtimes and on-disk owners are left out (COPY writes
-/// 0:0 or `--chown`, which is part of the key by itself).
 /// The sha256 of each file, on every core: a cold build reads the whole context
 /// once for its cache keys, and one core cannot keep up with the disk cache.
-fn hash_files(files: &[(String, PathBuf, fs::Metadata, u32)]) -> io::Result<Vec<String>> {
+fn hash_files(files: &[&Path]) -> io::Result<Vec<String>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(files.len().max(1));
     let next = AtomicUsize::new(0);
-    let hash_one = |p: &Path| -> io::Result<String> {
-        Ok(crate::digest::sha256_reader(io::BufReader::with_capacity(
-            256 << 10,
-            fs::File::open(p)?,
-        ))?
-        .0)
-    };
     let parts: Vec<io::Result<Vec<(usize, String)>>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -565,10 +552,10 @@ fn hash_files(files: &[(String, PathBuf, fs::Metadata, u32)]) -> io::Result<Vec<
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((_, path, _, _)) = files.get(i) else {
+                        let Some(path) = files.get(i) else {
                             return Ok(done);
                         };
-                        done.push((i, hash_one(path)?));
+                        done.push((i, crate::digest::sha256_file(path)?));
                     }
                 })
             })
@@ -590,6 +577,11 @@ fn hash_files(files: &[(String, PathBuf, fs::Metadata, u32)]) -> io::Result<Vec<
     Ok(out)
 }
 
+/// The Merkle digest of COPY/ADD sources in the build context, for the cache key:
+/// for every selected entry (after `.dockerignore`), in sorted order, its path
+/// relative to the context, its type, its mode (after `--chmod`), and the sha256 of its
+/// content or its link target. mtimes and on-disk owners are left out (COPY writes
+/// 0:0 or `--chown`, which is part of the key by itself).
 pub fn context_digest(
     dir: &Path,
     ignore: &Ignore,
@@ -644,7 +636,8 @@ pub fn context_digest(
             }
         }
     }
-    let hashed = hash_files(&to_hash)?;
+    let paths: Vec<&Path> = to_hash.iter().map(|(_, p, _, _)| p.as_path()).collect();
+    let hashed = hash_files(&paths)?;
     for ((rel, path, md, mode), d) in to_hash.into_iter().zip(hashed) {
         if let Some(cache) = digests.as_deref_mut() {
             cache.remember(&path, &md, &d);

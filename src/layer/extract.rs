@@ -155,7 +155,7 @@ pub fn extract(
                     return Err(bad(format!("hardlink {raw:?} points outside the root")));
                 }
                 let src_rel = resolve(root, &link, false, Confine::Clamp).map_err(to_io)?;
-                remove_any(&target)?;
+                clear(&target)?;
                 fs::hard_link(host_path(root, &src_rel), &target)?;
                 if let Some(m) = recorded.get(&src_rel).copied() {
                     recorded.insert(rel.clone(), m);
@@ -174,7 +174,7 @@ pub fn extract(
                     header.device_major()?.unwrap_or(0) as u64,
                     header.device_minor()?.unwrap_or(0) as u64,
                 );
-                remove_any(&target)?;
+                clear(&target)?;
                 if let Err(e) = mknod(&target, sflag, Mode::from_bits_truncate(meta.mode), dev) {
                     tracing::warn!("skipping device node /{rel}: {e} (not permitted here)");
                     stats.skipped_devices += 1;
