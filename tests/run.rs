@@ -16,7 +16,7 @@ fn stderr(o: &std::process::Output) -> String {
 
 #[test]
 fn the_sandbox_is_what_a_gitlab_job_gets() {
-    if !is_root() {
+    if !need_root("the_sandbox_is_what_a_gitlab_job_gets") {
         return;
     }
     let out = run(gitlab_job(Command::new("sh").args([
@@ -293,7 +293,7 @@ fn snapshot_build(sandboxed: bool, isolation: &str, expect_mode: &str) {
 
 #[test]
 fn run_in_an_unprivileged_gitlab_job_uses_chroot_and_snapshots_correctly() {
-    if !is_root() {
+    if !need_root("run_in_an_unprivileged_gitlab_job_uses_chroot_and_snapshots_correctly") {
         return;
     }
     snapshot_build(true, "auto", "chroot");
@@ -301,7 +301,7 @@ fn run_in_an_unprivileged_gitlab_job_uses_chroot_and_snapshots_correctly() {
 
 #[test]
 fn run_with_namespaces_has_proc_and_is_pid_1() {
-    if !is_root() {
+    if !need_root("run_with_namespaces_has_proc_and_is_pid_1") {
         return;
     }
     snapshot_build(false, "namespaces", "namespaces");
@@ -416,7 +416,7 @@ fn copy_from_and_from_a_run_built_stage() {
 
 #[test]
 fn two_builds_in_one_sandboxed_job_and_nothing_written_outside_the_work_dir() {
-    if !is_root() {
+    if !need_root("two_builds_in_one_sandboxed_job_and_nothing_written_outside_the_work_dir") {
         return;
     }
     let reg = Registry::start();
@@ -489,7 +489,7 @@ fn build_as_nobody(d: &Path, bin: &Path, wrap: &[&str]) -> std::process::Output 
 
 #[test]
 fn rootless_mode_as_a_non_root_user() {
-    if !is_root() || !Path::new("/usr/bin/setpriv").exists() {
+    if !need_root("rootless_mode_as_a_non_root_user") {
         return;
     }
     let (d, bin) = nobody_workspace(&[(
@@ -531,10 +531,7 @@ fn rootless_mode_as_a_non_root_user() {
 /// a USER step can write to, and owners beyond the ranges kept as the image says.
 #[test]
 fn rootless_with_subordinate_ids_runs_steps_as_other_users() {
-    if !is_root()
-        || !Path::new("/usr/bin/setpriv").exists()
-        || !Path::new("/usr/bin/newuidmap").exists()
-    {
+    if !need_root("rootless_with_subordinate_ids_runs_steps_as_other_users") {
         return;
     }
     let bb = "/bin/busybox";

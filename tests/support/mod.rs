@@ -180,6 +180,32 @@ pub fn is_root() -> bool {
     check(Command::new("id").arg("-u")).trim() == "0"
 }
 
+/// Say that `test` cannot run here, for a reason outside the project (never a
+/// missing package: those are installed by `ci/test`). The line goes to stderr and
+/// to `$KILN_SKIP_LOG`, which `ci/test` lists and counts at the end.
+pub fn skip(test: &str, reason: &str) {
+    let line = format!("skipped: {test}: {reason}\n");
+    eprint!("{line}");
+    if let Some(log) = std::env::var_os("KILN_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(log) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// True when the test runs as root; otherwise records the skip.
+pub fn need_root(test: &str) -> bool {
+    let root = is_root();
+    if !root {
+        skip(
+            test,
+            "needs root (the unprivileged-job sandbox and namespaces are root's)",
+        );
+    }
+    root
+}
+
 /// Build a busybox base image with umoci and push it with skopeo to `reg/repo:latest`.
 /// It has /etc/passwd with root and `app` (1000), /etc/group with `app` and `staff` (50),
 /// and a directory /to-delete.
