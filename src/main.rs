@@ -9,6 +9,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // RUN steps may run with kiln's uid: without this they could ptrace kiln or
+    // read its memory and environment (credentials). Forks inherit it.
+    // SAFETY: prctl with constant arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -177,6 +177,10 @@ pub fn reexec(
         cmd.pre_exec(move || {
             libc::close(go_w_fd);
             libc::close(ready_r_fd);
+            // newuidmap checks that /proc/<pid> is ours: not so while kiln's
+            // non-dumpable flag, inherited by this fork, makes it root's. The
+            // re-executed kiln sets it again at its start.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             if libc::unshare(libc::CLONE_NEWUSER) != 0 {
                 return Err(io::Error::last_os_error());
             }

@@ -433,3 +433,43 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A world-accessible directory for uid 65534 (nobody) holding a copy of kiln and a
+/// context with `files` (busybox included); kiln's work dir and outputs go there too.
+pub fn nobody_workspace(files: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let bin = d.path().join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
+    std::fs::set_permissions(&bin, PermissionsExt::from_mode(0o755)).unwrap();
+    let ctx = d.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::set_permissions(&ctx, PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::set_permissions(ctx.join("busybox"), PermissionsExt::from_mode(0o755)).unwrap();
+    for (name, text) in files {
+        std::fs::write(ctx.join(name), text).unwrap();
+        std::fs::set_permissions(ctx.join(name), PermissionsExt::from_mode(0o644)).unwrap();
+    }
+    (d, bin)
+}
+
+/// `kiln build` of the workspace's context as uid 65534, writing an OCI layout;
+/// `wrap` is a command line the setpriv call is appended to.
+pub fn build_as_nobody(d: &Path, bin: &Path, wrap: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(wrap.first().copied().unwrap_or("setpriv"));
+    if !wrap.is_empty() {
+        cmd.args(&wrap[1..]).arg("setpriv");
+    }
+    run(cmd
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(bin)
+        .args(["build", "--context"])
+        .arg(d.join("ctx"))
+        .arg("--oci-layout-path")
+        .arg(d.join("oci"))
+        .arg("--work-dir")
+        .arg(d)
+        .env("HOME", d))
+}

@@ -1,0 +1,657 @@
+//! What runs between `fork` and `execve` of a RUN step.
+//!
+//! kiln is multithreaded, so the forked child may only make raw syscalls on
+//! buffers prepared before the fork: no allocation, no locks, no panics. Every
+//! string the child needs is in a [`ChildPlan`] built by the parent. A failure is
+//! reported to the parent as a `(stage, errno)` pair on a close-on-exec pipe; the
+//! parent turns it into a message.
+//!
+//! In `namespaces` and `rootless` mode the child unshares mount and PID namespaces
+//! (and a user namespace for single-uid rootless), forks once more so that the step
+//! is PID 1 there, and that PID 1 builds the step's view of the world before it
+//! `pivot_root`s into the stage root and detaches the old root:
+//!
+//! - the rootfs is a bind mount of itself with `nodev`: device nodes a step makes
+//!   with `mknod` cannot be opened;
+//! - a fresh `/proc` for the PID namespace, with Docker's read-only and masked paths;
+//! - `/dev` as Docker makes it: a `nodev` tmpfs with the standard character devices
+//!   bind-mounted from the host one by one, a private `devpts`, a `shm` tmpfs and the
+//!   `fd`/`stdin`/`stdout`/`stderr` links;
+//! - `/sys` read-only (a fresh sysfs, or the host's made read-only recursively);
+//! - the host's `resolv.conf` and `hosts`, bind-mounted read-only.
+//!
+//! In every mode the step's capability bounding set is Docker's default set, and in
+//! `chroot` mode without CAP_SYS_CHROOT, so a nested `chroot` cannot climb out of
+//! the stage root. The step gets only stdin (`/dev/null`), stdout and stderr; every
+//! other descriptor is closed on exec. It dies with kiln (`PR_SET_PDEATHSIG`).
+
+use std::ffi::{c_char, CString};
+
+use super::Mode;
+
+/// Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+/// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD,
+/// AUDIT_WRITE, SETFCAP.
+pub const DOCKER_CAPS: u64 = 0xa804_25fb;
+const CAP_SYS_CHROOT: u32 = 18;
+
+const PR_CAP_AMBIENT: libc::c_int = 47;
+const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Where the child stopped, for the parent's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stage {
+    Setup = 1,
+    Unshare,
+    IdMaps,
+    Fork,
+    BindRoot,
+    Proc,
+    Dev,
+    PivotRoot,
+    Workdir,
+    Capabilities,
+    Ids,
+    Exec,
+}
+
+impl Stage {
+    pub fn from_code(code: u32) -> Option<Stage> {
+        use Stage::*;
+        [
+            Setup,
+            Unshare,
+            IdMaps,
+            Fork,
+            BindRoot,
+            Proc,
+            Dev,
+            PivotRoot,
+            Workdir,
+            Capabilities,
+            Ids,
+            Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == code)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Setup => "setting up the step's process",
+            Stage::Unshare => "creating the step's namespaces",
+            Stage::IdMaps => "writing the user namespace's id maps",
+            Stage::Fork => "starting the step as PID 1",
+            Stage::BindRoot => "mounting the stage root",
+            Stage::Proc => "mounting /proc",
+            Stage::Dev => "making /dev",
+            Stage::PivotRoot => "entering the stage root",
+            Stage::Workdir => "changing to the WORKDIR",
+            Stage::Capabilities => "dropping capabilities",
+            Stage::Ids => "switching to the USER's ids",
+            Stage::Exec => "executing the command",
+        }
+    }
+}
+
+/// Paths inside the stage root (host paths, resolved by the confined resolver
+/// before the fork) and everything else the child needs.
+pub struct ChildPlan {
+    pub mode: Mode,
+    /// unshare flags; 0 in chroot mode.
+    pub ns_flags: libc::c_int,
+    pub uid_map: Vec<u8>,
+    pub gid_map: Vec<u8>,
+    pub root: CString,
+    pub proc_: CString,
+    pub dev: CString,
+    pub sys: CString,
+    /// (host source, target in the rootfs) for resolv.conf and hosts.
+    pub etc_binds: Vec<(CString, CString)>,
+    /// Proc paths made read-only, and masked files and directories.
+    pub proc_ro: Vec<CString>,
+    pub proc_mask_files: Vec<CString>,
+    pub proc_mask_dirs: Vec<CString>,
+    /// (host device, file in the new /dev) for each bind-mounted device.
+    pub devices: Vec<(CString, CString)>,
+    pub dev_pts: CString,
+    pub dev_shm: CString,
+    /// (link target, link path) in the new /dev.
+    pub dev_links: Vec<(CString, CString)>,
+    pub cwd: CString,
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    /// kiln's pid: the child dies with it.
+    pub parent: libc::pid_t,
+    /// The capabilities the step may keep.
+    pub caps: u64,
+}
+
+/// Descriptors the child uses.
+pub struct Fds {
+    pub stdin: libc::c_int,
+    pub output: libc::c_int,
+    pub error: libc::c_int,
+}
+
+/// Null-terminated pointer arrays over `CString`s, built before the fork.
+pub struct Ptrs {
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+}
+
+impl ChildPlan {
+    pub fn ptrs(&self) -> Ptrs {
+        let list = |v: &[CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        Ptrs {
+            argv: list(&self.argv),
+            envp: list(&self.envp),
+        }
+    }
+
+    pub fn caps_for(mode: Mode) -> u64 {
+        match mode {
+            Mode::Chroot => DOCKER_CAPS & !(1u64 << CAP_SYS_CHROOT),
+            Mode::Namespaces | Mode::Rootless => DOCKER_CAPS,
+        }
+    }
+}
+
+/// Report `stage` and the current errno to the parent, then exit.
+///
+/// # Safety
+/// Only write and _exit syscalls.
+unsafe fn fail(fds: &Fds, stage: Stage) -> ! {
+    // SAFETY: errno location is thread-local and valid; the buffer is on the stack.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let mut msg = [0u8; 8];
+        msg[..4].copy_from_slice(&(stage as u32).to_ne_bytes());
+        msg[4..].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(fds.error, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// Die with `parent` (SIGKILL when it exits). Credential changes clear this
+/// setting, so it is called again after each of them.
+///
+/// # Safety
+/// prctl and getppid only.
+unsafe fn die_with(parent: libc::pid_t) -> bool {
+    // SAFETY: plain syscalls.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == 0
+            && (parent == 0 || libc::getppid() == parent)
+    }
+}
+
+/// The child's whole life after `fork`. Never returns.
+///
+/// # Safety
+/// Must be called in a freshly forked child; it only makes raw syscalls on the
+/// plan's buffers.
+pub unsafe fn start(plan: &ChildPlan, ptrs: &Ptrs, fds: &Fds) -> ! {
+    // SAFETY: see the function's contract; every pointer comes from the plan.
+    unsafe {
+        if libc::setsid() < 0 || !die_with(plan.parent) {
+            fail(fds, Stage::Setup);
+        }
+        if libc::dup2(fds.stdin, 0) < 0
+            || libc::dup2(fds.output, 1) < 0
+            || libc::dup2(fds.output, 2) < 0
+        {
+            fail(fds, Stage::Setup);
+        }
+        // Nothing of kiln's but stdio reaches the step.
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
+            for fd in 3..65536 {
+                if fd != fds.error {
+                    libc::close(fd);
+                }
+            }
+        }
+        if plan.ns_flags != 0 {
+            enter_namespaces(plan, fds);
+            build_root(plan, fds);
+        } else {
+            if libc::chroot(plan.root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                fail(fds, Stage::PivotRoot);
+            }
+        }
+        if libc::chdir(plan.cwd.as_ptr()) != 0 {
+            fail(fds, Stage::Workdir);
+        }
+        for cap in 0..64u32 {
+            if plan.caps & (1u64 << cap) == 0
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+                && *libc::__errno_location() != libc::EINVAL
+            {
+                fail(fds, Stage::Capabilities);
+            }
+        }
+        libc::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        if plan.mode != Mode::Rootless
+            && (libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) != 0
+                || libc::setgid(plan.gid) != 0
+                || libc::setuid(plan.uid) != 0)
+        {
+            fail(fds, Stage::Ids);
+        }
+        // What a root step keeps after exec is bounded above; clear what kiln
+        // itself holds beyond it (inheritable included) for a step run as uid 0.
+        let mut hdr = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapData::default(); 2];
+        if libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) != 0
+        {
+            fail(fds, Stage::Capabilities);
+        }
+        for (i, d) in data.iter_mut().enumerate() {
+            let keep = (plan.caps >> (32 * i)) as u32;
+            d.effective &= keep;
+            d.permitted &= keep;
+            d.inheritable = 0;
+        }
+        if libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) != 0 {
+            fail(fds, Stage::Capabilities);
+        }
+        // The PID 1 of a namespace has no parent it can see; its parent, the
+        // waiting process, has the death signal.
+        let parent = if plan.ns_flags != 0 { 0 } else { plan.parent };
+        if !die_with(parent) {
+            fail(fds, Stage::Setup);
+        }
+        libc::execve(
+            plan.program.as_ptr(),
+            ptrs.argv.as_ptr(),
+            ptrs.envp.as_ptr(),
+        );
+        fail(fds, Stage::Exec)
+    }
+}
+
+/// Unshare, write id maps, make mounts private, and fork: the caller continues as
+/// PID 1 of the new PID namespace, while this process waits for it and exits with
+/// its status.
+///
+/// # Safety
+/// Forked child only.
+unsafe fn enter_namespaces(plan: &ChildPlan, fds: &Fds) {
+    // SAFETY: raw syscalls on the plan's buffers.
+    unsafe {
+        if plan.ns_flags & libc::CLONE_NEWUSER != 0 {
+            // kiln is not dumpable, which would make /proc/self/uid_map root's.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        }
+        if libc::unshare(plan.ns_flags) != 0 {
+            fail(fds, Stage::Unshare);
+        }
+        if plan.ns_flags & libc::CLONE_NEWUSER != 0
+            && (write_file(c"/proc/self/setgroups", b"deny").is_err()
+                || write_file(c"/proc/self/uid_map", &plan.uid_map).is_err()
+                || write_file(c"/proc/self/gid_map", &plan.gid_map).is_err())
+        {
+            fail(fds, Stage::IdMaps);
+        }
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(fds, Stage::Unshare);
+        }
+        let pid = libc::fork();
+        if pid < 0 {
+            fail(fds, Stage::Fork);
+        }
+        if pid == 0 {
+            if !die_with(0) {
+                fail(fds, Stage::Fork);
+            }
+            return;
+        }
+        // The waiting process: it holds no descriptor the step could need, and
+        // passes on PID 1's status. When it dies (with kiln), PID 1 gets SIGKILL
+        // and the kernel ends everything else in the namespace.
+        libc::close(fds.error);
+        libc::close(fds.output);
+        libc::close(fds.stdin);
+        libc::close(0);
+        libc::close(1);
+        libc::close(2);
+        let mut status = 0;
+        loop {
+            let r = libc::waitpid(pid, &mut status, 0);
+            if r == pid {
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        libc::_exit(128 + libc::WTERMSIG(status));
+    }
+}
+
+/// Write `data` to `path` with raw syscalls.
+///
+/// # Safety
+/// open/write/close only.
+pub unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> Result<(), ()> {
+    // SAFETY: `path` is NUL-terminated and `data` is a valid buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        libc::close(fd);
+        if n < 0 {
+            return Err(());
+        }
+    }
+    Ok(())
+}
+
+/// # Safety
+/// Raw mount syscall on NUL-terminated strings (null pointers allowed).
+unsafe fn mount(
+    src: *const c_char,
+    dst: &std::ffi::CStr,
+    fstype: *const c_char,
+    flags: libc::c_ulong,
+    data: *const c_char,
+) -> bool {
+    // SAFETY: the caller passes valid or null pointers.
+    unsafe { libc::mount(src, dst.as_ptr(), fstype, flags, data.cast()) == 0 }
+}
+
+/// Add mount attributes to the mount at `path` (and below it with `recursive`),
+/// keeping every other flag, including those locked by a user namespace.
+///
+/// # Safety
+/// Raw syscalls on a NUL-terminated path.
+unsafe fn set_attr(path: &std::ffi::CStr, attrs: u64, recursive: bool) -> bool {
+    // SAFETY: the attribute struct lives on the stack for the call.
+    unsafe {
+        let attr = MountAttr {
+            attr_set: attrs,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+        if libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ) == 0
+        {
+            return true;
+        }
+        if *libc::__errno_location() != libc::ENOSYS {
+            return false;
+        }
+        // Before Linux 5.12: a remount of the top mount, with the flags it had.
+        // glibc fills f_flag from statfs(2), which kernels have set since 2.6.36.
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut st) != 0 {
+            return false;
+        }
+        let mut ms = (st.f_flag as libc::c_ulong)
+            & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
+        for (a, m) in [
+            (MOUNT_ATTR_RDONLY, libc::MS_RDONLY),
+            (MOUNT_ATTR_NOSUID, libc::MS_NOSUID),
+            (MOUNT_ATTR_NODEV, libc::MS_NODEV),
+            (MOUNT_ATTR_NOEXEC, libc::MS_NOEXEC),
+        ] {
+            if attrs & a != 0 {
+                ms |= m;
+            }
+        }
+        libc::mount(
+            std::ptr::null(),
+            path.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT | libc::MS_BIND | ms,
+            std::ptr::null(),
+        ) == 0
+    }
+}
+
+/// Bind `path` onto itself and make it read-only.
+///
+/// # Safety
+/// Raw syscalls.
+unsafe fn bind_read_only(src: &std::ffi::CStr, dst: &std::ffi::CStr) -> bool {
+    // SAFETY: valid NUL-terminated strings.
+    unsafe {
+        mount(
+            src.as_ptr(),
+            dst,
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        ) && set_attr(dst, MOUNT_ATTR_RDONLY, true)
+    }
+}
+
+/// In PID 1 of the new namespaces: mount the step's root, `/proc`, `/dev`, `/sys`
+/// and the host files, then `pivot_root` into it with the old root detached.
+///
+/// # Safety
+/// Forked child only.
+unsafe fn build_root(plan: &ChildPlan, fds: &Fds) {
+    let none = std::ptr::null::<c_char>();
+    // SAFETY: raw syscalls on the plan's NUL-terminated buffers.
+    unsafe {
+        // pivot_root needs the new root to be a mount point.
+        if !mount(
+            plan.root.as_ptr(),
+            &plan.root,
+            none,
+            libc::MS_BIND | libc::MS_REC,
+            none,
+        ) || !set_attr(&plan.root, MOUNT_ATTR_NODEV, false)
+        {
+            fail(fds, Stage::BindRoot);
+        }
+        let kernel_fs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+        let ms_kernel = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        if !mount(
+            c"proc".as_ptr(),
+            &plan.proc_,
+            c"proc".as_ptr(),
+            ms_kernel,
+            none,
+        ) {
+            fail(fds, Stage::Proc);
+        }
+        // Docker's protections of the kernel's global knobs. A path this kernel
+        // lacks is skipped.
+        for p in &plan.proc_ro {
+            if libc::access(p.as_ptr(), libc::F_OK) == 0 && !bind_read_only(p, p) {
+                fail(fds, Stage::Proc);
+            }
+        }
+        for p in &plan.proc_mask_files {
+            if libc::access(p.as_ptr(), libc::F_OK) == 0
+                && !mount(c"/dev/null".as_ptr(), p, none, libc::MS_BIND, none)
+            {
+                fail(fds, Stage::Proc);
+            }
+        }
+        for p in &plan.proc_mask_dirs {
+            if libc::access(p.as_ptr(), libc::F_OK) == 0
+                && !mount(
+                    c"tmpfs".as_ptr(),
+                    p,
+                    c"tmpfs".as_ptr(),
+                    libc::MS_RDONLY | ms_kernel,
+                    c"size=0".as_ptr(),
+                )
+            {
+                fail(fds, Stage::Proc);
+            }
+        }
+        // /dev: nothing of the host's but the standard character devices.
+        if !mount(
+            c"tmpfs".as_ptr(),
+            &plan.dev,
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"mode=755,size=65536k".as_ptr(),
+        ) {
+            fail(fds, Stage::Dev);
+        }
+        for (host, file) in &plan.devices {
+            let fd = libc::open(
+                file.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o666,
+            );
+            if fd < 0 {
+                fail(fds, Stage::Dev);
+            }
+            libc::close(fd);
+            if !mount(host.as_ptr(), file, none, libc::MS_BIND, none) {
+                fail(fds, Stage::Dev);
+            }
+        }
+        if libc::mkdir(plan.dev_pts.as_ptr(), 0o755) != 0
+            || libc::mkdir(plan.dev_shm.as_ptr(), 0o1777) != 0
+        {
+            fail(fds, Stage::Dev);
+        }
+        let pts_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
+        let pts = |opts: &std::ffi::CStr| {
+            mount(
+                c"devpts".as_ptr(),
+                &plan.dev_pts,
+                c"devpts".as_ptr(),
+                pts_flags,
+                opts.as_ptr(),
+            )
+        };
+        // gid 5 (tty) exists only where the namespace maps it.
+        if !pts(c"newinstance,ptmxmode=0666,mode=0620,gid=5")
+            && !pts(c"newinstance,ptmxmode=0666,mode=0620")
+        {
+            fail(fds, Stage::Dev);
+        }
+        if !mount(
+            c"shm".as_ptr(),
+            &plan.dev_shm,
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"mode=1777,size=65536k".as_ptr(),
+        ) {
+            fail(fds, Stage::Dev);
+        }
+        for (target, link) in &plan.dev_links {
+            if libc::symlink(target.as_ptr(), link.as_ptr()) != 0 {
+                fail(fds, Stage::Dev);
+            }
+        }
+        // /sys read-only: a fresh sysfs where the namespace owns the network
+        // namespace, else the host's made read-only all the way down, else none.
+        if !mount(
+            c"sysfs".as_ptr(),
+            &plan.sys,
+            c"sysfs".as_ptr(),
+            libc::MS_RDONLY | ms_kernel,
+            none,
+        ) && mount(
+            c"/sys".as_ptr(),
+            &plan.sys,
+            none,
+            libc::MS_BIND | libc::MS_REC,
+            none,
+        ) && !set_attr(&plan.sys, MOUNT_ATTR_RDONLY | kernel_fs, true)
+        {
+            libc::umount2(plan.sys.as_ptr(), libc::MNT_DETACH);
+        }
+        // The host's name resolution, read-only; best effort, as the host may
+        // have neither file.
+        for (src, dst) in &plan.etc_binds {
+            if mount(src.as_ptr(), dst, none, libc::MS_BIND, none) {
+                set_attr(dst, MOUNT_ATTR_RDONLY, false);
+            }
+        }
+        // Enter the root; the old root is stacked on it by pivot_root(".", ".")
+        // and detached, so nothing of the host stays reachable.
+        if libc::chdir(plan.root.as_ptr()) != 0
+            || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
+            || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
+            || libc::chdir(c"/".as_ptr()) != 0
+        {
+            fail(fds, Stage::PivotRoot);
+        }
+    }
+}

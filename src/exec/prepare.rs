@@ -1,0 +1,208 @@
+//! What kiln puts into a stage root for one step, and takes out afterwards.
+//!
+//! Every path is resolved through the confined resolver first, so a base image
+//! whose `/etc` or `/dev` is a symlink out of the root cannot make kiln write on
+//! the host: a link's target is followed as the step would see it, inside the
+//! root. `/dev`, `/proc` and `/sys` must be real directories (or absent, and then
+//! created): they are mount points or hold device nodes.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::Mode;
+use crate::fs::resolve::{host_path, resolve, Confine};
+
+/// Host paths of the step's special places, all inside the rootfs.
+pub struct Places {
+    pub dev: PathBuf,
+    pub proc_: PathBuf,
+    pub sys: PathBuf,
+    /// (host file, its stand-in inside the rootfs) for resolv.conf and hosts.
+    pub etc: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Files and nodes kiln put into the rootfs, to take out afterwards.
+#[derive(Default)]
+pub struct Injected {
+    created: Vec<PathBuf>,
+    restore: Vec<(PathBuf, Saved)>,
+}
+
+enum Saved {
+    Absent,
+    File(Vec<u8>, std::fs::Metadata),
+    Symlink(PathBuf),
+}
+
+fn inside(rootfs: &Path, path: &str, follow_last: bool) -> io::Result<PathBuf> {
+    let rel = resolve(rootfs, path, follow_last, Confine::Clamp)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(host_path(rootfs, &rel))
+}
+
+impl Injected {
+    fn save(&mut self, p: &Path) -> io::Result<()> {
+        let saved = match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => Saved::Symlink(std::fs::read_link(p)?),
+            Ok(m) if m.is_file() => Saved::File(std::fs::read(p)?, m),
+            Ok(_) => return Err(io::Error::other(format!("{} is not a file", p.display()))),
+            Err(_) => Saved::Absent,
+        };
+        self.restore.push((p.to_path_buf(), saved));
+        Ok(())
+    }
+
+    /// A directory that must be a real one: `name` at the top of the rootfs.
+    fn top_dir(&mut self, rootfs: &Path, name: &str) -> io::Result<PathBuf> {
+        let p = rootfs.join(name);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "the image's /{name} is not a directory (a symlink or a file); RUN needs a directory there"
+                )))
+            }
+            Err(_) => {
+                std::fs::create_dir(&p)?;
+                self.created.push(p.clone());
+            }
+        }
+        Ok(p)
+    }
+
+    /// Take out everything, restoring what was there before.
+    pub fn cleanup(self) {
+        for (p, saved) in self.restore.into_iter().rev() {
+            let _ = std::fs::remove_file(&p);
+            let r = match saved {
+                Saved::Absent => Ok(()),
+                Saved::Symlink(t) => std::os::unix::fs::symlink(t, &p),
+                Saved::File(data, md) => std::fs::write(&p, data).and_then(|_| {
+                    std::fs::set_permissions(
+                        &p,
+                        std::fs::Permissions::from_mode(md.mode() & 0o7777),
+                    )?;
+                    let _ = nix::unistd::chown(
+                        &p,
+                        Some(nix::unistd::Uid::from_raw(md.uid())),
+                        Some(nix::unistd::Gid::from_raw(md.gid())),
+                    );
+                    Ok(())
+                }),
+            };
+            if let Err(e) = r {
+                tracing::warn!("could not restore {}: {e}", p.display());
+            }
+        }
+        for p in self.created.into_iter().rev() {
+            let _ = if p.is_dir() {
+                std::fs::remove_dir(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+/// Make `/dev`, `/proc`, `/sys`, `/etc/resolv.conf` and `/etc/hosts` ready for
+/// `mode`. On error, what was already injected is taken out again.
+pub fn prepare(rootfs: &Path, mode: Mode) -> io::Result<(Injected, Places)> {
+    let mut inj = Injected::default();
+    match prepare_into(&mut inj, rootfs, mode) {
+        Ok(places) => Ok((inj, places)),
+        Err(e) => {
+            inj.cleanup();
+            Err(e)
+        }
+    }
+}
+
+fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode) -> io::Result<Places> {
+    let dev = inj.top_dir(rootfs, "dev")?;
+    let (proc_, sys) = match mode {
+        Mode::Chroot => (rootfs.join("proc"), rootfs.join("sys")),
+        Mode::Namespaces | Mode::Rootless => {
+            (inj.top_dir(rootfs, "proc")?, inj.top_dir(rootfs, "sys")?)
+        }
+    };
+    // /etc may be a symlink to a place that does not exist yet (inside the root).
+    let etc = inside(rootfs, "/etc", true)?;
+    let missing: Vec<PathBuf> = etc
+        .ancestors()
+        .take_while(|p| *p != rootfs && std::fs::symlink_metadata(p).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    for dir in missing.into_iter().rev() {
+        std::fs::create_dir(&dir)?;
+        inj.created.push(dir);
+    }
+    let mut binds = Vec::new();
+    for name in ["resolv.conf", "hosts"] {
+        // The entry itself (a symlink stays a symlink to restore), confined.
+        let target = inside(rootfs, &format!("/etc/{name}"), false)?;
+        inj.save(&target)?;
+        let _ = std::fs::remove_file(&target);
+        let host = Path::new("/etc").join(name);
+        let content = match mode {
+            // Copied in: there is no bind mount without namespaces.
+            Mode::Chroot => std::fs::read(&host).unwrap_or_default(),
+            // A mount point for the read-only bind mount of the host's file.
+            _ => Vec::new(),
+        };
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&target)?
+            .write_all(&content)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))?;
+        binds.push((host, target));
+    }
+    if mode == Mode::Chroot {
+        make_nodes(inj, &dev)?;
+    }
+    Ok(Places {
+        dev,
+        proc_,
+        sys,
+        etc: binds,
+    })
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Chroot mode: the standard character devices by `mknod`.
+fn make_nodes(inj: &mut Injected, dev: &Path) -> io::Result<()> {
+    use nix::sys::stat::{makedev, mknod, Mode as M, SFlag};
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let p = dev.join(name);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            continue;
+        }
+        match mknod(
+            &p,
+            SFlag::S_IFCHR,
+            M::from_bits_truncate(0o666),
+            makedev(major, minor),
+        ) {
+            Ok(()) => {
+                // mknod honours the umask: set the mode explicitly.
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666))?;
+                inj.created.push(p);
+            }
+            Err(e) => {
+                tracing::warn!("cannot create /dev/{name} ({e}): steps that need it will fail")
+            }
+        }
+    }
+    Ok(())
+}
