@@ -8,12 +8,12 @@
 //! - `!pattern` re-includes what an earlier pattern excluded; the last match wins.
 //! - A pattern that matches a directory matches everything below it.
 
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::path::Path;
 
 #[derive(Debug, Clone)]
 struct Pattern {
-    matcher: GlobMatcher,
+    matcher: GlobSet,
     exclusion: bool,
 }
 
@@ -98,16 +98,13 @@ impl Ignore {
                 // Docker ignores a pattern that cleans to the root.
                 continue;
             }
-            let glob = compile(&cleaned).map_err(|reason| IgnoreError {
+            let matcher = compile(&cleaned).map_err(|reason| IgnoreError {
                 file: file.to_string(),
                 line: i + 1,
                 pattern: line.to_string(),
                 reason,
             })?;
-            patterns.push(Pattern {
-                matcher: glob.compile_matcher(),
-                exclusion,
-            });
+            patterns.push(Pattern { matcher, exclusion });
         }
         let has_exclusions = patterns.iter().any(|p| p.exclusion);
         Ok(Ignore {
@@ -138,7 +135,7 @@ impl Ignore {
     }
 }
 
-fn matches_self_or_parent(m: &GlobMatcher, rel: &str) -> bool {
+fn matches_self_or_parent(m: &GlobSet, rel: &str) -> bool {
     if m.is_match(rel) {
         return true;
     }
@@ -152,13 +149,22 @@ fn matches_self_or_parent(m: &GlobMatcher, rel: &str) -> bool {
     false
 }
 
-fn compile(pattern: &str) -> Result<Glob, String> {
-    GlobBuilder::new(pattern)
+/// A one-pattern set rather than `Glob::compile_matcher`, which panics when the
+/// pattern's regex is too big; the set's build reports it as an error.
+fn compile(pattern: &str) -> Result<GlobSet, String> {
+    let glob = GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
         .empty_alternates(false)
         .build()
-        .map_err(|e| e.kind().to_string())
+        .map_err(|e| e.kind().to_string())?;
+    GlobSetBuilder::new()
+        .add(glob)
+        .build()
+        .map_err(|e| match e.kind() {
+            globset::ErrorKind::Regex(_) => "the pattern is too large to match".to_string(),
+            k => k.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -260,5 +266,17 @@ mod tests {
         assert_eq!(clean("a/./b//c/"), "a/b/c");
         assert_eq!(clean("a/../.."), "..");
         assert_eq!(clean("./"), ".");
+    }
+
+    #[test]
+    fn a_pattern_too_big_to_match_is_an_error_not_a_panic() {
+        let text = format!("ok\n{}\n", "*".repeat(200_000));
+        let err = Ignore::parse(".dockerignore", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(".dockerignore:2") && err.contains("too large"),
+            "{err}"
+        );
     }
 }

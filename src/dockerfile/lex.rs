@@ -54,7 +54,14 @@ struct State<'a> {
     words: Vec<String>,
     cur: String,
     started: bool,
+    /// `${` nesting depth, bounded so hostile input cannot overflow the stack.
+    depth: usize,
 }
+
+/// Deepest `${...${...}}` nesting accepted.
+const MAX_DEPTH: usize = 64;
+/// Largest expanded word, so chained ARGs cannot grow without bound.
+pub const MAX_WORD: usize = 1 << 20;
 
 impl<'a> State<'a> {
     fn new(s: &str, escape: char, vars: &'a Vars, split: bool) -> State<'a> {
@@ -67,6 +74,7 @@ impl<'a> State<'a> {
             words: vec![],
             cur: String::new(),
             started: false,
+            depth: 0,
         }
     }
 
@@ -124,7 +132,7 @@ impl<'a> State<'a> {
                 let s = self.double_quoted()?;
                 self.cur.push_str(&s);
             } else if c == '$' {
-                let value = self.dollar()?;
+                let value = self.dollar(self.cur.len())?;
                 match value {
                     None => self.push('$'),
                     Some(v) if self.split => {
@@ -173,7 +181,7 @@ impl<'a> State<'a> {
                     _ => out.push(c),
                 }
             } else if c == '$' {
-                match self.dollar()? {
+                match self.dollar(self.cur.len() + out.len())? {
                     Some(v) => out.push_str(&v),
                     None => out.push('$'),
                 }
@@ -183,19 +191,30 @@ impl<'a> State<'a> {
         }
     }
 
-    /// After a `$`: the expansion, or None when the `$` is literal.
-    fn dollar(&mut self) -> Result<Option<String>, String> {
-        match self.peek() {
+    /// After a `$`: the expansion, or None when the `$` is literal. `so_far` is the
+    /// length of the word it joins, for the size bound.
+    fn dollar(&mut self, so_far: usize) -> Result<Option<String>, String> {
+        let value = match self.peek() {
             Some('{') => {
                 self.pos += 1;
-                self.braced().map(Some)
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(format!("substitutions nested more than {MAX_DEPTH} deep"));
+                }
+                let v = self.braced();
+                self.depth -= 1;
+                v?
             }
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
                 let name = self.name();
-                Ok(Some(self.vars.get(&name).cloned().unwrap_or_default()))
+                self.vars.get(&name).cloned().unwrap_or_default()
             }
-            _ => Ok(None),
+            _ => return Ok(None),
+        };
+        if so_far + value.len() > MAX_WORD {
+            return Err(format!("expansion larger than {} MiB", MAX_WORD >> 20));
         }
+        Ok(Some(value))
     }
 
     fn name(&mut self) -> String {
@@ -283,7 +302,7 @@ impl<'a> State<'a> {
                 let s = self.double_quoted()?;
                 out.push_str(&s);
             } else if c == '$' {
-                match self.dollar()? {
+                match self.dollar(out.len())? {
                     Some(v) => out.push_str(&v),
                     None => out.push('$'),
                 }
@@ -367,5 +386,25 @@ mod tests {
         assert!(l.word("\"open", &vars()).is_err());
         assert!(l.word("${A", &vars()).is_err());
         assert!(l.word("${}", &vars()).is_err());
+    }
+
+    #[test]
+    fn hostile_input_is_bounded_not_fatal() {
+        let lx = Lexer::default();
+        // 100,000 nested defaults would overflow the stack.
+        let deep = "${A:-".repeat(100_000) + &"}".repeat(100_000);
+        let err = lx.word(&deep, &vars()).unwrap_err();
+        assert!(err.contains("nested more than 64 deep"), "{err}");
+        // Within the bound, nesting still works.
+        let ok = "${X:-".repeat(10) + "$A" + &"}".repeat(10);
+        assert_eq!(lx.word(&ok, &vars()).unwrap(), "apple");
+        // Chained expansion that would grow without bound.
+        let mut v = Vars::new();
+        v.insert("B".into(), "b".repeat(600 * 1024));
+        let err = lx.word("$B$B", &v).unwrap_err();
+        assert!(err.contains("larger than 1 MiB"), "{err}");
+        let err = lx.word("${X:-$B\"$B\"}", &v).unwrap_err();
+        assert!(err.contains("larger than 1 MiB"), "{err}");
+        assert_eq!(lx.word("$B", &v).unwrap().len(), 600 * 1024);
     }
 }

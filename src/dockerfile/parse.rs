@@ -754,7 +754,10 @@ fn heredoc_markers(text: &str, escape: char) -> Vec<(String, bool, bool)> {
         .to_ascii_uppercase();
     let kw_len = if upper.starts_with("RUN") || upper.starts_with("ADD") {
         3
-    } else if text.len() >= 4 && text[..4].eq_ignore_ascii_case("COPY") {
+    } else if text
+        .get(..4)
+        .is_some_and(|k| k.eq_ignore_ascii_case("COPY"))
+    {
         4
     } else {
         return vec![];
@@ -993,5 +996,18 @@ mod tests {
         let d = p("\u{feff}FROM scratch\r\nUSER 1\r\n");
         assert_eq!(d.instructions.len(), 2);
         assert_eq!(d.instructions[1].command, Command::User("1".into()));
+    }
+
+    #[test]
+    fn a_multibyte_character_in_the_keyword_is_an_error_not_a_panic() {
+        for text in [
+            "FR\u{20ac} x\n",
+            "CO\u{20ac}\n",
+            "C\u{20ac}PY a b\n",
+            "\u{20ac}\n",
+        ] {
+            let err = parse("Dockerfile", text).unwrap_err().to_string();
+            assert!(err.contains("Dockerfile:1"), "{text:?}: {err}");
+        }
     }
 }
