@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::sandbox::gitlab_job;
@@ -101,9 +102,12 @@ fn a_killed_kiln_takes_its_steps_with_it() {
         let ctx = busybox_context(&format!(
             "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox sleep {marker} & /bin/busybox echo step-started; /bin/busybox sleep {marker}\"]\n"
         ));
+        let work = tempfile::tempdir().unwrap();
         let mut child = kiln()
             .args(["build", "--no-push", "--isolation", mode, "--context"])
             .arg(ctx.path())
+            .arg("--work-dir")
+            .arg(work.path())
             .arg("--oci-layout-path")
             .arg(ctx.path().join("oci"))
             .stdout(Stdio::null())
@@ -121,6 +125,13 @@ fn a_killed_kiln_takes_its_steps_with_it() {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(processes_with(&marker).len(), 2, "{mode}: both sleeps run");
+        // While it runs, no other user can reach the build's rootfs.
+        let dirs: Vec<u32> = std::fs::read_dir(work.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().permissions().mode() & 0o7777)
+            .collect();
+        assert_eq!(dirs, [0o700], "{mode}: kiln's work dir is private");
         child.kill().unwrap();
         child.wait().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -213,8 +213,11 @@ fn new_builder<'a>(
     let work_parent = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&work_parent)
         .with_context(|| format!("cannot create work dir {}", work_parent.display()))?;
+    // 0700: while a build runs, no other local user may reach its rootfs (and run
+    // the base image's setuid binaries from it).
     let work = tempfile::Builder::new()
         .prefix("kiln-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(&work_parent)?;
     // With the cache on, blobs live in the cache dir so later builds (and other
     // jobs restoring it) reuse them; otherwise in the work dir, removed at the end.
