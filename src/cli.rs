@@ -54,7 +54,7 @@ pub struct RegistryArgs {
     pub password_stdin: bool,
     /// Extra CA to trust for every registry: a PEM file path or inline PEM
     /// (`--ca-cert "$KNUT_CA"` works for File and plain CI variables). Repeatable.
-    #[arg(long = "ca-cert", value_name = "FILE|PEM")]
+    #[arg(long = "ca-cert", value_name = "FILE|PEM", allow_hyphen_values = true)]
     pub ca_cert: Vec<String>,
     /// CA certificate for one registry (kaniko-compatible). Repeatable.
     #[arg(long = "registry-certificate", value_name = "HOST=PATH")]

@@ -55,8 +55,9 @@ fn gitlab_job_pushes_with_the_job_token_and_a_company_ca() {
     let ca = gl.pki.ca.display().to_string();
     let pem = std::fs::read_to_string(&gl.pki.ca).unwrap();
 
-    // Three ways a job gets the company CA: --ca-cert "$KNUT_CA" (File variable),
-    // the runner's CI_SERVER_TLS_CA_FILE, a project variable KILN_CA_CERT holding the PEM text.
+    // The ways a job gets the company CA: --ca-cert "$KNUT_CA" (File variable),
+    // the runner's CI_SERVER_TLS_CA_FILE, a project variable KILN_CA_CERT holding the
+    // PEM text, and that text given to --ca-cert.
     let runs: Vec<(&str, Vec<String>, Env)> = vec![
         (
             "knut",
@@ -69,6 +70,9 @@ fn gitlab_job_pushes_with_the_job_token_and_a_company_ca() {
             vec![("CI_SERVER_TLS_CA_FILE", ca.clone())],
         ),
         ("inline", vec![], vec![("KILN_CA_CERT", pem.clone())]),
+        // The PEM text as a separate argument (--ca-cert "$PEM"): it starts with
+        // dashes, which an argument parser takes for a flag unless told otherwise.
+        ("pem-arg", vec!["--ca-cert".into(), pem.clone()], vec![]),
     ];
     for (tag, args, env) in runs {
         let mut cmd = job_kiln(&gl, home.path());

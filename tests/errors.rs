@@ -218,4 +218,16 @@ fn bad_inputs_fail_cleanly() {
         !out.status.success() && err.contains(&format!("--insecure-registry {}", reg.addr)),
         "{err}"
     );
+
+    // A destination Docker rejects as a reference is refused before any work.
+    let f = fails(
+        &reg,
+        &[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "")],
+        &["--destination", "h:1:2:3/x"],
+    );
+    assert!(
+        f.stderr.contains("h:1:2:3/x") && f.stderr.contains("bad registry host"),
+        "{}",
+        f.stderr
+    );
 }

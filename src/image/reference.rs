@@ -21,6 +21,34 @@ pub struct ReferenceError {
     pub reason: String,
 }
 
+/// `host[:port]` as Docker's reference grammar has it: DNS labels of letters,
+/// digits and inner `-`, joined by `.`, or a bracketed IPv6 address; the port is
+/// digits.
+fn valid_host(host: &str) -> bool {
+    let port_ok = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        return ip.parse::<std::net::Ipv6Addr>().is_ok()
+            && (after.is_empty() || after.strip_prefix(':').is_some_and(port_ok));
+    }
+    let (name, port) = match host.split_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    port.is_none_or(port_ok)
+        && !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 impl Reference {
     pub fn parse(input: &str) -> Result<Reference, ReferenceError> {
         let err = |reason: &str| ReferenceError {
@@ -69,6 +97,11 @@ impl Reference {
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
+        if !valid_host(&registry) {
+            return Err(err(
+                "bad registry host (a host name or IP, then an optional :port)",
+            ));
+        }
         let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
             DOCKER_HUB.to_string()
         } else {
@@ -205,6 +238,34 @@ mod tests {
             "-a/b",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn registry_hosts_follow_the_reference_grammar() {
+        for ok in [
+            "localhost:5000/a",
+            "127.0.0.1:5001/a/b",
+            "[::1]:5000/a",
+            "[fe80::1]/a",
+            "registry.gitlab.example/g/p:tag",
+            "my-registry.example:443/x",
+        ] {
+            assert!(Reference::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "h:1:2:3/x",
+            "host:/x",
+            "host:port/x",
+            "host:123456/x",
+            "-bad.example/x",
+            "a..b.example/x",
+            "[::1/x",
+            "[zz]:5000/x",
+            "ho_st.example/x",
+        ] {
+            let e = Reference::parse(bad);
+            assert!(e.is_err(), "{bad} must be refused: {e:?}");
         }
     }
 }
