@@ -1,16 +1,25 @@
 //! The local content-addressed store: blobs named by digest, written atomically
 //! (temporary file in the same directory tree, then rename), so a reader never sees
 //! a half-written blob and two builds can share one store.
+//!
+//! The store is not trusted: with `--cache-dir` it is a directory that GitLab's
+//! `cache:` shares across branches, so anyone who can write it could plant bytes.
+//! A blob is re-hashed the first time a build uses it ([`Store::verified_path`]);
+//! one that fails is discarded, so the caller fetches it again or rebuilds it.
 
 use crate::digest::{hex_of, sha256_bytes};
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use tempfile::NamedTempFile;
 
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Digests this process wrote or re-hashed: their files are known good.
+    verified: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Store {
@@ -20,6 +29,7 @@ impl Store {
         fs::create_dir_all(root.join("tmp"))?;
         Ok(Store {
             root: root.to_path_buf(),
+            verified: Arc::default(),
         })
     }
 
@@ -49,7 +59,41 @@ impl Store {
         let dest = self.blob_path(digest)?;
         tmp.as_file().sync_data()?;
         tmp.persist(&dest).map_err(|e| e.error)?;
+        self.mark_verified(digest);
         Ok(dest)
+    }
+
+    fn mark_verified(&self, digest: &str) {
+        if let Ok(mut v) = self.verified.lock() {
+            v.insert(digest.to_string());
+        }
+    }
+
+    fn is_verified(&self, digest: &str) -> bool {
+        self.verified.lock().is_ok_and(|v| v.contains(digest))
+    }
+
+    /// The blob's path if it is present and its content matches `digest`, hashing
+    /// it on first use. A blob that fails is removed, with a warning, and `None`
+    /// is returned as for a missing one.
+    pub fn verified_path(&self, digest: &str) -> io::Result<Option<PathBuf>> {
+        let path = self.blob_path(digest)?;
+        if !path.is_file() {
+            return Ok(None);
+        }
+        if self.is_verified(digest) {
+            return Ok(Some(path));
+        }
+        if crate::digest::sha256_file(&path)? == digest {
+            self.mark_verified(digest);
+            return Ok(Some(path));
+        }
+        tracing::warn!(
+            "blob {digest} in {} does not match its digest: discarded, fetching or building it again",
+            self.root.display()
+        );
+        fs::remove_file(&path)?;
+        Ok(None)
     }
 
     pub fn put_bytes(&self, data: &[u8]) -> io::Result<String> {
@@ -73,11 +117,6 @@ impl Store {
         }
         Ok(data)
     }
-
-    /// Re-hash a stored blob; a mismatch means it is corrupt.
-    pub fn verify(&self, digest: &str) -> io::Result<bool> {
-        Ok(crate::digest::sha256_file(&self.blob_path(digest)?)? == digest)
-    }
 }
 
 #[cfg(test)]
@@ -93,7 +132,19 @@ mod tests {
         assert_eq!(s.read_verified(&d).unwrap(), b"hello");
         fs::write(s.blob_path(&d).unwrap(), b"tampered").unwrap();
         assert!(s.read_verified(&d).is_err());
-        assert!(!s.verify(&d).unwrap());
+        // Written by this store: trusted without re-hashing.
+        assert!(s.verified_path(&d).unwrap().is_some());
+        // A fresh open (another build) re-hashes, finds the tampering and
+        // discards the blob.
+        let other = Store::open(dir.path()).unwrap();
+        assert!(other.verified_path(&d).unwrap().is_none());
+        assert!(!other.has(&d));
+        let d2 = other.put_bytes(b"again").unwrap();
+        assert!(Store::open(dir.path())
+            .unwrap()
+            .verified_path(&d2)
+            .unwrap()
+            .is_some());
         assert!(s.blob_path("sha256:../../x").is_err());
     }
 }

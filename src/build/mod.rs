@@ -845,9 +845,12 @@ impl<'a> Builder<'a> {
         let m: oci_spec::image::ImageManifest =
             serde_json::from_slice(&bytes).context("invalid image manifest")?;
         let cdigest = m.config().digest().to_string();
+        // fetch_blob checks the digest of what it downloads and of what the
+        // cache dir already held.
         let cpath = self.client.fetch_blob(r, &cdigest, &self.store).await?;
-        let config: ImageConfig = serde_json::from_slice(&std::fs::read(&cpath)?)
-            .with_context(|| format!("{r}: invalid image config"))?;
+        let config: ImageConfig =
+            serde_json::from_slice(&crate::image::read_json_blob(&cpath, &cdigest)?)
+                .with_context(|| format!("{r}: invalid image config"))?;
         if config.rootfs.diff_ids.len() != m.layers().len() {
             bail!(
                 "{r}: manifest lists {} layers but its config {} diffIDs",
@@ -896,8 +899,10 @@ impl<'a> Builder<'a> {
 
     /// The layer's blob on local disk, downloading it if needed.
     async fn blob(&self, l: &Layer) -> Result<PathBuf> {
-        if self.store.has(&l.desc.digest) {
-            return Ok(self.store.blob_path(&l.desc.digest)?);
+        let store = self.store.clone();
+        let digest = l.desc.digest.clone();
+        if let Some(p) = tokio::task::spawn_blocking(move || store.verified_path(&digest)).await?? {
+            return Ok(p);
         }
         let origin = l
             .origin

@@ -92,11 +92,16 @@ async fn ensure_blob(
             return Ok(());
         }
     }
-    let path = if store.has(digest) {
-        store.blob_path(digest)?
-    } else {
-        let o = origin.ok_or_else(|| anyhow!("blob {digest} is neither local nor fetchable"))?;
-        client.fetch_blob(o, digest, store).await?
+    let path = match origin {
+        // Verified (or fetched again) by the client.
+        Some(o) => client.fetch_blob(o, digest, store).await?,
+        None => {
+            let st = store.clone();
+            let d = digest.to_string();
+            tokio::task::spawn_blocking(move || st.verified_path(&d))
+                .await??
+                .ok_or_else(|| anyhow!("blob {digest} is missing or corrupt in the local store and has no origin to fetch it from"))?
+        }
     };
     client.push_blob(dest, digest, size, &path).await?;
     Ok(())

@@ -11,7 +11,23 @@ pub use config::ImageConfig;
 pub use manifest::{LayerDesc, Platform};
 pub use reference::Reference;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Largest manifest, index or config kiln reads, as containerd caps them: a
+/// hostile registry or base image cannot make kiln hold gigabytes.
+pub const MAX_JSON: usize = 4 << 20;
+
+/// Read a manifest or config blob from disk, refusing one over [`MAX_JSON`].
+pub fn read_json_blob(path: &Path, digest: &str) -> std::io::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)?.len();
+    if len > MAX_JSON as u64 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{digest} is {len} bytes; manifests and configs are limited to 4 MiB"),
+        ));
+    }
+    std::fs::read(path)
+}
 
 /// A blob with its digest, size and where its bytes are on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,4 +72,20 @@ pub(crate) fn place_file(src: &std::path::Path, dest: &std::path::Path) -> std::
     }
     tmp_path.persist(dest).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_blobs_over_4_mib_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big");
+        std::fs::write(&p, vec![b' '; super::MAX_JSON + 1]).unwrap();
+        let e = super::read_json_blob(&p, "sha256:x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limited to 4 MiB"), "{e}");
+        std::fs::write(&p, b"{}").unwrap();
+        assert_eq!(super::read_json_blob(&p, "sha256:x").unwrap(), b"{}");
+    }
 }

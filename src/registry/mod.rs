@@ -705,13 +705,28 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| {
-                RegistryError::Other(format!("registry {}: reading manifest: {e}", r.registry))
-            })?
-            .to_vec();
+        let too_big = || {
+            RegistryError::Other(format!(
+                "registry {}: the manifest of {r} is larger than 4 MiB; kiln refuses it, as containerd does",
+                r.registry
+            ))
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > crate::image::MAX_JSON as u64)
+        {
+            return Err(too_big());
+        }
+        let mut resp = resp;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            RegistryError::Other(format!("registry {}: reading manifest: {e}", r.registry))
+        })? {
+            if bytes.len() + chunk.len() > crate::image::MAX_JSON {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let digest = crate::digest::sha256_bytes(&bytes);
         if let Some(want) = &r.digest {
             if *want != digest {
@@ -736,8 +751,14 @@ impl Client {
         use sha2::Digest as _;
         use tokio::io::AsyncWriteExt;
         let io = |e: std::io::Error| RegistryError::Other(format!("local store: {e}"));
-        if store.has(digest) {
-            return store.blob_path(digest).map_err(io);
+        let st = store.clone();
+        let d = digest.to_string();
+        let have = tokio::task::spawn_blocking(move || st.verified_path(&d))
+            .await
+            .map_err(|e| RegistryError::Other(e.to_string()))?
+            .map_err(io)?;
+        if let Some(p) = have {
+            return Ok(p);
         }
         let mut resp = self.get_blob(r, digest).await?;
         tracing::debug!("{digest}: downloading from {}", r.name());
