@@ -51,196 +51,216 @@ pub fn extract(
     for entry in archive.entries()? {
         let mut entry = entry?;
         let raw = entry.path()?.to_string_lossy().into_owned();
-        let parts = components(&raw);
-        if parts.contains(&"..") {
-            return Err(bad(format!("layer entry {raw:?} tries to leave the root")));
-        }
-        let Some((name, parent)) = parts.split_last() else {
-            continue; // the root itself
-        };
-        let parent_raw = parent.join("/");
-        let parent_rel = match parents.get(&parent_raw) {
-            Some(r) => r.clone(),
-            None => {
-                let r = resolve(root, &parent_raw, true, Confine::Clamp).map_err(to_io)?;
-                fs::create_dir_all(host_path(root, &r))?;
-                parents.insert(parent_raw, r.clone());
-                r
+        // Each entry's failure names the entry, escaped: the name comes from a
+        // hostile layer and may hold control bytes meant for a CI log.
+        let applied = (|| -> io::Result<()> {
+            let parts = components(&raw);
+            if parts.contains(&"..") {
+                return Err(bad(format!("layer entry {raw:?} tries to leave the root")));
             }
-        };
-        let parent_host = host_path(root, &parent_rel);
-        let rel = if parent_rel.is_empty() {
-            name.to_string()
-        } else {
-            format!("{parent_rel}/{name}")
-        };
+            let Some((name, parent)) = parts.split_last() else {
+                return Ok(()); // the root itself
+            };
+            let parent_raw = parent.join("/");
+            let parent_rel = match parents.get(&parent_raw) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = resolve(root, &parent_raw, true, Confine::Clamp).map_err(to_io)?;
+                    fs::create_dir_all(host_path(root, &r))?;
+                    parents.insert(parent_raw, r.clone());
+                    r
+                }
+            };
+            let parent_host = host_path(root, &parent_rel);
+            let rel = if parent_rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{parent_rel}/{name}")
+            };
 
-        if name.starts_with(".wh.") {
-            parents.clear();
-        }
-        if *name == ".wh..wh..opq" {
-            if let Ok(rd) = fs::read_dir(&parent_host) {
-                for child in rd {
-                    let child = child?;
-                    let crel = format!(
-                        "{}{}",
-                        prefix(&parent_rel),
-                        child.file_name().to_string_lossy()
-                    );
-                    if !this_layer.contains(&crel) {
-                        remove_any(&child.path())?;
-                        forget(recorded, &crel);
+            if name.starts_with(".wh.") {
+                parents.clear();
+            }
+            if *name == ".wh..wh..opq" {
+                if let Ok(rd) = fs::read_dir(&parent_host) {
+                    for child in rd {
+                        let child = child?;
+                        let crel = format!(
+                            "{}{}",
+                            prefix(&parent_rel),
+                            child.file_name().to_string_lossy()
+                        );
+                        if !this_layer.contains(&crel) {
+                            remove_any(&child.path())?;
+                            forget(recorded, &crel);
+                        }
                     }
                 }
+                return Ok(());
             }
-            continue;
-        }
-        if let Some(victim) = name.strip_prefix(".wh.") {
-            let vrel = format!("{}{}", prefix(&parent_rel), victim);
-            remove_any(&parent_host.join(victim))?;
-            forget(recorded, &vrel);
-            continue;
-        }
+            if let Some(victim) = name.strip_prefix(".wh.") {
+                // `.wh..` or `.wh...` would name the parent directory (or the work
+                // dir around the root): only plain names can be deleted.
+                if victim.is_empty() || victim == "." || victim == ".." {
+                    return Err(bad("a whiteout that names no file".into()));
+                }
+                let vrel = format!("{}{}", prefix(&parent_rel), victim);
+                remove_any(&parent_host.join(victim))?;
+                forget(recorded, &vrel);
+                return Ok(());
+            }
 
-        let target = parent_host.join(name);
-        let header = entry.header().clone();
-        let meta = Meta {
-            // Some writers leave numeric fields blank: read those as 0.
-            mode: header.mode().unwrap_or(0o644) & 0o7777,
-            uid: header.uid().unwrap_or(0) as u32,
-            gid: header.gid().unwrap_or(0) as u32,
-            mtime: header.mtime().unwrap_or(0),
-        };
-        let existing = fs::symlink_metadata(&target).ok();
-        let kind = header.entry_type();
-        // Replacing anything but a directory by a directory can change how later
-        // paths resolve.
-        let keeps_dir =
-            kind == tar::EntryType::Directory && existing.as_ref().is_none_or(|m| m.is_dir());
-        if kind == tar::EntryType::Symlink || (existing.is_some() && !keeps_dir) {
-            parents.clear();
-        }
-        let clear = |target: &Path| -> io::Result<()> {
-            match &existing {
-                None => Ok(()),
-                Some(m) if m.is_dir() => fs::remove_dir_all(target),
-                Some(_) => fs::remove_file(target),
-            }
-        };
-        match kind {
-            tar::EntryType::Directory => {
-                if !existing.as_ref().is_some_and(|m| m.is_dir()) {
-                    clear(&target)?;
-                    fs::create_dir(&target)?;
-                }
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                clear(&target)?;
-                let mut f = fs::File::create(&target)?;
-                io::copy(&mut entry, &mut f)?;
-            }
-            tar::EntryType::Symlink => {
-                clear(&target)?;
-                let link = entry
-                    .link_name()?
-                    .ok_or_else(|| bad(format!("symlink {raw:?} has no target")))?;
-                symlink(link, &target)?;
-            }
-            tar::EntryType::Link => {
-                let link = entry
-                    .link_name()?
-                    .ok_or_else(|| bad(format!("hardlink {raw:?} has no target")))?;
-                let link = link.to_string_lossy().into_owned();
-                if components(&link).contains(&"..") {
-                    return Err(bad(format!("hardlink {raw:?} points outside the root")));
-                }
-                let src_rel = resolve(root, &link, false, Confine::Clamp).map_err(to_io)?;
-                clear(&target)?;
-                fs::hard_link(host_path(root, &src_rel), &target)?;
-                if let Some(m) = recorded.get(&src_rel).copied() {
-                    recorded.insert(rel.clone(), m);
-                }
-                this_layer.insert(rel);
-                stats.entries += 1;
-                continue;
-            }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let sflag = match kind {
-                    tar::EntryType::Char => SFlag::S_IFCHR,
-                    tar::EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
-                };
-                let dev = nix::sys::stat::makedev(
-                    header.device_major()?.unwrap_or(0) as u64,
-                    header.device_minor()?.unwrap_or(0) as u64,
-                );
-                clear(&target)?;
-                if let Err(e) = mknod(&target, sflag, Mode::from_bits_truncate(meta.mode), dev) {
-                    tracing::warn!("skipping device node /{rel}: {e} (not permitted here)");
-                    stats.skipped_devices += 1;
-                    continue;
-                }
-            }
-            _ => {
-                tracing::debug!("skipping unsupported tar entry type {:?} at {raw}", kind);
-                continue;
-            }
-        }
-
-        let is_symlink = kind == tar::EntryType::Symlink;
-        if privileged {
-            match nix::unistd::fchownat(
-                nix::fcntl::AT_FDCWD,
-                &target,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
-                Ok(()) => {
-                    recorded.remove(&rel);
-                }
-                // Root of a user namespace that does not map this id: keep the
-                // image's owner on record instead.
-                Err(nix::errno::Errno::EINVAL) => {
-                    recorded.insert(rel.clone(), meta);
-                }
-                Err(e) => return Err(io::Error::from(e)),
-            }
-        } else {
-            recorded.insert(rel.clone(), meta);
-        }
-        if !is_symlink {
-            // Unprivileged, directories stay writable for the owner so later
-            // layers can be applied; the real mode is in `recorded`.
-            let mode = if !privileged && kind == tar::EntryType::Directory {
-                meta.mode | 0o700
-            } else {
-                meta.mode
+            let target = parent_host.join(name);
+            let header = entry.header().clone();
+            let meta = Meta {
+                // Some writers leave numeric fields blank: read those as 0.
+                mode: header.mode().unwrap_or(0o644) & 0o7777,
+                uid: header.uid().unwrap_or(0) as u32,
+                gid: header.gid().unwrap_or(0) as u32,
+                mtime: header.mtime().unwrap_or(0),
             };
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
-        }
-        // File capabilities and other xattrs (PAX SCHILY.xattr.*), when allowed;
-        // after chown and chmod, which would clear security.capability.
-        if privileged {
-            if let Some(exts) = entry.pax_extensions()? {
-                for ext in exts.flatten() {
-                    if let Ok(key) = ext.key() {
-                        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                            if let Err(e) = xattr::set(&target, name, ext.value_bytes()) {
-                                tracing::warn!("cannot set xattr {name} on /{rel}: {e}");
+            let existing = fs::symlink_metadata(&target).ok();
+            let kind = header.entry_type();
+            // Replacing anything but a directory by a directory can change how later
+            // paths resolve.
+            let keeps_dir =
+                kind == tar::EntryType::Directory && existing.as_ref().is_none_or(|m| m.is_dir());
+            if kind == tar::EntryType::Symlink || (existing.is_some() && !keeps_dir) {
+                parents.clear();
+            }
+            let clear = |target: &Path| -> io::Result<()> {
+                match &existing {
+                    None => Ok(()),
+                    Some(m) if m.is_dir() => fs::remove_dir_all(target),
+                    Some(_) => fs::remove_file(target),
+                }
+            };
+            match kind {
+                tar::EntryType::Directory => {
+                    if !existing.as_ref().is_some_and(|m| m.is_dir()) {
+                        clear(&target)?;
+                        fs::create_dir(&target)?;
+                    }
+                }
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
+                    clear(&target)?;
+                    let mut f = fs::File::create(&target)?;
+                    copy_sparse(&mut entry, &mut f)?;
+                }
+                tar::EntryType::Symlink => {
+                    clear(&target)?;
+                    let link = entry
+                        .link_name()?
+                        .ok_or_else(|| bad(format!("symlink {raw:?} has no target")))?;
+                    symlink(link, &target)?;
+                }
+                tar::EntryType::Link => {
+                    let link = entry
+                        .link_name()?
+                        .ok_or_else(|| bad(format!("hardlink {raw:?} has no target")))?;
+                    let link = link.to_string_lossy().into_owned();
+                    if components(&link).contains(&"..") {
+                        return Err(bad(format!("hardlink {raw:?} points outside the root")));
+                    }
+                    let src_rel = resolve(root, &link, false, Confine::Clamp).map_err(to_io)?;
+                    clear(&target)?;
+                    fs::hard_link(host_path(root, &src_rel), &target)?;
+                    if let Some(m) = recorded.get(&src_rel).copied() {
+                        recorded.insert(rel.clone(), m);
+                    }
+                    this_layer.insert(rel);
+                    stats.entries += 1;
+                    return Ok(());
+                }
+                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                    let sflag = match kind {
+                        tar::EntryType::Char => SFlag::S_IFCHR,
+                        tar::EntryType::Block => SFlag::S_IFBLK,
+                        _ => SFlag::S_IFIFO,
+                    };
+                    // GNU tar and Python leave a FIFO's device fields blank, which
+                    // the tar crate reports as unparsable: a FIFO needs none.
+                    let dev = if kind == tar::EntryType::Fifo {
+                        0
+                    } else {
+                        nix::sys::stat::makedev(
+                            header.device_major()?.unwrap_or(0) as u64,
+                            header.device_minor()?.unwrap_or(0) as u64,
+                        )
+                    };
+                    clear(&target)?;
+                    if let Err(e) = mknod(&target, sflag, Mode::from_bits_truncate(meta.mode), dev)
+                    {
+                        tracing::warn!("skipping device node /{rel}: {e} (not permitted here)");
+                        stats.skipped_devices += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    tracing::debug!("skipping unsupported tar entry type {:?} at {raw}", kind);
+                    return Ok(());
+                }
+            }
+
+            let is_symlink = kind == tar::EntryType::Symlink;
+            if privileged {
+                match nix::unistd::fchownat(
+                    nix::fcntl::AT_FDCWD,
+                    &target,
+                    Some(Uid::from_raw(meta.uid)),
+                    Some(Gid::from_raw(meta.gid)),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                ) {
+                    Ok(()) => {
+                        recorded.remove(&rel);
+                    }
+                    // Root of a user namespace that does not map this id: keep the
+                    // image's owner on record instead.
+                    Err(nix::errno::Errno::EINVAL) => {
+                        recorded.insert(rel.clone(), meta);
+                    }
+                    Err(e) => return Err(io::Error::from(e)),
+                }
+            } else {
+                recorded.insert(rel.clone(), meta);
+            }
+            if !is_symlink {
+                // Unprivileged, directories stay writable for the owner so later
+                // layers can be applied; the real mode is in `recorded`.
+                let mode = if !privileged && kind == tar::EntryType::Directory {
+                    meta.mode | 0o700
+                } else {
+                    meta.mode
+                };
+                fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
+            }
+            // File capabilities and other xattrs (PAX SCHILY.xattr.*), when allowed;
+            // after chown and chmod, which would clear security.capability.
+            if privileged {
+                if let Some(exts) = entry.pax_extensions()? {
+                    for ext in exts.flatten() {
+                        if let Ok(key) = ext.key() {
+                            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                                if let Err(e) = xattr::set(&target, name, ext.value_bytes()) {
+                                    tracing::warn!("cannot set xattr {name} on /{rel}: {e}");
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        if kind == tar::EntryType::Directory {
-            dir_times.push((rel.clone(), meta.mtime));
-        } else {
-            set_mtime(&target, meta.mtime)?;
-        }
-        this_layer.insert(rel);
-        stats.entries += 1;
+            if kind == tar::EntryType::Directory {
+                dir_times.push((rel.clone(), meta.mtime));
+            } else {
+                set_mtime(&target, meta.mtime)?;
+            }
+            this_layer.insert(rel);
+            stats.entries += 1;
+            Ok(())
+        })();
+        applied.map_err(|e| io::Error::new(e.kind(), format!("layer entry {raw:?}: {e}")))?;
     }
     for (rel, mtime) in dir_times.into_iter().rev() {
         let p = host_path(root, &rel);
@@ -249,6 +269,36 @@ pub fn extract(
         }
     }
     Ok(stats)
+}
+
+/// Copy `from` into `to`, leaving holes where whole blocks are zero, so a small
+/// layer that declares a huge sparse file (or a file of zeros) does not fill the
+/// disk. The content read back is the same.
+fn copy_sparse(from: &mut impl Read, to: &mut fs::File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let mut hole = false;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == buf.len() && buf.iter().all(|&b| b == 0) {
+            to.seek(SeekFrom::Current(n as i64))?;
+            hole = true;
+        } else {
+            to.write_all(&buf[..n])?;
+            hole = false;
+        }
+        total += n as u64;
+    }
+    if hole {
+        to.set_len(total)?;
+    }
+    Ok(total)
 }
 
 fn prefix(parent_rel: &str) -> String {
@@ -449,5 +499,105 @@ mod tests {
         .unwrap();
         assert!(root.join("d").is_file());
         assert!(root.join("f").is_dir());
+    }
+
+    #[test]
+    fn whiteouts_that_name_no_file_are_refused_and_delete_nothing() {
+        use tar::EntryType::*;
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("rootfs");
+        fs::create_dir(&root).unwrap();
+        fs::write(work.path().join("kilns-own"), "x").unwrap();
+        for wh in [".wh...", ".wh..", "sub/.wh...", "sub/.wh.."] {
+            let t = tar_of(&[
+                ("sub/", Directory, ""),
+                ("sub/f", Regular, "f"),
+                (wh, Regular, ""),
+            ]);
+            let e = extract(&t[..], &root, false, &mut HashMap::new()).unwrap_err();
+            assert!(e.to_string().contains("names no file"), "{wh}: {e}");
+            assert!(
+                work.path().join("kilns-own").exists(),
+                "{wh}: the work dir survives"
+            );
+            assert!(root.join("sub/f").exists(), "{wh}: the parent survives");
+        }
+    }
+
+    #[test]
+    fn fifos_with_blank_device_fields_are_made() {
+        let d = tempfile::tempdir().unwrap();
+        for (i, fill) in [0u8, b' '].into_iter().enumerate() {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::Fifo);
+            h.set_mode(0o644);
+            h.set_size(0);
+            h.set_path(format!("fifo{i}")).unwrap();
+            let u = h.as_ustar_mut().unwrap();
+            u.dev_major = [fill; 8];
+            u.dev_minor = [fill; 8];
+            h.set_cksum();
+            let mut b = tar::Builder::new(Vec::new());
+            b.append(&h, &[][..]).unwrap();
+            let t = b.into_inner().unwrap();
+            extract(&t[..], d.path(), false, &mut HashMap::new()).unwrap();
+            use std::os::unix::fs::FileTypeExt;
+            assert!(fs::symlink_metadata(d.path().join(format!("fifo{i}")))
+                .unwrap()
+                .file_type()
+                .is_fifo());
+        }
+    }
+
+    #[test]
+    fn sparse_files_stay_sparse() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::create_dir(&src).unwrap();
+        // A 1 GiB hole, archived by GNU tar --sparse:
+        // the archive is a few KB.
+        let f = fs::File::create(src.join("huge")).unwrap();
+        f.set_len(1 << 30).unwrap();
+        drop(f);
+        let t = d.path().join("sparse.tar");
+        let ok = std::process::Command::new("tar")
+            .args(["--sparse", "-cf"])
+            .arg(&t)
+            .arg("-C")
+            .arg(&src)
+            .arg("huge")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert!(fs::metadata(&t).unwrap().len() < 64 * 1024);
+        let root = d.path().join("root");
+        fs::create_dir(&root).unwrap();
+        extract(
+            fs::File::open(&t).unwrap(),
+            &root,
+            false,
+            &mut HashMap::new(),
+        )
+        .unwrap();
+        let m = fs::metadata(root.join("huge")).unwrap();
+        assert_eq!(m.len(), 1 << 30);
+        assert!(
+            m.blocks() * 512 < 1 << 20,
+            "written sparse: {} blocks",
+            m.blocks()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_entry_with_control_bytes_escaped() {
+        use tar::EntryType::*;
+        let d = tempfile::tempdir().unwrap();
+        let t = tar_of(&[("evil\x1b[2Jname", Link, "missing-target")]);
+        let e = extract(&t[..], d.path(), false, &mut HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("layer entry \"evil\\u{1b}[2Jname\""), "{e}");
+        assert!(!e.contains('\x1b'), "no raw control byte: {e:?}");
     }
 }
