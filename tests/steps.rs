@@ -114,12 +114,21 @@ fn a_killed_kiln_takes_its_steps_with_it() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let started = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.contains("step-started"));
-        assert!(started, "{mode}: the step started");
+        // Read kiln's output on a thread, so a kiln that never streams cannot
+        // hang the test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if l.contains("step-started") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("{mode}: the step's first line never arrived while it ran");
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while processes_with(&marker).len() < 2 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -140,6 +149,6 @@ fn a_killed_kiln_takes_its_steps_with_it() {
         }
         let left = processes_with(&marker);
         assert!(left.is_empty(), "{mode}: the step outlived kiln: {left:?}");
-        drop(lines);
+        let _ = reader.join();
     }
 }
