@@ -326,28 +326,31 @@ pub unsafe fn start(plan: &ChildPlan, ptrs: &Ptrs, fds: &Fds) -> ! {
     }
 }
 
-/// Unshare, write id maps, make mounts private, and fork: the caller continues as
-/// PID 1 of the new PID namespace, while this process waits for it and exits with
-/// its status.
+/// Unshare `flags`, write the single-uid maps when a user namespace is among
+/// them, and make every mount private. On failure, errno says why.
 ///
 /// # Safety
-/// Forked child only.
-unsafe fn enter_namespaces(plan: &ChildPlan, fds: &Fds) {
-    // SAFETY: raw syscalls on the plan's buffers.
+/// Raw syscalls only (usable between fork and exec).
+pub unsafe fn unshare_private(
+    flags: libc::c_int,
+    uid_map: &[u8],
+    gid_map: &[u8],
+) -> Result<(), Stage> {
+    // SAFETY: raw syscalls on valid buffers.
     unsafe {
-        if plan.ns_flags & libc::CLONE_NEWUSER != 0 {
+        if flags & libc::CLONE_NEWUSER != 0 {
             // kiln is not dumpable, which would make /proc/self/uid_map root's.
             libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         }
-        if libc::unshare(plan.ns_flags) != 0 {
-            fail(fds, Stage::Unshare);
+        if libc::unshare(flags) != 0 {
+            return Err(Stage::Unshare);
         }
-        if plan.ns_flags & libc::CLONE_NEWUSER != 0
+        if flags & libc::CLONE_NEWUSER != 0
             && (write_file(c"/proc/self/setgroups", b"deny").is_err()
-                || write_file(c"/proc/self/uid_map", &plan.uid_map).is_err()
-                || write_file(c"/proc/self/gid_map", &plan.gid_map).is_err())
+                || write_file(c"/proc/self/uid_map", uid_map).is_err()
+                || write_file(c"/proc/self/gid_map", gid_map).is_err())
         {
-            fail(fds, Stage::IdMaps);
+            return Err(Stage::IdMaps);
         }
         if libc::mount(
             std::ptr::null(),
@@ -357,7 +360,23 @@ unsafe fn enter_namespaces(plan: &ChildPlan, fds: &Fds) {
             std::ptr::null(),
         ) != 0
         {
-            fail(fds, Stage::Unshare);
+            return Err(Stage::Unshare);
+        }
+    }
+    Ok(())
+}
+
+/// Unshare, write id maps, make mounts private, and fork: the caller continues as
+/// PID 1 of the new PID namespace, while this process waits for it and exits with
+/// its status.
+///
+/// # Safety
+/// Forked child only.
+unsafe fn enter_namespaces(plan: &ChildPlan, fds: &Fds) {
+    // SAFETY: raw syscalls on the plan's buffers.
+    unsafe {
+        if let Err(stage) = unshare_private(plan.ns_flags, &plan.uid_map, &plan.gid_map) {
+            fail(fds, stage);
         }
         let pid = libc::fork();
         if pid < 0 {

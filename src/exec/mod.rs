@@ -146,28 +146,8 @@ fn probe(mode: Mode) -> bool {
     // syscalls on buffers prepared before the fork (no allocation, no locks).
     unsafe {
         cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            if libc::unshare(flags) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if flags & libc::CLONE_NEWUSER != 0
-                && (child::write_file(c"/proc/self/setgroups", b"deny").is_err()
-                    || child::write_file(c"/proc/self/uid_map", &uid_map).is_err()
-                    || child::write_file(c"/proc/self/gid_map", &gid_map).is_err())
-            {
-                return Err(io::Error::other("id maps"));
-            }
-            if libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
+            child::unshare_private(flags, &uid_map, &gid_map)
+                .map_err(|_| io::Error::last_os_error())
         });
     }
     matches!(cmd.status(), Ok(s) if s.success())
