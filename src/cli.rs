@@ -65,6 +65,14 @@ pub struct RegistryArgs {
     /// Turn TLS verification off for this registry only (warned about on every run). Repeatable.
     #[arg(long = "skip-tls-verify-registry", value_name = "HOST[:PORT]")]
     pub skip_tls_verify_registry: Vec<String>,
+    /// Retries of a failed push request or upload (kaniko's flag). Retries back
+    /// off from 0.5 s to 10 s, honour Retry-After, and stop 60 s after the first
+    /// attempt; 0 turns them off.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub push_retry: u32,
+    /// Retries of a failed pull request or download (kaniko's flag), as --push-retry.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub image_download_retry: u32,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +337,14 @@ impl RegistryArgs {
                 certs_d_roots: vec![],
             },
             creds: registry::creds::Sources::from_process(explicit, destination_hosts),
+            push_retry: registry::retry::Policy {
+                retries: self.push_retry,
+                ..Default::default()
+            },
+            pull_retry: registry::retry::Policy {
+                retries: self.image_download_retry,
+                ..Default::default()
+            },
         })
     }
 }

@@ -533,6 +533,7 @@ fn redirects_to_another_host_carry_no_authorization() {
             explicit_hosts: vec![reg_addr.clone()],
             ..Default::default()
         },
+        ..Default::default()
     };
     let client = kiln::registry::Client::new(&opts).unwrap();
     let store_dir = tempfile::tempdir().unwrap();

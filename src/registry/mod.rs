@@ -4,7 +4,9 @@
 
 pub mod auth;
 pub mod creds;
+pub mod retry;
 pub mod tls;
+mod upload;
 
 use crate::image::manifest::ACCEPT;
 use crate::image::Reference;
@@ -57,6 +59,12 @@ pub enum RegistryError {
         expected: String,
         actual: String,
     },
+    #[error("registry {registry}: {what} broke off: {cause}")]
+    Interrupted {
+        registry: String,
+        what: String,
+        cause: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -70,6 +78,9 @@ pub struct Options {
     pub insecure: Vec<String>,
     pub tls: tls::TlsOptions,
     pub creds: creds::Sources,
+    /// Retries of pushes (any request that writes) and of pulls.
+    pub push_retry: retry::Policy,
+    pub pull_retry: retry::Policy,
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +172,8 @@ pub struct Client {
     /// Scopes the build will need per registry, so one token covers them all.
     scopes: StdMutex<HashMap<String, BTreeSet<String>>>,
     auth: tokio::sync::Mutex<HashMap<String, AuthState>>,
+    push_retry: retry::Policy,
+    pull_retry: retry::Policy,
     pub counters: Counters,
 }
 
@@ -240,6 +253,8 @@ impl Client {
             found: StdMutex::new(HashMap::new()),
             scopes: StdMutex::new(HashMap::new()),
             auth: tokio::sync::Mutex::new(HashMap::new()),
+            push_retry: opts.push_retry,
+            pull_retry: opts.pull_retry,
             counters: Counters::default(),
         })
     }
@@ -358,8 +373,9 @@ impl Client {
         }
     }
 
-    /// Send a request, answering auth challenges and retrying transient failures.
-    /// A 401 after a token was sent (expired or revoked) gets one fresh token.
+    /// Send a request, answering auth challenges and retrying transient failures
+    /// (see [`retry`]). A 401 after a token was sent (expired or revoked) gets one
+    /// fresh token.
     async fn send(
         &self,
         r: &Reference,
@@ -369,12 +385,68 @@ impl Client {
         headers: HeaderMap,
         body: Body<'_>,
     ) -> Result<reqwest::Response> {
+        self.send_with(r, push, method, url, headers, body, true)
+            .await
+    }
+
+    /// The retry policy for a request: pushes are anything that writes.
+    fn policy(&self, push: bool, method: &Method) -> retry::Policy {
+        if push || !matches!(*method, Method::GET | Method::HEAD) {
+            self.push_retry
+        } else {
+            self.pull_retry
+        }
+    }
+
+    /// Wait before the next retry if the policy allows it, saying what is
+    /// retried and why; false when the caller should give up.
+    async fn backoff(
+        &self,
+        r: &Reference,
+        what: &str,
+        why: &str,
+        attempts: &mut retry::Attempts,
+        retry_after: Option<Duration>,
+    ) -> bool {
+        let Some(wait) = attempts.next(retry_after) else {
+            return false;
+        };
+        let asked = if retry_after.is_some() {
+            " (as Retry-After asks)"
+        } else {
+            ""
+        };
+        tracing::warn!(
+            "registry {}: {what} {why}; retry {} of {} in {:.1}s{asked}",
+            r.registry,
+            attempts.made,
+            attempts.allowed(),
+            wait.as_secs_f64()
+        );
+        tokio::time::sleep(wait).await;
+        true
+    }
+
+    /// [`Client::send`]; with `retry` false, transient failures are returned to
+    /// the caller instead (an upload session's requests cannot be replayed: the
+    /// registry may have dropped the session or kept part of the body).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        r: &Reference,
+        push: bool,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Body<'_>,
+        retry: bool,
+    ) -> Result<reqwest::Response> {
         let scope = Self::scope(r, push);
         let http = self.http(r.api_host())?;
+        let mut attempts = retry::Attempts::new(self.policy(push, &method));
+        let what = format!("{method} {}", url.path());
         let mut challenged = 0;
-        let mut attempt = 0u32;
         loop {
-            attempt += 1;
             let mut req = http
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
@@ -396,17 +468,25 @@ impl Client {
                         .body(reqwest::Body::wrap_stream(stream))
                 }
             };
-            let resp = match req.send().await {
+            // Errors without the URL: an upload's has the session state in it.
+            let resp = match req.send().await.map_err(reqwest::Error::without_url) {
                 Ok(r) => r,
-                Err(e) if attempt < 3 && (e.is_timeout() || e.is_request()) && !e.is_connect() => {
-                    tokio::time::sleep(Duration::from_millis(500 * attempt as u64)).await;
-                    continue;
-                }
                 Err(e) => {
+                    let cause = cause_chain(&e);
+                    if e.is_connect() {
+                        attempts.limit_to(retry::CONNECT_RETRIES);
+                    }
+                    let why = format!("failed ({cause})");
+                    if retry
+                        && !retry::is_tls_failure(&cause)
+                        && self.backoff(r, &what, &why, &mut attempts, None).await
+                    {
+                        continue;
+                    }
                     return Err(RegistryError::Unreachable {
                         registry: r.registry.clone(),
                         hint: self.connect_hint(&r.registry, &e),
-                        cause: cause_chain(&e),
+                        cause,
                     });
                 }
             };
@@ -463,10 +543,23 @@ impl Client {
                     }
                 }
             }
-            if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) && attempt < 3
-            {
-                tokio::time::sleep(Duration::from_millis(500 * attempt as u64)).await;
-                continue;
+            if retry && retry::retryable_status(status.as_u16()) {
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(retry::parse_retry_after);
+                let why = if status == StatusCode::TOO_MANY_REQUESTS {
+                    "was rate-limited (429 Too Many Requests)".to_string()
+                } else {
+                    format!("answered {status}")
+                };
+                if self
+                    .backoff(r, &what, &why, &mut attempts, retry_after)
+                    .await
+                {
+                    continue;
+                }
             }
             return Ok(resp);
         }
@@ -742,14 +835,15 @@ impl Client {
     }
 
     /// Download a blob to `store`, verifying its digest. Returns the stored path.
+    /// A blob already in the store is re-hashed on first use (see
+    /// [`crate::store::Store::verified_path`]). A download that breaks off or
+    /// does not match its digest is tried again, with the pull retry policy.
     pub async fn fetch_blob(
         &self,
         r: &Reference,
         digest: &str,
         store: &crate::store::Store,
     ) -> Result<std::path::PathBuf> {
-        use sha2::Digest as _;
-        use tokio::io::AsyncWriteExt;
         let io = |e: std::io::Error| RegistryError::Other(format!("local store: {e}"));
         let st = store.clone();
         let d = digest.to_string();
@@ -760,16 +854,41 @@ impl Client {
         if let Some(p) = have {
             return Ok(p);
         }
+        let mut attempts = retry::Attempts::new(self.pull_retry);
+        loop {
+            let err = match self.download_once(r, digest, store).await {
+                Ok(p) => return Ok(p),
+                Err(
+                    e @ (RegistryError::Interrupted { .. } | RegistryError::DigestMismatch { .. }),
+                ) => e,
+                Err(e) => return Err(e),
+            };
+            let why = format!("failed ({err})");
+            let what = format!("download of {digest}");
+            if !self.backoff(r, &what, &why, &mut attempts, None).await {
+                return Err(err);
+            }
+        }
+    }
+
+    async fn download_once(
+        &self,
+        r: &Reference,
+        digest: &str,
+        store: &crate::store::Store,
+    ) -> Result<std::path::PathBuf> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt;
+        let io = |e: std::io::Error| RegistryError::Other(format!("local store: {e}"));
         let mut resp = self.get_blob(r, digest).await?;
         tracing::debug!("{digest}: downloading from {}", r.name());
         let tmp = store.temp().map_err(io)?;
         let mut file = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(io)?);
         let mut hasher = sha2::Sha256::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| {
-            RegistryError::Other(format!(
-                "registry {}: download of {digest} broke off: {e}",
-                r.registry
-            ))
+        while let Some(chunk) = resp.chunk().await.map_err(|e| RegistryError::Interrupted {
+            registry: r.registry.clone(),
+            what: format!("the download of {digest}"),
+            cause: cause_chain(&e),
         })? {
             hasher.update(&chunk);
             self.counters
@@ -907,120 +1026,6 @@ impl Client {
             | StatusCode::NOT_FOUND => Ok(false),
             _ => Err(self.fail(r, "POST", "blob mount", resp, true).await),
         }
-    }
-
-    /// Upload a blob from a file: skipped when present, else POST + monolithic PUT,
-    /// falling back to chunked PATCHes when the registry refuses the single PUT.
-    pub async fn push_blob(
-        &self,
-        r: &Reference,
-        digest: &str,
-        size: u64,
-        path: &Path,
-    ) -> Result<()> {
-        if self.blob_exists(r, digest).await? {
-            tracing::debug!("{digest}: already in {}", r.name());
-            self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        tracing::debug!("{digest}: uploading {size} bytes to {}", r.name());
-        let start = self.url(r, "blobs/uploads/")?;
-        let resp = self
-            .send(
-                r,
-                true,
-                Method::POST,
-                start.clone(),
-                HeaderMap::new(),
-                Body::Empty,
-            )
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::CREATED {
-            return Err(self.fail(r, "POST", "blob upload", resp, true).await);
-        }
-        let mut put = self.location(r, &resp)?;
-        put.query_pairs_mut().append_pair("digest", digest);
-        let mut h = HeaderMap::new();
-        h.insert(
-            CONTENT_TYPE,
-            "application/octet-stream"
-                .parse()
-                .map_err(|_| RegistryError::Other("header".into()))?,
-        );
-        let resp = self
-            .send(
-                r,
-                true,
-                Method::PUT,
-                put,
-                h.clone(),
-                Body::File(path, 0, size),
-            )
-            .await?;
-        if resp.status() == StatusCode::CREATED {
-            self.uploaded(size);
-            return Ok(());
-        }
-        let refused = matches!(resp.status().as_u16(), 400 | 405 | 413 | 416 | 501);
-        if !refused {
-            return Err(self
-                .fail(r, "PUT", &format!("blob {digest}"), resp, true)
-                .await);
-        }
-        tracing::debug!(
-            "monolithic upload refused ({}), retrying in chunks",
-            resp.status()
-        );
-        // Chunked: POST, PATCH each chunk (following Location), PUT to finish.
-        let resp = self
-            .send(r, true, Method::POST, start, HeaderMap::new(), Body::Empty)
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.fail(r, "POST", "blob upload", resp, true).await);
-        }
-        let mut loc = self.location(r, &resp)?;
-        let mut off = 0;
-        while off < size {
-            let len = UPLOAD_CHUNK.min(size - off);
-            let mut ph = h.clone();
-            ph.insert(
-                "Content-Range",
-                format!("{}-{}", off, off + len - 1)
-                    .parse()
-                    .map_err(|_| RegistryError::Other("header".into()))?,
-            );
-            let resp = self
-                .send(
-                    r,
-                    true,
-                    Method::PATCH,
-                    loc.clone(),
-                    ph,
-                    Body::File(path, off, len),
-                )
-                .await?;
-            if resp.status() != StatusCode::ACCEPTED {
-                return Err(self
-                    .fail(r, "PATCH", &format!("blob {digest}"), resp, true)
-                    .await);
-            }
-            loc = self.location(r, &resp)?;
-            off += len;
-        }
-        loc.query_pairs_mut().append_pair("digest", digest);
-        let resp = self.send(r, true, Method::PUT, loc, h, Body::Empty).await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self
-                .fail(r, "PUT", &format!("blob {digest}"), resp, true)
-                .await);
-        }
-        self.uploaded(size);
-        Ok(())
-    }
-
-    fn uploaded(&self, size: u64) {
-        self.counters.blobs_up.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes_up.fetch_add(size, Ordering::Relaxed);
     }
 
     /// PUT a manifest under `reference` (tag or digest); returns the digest the

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 pub mod gitlab;
+pub mod proxy;
 pub mod sandbox;
 
 use std::net::{TcpListener, TcpStream};
@@ -343,80 +344,6 @@ pub fn build_and_unpack(ctx: &Path, out: &Path, extra: &[&str]) -> PathBuf {
         String::from_utf8_lossy(&res.stderr)
     );
     unpack(&format!("oci:{}:latest", layout.display()), out)
-}
-
-/// A loopback HTTP proxy in front of `upstream` that refuses monolithic blob
-/// uploads (PUT with a body to /blobs/uploads/) with 413, like a proxy with a
-/// body-size limit; everything else is forwarded. Counts PATCH requests.
-pub struct RefusingProxy {
-    pub addr: String,
-    pub patches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl RefusingProxy {
-    pub fn start(upstream: &str) -> RefusingProxy {
-        use std::io::{BufRead, BufReader};
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let patches = std::sync::Arc::new(AtomicUsize::new(0));
-        let counter = patches.clone();
-        let upstream = upstream.to_string();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut client) = conn else { continue };
-                let upstream = upstream.clone();
-                let counter = counter.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(client.try_clone().expect("clone"));
-                    let mut head = Vec::new();
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if lower.starts_with("connection:") {
-                            continue;
-                        }
-                        head.push(line);
-                    }
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let request_line = head.first().cloned().unwrap_or_default();
-                    if request_line.starts_with("PATCH ") {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                    }
-                    if request_line.starts_with("PUT ")
-                        && request_line.contains("/blobs/uploads/")
-                        && length > 0
-                    {
-                        let _ = client.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                        return;
-                    }
-                    let Ok(mut up) = TcpStream::connect(&upstream) else {
-                        return;
-                    };
-                    let mut req = head.concat();
-                    req.push_str("Connection: close\r\n\r\n");
-                    if up.write_all(req.as_bytes()).is_err() || up.write_all(&body).is_err() {
-                        return;
-                    }
-                    let _ = std::io::copy(&mut up, &mut client);
-                });
-            }
-        });
-        RefusingProxy { addr, patches }
-    }
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {

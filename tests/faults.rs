@@ -1,0 +1,143 @@
+//! Registry faults, injected by a proxy in front of the real docker-registry: a
+//! dropped upload, rate limits with Retry-After, an outage, a download that breaks
+//! off. kiln retries what can be retried, says so, and pushes a correct image.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::proxy::{Fault, FaultProxy};
+use support::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn push_through(
+    proxy: &FaultProxy,
+    ctx: &std::path::Path,
+    tag: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    run(kiln()
+        .args(["build", "--insecure-registry", &proxy.addr])
+        .args(["--destination", &format!("{}/faults/app:{tag}", proxy.addr)])
+        .arg("--context")
+        .arg(ctx)
+        .args(extra))
+}
+
+#[test]
+fn an_upload_that_breaks_off_starts_a_new_session() {
+    let reg = Registry::start();
+    // Incompressible enough that the layer stays over 100 KB.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: String = (0..400_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b"0123456789abcdef"[(x & 15) as usize])
+        })
+        .collect();
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY data /data\n"),
+        ("data", &data),
+    ]);
+    // The first PUT of a layer's body in each of the two builds breaks off halfway.
+    let puts = Arc::new(AtomicUsize::new(0));
+    let seen = puts.clone();
+    let proxy = FaultProxy::start(&reg.addr, move |req| {
+        if req.is("PUT", "/blobs/uploads/")
+            && req.body_len > 100_000
+            && seen.fetch_add(1, Ordering::SeqCst) < 2
+        {
+            return Fault::DropMidBody;
+        }
+        Fault::Forward
+    });
+
+    // With retries off, the failure is an error naming the registry; no tag.
+    let out = push_through(&proxy, ctx.path(), "no-retry", &["--push-retry", "0"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("registry {}", proxy.addr)), "{err}");
+    assert!(
+        !reg.has_tag("faults/app", "no-retry"),
+        "a failed push leaves no tag"
+    );
+
+    let out = push_through(&proxy, ctx.path(), "1", &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("upload of sha256:") && err.contains("retry 1 of 10"),
+        "the retry is said:\n{err}"
+    );
+    let sessions = proxy.count("POST /v2/faults/app/blobs/uploads/");
+    assert!(
+        sessions >= 3,
+        "a new session after the broken one (config, layer, retry): {sessions}\n{:#?}",
+        proxy.log.lock().unwrap()
+    );
+    assert!(reg.has_tag("faults/app", "1"));
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(&format!("docker://{}/faults/app:1", reg.addr), work.path());
+    assert_eq!(std::fs::read_to_string(root.join("data")).unwrap(), data);
+}
+
+#[test]
+fn rate_limits_outages_and_broken_downloads_are_waited_out() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let first: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let cut = Arc::new(AtomicUsize::new(0));
+    let (clock, cuts) = (first.clone(), cut.clone());
+    let proxy = FaultProxy::start(&reg.addr, move |req| {
+        let since = {
+            let mut t = clock.lock().unwrap();
+            t.get_or_insert_with(Instant::now).elapsed()
+        };
+        // A 3 s rate-limit window on manifests, then a 5 s outage on blobs, then
+        // the first blob download breaks off after 1000 bytes.
+        if req.is("GET", "/manifests/") && since < Duration::from_secs(3) {
+            return Fault::Respond(429, vec![("Retry-After", "3".into())]);
+        }
+        if req.is("GET", "/blobs/") && since < Duration::from_secs(8) {
+            return Fault::Respond(503, vec![]);
+        }
+        if req.is("GET", "/blobs/sha256:") && cuts.fetch_add(1, Ordering::SeqCst) == 1 {
+            return Fault::CutResponse(1000);
+        }
+        Fault::Forward
+    });
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!("FROM {}/base/busybox\nCOPY a /a\n", proxy.addr),
+        ),
+        ("a", "a\n"),
+    ]);
+    let out = push_through(&proxy, ctx.path(), "2", &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("was rate-limited (429 Too Many Requests)")
+            && err.contains("(as Retry-After asks)"),
+        "the 429 is named and its Retry-After honoured:\n{err}"
+    );
+    assert!(err.contains("answered 503"), "the outage is said:\n{err}");
+    assert!(
+        err.contains("download of sha256:") && err.contains("broke off"),
+        "the broken download is retried:\n{err}"
+    );
+    assert!(
+        proxy.count("cut after") == 1,
+        "{:#?}",
+        proxy.log.lock().unwrap()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(&format!("docker://{}/faults/app:2", reg.addr), work.path());
+    assert!(root.join("bin/busybox").exists() && root.join("a").exists());
+}
