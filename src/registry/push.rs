@@ -1,4 +1,6 @@
-//! Blob uploads: a session per attempt, and a new session after a failed one.
+//! Pushing: blob existence checks, cross-repository mounts, uploads and manifests.
+//!
+//! Uploads use a session per attempt, and a new session after a failed one.
 //!
 //! A PUT or PATCH that breaks off cannot be replayed on its session: the registry
 //! may have dropped the session (`404 BLOB_UPLOAD_UNKNOWN`) or kept part of the
@@ -7,8 +9,8 @@
 
 use super::{retry, Body, Client, RegistryError, Result, UPLOAD_CHUNK};
 use crate::image::Reference;
-use reqwest::header::{HeaderMap, CONTENT_TYPE};
-use reqwest::{Method, StatusCode};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, StatusCode, Url};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -164,5 +166,102 @@ impl Client {
     fn uploaded(&self, size: u64) {
         self.counters.blobs_up.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_up.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Upload a small blob held in memory (through a temporary file, so the upload
+    /// path and its retries are the same as for layers).
+    pub async fn push_blob_bytes(&self, r: &Reference, digest: &str, data: &[u8]) -> Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new()
+            .map_err(|e| RegistryError::Other(format!("temporary file: {e}")))?;
+        std::io::Write::write_all(&mut tmp, data)
+            .map_err(|e| RegistryError::Other(format!("temporary file: {e}")))?;
+        self.push_blob(r, digest, data.len() as u64, tmp.path())
+            .await
+    }
+
+    pub async fn blob_exists(&self, r: &Reference, digest: &str) -> Result<bool> {
+        let url = self.url(r, &format!("blobs/{digest}"))?;
+        let resp = self
+            .send(r, true, Method::HEAD, url, HeaderMap::new(), Body::Empty)
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self
+                .fail(r, "HEAD", &format!("blob {digest}"), resp, true)
+                .await),
+        }
+    }
+
+    fn location(&self, r: &Reference, resp: &reqwest::Response) -> Result<Url> {
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                RegistryError::Other(format!(
+                    "registry {} started an upload without a Location",
+                    r.registry
+                ))
+            })?;
+        let base = Url::parse(&self.base(r)).map_err(|e| RegistryError::Other(e.to_string()))?;
+        base.join(loc).map_err(|e| {
+            RegistryError::Other(format!(
+                "registry {} sent a bad upload Location: {e}",
+                r.registry
+            ))
+        })
+    }
+
+    /// Try to mount `digest` from another repository of the same registry.
+    /// Ok(true) when mounted; Ok(false) when the registry wants an upload instead.
+    pub async fn mount_blob(&self, r: &Reference, digest: &str, from: &str) -> Result<bool> {
+        let mut url = self.url(r, "blobs/uploads/")?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest)
+            .append_pair("from", from);
+        let resp = self
+            .send(r, true, Method::POST, url, HeaderMap::new(), Body::Empty)
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => {
+                tracing::debug!("{digest}: mounted into {} from {from}", r.repository);
+                self.counters.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            StatusCode::ACCEPTED
+            | StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.fail(r, "POST", "blob mount", resp, true).await),
+        }
+    }
+
+    /// PUT a manifest under `reference` (tag or digest); returns the digest the
+    /// registry reports (or the computed one).
+    pub async fn put_manifest(
+        &self,
+        r: &Reference,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String> {
+        let url = self.url(r, &format!("manifests/{reference}"))?;
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            media_type
+                .parse()
+                .map_err(|_| RegistryError::Other(format!("bad media type {media_type}")))?,
+        );
+        let resp = self
+            .send(r, true, Method::PUT, url, h, Body::Bytes(bytes))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self
+                .fail(r, "PUT", &format!("manifest {reference}"), resp, true)
+                .await);
+        }
+        Ok(crate::digest::sha256_bytes(bytes))
     }
 }
