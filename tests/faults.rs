@@ -141,3 +141,69 @@ fn rate_limits_outages_and_broken_downloads_are_waited_out() {
     let root = unpack(&format!("docker://{}/faults/app:2", reg.addr), work.path());
     assert!(root.join("bin/busybox").exists() && root.join("a").exists());
 }
+
+/// Two destinations: every blob goes into both before either is tagged, so a
+/// failure at the second tags neither; the second mounts the first's blobs, so
+/// each layer is uploaded once.
+#[test]
+fn several_destinations_get_their_blobs_first_and_their_tags_last() {
+    let reg = Registry::start();
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let gate = refuse.clone();
+    // First the second destination refuses every upload (and mount).
+    let proxy = FaultProxy::start(&reg.addr, move |req| {
+        if req.is("POST", "/v2/multi/two/blobs/uploads/") && gate.load(Ordering::SeqCst) {
+            return Fault::Respond(403, vec![]);
+        }
+        Fault::Forward
+    });
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a\n")]);
+    let both = |tag: &str| {
+        run(kiln()
+            .args(["build", "--insecure-registry", &proxy.addr])
+            .args(["--destination", &format!("{}/multi/one:{tag}", proxy.addr)])
+            .args(["--destination", &format!("{}/multi/two:{tag}", proxy.addr)])
+            .arg("--context")
+            .arg(ctx.path()))
+    };
+    let out = both("1");
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("multi/two"),
+        "the failing destination is named:\n{err}"
+    );
+    assert!(
+        !reg.has_tag("multi/one", "1") && !reg.has_tag("multi/two", "1"),
+        "a failure at the second destination leaves the first untagged"
+    );
+    refuse.store(false, Ordering::SeqCst);
+    let before = proxy.log.lock().unwrap().len();
+    let ctx2 = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY b /b\n"),
+        ("b", "new content\n"),
+    ]);
+    let out = run(kiln()
+        .args(["build", "--insecure-registry", &proxy.addr])
+        .args(["--destination", &format!("{}/multi/one:2", proxy.addr)])
+        .args(["--destination", &format!("{}/multi/two:2", proxy.addr)])
+        .arg("--context")
+        .arg(ctx2.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(reg.has_tag("multi/one", "2") && reg.has_tag("multi/two", "2"));
+    let log: Vec<String> = proxy.log.lock().unwrap()[before..].to_vec();
+    let n = |what: &str| log.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        n("PUT /v2/multi/two/blobs/uploads/"),
+        0,
+        "nothing uploaded twice: {log:#?}"
+    );
+    assert!(
+        n("POST /v2/multi/two/blobs/uploads/?mount=") >= 2,
+        "layer and config were mounted from the first destination: {log:#?}"
+    );
+    assert!(
+        n("PUT /v2/multi/one/blobs/uploads/") >= 2,
+        "uploaded once, to the first: {log:#?}"
+    );
+}

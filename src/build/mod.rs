@@ -2031,16 +2031,21 @@ impl<'a> Builder<'a> {
             }
         }
         if !self.req.no_push {
-            for dest in &self.req.destinations {
+            let origins: Vec<(LayerDesc, Option<Reference>)> = stage
+                .layers
+                .iter()
+                .map(|l| (l.desc.clone(), l.origin.clone()))
+                .collect();
+            // Every blob in every destination first; the tags come after, so a
+            // failure part-way leaves no destination tagged.
+            for (i, dest) in self.req.destinations.iter().enumerate() {
                 let t = Instant::now();
-                let origins: Vec<(LayerDesc, Option<Reference>)> = stage
-                    .layers
+                let sibling = self.req.destinations[..i]
                     .iter()
-                    .map(|l| (l.desc.clone(), l.origin.clone()))
-                    .collect();
+                    .find(|d| d.registry == dest.registry && d.repository != dest.repository);
                 let spinner = self.report.spinner(&format!("pushing {dest}"));
                 let before = self.client.counters.snapshot();
-                sink::push(&self.client, &self.store, dest, &out, &origins).await?;
+                sink::push_blobs(&self.client, &self.store, dest, &out, &origins, sibling).await?;
                 if let Some(s) = spinner {
                     s.finish_and_clear();
                 }
@@ -2054,6 +2059,9 @@ impl<'a> Builder<'a> {
                 );
                 self.report
                     .step("push", &format!("{dest}"), t.elapsed(), &note);
+            }
+            for dest in &self.req.destinations {
+                sink::push_manifest(&self.client, dest, &out).await?;
                 pushed.push(format!("{}@{}", dest.name(), out.manifest_digest));
             }
         }

@@ -66,8 +66,9 @@ impl Assembled {
     }
 }
 
-/// Make one blob present in `dest`: skip, mount, or upload (fetching it from its
-/// origin first if it is not local).
+/// Make one blob present in `dest`: skip, mount (from its origin, or from
+/// `sibling`, an earlier destination of this build that has it), or upload
+/// (fetching it from its origin first if it is not local).
 async fn ensure_blob(
     client: &Client,
     store: &Store,
@@ -75,6 +76,7 @@ async fn ensure_blob(
     digest: &str,
     size: u64,
     origin: Option<&Reference>,
+    sibling: Option<&Reference>,
 ) -> Result<()> {
     if client.blob_exists(dest, digest).await? {
         tracing::debug!("{digest}: already in {}", dest.name());
@@ -84,7 +86,7 @@ async fn ensure_blob(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(());
     }
-    if let Some(o) = origin {
+    for o in origin.into_iter().chain(sibling) {
         if o.registry == dest.registry
             && o.repository != dest.repository
             && client.mount_blob(dest, digest, &o.repository).await?
@@ -107,19 +109,28 @@ async fn ensure_blob(
     Ok(())
 }
 
-/// Push a built image: layers (concurrently), config, then the manifest.
-pub async fn push(
+/// Put a built image's blobs into `dest`: layers (concurrently), then the
+/// config. `sibling` is an earlier destination on the same registry that already
+/// holds them: blobs are mounted from it, so each layer is uploaded once.
+pub async fn push_blobs(
     client: &Client,
     store: &Store,
     dest: &Reference,
     out: &Assembled,
     layers: &[(LayerDesc, Option<Reference>)],
+    sibling: Option<&Reference>,
 ) -> Result<()> {
-    stream::iter(
-        layers.iter().map(|(l, origin)| {
-            ensure_blob(client, store, dest, &l.digest, l.size, origin.as_ref())
-        }),
-    )
+    stream::iter(layers.iter().map(|(l, origin)| {
+        ensure_blob(
+            client,
+            store,
+            dest,
+            &l.digest,
+            l.size,
+            origin.as_ref(),
+            sibling,
+        )
+    }))
     .buffer_unordered(PUSH_CONCURRENCY)
     .try_collect::<Vec<()>>()
     .await?;
@@ -130,8 +141,14 @@ pub async fn push(
         &out.config_digest,
         out.config.len() as u64,
         None,
+        sibling,
     )
-    .await?;
+    .await
+}
+
+/// Tag the image in `dest`, once every destination has its blobs: a build that
+/// fails part-way tags nothing anywhere.
+pub async fn push_manifest(client: &Client, dest: &Reference, out: &Assembled) -> Result<()> {
     let reference = dest
         .tag
         .clone()
