@@ -65,6 +65,34 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+/// Hashes every byte read through it: a layer's diffID while it is extracted.
+pub struct HashReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: io::Read> HashReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// The digest of what was read so far.
+    pub fn digest(self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: io::Read> io::Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The sha256 of a file's content.
 pub fn sha256_file(path: &std::path::Path) -> io::Result<String> {
     let f = std::fs::File::open(path)?;

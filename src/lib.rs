@@ -9,6 +9,7 @@ pub mod digest;
 pub mod dockerfile;
 pub mod exec;
 pub mod fs;
+pub mod fuzzing;
 pub mod image;
 pub mod layer;
 pub mod registry;

@@ -228,3 +228,74 @@ fn dockerfile_specific_ignore_env_build_args_and_name_digest_file() {
         "and takes precedence over .dockerignore"
     );
 }
+
+/// Base images that lie about their layers: a size in the manifest that is not the
+/// blob's, a diffID in the config that is not the layer's content. kiln refuses
+/// both with the image and layer named, instead of copying the lie into its output.
+#[test]
+fn base_images_whose_sizes_or_diff_ids_lie_are_refused() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    const MT: &str = "application/vnd.oci.image.manifest.v1+json";
+    let (_, raw) = http_get(&reg.addr, "/v2/base/busybox/manifests/latest").unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let put_manifest = |tag: &str, m: &serde_json::Value| {
+        let (status, body) = http(
+            &reg.addr,
+            "PUT",
+            &format!("/v2/base/busybox/manifests/{tag}"),
+            MT,
+            m.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+    };
+    // The size lie.
+    let mut sized = manifest.clone();
+    let real = sized["layers"][0]["size"].as_u64().unwrap();
+    sized["layers"][0]["size"] = (real + 7).into();
+    put_manifest("size-lie", &sized);
+    // The diffID lie: a config blob with another diffID, uploaded in one POST.
+    let cdigest = manifest["config"]["digest"].as_str().unwrap();
+    let (_, cfg) = http_get(&reg.addr, &format!("/v2/base/busybox/blobs/{cdigest}")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    let fake = format!("sha256:{}", "ab".repeat(32));
+    cfg["rootfs"]["diff_ids"][0] = fake.clone().into();
+    let cfg = cfg.to_string();
+    let new_digest = upload_blob(&reg.addr, "base/busybox", cfg.as_bytes());
+    let mut diffed = manifest.clone();
+    diffed["config"]["digest"] = new_digest.into();
+    diffed["config"]["size"] = cfg.len().into();
+    put_manifest("diffid-lie", &diffed);
+
+    for (tag, expect) in [
+        (
+            "size-lie",
+            format!("is {real} bytes, but the manifest says {}", real + 7),
+        ),
+        (
+            "diffid-lie",
+            format!("but the image config says diffID {fake}"),
+        ),
+    ] {
+        let ctx = context(&[
+            (
+                "Dockerfile",
+                &format!("FROM {}/base/busybox:{tag}\nCOPY a /a\n", reg.addr),
+            ),
+            ("a", "a\n"),
+        ]);
+        let out = run(kiln()
+            .args(["build", "--insecure-registry", &reg.addr])
+            .args(["--destination", &format!("{}/liar/app:{tag}", reg.addr)])
+            .arg("--context")
+            .arg(ctx.path()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{tag}: refused:\n{err}");
+        assert!(
+            err.contains(&expect) && err.contains(&format!("base/busybox:{tag}")),
+            "{tag}: the image and the lie are named:\n{err}"
+        );
+        assert!(!reg.has_tag("liar/app", tag), "{tag}: nothing pushed");
+    }
+}

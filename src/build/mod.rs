@@ -901,17 +901,28 @@ impl<'a> Builder<'a> {
     async fn blob(&self, l: &Layer) -> Result<PathBuf> {
         let store = self.store.clone();
         let digest = l.desc.digest.clone();
-        if let Some(p) = tokio::task::spawn_blocking(move || store.verified_path(&digest)).await?? {
-            return Ok(p);
+        let local = tokio::task::spawn_blocking(move || store.verified_path(&digest)).await??;
+        let path = match (local, l.origin.as_ref()) {
+            (Some(p), _) => p,
+            (None, Some(origin)) => {
+                self.client
+                    .fetch_blob(origin, &l.desc.digest, &self.store)
+                    .await?
+            }
+            (None, None) => bail!("layer {} is missing from the local store", l.desc.digest),
+        };
+        // The bytes match the digest; a size that does not match them is the
+        // manifest's lie, and kiln would copy it into its own manifest.
+        let size = std::fs::metadata(&path)?.len();
+        if size != l.desc.size {
+            let from = l.origin.as_ref().map(|o| o.to_string()).unwrap_or_default();
+            bail!(
+                "{from}: layer {} is {size} bytes, but the manifest says {}; the image is broken (containerd refuses it too)",
+                l.desc.digest,
+                l.desc.size
+            );
         }
-        let origin = l
-            .origin
-            .as_ref()
-            .ok_or_else(|| anyhow!("layer {} is missing from the local store", l.desc.digest))?;
-        Ok(self
-            .client
-            .fetch_blob(origin, &l.desc.digest, &self.store)
-            .await?)
+        Ok(path)
     }
 
     /// Bring the stage's rootfs up to date with its layers.
@@ -929,9 +940,19 @@ impl<'a> Builder<'a> {
                 .rootfs
                 .take()
                 .ok_or_else(|| anyhow!("rootfs vanished"))?;
-            let rootfs = tokio::task::spawn_blocking(move || rootfs.apply(&path).map(|_| rootfs))
-                .await?
-                .with_context(|| format!("cannot extract layer {}", l.desc.digest))?;
+            let diff_id = l.desc.diff_id.clone();
+            let rootfs = tokio::task::spawn_blocking(move || {
+                rootfs.apply_verified(&path, &diff_id).map(|_| rootfs)
+            })
+            .await?
+            .with_context(|| {
+                let from = l
+                    .origin
+                    .as_ref()
+                    .map(|o| format!("{o}: "))
+                    .unwrap_or_default();
+                format!("{from}cannot extract layer {}", l.desc.digest)
+            })?;
             stage.rootfs = Some(rootfs);
         }
         Ok(())

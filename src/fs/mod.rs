@@ -51,6 +51,22 @@ impl Rootfs {
         self.apply_stream(open_tar(blob)?)
     }
 
+    /// Apply a base image's layer, checking while it streams that its content is
+    /// the `diff_id` its image config claims: an image whose diffIDs lie is
+    /// refused (containerd refuses it too), rather than copied into kiln's output.
+    pub fn apply_verified(&mut self, blob: &Path, diff_id: &str) -> io::Result<()> {
+        let mut tar = crate::digest::HashReader::new(open_tar(blob)?);
+        self.apply_stream(&mut tar)?;
+        let got = tar.digest();
+        if got != diff_id {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("its content is {got}, but the image config says diffID {diff_id}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Apply one layer from its uncompressed tar stream, read to the end.
     pub fn apply_stream(&mut self, mut tar: impl io::Read) -> io::Result<()> {
         self.baseline = None;

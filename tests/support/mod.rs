@@ -36,17 +36,88 @@ fn free_port() -> u16 {
 
 /// GET a path, return (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http(
+        addr,
+        "GET",
+        path,
+        "application/vnd.oci.image.manifest.v1+json",
+        &[],
+    )
+}
+
+/// One plain HTTP/1.1 request (`Connection: close`); `ctype` is sent as Accept
+/// and Content-Type. Returns the status and the body.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    body: &[u8],
+) -> Option<(u16, String)> {
+    http_full(addr, method, path, ctype, body).map(|(status, _, body)| (status, body))
+}
+
+/// [`http`], also returning the response's header block.
+pub fn http_full(
+    addr: &str,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    body: &[u8],
+) -> Option<(u16, String, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: {ctype}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let buf = String::from_utf8_lossy(&buf);
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    Some((status, head.to_string(), body.to_string()))
+}
+
+/// Upload `data` as a blob of `repo` (POST, then PUT with the digest).
+pub fn upload_blob(addr: &str, repo: &str, data: &[u8]) -> String {
+    let digest = kiln::digest::sha256_bytes(data);
+    let (status, head, _) = http_full(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        "application/octet-stream",
+        &[],
+    )
+    .expect("POST");
+    assert_eq!(status, 202, "{head}");
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .expect("Location")
+        .trim()
+        .to_string();
+    let path = location
+        .split_once(addr)
+        .map(|(_, p)| p.to_string())
+        .unwrap_or(location);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (status, head, _) = http_full(
+        addr,
+        "PUT",
+        &format!("{path}{sep}digest={digest}"),
+        "application/octet-stream",
+        data,
+    )
+    .expect("PUT");
+    assert_eq!(status, 201, "{head}");
+    digest
 }
 
 impl Registry {
