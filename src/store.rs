@@ -27,6 +27,7 @@ impl Store {
     pub fn open(root: &Path) -> io::Result<Store> {
         fs::create_dir_all(root.join("blobs/sha256"))?;
         fs::create_dir_all(root.join("tmp"))?;
+        reclaim_partials(&root.join("tmp"));
         Ok(Store {
             root: root.to_path_buf(),
             verified: Arc::default(),
@@ -47,11 +48,14 @@ impl Store {
         self.blob_path(digest).map(|p| p.is_file()).unwrap_or(false)
     }
 
-    /// A new temporary file inside the store, for a blob being written.
+    /// A new temporary file inside the store, for a blob being written. It is
+    /// locked while this process has it open, so other builds know it is live.
     pub fn temp(&self) -> io::Result<NamedTempFile> {
-        tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix(".blob-")
-            .tempfile_in(self.root.join("tmp"))
+            .tempfile_in(self.root.join("tmp"))?;
+        tmp.as_file().lock()?;
+        Ok(tmp)
     }
 
     /// Move a finished temporary file into place under `digest`.
@@ -119,6 +123,32 @@ impl Store {
     }
 }
 
+/// Remove partial blobs that killed builds left in `tmp`: unlocked (no process
+/// is writing them) and untouched for a minute (not just created by a build that
+/// is about to lock them).
+fn reclaim_partials(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    let stale = std::time::Duration::from_secs(60);
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > stale);
+        if !old {
+            continue;
+        }
+        if let Ok(f) = fs::File::open(e.path()) {
+            if f.try_lock().is_ok() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +176,29 @@ mod tests {
             .unwrap()
             .is_some());
         assert!(s.blob_path("sha256:../../x").is_err());
+    }
+
+    #[test]
+    fn partials_of_killed_builds_are_reclaimed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let live = s.temp().unwrap();
+        let dead = dir.path().join("tmp/.blob-dead");
+        fs::write(&dead, b"partial").unwrap();
+        let fresh = dir.path().join("tmp/.blob-fresh");
+        fs::write(&fresh, b"just created").unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for p in [&dead, &live.path().to_path_buf()] {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        Store::open(dir.path()).unwrap();
+        assert!(!dead.exists(), "an old unlocked partial is removed");
+        assert!(live.path().exists(), "a locked one, being written, is kept");
+        assert!(fresh.exists(), "a new one is kept");
     }
 }

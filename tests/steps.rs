@@ -149,6 +149,29 @@ fn a_killed_kiln_takes_its_steps_with_it() {
         }
         let left = processes_with(&marker);
         assert!(left.is_empty(), "{mode}: the step outlived kiln: {left:?}");
+        // Its work dir stayed behind; the next build in the same place removes it.
+        assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 1);
+        let next = busybox_context("");
+        let out = support::run(
+            kiln()
+                .args(["build", "--no-push", "--context"])
+                .arg(next.path())
+                .arg("--oci-layout-path")
+                .arg(next.path().join("oci"))
+                .arg("--work-dir")
+                .arg(work.path()),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("left by killed kiln builds"),
+            "{mode}: said:\n{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(work.path()).unwrap().count(),
+            0,
+            "{mode}: the killed build's work dir is reclaimed"
+        );
         let _ = reader.join();
     }
 }

@@ -190,7 +190,7 @@ fn rfc3339(secs: u64) -> String {
 fn new_builder<'a>(
     req: &'a BuildRequest,
     report: &'a Reporter,
-) -> Result<(Builder<'a>, tempfile::TempDir)> {
+) -> Result<(Builder<'a>, crate::fs::workdir::WorkDir)> {
     let dockerfile_path = if req.dockerfile.is_file() || req.dockerfile.is_absolute() {
         req.dockerfile.clone()
     } else {
@@ -211,14 +211,8 @@ fn new_builder<'a>(
         tracing::debug!("using {f}");
     }
     let work_parent = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&work_parent)
-        .with_context(|| format!("cannot create work dir {}", work_parent.display()))?;
-    // 0700: while a build runs, no other local user may reach its rootfs (and run
-    // the base image's setuid binaries from it).
-    let work = tempfile::Builder::new()
-        .prefix("kiln-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir_in(&work_parent)?;
+    let work = crate::fs::workdir::WorkDir::create(&work_parent)
+        .with_context(|| format!("cannot create a work dir in {}", work_parent.display()))?;
     // With the cache on, blobs live in the cache dir so later builds (and other
     // jobs restoring it) reuse them; otherwise in the work dir, removed at the end.
     let store = if req.cache {

@@ -3,6 +3,7 @@
 
 pub mod resolve;
 pub mod snapshot;
+pub mod workdir;
 
 use crate::layer::{extract, open_tar, BuiltLayer, LayerWriter, Meta};
 use crate::store::Store;
