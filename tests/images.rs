@@ -268,20 +268,24 @@ fn base_images_whose_sizes_or_diff_ids_lie_are_refused() {
     diffed["config"]["size"] = cfg.len().into();
     put_manifest("diffid-lie", &diffed);
 
-    for (tag, expect) in [
-        (
-            "size-lie",
-            format!("is {real} bytes, but the manifest says {}", real + 7),
-        ),
-        (
-            "diffid-lie",
-            format!("but the image config says diffID {fake}"),
-        ),
+    // A COPY needs the base's files (so its layers are fetched and extracted); a
+    // LABEL does not, and the size lie is caught when the layer is mounted.
+    let size_lie = format!("is {real} bytes, but the manifest says {}", real + 7);
+    let mounted_lie = format!(
+        "bytes in {}/base/busybox:size-lie, but the image's manifest says {}",
+        reg.addr,
+        real + 7
+    );
+    let diff_lie = format!("but the image config says diffID {fake}");
+    for (tag, step, expect) in [
+        ("size-lie", "COPY a /a", size_lie),
+        ("size-lie", "LABEL only=metadata", mounted_lie),
+        ("diffid-lie", "COPY a /a", diff_lie),
     ] {
         let ctx = context(&[
             (
                 "Dockerfile",
-                &format!("FROM {}/base/busybox:{tag}\nCOPY a /a\n", reg.addr),
+                &format!("FROM {}/base/busybox:{tag}\n{step}\n", reg.addr),
             ),
             ("a", "a\n"),
         ]);

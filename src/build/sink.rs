@@ -78,7 +78,18 @@ async fn ensure_blob(
     origin: Option<&Reference>,
     sibling: Option<&Reference>,
 ) -> Result<()> {
-    if client.blob_exists(dest, digest).await? {
+    // The size the image's manifest gives must be the blob's: a base image that
+    // lies about it would make kiln's manifest lie too (containerd refuses it).
+    let check = |actual: Option<u64>, whose: &str| {
+        match actual {
+        Some(n) if n != size => Err(anyhow!(
+            "blob {digest} is {n} bytes in {whose}, but the image's manifest says {size}; the base image is broken"
+        )),
+        _ => Ok(()),
+    }
+    };
+    if let Some(n) = client.blob_size(dest, digest).await? {
+        check(n, &dest.to_string())?;
         tracing::debug!("{digest}: already in {}", dest.name());
         client
             .counters
@@ -91,6 +102,9 @@ async fn ensure_blob(
             && o.repository != dest.repository
             && client.mount_blob(dest, digest, &o.repository).await?
         {
+            if let Some(n) = client.blob_size(dest, digest).await? {
+                check(n, &o.to_string())?;
+            }
             return Ok(());
         }
     }
@@ -105,6 +119,10 @@ async fn ensure_blob(
                 .ok_or_else(|| anyhow!("blob {digest} is missing or corrupt in the local store and has no origin to fetch it from"))?
         }
     };
+    check(
+        Some(std::fs::metadata(&path)?.len()),
+        "its verified download",
+    )?;
     client.push_blob(dest, digest, size, &path).await?;
     Ok(())
 }

@@ -180,13 +180,24 @@ impl Client {
     }
 
     pub async fn blob_exists(&self, r: &Reference, digest: &str) -> Result<bool> {
+        Ok(self.blob_size(r, digest).await?.is_some())
+    }
+
+    /// HEAD a blob: `None` when the registry lacks it, else its size when the
+    /// registry says it (`Some(None)` when it does not).
+    pub async fn blob_size(&self, r: &Reference, digest: &str) -> Result<Option<Option<u64>>> {
         let url = self.url(r, &format!("blobs/{digest}"))?;
         let resp = self
             .send(r, true, Method::HEAD, url, HeaderMap::new(), Body::Empty)
             .await?;
         match resp.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(Some(
+                resp.headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+            )),
+            StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self
                 .fail(r, "HEAD", &format!("blob {digest}"), resp, true)
                 .await),
