@@ -110,6 +110,14 @@ impl Store {
         Ok(digest)
     }
 
+    /// [`Store::verified_path`] on a blocking thread, for async callers.
+    pub async fn verified_path_async(&self, digest: &str) -> io::Result<Option<PathBuf>> {
+        let (store, digest) = (self.clone(), digest.to_string());
+        tokio::task::spawn_blocking(move || store.verified_path(&digest))
+            .await
+            .map_err(io::Error::other)?
+    }
+
     /// Read a small blob (config, manifest) whole, checking its digest.
     pub fn read_verified(&self, digest: &str) -> io::Result<Vec<u8>> {
         let data = fs::read(self.blob_path(digest)?)?;

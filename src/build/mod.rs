@@ -893,9 +893,7 @@ impl<'a> Builder<'a> {
 
     /// The layer's blob on local disk, downloading it if needed.
     async fn blob(&self, l: &Layer) -> Result<PathBuf> {
-        let store = self.store.clone();
-        let digest = l.desc.digest.clone();
-        let local = tokio::task::spawn_blocking(move || store.verified_path(&digest)).await??;
+        let local = self.store.verified_path_async(&l.desc.digest).await?;
         let path = match (local, l.origin.as_ref()) {
             (Some(p), _) => p,
             (None, Some(origin)) => {

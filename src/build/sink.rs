@@ -112,10 +112,9 @@ async fn ensure_blob(
         // Verified (or fetched again) by the client.
         Some(o) => client.fetch_blob(o, digest, store).await?,
         None => {
-            let st = store.clone();
-            let d = digest.to_string();
-            tokio::task::spawn_blocking(move || st.verified_path(&d))
-                .await??
+            store
+                .verified_path_async(digest)
+                .await?
                 .ok_or_else(|| anyhow!("blob {digest} is missing or corrupt in the local store and has no origin to fetch it from"))?
         }
     };

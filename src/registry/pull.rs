@@ -92,13 +92,10 @@ impl Client {
         digest: &str,
         store: &crate::store::Store,
     ) -> Result<std::path::PathBuf> {
-        let io = |e: std::io::Error| RegistryError::Other(format!("local store: {e}"));
-        let st = store.clone();
-        let d = digest.to_string();
-        let have = tokio::task::spawn_blocking(move || st.verified_path(&d))
+        let have = store
+            .verified_path_async(digest)
             .await
-            .map_err(|e| RegistryError::Other(e.to_string()))?
-            .map_err(io)?;
+            .map_err(|e| RegistryError::Other(format!("local store: {e}")))?;
         if let Some(p) = have {
             return Ok(p);
         }
