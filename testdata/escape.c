@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -144,6 +145,11 @@ int main(int argc, char **argv) {
     printf("\n");
     closedir(d);
   }
+  /* The capability bounding set, as the kernel reports it cap by cap. */
+  unsigned long long bnd = 0;
+  for (int cap = 0; cap < 64; cap++)
+    if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) bnd |= 1ULL << cap;
+  printf("capbnd: %016llx\n", bnd);
   printf("escape program done\n");
   return 0;
 }

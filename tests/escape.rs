@@ -121,6 +121,17 @@ impl Job {
     }
 }
 
+/// The capability bounding set the step reported.
+fn capbnd(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.split_once("capbnd: ").map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// Docker's default capabilities, and the same less CAP_SYS_CHROOT.
+const DOCKER_CAPBND: &str = "00000000a80425fb";
+const DOCKER_CAPBND_NO_CHROOT: &str = "00000000a80025fb";
+
 /// The /dev the step listed, sorted.
 fn dev_listing(log: &str) -> Vec<String> {
     let line = log
@@ -155,6 +166,7 @@ fn chroot_mode_in_an_unprivileged_job_keeps_the_step_inside() {
         log.contains("blocked chroot: Operation not permitted"),
         "the step has no CAP_SYS_CHROOT:\n{log}"
     );
+    assert_eq!(capbnd(&log), DOCKER_CAPBND_NO_CHROOT, "{log}");
 }
 
 #[test]
@@ -166,6 +178,7 @@ fn namespaces_mode_pivots_into_the_root_with_its_own_proc_dev_and_read_only_sys(
     let log = job.build(&mut kiln(), "namespaces");
     assert!(log.contains("RUN isolation: namespaces"), "{log}");
     job.assert_contained(&log, "namespaces");
+    assert_eq!(capbnd(&log), DOCKER_CAPBND, "Docker's bounding set:\n{log}");
     assert_eq!(dev_listing(&log), DOCKER_DEV, "a Docker-like /dev:\n{log}");
 }
 
@@ -184,6 +197,7 @@ fn rootless_mode_keeps_the_step_inside() {
     let log = job.build(&mut cmd, "rootless");
     assert!(log.contains("RUN isolation: rootless"), "{log}");
     job.assert_contained(&log, "rootless");
+    assert_eq!(capbnd(&log), DOCKER_CAPBND, "Docker's bounding set:\n{log}");
     assert_eq!(dev_listing(&log), DOCKER_DEV, "a Docker-like /dev:\n{log}");
 }
 
