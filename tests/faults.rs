@@ -207,3 +207,35 @@ fn several_destinations_get_their_blobs_first_and_their_tags_last() {
         "uploaded once, to the first: {log:#?}"
     );
 }
+
+/// A registry that answers with a manifest of gigabytes (here 5 MiB) is refused
+/// at 4 MiB, as containerd does, without reading the rest.
+#[test]
+fn manifests_over_4_mib_are_refused() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg.addr, |req| {
+        if req.is("GET", "/v2/huge/img/manifests/") {
+            let mt = "application/vnd.oci.image.manifest.v1+json".to_string();
+            return Fault::RespondWith(200, vec![("Content-Type", mt)], vec![b' '; 5 << 20]);
+        }
+        Fault::Forward
+    });
+    let ctx = context(&[("Dockerfile", &format!("FROM {}/huge/img\n", proxy.addr))]);
+    let out = run(kiln()
+        .args([
+            "build",
+            "--no-push",
+            "--insecure-registry",
+            &proxy.addr,
+            "--tar-path",
+        ])
+        .arg(ctx.path().join("o.tar"))
+        .arg("--context")
+        .arg(ctx.path()));
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("larger than 4 MiB") && err.contains("Dockerfile:1"),
+        "{err}"
+    );
+}

@@ -26,6 +26,8 @@ pub enum Fault {
     Forward,
     /// Answer with this status and headers, without asking the registry.
     Respond(u16, Vec<(&'static str, String)>),
+    /// The same, with a body.
+    RespondWith(u16, Vec<(&'static str, String)>, Vec<u8>),
     /// Read the request, then close the connection without an answer.
     Drop,
     /// Read half the request body, then close the connection: an upload that
@@ -121,15 +123,9 @@ fn serve(mut client: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Str
         return;
     }
     match fault {
-        Fault::Respond(status, headers) => {
-            note(&format!("answered {status}"));
-            let mut resp =
-                format!("HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nConnection: close\r\n");
-            for (k, v) in headers {
-                resp.push_str(&format!("{k}: {v}\r\n"));
-            }
-            resp.push_str("\r\n");
-            let _ = client.write_all(resp.as_bytes());
+        Fault::Respond(status, headers) => answer(&mut client, status, headers, &[], note),
+        Fault::RespondWith(status, headers, body) => {
+            answer(&mut client, status, headers, &body, note)
         }
         Fault::Drop => {
             note("dropped");
@@ -155,4 +151,24 @@ fn serve(mut client: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Str
         }
         Fault::DropMidBody => unreachable!("handled above"),
     }
+}
+
+fn answer(
+    client: &mut TcpStream,
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: &[u8],
+    note: impl Fn(&str),
+) {
+    note(&format!("answered {status}"));
+    let mut resp = format!(
+        "HTTP/1.1 {status} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        resp.push_str(&format!("{k}: {v}\r\n"));
+    }
+    resp.push_str("\r\n");
+    let _ = client.write_all(resp.as_bytes());
+    let _ = client.write_all(body);
 }
