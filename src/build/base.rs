@@ -1,0 +1,202 @@
+//! FROM: resolving a base image (platform selection from an index, the offline
+//! fallback to the cache dir), pulling its config, and materializing a stage's
+//! rootfs from its layers when a step needs the files.
+
+use super::*;
+
+impl<'a> Builder<'a> {
+    /// Pull a manifest (selecting the platform from an index) and its config.
+    /// Resolve `r` to the manifest for `platform`: (bytes, media type, digest).
+    pub(super) async fn resolve_manifest(
+        &self,
+        r: &Reference,
+        platform: &Platform,
+    ) -> Result<(Vec<u8>, String, String)> {
+        let (bytes, ct, digest) = self.client.get_manifest(r).await?;
+        let mt = manifest::declared_media_type(&bytes, &ct);
+        if !manifest::is_index(&mt) {
+            tracing::debug!("{r} is a single manifest {digest}");
+            return Ok((bytes, mt, digest));
+        }
+        let index: oci_spec::image::ImageIndex =
+            serde_json::from_slice(&bytes).context("invalid image index")?;
+        let d = manifest::select(&index, platform).ok_or_else(|| {
+            anyhow!(
+                "{r} has no image for {platform} (it has: {})",
+                manifest::platforms(&index).join(", ")
+            )
+        })?;
+        let child = r.with_digest(d.digest().as_ref());
+        let (b, ct, child_digest) = self.client.get_manifest(&child).await?;
+        let mt = manifest::declared_media_type(&b, &ct);
+        Ok((b, mt, child_digest))
+    }
+
+    /// Pull a manifest (selecting the platform from an index) and its config. With
+    /// the cache on, how the reference resolved is remembered, so a later build can
+    /// run with the registry unreachable.
+    pub(super) async fn pull(&self, r: &Reference, platform: &Platform) -> Result<Stage> {
+        let spinner = self.report.spinner(&format!("resolving {r}"));
+        self.client.declare(r, false);
+        let (bytes, mt, resolved) = match self.resolve_manifest(r, platform).await {
+            Ok((bytes, mt, digest)) => {
+                if let Some(local) = &self.local_cache {
+                    self.store.put_bytes(&bytes)?;
+                    let rec = cache::ImageRecord {
+                        reference: r.to_string(),
+                        platform: platform.to_string(),
+                        manifest_digest: digest.clone(),
+                        media_type: mt.clone(),
+                        resolved: cache::now_secs(),
+                    };
+                    if let Err(e) = local.record_image(&rec) {
+                        tracing::warn!("could not record {r} in the cache dir: {e}");
+                    }
+                }
+                (bytes, mt, digest)
+            }
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<registry::RegistryError>(),
+                    Some(registry::RegistryError::Unreachable { .. })
+                ) =>
+            {
+                let rec = self
+                    .local_cache
+                    .as_ref()
+                    .and_then(|c| c.image(&r.to_string(), &platform.to_string()));
+                let bytes = rec
+                    .as_ref()
+                    .and_then(|rec| self.store.read_verified(&rec.manifest_digest).ok());
+                match (rec, bytes) {
+                    (Some(rec), Some(bytes)) => {
+                        self.report.line(&format!(
+                            "registry {} is unreachable: using {r} as resolved {} ago, from the cache dir ({})",
+                            r.registry,
+                            humantime::format_duration(std::time::Duration::from_secs(cache::now_secs().saturating_sub(rec.resolved))),
+                            rec.manifest_digest
+                        ));
+                        (bytes, rec.media_type, rec.manifest_digest)
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        if !manifest::is_manifest(&mt) {
+            bail!("{r}: unsupported manifest type {mt:?} (kiln reads OCI and Docker v2 schema 2 images)");
+        }
+        let m: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&bytes).context("invalid image manifest")?;
+        let cdigest = m.config().digest().to_string();
+        // fetch_blob checks the digest of what it downloads and of what the
+        // cache dir already held.
+        let cpath = self.client.fetch_blob(r, &cdigest, &self.store).await?;
+        let config: ImageConfig =
+            serde_json::from_slice(&crate::image::read_json_blob(&cpath, &cdigest)?)
+                .with_context(|| format!("{r}: invalid image config"))?;
+        if config.rootfs.diff_ids.len() != m.layers().len() {
+            bail!(
+                "{r}: manifest lists {} layers but its config {} diffIDs",
+                m.layers().len(),
+                config.rootfs.diff_ids.len()
+            );
+        }
+        if config.os != platform.os || config.architecture != platform.arch {
+            self.report.warn(&format!(
+                "{r} is {}/{}, not the requested {platform}",
+                config.os, config.architecture
+            ));
+        }
+        let layers: Vec<Layer> = m
+            .layers()
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(l, diff_id)| Layer {
+                desc: LayerDesc {
+                    digest: l.digest().to_string(),
+                    size: l.size(),
+                    media_type: l.media_type().to_string(),
+                    diff_id: diff_id.clone(),
+                },
+                origin: Some(r.clone()),
+            })
+            .collect();
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        if self.req.warm {
+            let fetches = layers.iter().map(|l: &Layer| self.blob(l));
+            for res in futures_util::future::join_all(fetches).await {
+                res?;
+            }
+        }
+        Ok(Stage {
+            config,
+            layers,
+            rootfs: None,
+            args: vec![],
+            shell: vec![],
+            key: resolved,
+        })
+    }
+
+    /// The layer's blob on local disk, downloading it if needed.
+    pub(super) async fn blob(&self, l: &Layer) -> Result<PathBuf> {
+        let local = self.store.verified_path_async(&l.desc.digest).await?;
+        let path = match (local, l.origin.as_ref()) {
+            (Some(p), _) => p,
+            (None, Some(origin)) => {
+                self.client
+                    .fetch_blob(origin, &l.desc.digest, &self.store)
+                    .await?
+            }
+            (None, None) => bail!("layer {} is missing from the local store", l.desc.digest),
+        };
+        // The bytes match the digest; a size that does not match them is the
+        // manifest's lie, and kiln would copy it into its own manifest.
+        let size = std::fs::metadata(&path)?.len();
+        if size != l.desc.size {
+            let from = l.origin.as_ref().map(|o| o.to_string()).unwrap_or_default();
+            bail!(
+                "{from}: layer {} is {size} bytes, but the manifest says {}; the image is broken (containerd refuses it too)",
+                l.desc.digest,
+                l.desc.size
+            );
+        }
+        Ok(path)
+    }
+
+    /// Bring the stage's rootfs up to date with its layers.
+    pub(super) async fn materialize(&mut self, stage: &mut Stage) -> Result<()> {
+        if stage.rootfs.is_none() {
+            self.rootfs_seq += 1;
+            let dir = self.work.join(format!("rootfs-{}", self.rootfs_seq));
+            stage.rootfs = Some(Rootfs::create(&dir)?);
+        }
+        let applied = stage.rootfs.as_ref().map(|r| r.applied).unwrap_or(0);
+        let pending: Vec<Layer> = stage.layers[applied..].to_vec();
+        for l in pending {
+            let path = self.blob(&l).await?;
+            let mut rootfs = stage
+                .rootfs
+                .take()
+                .ok_or_else(|| anyhow!("rootfs vanished"))?;
+            let diff_id = l.desc.diff_id.clone();
+            let rootfs = tokio::task::spawn_blocking(move || {
+                rootfs.apply_verified(&path, &diff_id).map(|_| rootfs)
+            })
+            .await?
+            .with_context(|| {
+                let from = l
+                    .origin
+                    .as_ref()
+                    .map(|o| format!("{o}: "))
+                    .unwrap_or_default();
+                format!("{from}cannot extract layer {}", l.desc.digest)
+            })?;
+            stage.rootfs = Some(rootfs);
+        }
+        Ok(())
+    }
+}
