@@ -144,14 +144,7 @@ impl Client {
         file.flush().await.map_err(io)?;
         drop(file);
         let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if actual != digest {
-            return Err(RegistryError::DigestMismatch {
-                registry: r.registry.clone(),
-                what: "a blob".into(),
-                expected: digest.into(),
-                actual,
-            });
-        }
+        same_digest(r, digest, actual)?;
         let store = store.clone();
         let d = digest.to_string();
         tokio::task::spawn_blocking(move || store.commit(tmp, &d))
@@ -180,9 +173,18 @@ impl Client {
         Ok(resp)
     }
 
-    /// Fetch a small blob (a config) into memory, checking its digest.
+    /// Fetch a small blob (a config, at most 4 MiB) into memory, checking its digest.
     pub async fn fetch_small_blob(&self, r: &Reference, digest: &str) -> Result<Vec<u8>> {
         let resp = self.get_blob(r, digest).await?;
+        if resp
+            .content_length()
+            .is_some_and(|n| n > crate::image::MAX_JSON as u64)
+        {
+            return Err(RegistryError::Other(format!(
+                "registry {}: blob {digest} is larger than 4 MiB, too big for a config",
+                r.registry
+            )));
+        }
         let bytes = resp.bytes().await.map_err(|e| {
             RegistryError::Other(format!(
                 "registry {}: reading blob {digest}: {e}",
@@ -192,15 +194,20 @@ impl Client {
         self.counters
             .bytes_down
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let actual = crate::digest::sha256_bytes(&bytes);
-        if actual != digest {
-            return Err(RegistryError::DigestMismatch {
-                registry: r.registry.clone(),
-                what: "a blob".into(),
-                expected: digest.into(),
-                actual,
-            });
-        }
+        same_digest(r, digest, crate::digest::sha256_bytes(&bytes))?;
         Ok(bytes.to_vec())
     }
+}
+
+/// A blob `r`'s registry sent must hash to the digest asked for.
+fn same_digest(r: &Reference, expected: &str, actual: String) -> Result<()> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(RegistryError::DigestMismatch {
+        registry: r.registry.clone(),
+        what: "a blob".into(),
+        expected: expected.into(),
+        actual,
+    })
 }
