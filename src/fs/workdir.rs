@@ -37,8 +37,12 @@ impl WorkDir {
             .prefix("kiln-")
             .permissions(fs::Permissions::from_mode(0o700))
             .tempdir_in(parent)?;
-        let lock = File::create(dir.path().join(LOCK))?;
+        // Locked before it gets its name: another build that sees `.lock` never
+        // finds it unlocked while this one lives.
+        let pending = dir.path().join(".lock-pending");
+        let lock = File::create(&pending)?;
         lock.lock()?;
+        fs::rename(&pending, dir.path().join(LOCK))?;
         Ok(WorkDir { dir, _lock: lock })
     }
 
