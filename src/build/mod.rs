@@ -8,16 +8,15 @@
 
 mod base;
 pub mod cache;
+mod config;
 pub mod copy;
 mod run;
 pub mod sink;
 
-use crate::dockerfile::parse::{
-    Command, CopyArgs, Dockerfile, Form, HealthcheckArgs, Instruction, KeyValue,
-};
+use crate::dockerfile::parse::{Command, CopyArgs, Dockerfile, Form, Instruction};
 use crate::dockerfile::{Ignore, Lexer, Vars};
 use crate::fs::Rootfs;
-use crate::image::config::{Healthcheck, History};
+use crate::image::config::History;
 use crate::image::manifest::{self, LayerDesc, Platform};
 use crate::image::{ImageConfig, Reference};
 use crate::registry::{self, Client};
@@ -771,33 +770,6 @@ impl<'a> Builder<'a> {
         self.lexer.word(s, vars).map_err(|e| self.err(line, e))
     }
 
-    fn kv_pairs(
-        &self,
-        line: usize,
-        kvs: &[KeyValue],
-        vars: &Vars,
-    ) -> Result<Vec<(String, String)>> {
-        kvs.iter()
-            .map(|kv| {
-                Ok((
-                    self.word(line, &kv.key, vars)?,
-                    self.word(line, kv.value.as_deref().unwrap_or(""), vars)?,
-                ))
-            })
-            .collect()
-    }
-
-    fn form_to_vec(&self, stage: &Stage, f: &Form) -> Vec<String> {
-        match f {
-            Form::Exec(v) => v.clone(),
-            Form::Shell(s) => {
-                let mut v = stage.shell.clone();
-                v.push(s.clone());
-                v
-            }
-        }
-    }
-
     /// Execute one instruction; returns a note for the step line.
     async fn execute(
         &mut self,
@@ -807,7 +779,6 @@ impl<'a> Builder<'a> {
     ) -> Result<String> {
         let line = ins.line;
         let vars = stage.vars();
-        let cfg = &mut stage.config.config;
         match &ins.command {
             Command::From { .. } => return Err(self.err(line, "FROM inside a stage")),
             Command::Arg(kvs) => {
@@ -840,176 +811,23 @@ impl<'a> Builder<'a> {
                 }
                 return Ok(String::new());
             }
-            Command::Env(kvs) => {
-                let pairs = self.kv_pairs(line, kvs, &vars)?;
-                let mut text = Vec::new();
-                for (k, v) in pairs {
-                    stage.config.set_env(&k, &v);
-                    text.push(format!("{k}={v}"));
-                }
-                self.history(stage, &format!("ENV {}", text.join(" ")), true);
-            }
-            Command::Label(kvs) => {
-                let pairs = self.kv_pairs(line, kvs, &vars)?;
-                let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
-                for (k, v) in &pairs {
-                    labels.insert(k.clone(), v.clone());
-                }
-                self.history(stage, &ins.text, true);
-            }
-            Command::Workdir(p) => {
-                let p = self.word(line, p, &vars)?;
-                let joined = if p.starts_with('/') {
-                    p
-                } else {
-                    format!("{}/{}", cfg.working_dir.as_deref().unwrap_or("/"), p)
-                };
-                let clean = format!("/{}", crate::fs::resolve::components(&joined).join("/"));
-                cfg.working_dir = Some(clean.clone());
-                self.history(stage, &format!("WORKDIR {clean}"), true);
-            }
-            Command::User(u) => {
-                let u = self.word(line, u, &vars)?;
-                if u.is_empty() {
-                    return Err(self.err(line, "USER is empty after expansion"));
-                }
-                cfg.user = Some(u.clone());
-                self.history(stage, &format!("USER {u}"), true);
-            }
-            Command::Expose(ports) => {
-                let map = cfg.exposed_ports.get_or_insert_with(BTreeMap::new);
-                for p in ports {
-                    for w in self.lexer.words(p, &vars).map_err(|e| self.err(line, e))? {
-                        let (port, proto) = w.split_once('/').unwrap_or((&w, "tcp"));
-                        let valid = port.split('-').all(|n| n.parse::<u16>().is_ok())
-                            && matches!(
-                                proto.to_ascii_lowercase().as_str(),
-                                "tcp" | "udp" | "sctp"
-                            );
-                        if !valid {
-                            return Err(self.err(
-                                line,
-                                format!("EXPOSE: invalid port {w:?} (use PORT[/tcp|udp|sctp])"),
-                            ));
-                        }
-                        map.insert(
-                            format!("{port}/{}", proto.to_ascii_lowercase()),
-                            serde_json::json!({}),
-                        );
-                    }
-                }
-                self.history(stage, &ins.text, true);
-            }
-            Command::Volume(f) => {
-                let paths = match f {
-                    Form::Exec(v) => v
-                        .iter()
-                        .map(|p| self.word(line, p, &vars))
-                        .collect::<Result<Vec<_>>>()?,
-                    Form::Shell(s) => self.lexer.words(s, &vars).map_err(|e| self.err(line, e))?,
-                };
-                let map = cfg.volumes.get_or_insert_with(BTreeMap::new);
-                for p in paths {
-                    if p.is_empty() {
-                        return Err(self.err(line, "VOLUME: empty path"));
-                    }
-                    map.insert(p, serde_json::json!({}));
-                }
-                self.history(stage, &ins.text, true);
-            }
-            Command::StopSignal(s) => {
-                let s = self.word(line, s, &vars)?;
-                let ok = s.parse::<u32>().is_ok()
-                    || s.to_ascii_uppercase().starts_with("SIG")
-                    || s.chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+');
-                if !ok || s.is_empty() {
-                    return Err(self.err(line, format!("STOPSIGNAL: invalid signal {s:?}")));
-                }
-                cfg.stop_signal = Some(s);
-                self.history(stage, &ins.text, true);
-            }
-            Command::Healthcheck(h) => {
-                let hc = self.healthcheck(line, h)?;
-                stage.config.config.healthcheck = Some(hc);
-                self.history(stage, &ins.text, true);
-            }
-            Command::Shell(v) => {
-                cfg.shell = Some(v.clone());
-                stage.shell = v.clone();
-                self.history(stage, &ins.text, true);
-            }
-            Command::Cmd(f) => {
-                let v = self.form_to_vec(stage, f);
-                stage.config.config.cmd = Some(v);
-                self.history(stage, &ins.text, true);
-            }
-            Command::Entrypoint(f) => {
-                let v = self.form_to_vec(stage, f);
-                stage.config.config.entrypoint = Some(v);
-                // Docker: a new ENTRYPOINT drops a CMD inherited from the base.
-                if !stage_sets_cmd_before(&self.stages[idx].instructions, line) {
-                    stage.config.config.cmd = None;
-                }
-                self.history(stage, &ins.text, true);
-            }
-            Command::Onbuild(t) => {
-                cfg.on_build.get_or_insert_with(Vec::new).push(t.clone());
-                self.history(stage, &ins.text, true);
-            }
-            Command::Maintainer(m) => {
-                stage.config.author = Some(m.clone());
-                self.history(stage, &ins.text, true);
-            }
             Command::Run { .. } | Command::Copy(_) | Command::Add(_) => {
                 return Err(self.err(line, "layer steps are planned, not executed directly"))
             }
+            edit => {
+                let scope = config::Scope {
+                    lexer: &self.lexer,
+                    vars: &vars,
+                    cmd_set_before: matches!(edit, Command::Entrypoint(_))
+                        && stage_sets_cmd_before(&self.stages[idx].instructions, line),
+                };
+                let created_by =
+                    config::apply(&mut stage.config, &mut stage.shell, edit, &ins.text, &scope)
+                        .map_err(|e| self.err(line, e))?;
+                self.history(stage, &created_by, true);
+            }
         }
         Ok(String::new())
-    }
-
-    fn healthcheck(&self, line: usize, h: &HealthcheckArgs) -> Result<Healthcheck> {
-        let Some(cmd) = &h.cmd else {
-            return Ok(Healthcheck {
-                test: Some(vec!["NONE".into()]),
-                ..Default::default()
-            });
-        };
-        let dur = |name: &str, v: &Option<String>| -> Result<Option<u64>> {
-            match v {
-                None => Ok(None),
-                Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
-                    self.err(
-                        line,
-                        format!("HEALTHCHECK --{name}: invalid duration {s:?} (e.g. 30s, 1m30s)"),
-                    )
-                }),
-            }
-        };
-        let test = match cmd {
-            Form::Exec(v) => {
-                let mut t = vec!["CMD".to_string()];
-                t.extend(v.iter().cloned());
-                t
-            }
-            Form::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-        };
-        Ok(Healthcheck {
-            test: Some(test),
-            interval: dur("interval", &h.interval)?,
-            timeout: dur("timeout", &h.timeout)?,
-            start_period: dur("start-period", &h.start_period)?,
-            start_interval: dur("start-interval", &h.start_interval)?,
-            retries: match &h.retries {
-                None => None,
-                Some(r) => Some(r.parse().map_err(|_| {
-                    self.err(
-                        line,
-                        format!("HEALTHCHECK --retries: {r:?} is not a number"),
-                    )
-                })?),
-            },
-        })
     }
 
     /// Plan a COPY/ADD: expand its arguments with the stage state at this point.
