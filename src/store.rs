@@ -149,12 +149,16 @@ fn reclaim_partials(tmp: &Path) {
         if !old {
             continue;
         }
-        if let Ok(f) = fs::File::open(e.path()) {
-            if f.try_lock().is_ok() {
-                let _ = fs::remove_file(e.path());
-            }
+        if abandoned(&e.path()) {
+            let _ = fs::remove_file(e.path());
         }
     }
+}
+
+/// True when `path` exists and no process holds a lock on it: its owner, which
+/// kept it locked while alive, is gone.
+pub fn abandoned(path: &Path) -> bool {
+    fs::File::open(path).is_ok_and(|f| f.try_lock().is_ok())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! created): they are mount points or hold device nodes.
 
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::Mode;
@@ -170,8 +170,6 @@ fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode) -> io::Result<Pla
         etc: binds,
     })
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 /// Chroot mode: the standard character devices by `mknod`.
 fn make_nodes(inj: &mut Injected, dev: &Path) -> io::Result<()> {

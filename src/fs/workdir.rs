@@ -62,10 +62,7 @@ fn reclaim(parent: &Path) -> usize {
             continue;
         }
         // Only dirs with kiln's lock file: never a stranger's dir of that name.
-        let Ok(lock) = File::open(e.path().join(LOCK)) else {
-            continue;
-        };
-        if lock.try_lock().is_ok() {
+        if crate::store::abandoned(&e.path().join(LOCK)) {
             match fs::remove_dir_all(e.path()) {
                 Ok(()) => n += 1,
                 Err(err) => tracing::debug!("cannot remove {}: {err}", e.path().display()),
