@@ -255,3 +255,35 @@ fn a_base_whose_etc_or_dev_links_out_of_the_root_gets_nothing_written_on_the_hos
         );
     }
 }
+
+/// Rootless with /etc/subuid and /etc/subgid ranges (bind-mounted over the real
+/// files in a private mount namespace): kiln re-executes itself in a user
+/// namespace holding them, and the step is contained there too.
+#[test]
+fn rootless_mode_with_subordinate_ids_keeps_the_step_inside() {
+    if !need_root("rootless_mode_with_subordinate_ids_keeps_the_step_inside") {
+        return;
+    }
+    let job = Job::new();
+    let bin = job.path("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
+    std::fs::set_permissions(&bin, PermissionsExt::from_mode(0o755)).unwrap();
+    let sub = job.path("subids");
+    std::fs::write(&sub, "nobody:200000:65536\n").unwrap();
+    let script = format!(
+        "mount --bind {0} /etc/subuid && mount --bind {0} /etc/subgid && exec \"$@\"",
+        sub.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script, "sh", "setpriv"])
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&bin);
+    let log = job.build(&mut cmd, "rootless");
+    assert!(
+        log.contains("RUN isolation: rootless (uids 0-65536"),
+        "the user's ranges are used:\n{log}"
+    );
+    job.assert_contained(&log, "rootless with ranges");
+    assert_eq!(dev_listing(&log), DOCKER_DEV, "a Docker-like /dev:\n{log}");
+    assert_eq!(capbnd(&log), DOCKER_CAPBND, "Docker's bounding set:\n{log}");
+}
