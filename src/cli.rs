@@ -1,7 +1,7 @@
 //! Command-line flags and environment → request structs. No build logic here.
 //! Flag names follow kaniko's executor where kaniko has the same option.
 
-use crate::build::BuildRequest;
+use crate::engine::BuildRequest;
 use crate::image::{Platform, Reference};
 use crate::registry;
 use anyhow::{bail, Context, Result};
@@ -371,7 +371,7 @@ pub fn cache_repo(flag: Option<&str>) -> Result<Option<Reference>> {
 
 /// A Go-style duration as whole seconds.
 pub fn duration_secs(s: &str, flag: &str) -> Result<u64> {
-    match crate::build::parse_duration(s) {
+    match crate::engine::parse_duration(s) {
         Some(ns) => Ok(ns / 1_000_000_000),
         None => bail!("{flag} {s:?}: use a duration such as 336h, 90m or 3600s"),
     }

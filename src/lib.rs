@@ -1,12 +1,12 @@
 //! kiln: build OCI images from Dockerfiles without a daemon or privileges.
 //!
-//! Data flows one way: `dockerfile` → `build` → `layer`/`fs` → `image` → `registry`/`store`.
+//! Data flows one way: `dockerfile` → `engine` → `layer`/`fs` → `image` → `registry`/`store`.
 //! See README.md, section "Architecture".
 
-pub mod build;
 pub mod cli;
 pub mod digest;
 pub mod dockerfile;
+pub mod engine;
 pub mod exec;
 pub mod fs;
 pub mod fuzzing;

@@ -1,7 +1,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
-use kiln::build::sink::push_files;
 use kiln::cli::{Cli, Cmd, PushArgs};
+use kiln::engine::sink::push_files;
 use kiln::image::{layout, Reference};
 use kiln::registry::Client;
 use kiln::report::{human_bytes, Reporter};
@@ -93,7 +93,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Build(args) => {
             let req = args.request()?;
-            let out = kiln::build::build(&req, &report).await?;
+            let out = kiln::engine::build(&req, &report).await?;
             report.line(&format!(
                 "built {} ({} layer{}, {}) in {:.2}s",
                 out.digest,
@@ -111,7 +111,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Push(args) => push(*args, &report).await,
         Cmd::Warm(args) => {
             let req = args.request()?;
-            let out = kiln::build::warm(&req, &report).await?;
+            let out = kiln::engine::warm(&req, &report).await?;
             report.line(&format!(
                 "warmed {} into {}: {} image(s), {} cache entr{}{}, {} downloaded, in {:.2}s",
                 if out.missing > 0 { "partly" } else { "all" },

@@ -1,6 +1,9 @@
 //! The end of a build: the config and manifest blobs, and the push to registries
 //! (HEAD first, cross-repository mount when the blob lives in another repository of
 //! the same registry, upload otherwise; the manifest goes last).
+//!
+//! It owns the mechanics of one image and one destination; which outputs a build
+//! writes, and in what order, is `output`'s.
 
 use crate::digest::sha256_bytes;
 use crate::image::manifest::{build_manifest, LayerDesc, OCI_CONFIG, OCI_MANIFEST};

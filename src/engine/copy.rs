@@ -11,6 +11,8 @@
 //! - ADD of a local tar archive (plain or gzip) unpacks it.
 //!
 //! Entries are written sorted by path, so the layer depends only on its inputs.
+//!
+//! It knows no Dockerfile: `copy_step` turns a COPY/ADD line into a [`CopySpec`].
 
 use crate::dockerfile::Ignore;
 use crate::fs::resolve::{resolve, Confine, ResolveError};
@@ -588,7 +590,7 @@ pub fn context_digest(
     sources: &[String],
     chmod: Option<u32>,
     is_add: bool,
-    mut digests: Option<&mut crate::build::cache::FileDigests>,
+    mut digests: Option<&mut crate::engine::cache::FileDigests>,
 ) -> io::Result<String> {
     use sha2::Digest as _;
     let kw = if is_add { "ADD" } else { "COPY" };

@@ -1,4 +1,6 @@
 //! Content-addressed build cache: keys, the local index, and the registry cache repo.
+//! This module owns the key scheme and the formats of both tiers; `steps` owns how a
+//! build uses them.
 //!
 //! # Cache keys
 //!
@@ -32,6 +34,8 @@
 //! - Registry: `<cache-repo>:kiln-v1-<key hex>`, a single-layer OCI image manifest
 //!   whose config carries the entry; any OCI registry stores it and cleanup policies
 //!   can expire it by tag.
+
+pub mod steps;
 
 use crate::digest::sha256_bytes;
 use crate::image::manifest::{LayerDesc, OCI_CONFIG, OCI_MANIFEST};

@@ -3,12 +3,43 @@
 //! and the variables in scope. Nothing here does I/O; the engine records the
 //! history entry and puts the Dockerfile line on errors.
 
-use super::parse_duration;
 use crate::dockerfile::parse::{Command, Form, HealthcheckArgs, KeyValue};
 use crate::dockerfile::{Lexer, Vars};
 use crate::image::config::Healthcheck;
 use crate::image::ImageConfig;
 use std::collections::BTreeMap;
+
+/// Parse a Go-style duration ("30s", "1m30s", "500ms") into nanoseconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let mut total: f64 = 0.0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(0);
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Some(total as u64)
+}
 
 /// What a metadata instruction sees besides the config.
 pub struct Scope<'a> {
@@ -241,6 +272,16 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("30s"), Some(30_000_000_000));
+        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration("500ms"), Some(500_000_000));
+        assert_eq!(parse_duration("0"), Some(0));
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration(""), None);
+    }
     use serde_json::json;
 
     /// Apply each line of `lines` (after `FROM scratch`) to a fresh config, as

@@ -1,11 +1,21 @@
 //! FROM: resolving a base image (platform selection from an index, the offline
 //! fallback to the cache dir), pulling its config, and materializing a stage's
 //! rootfs from its layers when a step needs the files.
+//!
+//! It owns turning a reference into a [`Stage`] and layers into files. It does
+//! not know Dockerfiles: the plan expands FROM, the engine names the line.
 
-use super::*;
+use super::cache::{self, LocalCache};
+use super::session::Session;
+use super::stage::{Layer, Stage};
+use crate::fs::Rootfs;
+use crate::image::manifest::{self, LayerDesc, Platform};
+use crate::image::{ImageConfig, Reference};
+use crate::registry;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::PathBuf;
 
-impl<'a> Builder<'a> {
-    /// Pull a manifest (selecting the platform from an index) and its config.
+impl Session<'_> {
     /// Resolve `r` to the manifest for `platform`: (bytes, media type, digest).
     pub(super) async fn resolve_manifest(
         &self,
@@ -35,12 +45,17 @@ impl<'a> Builder<'a> {
     /// Pull a manifest (selecting the platform from an index) and its config. With
     /// the cache on, how the reference resolved is remembered, so a later build can
     /// run with the registry unreachable.
-    pub(super) async fn pull(&self, r: &Reference, platform: &Platform) -> Result<Stage> {
+    pub(super) async fn pull(
+        &self,
+        r: &Reference,
+        platform: &Platform,
+        local: Option<&LocalCache>,
+    ) -> Result<Stage> {
         let spinner = self.report.spinner(&format!("resolving {r}"));
         self.client.declare(r, false);
         let (bytes, mt, resolved) = match self.resolve_manifest(r, platform).await {
             Ok((bytes, mt, digest)) => {
-                if let Some(local) = &self.local_cache {
+                if let Some(local) = local {
                     self.store.put_bytes(&bytes)?;
                     let rec = cache::ImageRecord {
                         reference: r.to_string(),
@@ -61,10 +76,7 @@ impl<'a> Builder<'a> {
                     Some(registry::RegistryError::Unreachable { .. })
                 ) =>
             {
-                let rec = self
-                    .local_cache
-                    .as_ref()
-                    .and_then(|c| c.image(&r.to_string(), &platform.to_string()));
+                let rec = local.and_then(|c| c.image(&r.to_string(), &platform.to_string()));
                 let bytes = rec
                     .as_ref()
                     .and_then(|rec| self.store.read_verified(&rec.manifest_digest).ok());
@@ -168,11 +180,9 @@ impl<'a> Builder<'a> {
     }
 
     /// Bring the stage's rootfs up to date with its layers.
-    pub(super) async fn materialize(&mut self, stage: &mut Stage) -> Result<()> {
+    pub(super) async fn materialize(&self, stage: &mut Stage) -> Result<()> {
         if stage.rootfs.is_none() {
-            self.rootfs_seq += 1;
-            let dir = self.work.join(format!("rootfs-{}", self.rootfs_seq));
-            stage.rootfs = Some(Rootfs::create(&dir)?);
+            stage.rootfs = Some(Rootfs::create(&self.next_rootfs_dir())?);
         }
         let applied = stage.rootfs.as_ref().map(|r| r.applied).unwrap_or(0);
         let pending: Vec<Layer> = stage.layers[applied..].to_vec();

@@ -1,0 +1,279 @@
+//! How one build uses the cache: the key of each layer step, looking keys up
+//! (local index, then the registry cache repo, concurrently), recording what a
+//! step built, and waiting for the background pushes at the end.
+//!
+//! It owns the build's hit and miss counts and the remembered digests of
+//! context files. The key scheme and the two tiers' formats are in the parent
+//! module; deciding what a hit means for a stage is the engine's.
+
+use super::{Entry, FileDigests, KeyBuilder, LocalCache, RemoteCache};
+use crate::engine::copy;
+use crate::engine::copy_step::CopyPrep;
+use crate::engine::plan::is_predefined_arg;
+use crate::engine::run::RunPrep;
+use crate::engine::session::Session;
+use crate::image::Reference;
+use crate::layer::BuiltLayer;
+use crate::registry::Client;
+use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A hit: the entry, and the cache repo its layer lives in (None: local).
+pub type Hit = (Entry, Option<Reference>);
+
+/// What a `COPY --from` reads, for the key: the source's kind and identity.
+pub enum CopySource<'a> {
+    Context,
+    Stage(&'a str),
+    Image(&'a str),
+}
+
+#[derive(Default)]
+pub struct StepCache {
+    pub local: Option<LocalCache>,
+    remote: Option<RemoteCache>,
+    /// Cache entries being pushed to the registry cache repo.
+    pushes: Vec<tokio::task::JoinHandle<std::result::Result<(), String>>>,
+    pub hits: usize,
+    pub misses: usize,
+    /// Remembered digests of context files (with the cache on).
+    file_digests: Option<Arc<Mutex<FileDigests>>>,
+    /// `kiln warm`: keys only matter when there is a cache repo to fetch from.
+    warm: bool,
+}
+
+impl StepCache {
+    /// The cache of a session: off, or the local index in the store, plus the
+    /// cache repo when one is set.
+    pub fn new(sess: &Session) -> Result<StepCache> {
+        let req = sess.req;
+        if !req.cache {
+            return Ok(StepCache::default());
+        }
+        let mut c = StepCache {
+            local: Some(LocalCache::new(&sess.store, req.cache_ttl_secs)?),
+            file_digests: Some(Arc::new(Mutex::new(FileDigests::load(
+                &sess.store,
+                &req.context,
+            )))),
+            warm: req.warm,
+            ..Default::default()
+        };
+        if let Some(repo) = &req.cache_repo {
+            sess.client.declare(repo, true);
+            c.remote = Some(RemoteCache {
+                repo: repo.clone(),
+                ttl_secs: req.cache_ttl_secs,
+            });
+        }
+        Ok(c)
+    }
+
+    fn keyed(&self) -> bool {
+        !((self.local.is_none() && self.remote.is_none()) || (self.warm && self.remote.is_none()))
+    }
+
+    /// The key of a COPY/ADD (see the parent module for the scheme), or None when
+    /// caching is off. Hashes the selected context files.
+    pub async fn copy_key(
+        &self,
+        sess: &Session<'_>,
+        parent: &str,
+        prep: &CopyPrep,
+        source: CopySource<'_>,
+    ) -> Result<Option<String>> {
+        if !self.keyed() {
+            return Ok(None);
+        }
+        let spec = &prep.spec;
+        let mut k = KeyBuilder::new(parent, if spec.is_add { "ADD" } else { "COPY" });
+        k.str(sess.codec().name());
+        k.list(&spec.sources)
+            .str(&spec.dest)
+            .str(prep.chown.as_deref().unwrap_or(""))
+            .str(&spec.chmod.map(|m| format!("{m:o}")).unwrap_or_default());
+        for (name, content) in &spec.heredocs {
+            k.str(name).str(content);
+        }
+        match source {
+            CopySource::Context => {
+                let (dir, ignore, sources, chmod, is_add) = (
+                    sess.req.context.clone(),
+                    sess.ignore.clone(),
+                    spec.sources.clone(),
+                    spec.chmod,
+                    spec.is_add,
+                );
+                let digests = self.file_digests.clone();
+                let merkle = tokio::task::spawn_blocking(move || {
+                    let mut guard = digests.as_ref().and_then(|d| d.lock().ok());
+                    copy::context_digest(
+                        &dir,
+                        &ignore,
+                        &sources,
+                        chmod,
+                        is_add,
+                        guard.as_deref_mut(),
+                    )
+                })
+                .await??;
+                k.str("context").str(&merkle);
+            }
+            CopySource::Stage(key) => {
+                k.str("stage").str(key);
+            }
+            CopySource::Image(key) => {
+                k.str("image").str(key);
+            }
+        }
+        Ok(Some(k.finish()))
+    }
+
+    /// The key of a RUN, or None when caching is off.
+    pub fn run_key(&self, sess: &Session, parent: &str, prep: &RunPrep) -> Option<String> {
+        if !self.keyed() {
+            return None;
+        }
+        let mut k = KeyBuilder::new(parent, "RUN");
+        k.str(sess.codec().name());
+        // Proxy variables are left out, as Docker does: they do not change results.
+        let mut vars: Vec<String> = prep
+            .env
+            .iter()
+            .filter(|(k, _)| !is_predefined_arg(k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        vars.sort();
+        k.list(&prep.argv)
+            .list(&vars)
+            .str(&prep.user)
+            .str(&prep.workdir);
+        Some(k.finish())
+    }
+
+    /// Look up keys: the local index first, then the registry cache repo, concurrently.
+    pub async fn lookup(&self, client: &Client, keys: &[String]) -> HashMap<String, Hit> {
+        let mut found = HashMap::new();
+        let mut remote_keys = Vec::new();
+        for k in keys {
+            match self.local.as_ref().and_then(|c| c.get(k)) {
+                Some(e) => {
+                    found.insert(k.clone(), (e, None));
+                }
+                None => remote_keys.push(k.clone()),
+            }
+        }
+        if let Some(remote) = &self.remote {
+            let results = futures_util::future::join_all(
+                remote_keys
+                    .iter()
+                    .map(|k| async move { (k.clone(), remote.get(client, k).await) }),
+            )
+            .await;
+            for (k, e) in results {
+                if let Some(e) = e {
+                    found.insert(k, (e, Some(remote.repo.clone())));
+                }
+            }
+        }
+        found
+    }
+
+    /// `kiln warm`: bring a hit into the cache dir (its entry, and its blob from
+    /// the cache repo).
+    pub async fn warm(&mut self, sess: &Session<'_>, key: &str, hit: &Hit) -> Result<()> {
+        self.hits += 1;
+        let (entry, origin) = hit;
+        if let (Some(l), Some(o)) = (&entry.layer, origin) {
+            sess.client.fetch_blob(o, &l.digest, &sess.store).await?;
+        }
+        if let Some(local) = &self.local {
+            local.put(key, entry)?;
+        }
+        Ok(())
+    }
+
+    /// Write a cache entry locally, and push it to the cache repo in the background.
+    pub fn record(
+        &mut self,
+        sess: &Session,
+        key: &str,
+        created_by: &str,
+        built: Option<&BuiltLayer>,
+    ) {
+        let entry = Entry {
+            layer: built.map(|l| super::CachedLayer {
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            }),
+            created_by: created_by.to_string(),
+            created: super::now_secs(),
+        };
+        if let Some(local) = &self.local {
+            if let Err(e) = local.put(key, &entry) {
+                sess.report.warn(&format!(
+                    "could not write the cache entry for {created_by}: {e}"
+                ));
+            }
+        }
+        if let Some(remote) = self.remote.clone() {
+            let client = sess.client.clone();
+            let path = built.and_then(|l| sess.store.blob_path(&l.digest).ok());
+            let key = key.to_string();
+            self.pushes.push(tokio::spawn(async move {
+                remote
+                    .put(&client, &key, &entry, path.as_deref())
+                    .await
+                    .map_err(|e| format!("{e}"))
+            }));
+        }
+    }
+
+    /// Keep the context file digests for the next build (best effort).
+    pub fn save_file_digests(&self, sess: &Session) {
+        if let Some(d) = &self.file_digests {
+            if let Ok(d) = d.lock() {
+                if let Err(e) = d.save(&sess.store, &sess.req.context) {
+                    tracing::warn!("could not save context file digests: {e}");
+                }
+            }
+        }
+    }
+
+    /// Wait for the cache entries pushed in the background. A failure there is a
+    /// warning, never a failed build. Then the summary line.
+    pub async fn finish(&mut self, sess: &Session<'_>) {
+        let report = sess.report;
+        let mut failed = 0;
+        for p in std::mem::take(&mut self.pushes) {
+            match p.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failed += 1;
+                    if failed == 1 {
+                        report.warn(&format!("could not push a cache entry: {e}"));
+                    }
+                }
+                Err(e) => report.warn(&format!("cache push task failed: {e}")),
+            }
+        }
+        if failed > 1 {
+            report.warn(&format!("{failed} cache entries could not be pushed"));
+        }
+        if self.local.is_some() {
+            let c = sess.client.counters.snapshot();
+            report.line(&format!(
+                "cache: {} hit{}, {} miss{}; {} uploaded, {} downloaded",
+                self.hits,
+                if self.hits == 1 { "" } else { "s" },
+                self.misses,
+                if self.misses == 1 { "" } else { "es" },
+                crate::report::human_bytes(c.bytes_up),
+                crate::report::human_bytes(c.bytes_down)
+            ));
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! A COPY or ADD step: what its words mean with the stage's variables (sources,
+//! heredoc files, the absolute destination, `--chmod`, `--chown`, `--from`), and
+//! running it against the stage's rootfs with [`copy`](super::copy), which knows
+//! Docker's copy rules but no Dockerfile.
+//!
+//! It owns the step's preparation and the owner lookup in the stage's
+//! /etc/passwd. Resolving `--from` to a stage or image is the engine's job.
+
+use super::copy;
+use super::plan::Plan;
+use super::session::Session;
+use super::stage::Stage;
+use crate::dockerfile::parse::{CopyArgs, Form, Instruction};
+use crate::layer::BuiltLayer;
+use anyhow::{anyhow, Result};
+
+/// A COPY/ADD as planned, before `--from` is resolved.
+pub struct CopyPrep {
+    pub spec: copy::CopySpec,
+    /// `--chown` as written, after expansion (resolved in the rootfs when run).
+    pub chown: Option<String>,
+    /// `--from`, after expansion.
+    pub from: Option<String>,
+}
+
+/// Plan a COPY/ADD: expand its arguments with the stage state at this point.
+pub fn prepare(
+    sess: &Session,
+    plan: &Plan,
+    stage: &Stage,
+    ins: &Instruction,
+    c: &CopyArgs,
+    is_add: bool,
+) -> Result<CopyPrep> {
+    let line = ins.line;
+    let kw = if is_add { "ADD" } else { "COPY" };
+    let vars = stage.vars();
+    let mut words = match &c.args {
+        Form::Exec(v) => v
+            .iter()
+            .map(|w| plan.word(line, w, &vars))
+            .collect::<Result<Vec<_>>>()?,
+        Form::Shell(s) => plan.words(line, s, &vars)?,
+    };
+    let heredoc_names: Vec<String> = c.heredocs.iter().map(|h| h.name.clone()).collect();
+    words.retain(|w| {
+        let n = w
+            .trim_start_matches("<<")
+            .trim_start_matches('-')
+            .trim_matches(['"', '\'']);
+        !(w.starts_with("<<") && heredoc_names.iter().any(|h| h == n))
+    });
+    let dest_raw = words
+        .pop()
+        .ok_or_else(|| plan.err(line, format!("{kw} needs a destination")))?;
+    let sources = words;
+    for s in &sources {
+        if s.contains("://") || s.starts_with("git@") {
+            return Err(plan.err(
+                line,
+                format!("{kw} from a URL or git repository is not supported yet: {s}"),
+            ));
+        }
+    }
+    let heredocs = c
+        .heredocs
+        .iter()
+        .map(|h| {
+            // An unquoted delimiter expands variables in the body, as inside double quotes.
+            let content = if h.expand {
+                plan.word(
+                    line,
+                    &format!("\"{}\"", h.content.replace('"', "\\\"")),
+                    &vars,
+                )
+            } else {
+                Ok(h.content.clone())
+            };
+            content.map(|content| (h.name.clone(), content))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dest = if dest_raw.starts_with('/') {
+        dest_raw.clone()
+    } else {
+        let wd = stage
+            .config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into());
+        let sep = if wd.ends_with('/') { "" } else { "/" };
+        format!("{wd}{sep}{dest_raw}")
+    };
+    let chmod = match &c.chmod {
+        None => None,
+        Some(m) => Some(
+            u32::from_str_radix(&plan.word(line, m, &vars)?, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| {
+                    plan.err(
+                        line,
+                        format!("{kw} --chmod={m}: use an octal mode such as 0755"),
+                    )
+                })?,
+        ),
+    };
+    let chown = match &c.chown {
+        None => None,
+        Some(spec) => Some(plan.word(line, spec, &vars)?),
+    };
+    let from = match &c.from {
+        None => None,
+        Some(f) => Some(plan.word(line, f, &vars)?),
+    };
+    let spec = copy::CopySpec {
+        sources,
+        heredocs,
+        dest,
+        chown: None,
+        chmod,
+        is_add,
+        clamp_mtime: sess.req.source_date_epoch,
+        default_mtime: sess.now_secs,
+    };
+    Ok(CopyPrep { spec, chown, from })
+}
+
+/// Build a planned COPY/ADD: the layer, from the rootfs as it is at this step.
+/// With `apply`, the copied files are also written into the rootfs as the layer
+/// is built (a later step needs the filesystem).
+///
+/// `source` is the stage or image of `--from` (None: the build context).
+pub async fn perform(
+    sess: &Session<'_>,
+    plan: &Plan,
+    stage: &mut Stage,
+    source: Option<&mut Stage>,
+    line: usize,
+    prep: &CopyPrep,
+    apply: bool,
+) -> Result<Option<BuiltLayer>> {
+    sess.materialize(stage).await?;
+    let mut spec = prep.spec.clone();
+    spec.chown = match &prep.chown {
+        None => None,
+        Some(c) => Some(resolve_owner(plan, line, stage, c)?),
+    };
+    let src_rootfs = match source {
+        Some(s) => {
+            sess.materialize(s).await?;
+            Some((
+                s.rootfs
+                    .take()
+                    .ok_or_else(|| anyhow!("source rootfs missing"))?,
+                s,
+            ))
+        }
+        None => None,
+    };
+    let store = sess.store.clone();
+    let level = sess.codec();
+    let context = sess.req.context.clone();
+    let ignore = sess.ignore.clone();
+    let mut dst = stage
+        .rootfs
+        .take()
+        .ok_or_else(|| anyhow!("rootfs missing"))?;
+    let (src_rootfs, src_stage) = match src_rootfs {
+        Some((r, s)) => (Some(r), Some(s)),
+        None => (None, None),
+    };
+    let (out, dst, src_rootfs) = tokio::task::spawn_blocking(move || {
+        let src = match &src_rootfs {
+            Some(r) => copy::Source::Rootfs(r),
+            None => copy::Source::Context {
+                dir: &context,
+                ignore: &ignore,
+            },
+        };
+        let out = copy::copy_layer(&store, level, &src, &spec, &mut dst, apply);
+        (out, dst, src_rootfs)
+    })
+    .await?;
+    stage.rootfs = Some(dst);
+    if let (Some(s), Some(r)) = (src_stage, src_rootfs) {
+        s.rootfs = Some(r);
+    }
+    Ok(Some(out.map_err(|e| plan.err(line, e))?))
+}
+
+/// `--chown=user[:group]`, names resolved in the stage's /etc/passwd and /etc/group.
+fn resolve_owner(plan: &Plan, line: usize, stage: &Stage, spec: &str) -> Result<(u32, u32)> {
+    let rootfs = stage
+        .rootfs
+        .as_ref()
+        .ok_or_else(|| anyhow!("rootfs missing"))?;
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(n) => (n, rootfs.primary_gid(n).unwrap_or(n)),
+        Err(_) => rootfs.lookup_user(user).ok_or_else(|| {
+            plan.err(
+                line,
+                format!("--chown: no user {user:?} in the stage's /etc/passwd"),
+            )
+        })?,
+    };
+    let gid = match group {
+        None => {
+            if user.parse::<u32>().is_ok() {
+                uid
+            } else {
+                primary
+            }
+        }
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => rootfs.lookup_group(g).ok_or_else(|| {
+                plan.err(
+                    line,
+                    format!("--chown: no group {g:?} in the stage's /etc/group"),
+                )
+            })?,
+        },
+    };
+    Ok((uid, gid))
+}

@@ -1,0 +1,618 @@
+//! The build engine: from a Dockerfile and a context to an image in the sinks.
+//!
+//! This module is the orchestration only. For each stage the target needs
+//! (`plan`), dependencies first: start from its base (`base`), then three phases:
+//!
+//! 1. **plan and key**: config edits apply at once (`config`); layer steps are
+//!    prepared with the stage state at their position (`copy_step`, `run`) and
+//!    keyed (`cache::steps`);
+//! 2. **look up** every key at once: the local index, then the registry cache repo;
+//! 3. **execute** in order: a hit joins the stage without a filesystem (`stage`),
+//!    a miss materializes the rootfs and builds its layer.
+//!
+//! Then the target's outputs (`output`). Base images are pulled as manifests and
+//! configs; layer blobs are downloaded only when a rootfs must be materialized or
+//! a sink needs the bytes. Shared state has one owner each: the [`Session`]
+//! (request, client, store, work dir), the [`Plan`], the [`Sources`] kept for
+//! `COPY --from`, the [`StepCache`] and the RUN [`Runner`].
+
+mod base;
+pub mod cache;
+mod config;
+pub mod copy;
+mod copy_step;
+mod output;
+pub mod plan;
+mod run;
+mod session;
+pub mod sink;
+mod stage;
+
+pub use config::parse_duration;
+
+use crate::dockerfile::parse::{Command, Dockerfile, Instruction};
+use crate::image::manifest::{LayerDesc, Platform};
+use crate::image::Reference;
+use crate::registry;
+use crate::report::Reporter;
+use anyhow::{anyhow, Context, Result};
+use cache::steps::{CopySource, Hit, StepCache};
+use copy_step::CopyPrep;
+use plan::{Base, Plan, PlanInput, Step, StepKind};
+use run::{RunPrep, Runner};
+use session::Session;
+use stage::{SourceKey, Sources, Stage};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Everything `kiln build` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub destinations: Vec<Reference>,
+    /// `--build-arg`, already resolved (a bare `K` took its value from the environment).
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub no_push: bool,
+    pub tar_path: Option<PathBuf>,
+    pub oci_layout_path: Option<PathBuf>,
+    pub digest_file: Option<PathBuf>,
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// Fixed timestamps: Some(epoch) from `SOURCE_DATE_EPOCH`, or 0 with `--reproducible`.
+    pub source_date_epoch: Option<u64>,
+    pub platform: Option<Platform>,
+    pub registry: registry::Options,
+    pub work_dir: Option<PathBuf>,
+    /// Compression level (gzip 0-9, zstd 1-19).
+    pub compression_level: u32,
+    /// zstd instead of gzip for new layers.
+    pub zstd: bool,
+    pub isolation: crate::exec::Isolation,
+    /// Use and fill the cache (local dir, and the registry cache repo if set).
+    pub cache: bool,
+    pub cache_dir: PathBuf,
+    pub cache_repo: Option<Reference>,
+    pub cache_ttl_secs: u64,
+    /// `kiln warm`: fetch instead of build (base images with all their layers, and
+    /// the cache entries the Dockerfile would hit); no outputs.
+    pub warm: bool,
+    /// `kiln warm --image`: images to fetch besides the Dockerfile's.
+    pub warm_images: Vec<Reference>,
+}
+
+/// What `kiln build` made.
+pub struct Outcome {
+    pub digest: String,
+    pub size: u64,
+    pub layers: usize,
+    pub pushed: Vec<String>,
+}
+
+/// What `kiln warm` did.
+pub struct WarmOutcome {
+    pub images: usize,
+    pub entries: usize,
+    pub missing: usize,
+    pub downloaded: u64,
+}
+
+fn read_dockerfile(req: &BuildRequest) -> Result<Dockerfile> {
+    let path = session::dockerfile_path(req);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
+    Ok(crate::dockerfile::parse(
+        &path.display().to_string(),
+        &text,
+    )?)
+}
+
+fn plan_input(req: &BuildRequest) -> PlanInput {
+    PlanInput {
+        build_args: req.build_args.clone(),
+        target: req.target.clone(),
+        platform: req.platform.clone(),
+    }
+}
+
+/// Run a build end to end.
+pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
+    let df = read_dockerfile(req)?;
+    let sess = Session::new(req, report)?;
+    let plan = Plan::new(df, plan_input(req))?;
+    let cache = StepCache::new(&sess)?;
+    let target = plan.target;
+    let mut e = Engine::new(sess, plan, cache, Some(target));
+    for idx in e.plan.order(&[target]) {
+        e.build_stage(idx).await?;
+    }
+    let unused = e.plan.unused_build_args(&e.used_args);
+    if !unused.is_empty() {
+        report.warn(&format!(
+            "build-arg(s) not used by any built stage: {}",
+            unused.join(", ")
+        ));
+    }
+    e.cache.save_file_digests(&e.sess);
+    let stage = e.sources.stages[target]
+        .take()
+        .ok_or_else(|| anyhow!("target stage was not built"))?;
+    let layers = stage.layers.len();
+    let d = output::deliver(&e.sess, stage).await?;
+    e.cache.finish(&e.sess).await;
+    output::write_digest_files(&e.sess, &d.out.manifest_digest)?;
+    Ok(Outcome {
+        digest: d.out.manifest_digest.clone(),
+        size: d.size,
+        layers,
+        pushed: d.pushed,
+    })
+}
+
+/// `kiln warm`: fetch base images (manifests, configs, every layer) and the cache
+/// entries the Dockerfile would hit into the cache dir. Running it again downloads
+/// only what is missing.
+pub async fn warm(req: &BuildRequest, report: &Reporter) -> Result<WarmOutcome> {
+    let df = if req.dockerfile.as_os_str().is_empty() {
+        None
+    } else {
+        Some(read_dockerfile(req)?)
+    };
+    let sess = Session::new(req, report)?;
+    let mut cache = StepCache::new(&sess)?;
+    let platform = req.platform.clone().unwrap_or_else(Platform::host);
+    for r in &req.warm_images {
+        let t = Instant::now();
+        let s = sess
+            .pull(r, &platform, cache.local.as_ref())
+            .await
+            .with_context(|| format!("warming {r}"))?;
+        report.step(
+            "warm",
+            &format!("{r}"),
+            t.elapsed(),
+            &format!("{} layer(s)", s.layers.len()),
+        );
+    }
+    let mut images = req.warm_images.len();
+    let sess = match df {
+        None => sess,
+        Some(df) => {
+            let plan = Plan::new(df, plan_input(req))?;
+            // Every FROM of the Dockerfile (all stages), unless --target narrows it.
+            let roots: Vec<usize> = if req.target.is_some() {
+                vec![plan.target]
+            } else {
+                (0..plan.stages.len()).collect()
+            };
+            let mut e = Engine::new(sess, plan, cache, None);
+            for idx in e.plan.order(&roots) {
+                e.build_stage(idx).await?;
+            }
+            images += e
+                .plan
+                .stages
+                .iter()
+                .zip(&e.sources.stages)
+                .filter(|(d, s)| s.is_some() && !d.image.eq_ignore_ascii_case("scratch"))
+                .count();
+            cache = e.cache;
+            e.sess
+        }
+    };
+    cache.save_file_digests(&sess);
+    Ok(WarmOutcome {
+        images,
+        entries: cache.hits,
+        missing: cache.misses,
+        downloaded: sess.client.counters.snapshot().bytes_down,
+    })
+}
+
+/// A layer step as planned: what it needs, from the stage state at its position.
+enum Prepared {
+    Copy(CopyPrep, Option<SourceKey>),
+    Run(RunPrep),
+}
+
+struct LayerStep {
+    label: String,
+    ins: Instruction,
+    prep: Prepared,
+    key: Option<String>,
+    history_idx: usize,
+}
+
+enum Planned {
+    Meta {
+        label: String,
+        text: String,
+        took: Duration,
+    },
+    Layer(Box<LayerStep>),
+}
+
+/// One build's moving parts, each with its owner.
+struct Engine<'a> {
+    sess: Session<'a>,
+    plan: Plan,
+    sources: Sources,
+    cache: StepCache,
+    runner: Runner,
+    used_args: HashSet<String>,
+    /// The stage the build is for (others feed it); None for `kiln warm`.
+    target: Option<usize>,
+}
+
+impl<'a> Engine<'a> {
+    fn new(sess: Session<'a>, plan: Plan, cache: StepCache, target: Option<usize>) -> Engine<'a> {
+        Engine {
+            sources: Sources::new(plan.stages.len()),
+            sess,
+            plan,
+            cache,
+            runner: Runner::default(),
+            used_args: HashSet::new(),
+            target,
+        }
+    }
+
+    /// Build stage `idx` (and, on demand, the stages it reads), unless built.
+    fn build_stage<'s>(
+        &'s mut self,
+        idx: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 's>> {
+        Box::pin(async move {
+            if self.sources.built(idx) {
+                return Ok(());
+            }
+            let mut stage = self.start(idx).await?;
+            // ONBUILD triggers of the base run first, as if written after FROM.
+            let mut steps = match stage.config.config.on_build.take() {
+                Some(t) => self.plan.triggers(idx, &t)?,
+                None => vec![],
+            };
+            steps.extend(self.plan.stages[idx].steps.iter().cloned());
+            let planned = self.prepare(idx, &mut stage, &steps).await?;
+            let keys: Vec<String> = planned
+                .iter()
+                .filter_map(|p| match p {
+                    Planned::Layer(l) => l.key.clone(),
+                    Planned::Meta { .. } => None,
+                })
+                .collect();
+            let hits = self.cache.lookup(&self.sess.client, &keys).await;
+            self.execute(idx, &mut stage, planned, hits).await?;
+            self.sources.stages[idx] = Some(stage);
+            Ok(())
+        })
+    }
+
+    /// FROM: the stage's starting state, from scratch, an earlier stage or an image.
+    async fn start(&mut self, idx: usize) -> Result<Stage> {
+        let t0 = Instant::now();
+        let line = self.plan.stages[idx].line;
+        let total = self.plan.stages[idx].steps.len() + 1;
+        let name = self.plan.from_name(idx)?;
+        let base = self.plan.base(idx)?;
+        let platform = self.plan.stage_platform(idx)?;
+        let (mut stage, note) = match base {
+            Base::Scratch => (Stage::scratch(&platform), String::new()),
+            Base::Stage(j) => {
+                self.build_stage(j).await?;
+                let s = self.sources.stages[j]
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("stage {j} not built"))?;
+                (s.derived(), String::new())
+            }
+            Base::Image(r, _) => {
+                let s = self
+                    .sess
+                    .pull(&r, &platform, self.cache.local.as_ref())
+                    .await
+                    .map_err(|e| self.plan.err(line, format!("FROM {name}: {e:#}")))?;
+                let n = format!("{} layer(s)", s.layers.len());
+                (s, n)
+            }
+        };
+        stage.shell = stage
+            .config
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        stage.args.clear();
+        self.sess.report.step(
+            &self.plan.label(idx, 1, total),
+            &format!("FROM {name}"),
+            t0.elapsed(),
+            &note,
+        );
+        Ok(stage)
+    }
+
+    /// Phase 1: config edits apply at once; layer steps are prepared with the
+    /// state at their position, and keyed.
+    async fn prepare(
+        &mut self,
+        idx: usize,
+        stage: &mut Stage,
+        steps: &[Step],
+    ) -> Result<Vec<Planned>> {
+        let total = steps.len() + 1;
+        let mut planned = Vec::new();
+        for (n, step) in steps.iter().enumerate() {
+            let t = Instant::now();
+            let label = self.plan.label(idx, n + 2, total);
+            let ins = &step.ins;
+            match step.kind {
+                StepKind::Layer => {
+                    let (prep, key) = self.prepare_layer(idx, stage, ins).await?;
+                    if let Some(k) = &key {
+                        stage.key = k.clone();
+                    }
+                    stage.history(&self.sess.now, &ins.text, false);
+                    let history_idx = stage.config.history.len() - 1;
+                    planned.push(Planned::Layer(Box::new(LayerStep {
+                        label,
+                        ins: ins.clone(),
+                        prep,
+                        key,
+                        history_idx,
+                    })));
+                    continue;
+                }
+                StepKind::Arg => self.apply_arg(stage, ins)?,
+                StepKind::Config => self.apply_config(idx, stage, ins)?,
+            }
+            planned.push(Planned::Meta {
+                label,
+                text: ins.text.clone(),
+                took: t.elapsed(),
+            });
+        }
+        Ok(planned)
+    }
+
+    /// A COPY, ADD or RUN with the stage state at its position, and its key.
+    async fn prepare_layer(
+        &mut self,
+        idx: usize,
+        stage: &Stage,
+        ins: &Instruction,
+    ) -> Result<(Prepared, Option<String>)> {
+        let line = ins.line;
+        match &ins.command {
+            Command::Copy(c) | Command::Add(c) => {
+                let is_add = matches!(ins.command, Command::Add(_));
+                let cp = copy_step::prepare(&self.sess, &self.plan, stage, ins, c, is_add)?;
+                let from = match &cp.from {
+                    None => None,
+                    Some(name) => Some(self.resolve_from(idx, line, name).await?),
+                };
+                let source_key = from.as_ref().map(|k| {
+                    self.sources
+                        .get(k)
+                        .map(|s| s.key.clone())
+                        .unwrap_or_default()
+                });
+                let source = match (&from, &source_key) {
+                    (Some(SourceKey::Stage(_)), Some(k)) => CopySource::Stage(k),
+                    (Some(SourceKey::Image(_)), Some(k)) => CopySource::Image(k),
+                    _ => CopySource::Context,
+                };
+                let key = self
+                    .cache
+                    .copy_key(&self.sess, &stage.key, &cp, source)
+                    .await
+                    .map_err(|e| self.plan.err(line, format!("{e:#}")))?;
+                Ok((Prepared::Copy(cp, from), key))
+            }
+            Command::Run {
+                cmd,
+                heredocs,
+                flags,
+            } => {
+                let rp = run::prepare(&self.plan, stage, ins, cmd, heredocs, flags)?;
+                let key = self.cache.run_key(&self.sess, &stage.key, &rp);
+                Ok((Prepared::Run(rp), key))
+            }
+            _ => Err(self.plan.err(line, "not a layer step")),
+        }
+    }
+
+    /// ARG: the stage's variable, from `--build-arg`, its default or the meta ARG.
+    fn apply_arg(&mut self, stage: &mut Stage, ins: &Instruction) -> Result<()> {
+        let Command::Arg(kvs) = &ins.command else {
+            return Err(self.plan.err(ins.line, "not an ARG"));
+        };
+        for kv in kvs {
+            let (value, used) = self.plan.stage_arg(ins.line, kv, &stage.vars())?;
+            if used {
+                self.used_args.insert(kv.key.clone());
+            }
+            stage.args.retain(|(k, _)| *k != kv.key);
+            if let Some(v) = value {
+                stage.args.push((kv.key.clone(), v));
+            }
+        }
+        Ok(())
+    }
+
+    /// A metadata instruction: a pure edit of the config, and its history entry.
+    fn apply_config(&mut self, idx: usize, stage: &mut Stage, ins: &Instruction) -> Result<()> {
+        let vars = stage.vars();
+        let scope = config::Scope {
+            lexer: &self.plan.lexer,
+            vars: &vars,
+            cmd_set_before: matches!(ins.command, Command::Entrypoint(_))
+                && self.plan.stages[idx]
+                    .steps
+                    .iter()
+                    .any(|s| s.ins.line < ins.line && matches!(s.ins.command, Command::Cmd(_))),
+        };
+        let created_by = config::apply(
+            &mut stage.config,
+            &mut stage.shell,
+            &ins.command,
+            &ins.text,
+            &scope,
+        )
+        .map_err(|e| self.plan.err(ins.line, e))?;
+        stage.history(&self.sess.now, &created_by, true);
+        Ok(())
+    }
+
+    /// Phase 3: in order, hits need no filesystem, misses build. A COPY writes
+    /// its files into the rootfs as it builds its layer when a later miss here,
+    /// or another stage (this one is not the target), needs them.
+    async fn execute(
+        &mut self,
+        idx: usize,
+        stage: &mut Stage,
+        planned: Vec<Planned>,
+        mut hits: HashMap<String, Hit>,
+    ) -> Result<()> {
+        let will_build: Vec<bool> = planned
+            .iter()
+            .map(|p| match p {
+                Planned::Layer(l) => l.key.as_ref().is_none_or(|k| !hits.contains_key(k)),
+                Planned::Meta { .. } => false,
+            })
+            .collect();
+        let feeds_others = self.target != Some(idx);
+        for (i, p) in planned.into_iter().enumerate() {
+            let fs_needed_later = feeds_others || will_build[i + 1..].iter().any(|b| *b);
+            let step = match p {
+                Planned::Meta { label, text, took } => {
+                    self.sess.report.step(&label, &text, took, "");
+                    continue;
+                }
+                Planned::Layer(step) => step,
+            };
+            let t = Instant::now();
+            let hit = step.key.as_ref().and_then(|k| hits.remove(k));
+            let note = match (hit, &step.key) {
+                (Some(hit), Some(key)) if self.sess.req.warm => {
+                    self.cache.warm(&self.sess, key, &hit).await?;
+                    stage.add_cached(&hit.0, None, step.history_idx, "WARMED")
+                }
+                (_, key) if self.sess.req.warm => {
+                    if key.is_some() {
+                        self.cache.misses += 1;
+                    }
+                    "not in the cache".into()
+                }
+                (Some((entry, origin)), _) => {
+                    self.cache.hits += 1;
+                    stage.add_cached(&entry, origin, step.history_idx, "CACHED")
+                }
+                (None, key) => {
+                    if key.is_some() {
+                        self.cache.misses += 1;
+                    }
+                    self.perform(stage, &step, fs_needed_later).await?
+                }
+            };
+            self.sess
+                .report
+                .step(&step.label, &step.ins.text, t.elapsed(), &note);
+        }
+        Ok(())
+    }
+
+    /// Do a planned step that missed the cache, and record the result in the cache.
+    /// `fs_needed_later`: a later step will need this stage's filesystem.
+    async fn perform(
+        &mut self,
+        stage: &mut Stage,
+        step: &LayerStep,
+        fs_needed_later: bool,
+    ) -> Result<String> {
+        let (built, timing) = match &step.prep {
+            Prepared::Copy(cp, from) => {
+                let mut source = match from {
+                    Some(k) => Some(
+                        self.sources
+                            .take(k)
+                            .ok_or_else(|| anyhow!("COPY --from source missing"))?,
+                    ),
+                    None => None,
+                };
+                let line = step.ins.line;
+                let built = copy_step::perform(
+                    &self.sess,
+                    &self.plan,
+                    stage,
+                    source.as_mut(),
+                    line,
+                    cp,
+                    fs_needed_later,
+                )
+                .await;
+                if let (Some(k), Some(s)) = (from, source) {
+                    self.sources.put(k, s);
+                }
+                (built?, None)
+            }
+            Prepared::Run(rp) => {
+                let (built, timing) = self
+                    .runner
+                    .perform(&self.sess, &self.plan, stage, &step.ins, rp, &step.label)
+                    .await?;
+                (built, Some(timing))
+            }
+        };
+        let desc = built.as_ref().map(|l| LayerDesc {
+            digest: l.digest.clone(),
+            size: l.size,
+            media_type: l.media_type.clone(),
+            diff_id: l.diff_id.clone(),
+        });
+        let note = stage.add_layer(desc, None, step.history_idx, "BUILT");
+        if let Some(key) = &step.key {
+            self.cache
+                .record(&self.sess, key, &step.ins.text, built.as_ref());
+        }
+        Ok(match timing {
+            Some(t) => format!("{note} {t}"),
+            None => note,
+        })
+    }
+
+    /// What a `COPY --from=name` reads: a stage (built now if needed), or an image
+    /// (its manifest and config; layers only when the step really runs).
+    async fn resolve_from(&mut self, idx: usize, line: usize, name: &str) -> Result<SourceKey> {
+        if let Some(j) = self.plan.stage_index(name, idx) {
+            self.build_stage(j).await?;
+            return Ok(SourceKey::Stage(j));
+        }
+        if let Some(e) = self.plan.not_a_stage(idx, line, name) {
+            return Err(e);
+        }
+        if !self.sources.images.contains_key(name) {
+            let r = Reference::parse(name).map_err(|_| {
+                self.plan.err(
+                    line,
+                    format!(
+                        "--from={name}: no stage has that name, and it is not an image reference"
+                    ),
+                )
+            })?;
+            let s = self
+                .sess
+                .pull(&r, &self.plan.platform(), self.cache.local.as_ref())
+                .await
+                .map_err(|e| {
+                    self.plan.err(
+                        line,
+                        format!("--from={name}: no stage has that name, and pulling it as an image failed: {e:#}"),
+                    )
+                })?;
+            self.sources.images.insert(name.to_string(), s);
+        }
+        Ok(SourceKey::Image(name.to_string()))
+    }
+}

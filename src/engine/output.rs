@@ -1,0 +1,134 @@
+//! The end of a build: the target stage's final config (`--label`, `created`),
+//! the OCI layout and docker-archive outputs, the push to every destination
+//! (blobs everywhere first, tags last), and the digest files.
+//!
+//! It owns the order of the outputs and their log lines. The config, manifest and
+//! registry mechanics are `sink`'s; the cache's pushes are waited for by the engine.
+
+use super::session::Session;
+use super::sink;
+use super::stage::Stage;
+use crate::image::manifest::LayerDesc;
+use crate::image::Reference;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The image a build made, before its digest files are written.
+pub struct Delivered {
+    pub out: sink::Assembled,
+    pub size: u64,
+    pub pushed: Vec<String>,
+}
+
+/// Final config, manifest, local outputs and pushes.
+pub async fn deliver(sess: &Session<'_>, mut stage: Stage) -> Result<Delivered> {
+    let req = sess.req;
+    if !req.labels.is_empty() {
+        let labels = stage.config.config.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &req.labels {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    stage.config.created = Some(sess.now.clone());
+    let layers: Vec<LayerDesc> = stage.layers.iter().map(|l| l.desc.clone()).collect();
+    let out = sink::Assembled::new(&sess.store, &stage.config, &layers)?;
+    let mut pushed = Vec::new();
+    if req.tar_path.is_some() || req.oci_layout_path.is_some() {
+        for l in &stage.layers {
+            sess.blob(l).await?;
+        }
+        let local = out.local(&sess.store)?;
+        if let Some(p) = &req.oci_layout_path {
+            let t = Instant::now();
+            let tag = req
+                .destinations
+                .first()
+                .and_then(|d| d.tag.clone())
+                .unwrap_or_else(|| "latest".into());
+            crate::image::layout::write(p, &local, &tag)?;
+            sess.report.step(
+                "output",
+                &format!("OCI layout {}:{tag}", p.display()),
+                t.elapsed(),
+                "",
+            );
+        }
+        if let Some(p) = &req.tar_path {
+            let t = Instant::now();
+            let tags: Vec<String> = req
+                .destinations
+                .iter()
+                .filter(|d| d.tag.is_some())
+                .map(|d| d.to_string())
+                .collect();
+            crate::image::archive::write(p, &local, &tags)?;
+            sess.report.step(
+                "output",
+                &format!("docker-archive {}", p.display()),
+                t.elapsed(),
+                "",
+            );
+        }
+    }
+    if !req.no_push {
+        let origins: Vec<(LayerDesc, Option<Reference>)> = stage
+            .layers
+            .iter()
+            .map(|l| (l.desc.clone(), l.origin.clone()))
+            .collect();
+        // Every blob in every destination first; the tags come after, so a
+        // failure part-way leaves no destination tagged.
+        for (i, dest) in req.destinations.iter().enumerate() {
+            let t = Instant::now();
+            let sibling = req.destinations[..i]
+                .iter()
+                .find(|d| d.registry == dest.registry && d.repository != dest.repository);
+            let spinner = sess.report.spinner(&format!("pushing {dest}"));
+            let before = sess.client.counters.snapshot();
+            sink::push_blobs(&sess.client, &sess.store, dest, &out, &origins, sibling).await?;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let d = sess.client.counters.snapshot().since(&before);
+            let note = format!(
+                "{} uploaded ({}), {} mounted, {} already there",
+                d.blobs_up,
+                crate::report::human_bytes(d.bytes_up),
+                d.blobs_mounted,
+                d.blobs_skipped
+            );
+            sess.report
+                .step("push", &format!("{dest}"), t.elapsed(), &note);
+        }
+        for dest in &req.destinations {
+            sink::push_manifest(&sess.client, dest, &out).await?;
+            pushed.push(format!("{}@{}", dest.name(), out.manifest_digest));
+        }
+    }
+    let size = out.manifest.len() as u64
+        + out.config.len() as u64
+        + layers.iter().map(|l| l.size).sum::<u64>();
+    Ok(Delivered { out, size, pushed })
+}
+
+/// `--digest-file` and `--image-name-with-digest-file`, written atomically.
+pub fn write_digest_files(sess: &Session, digest: &str) -> Result<()> {
+    let req = sess.req;
+    if let Some(p) = &req.digest_file {
+        crate::image::layout::write_atomic(p, digest.as_bytes())
+            .with_context(|| format!("cannot write --digest-file {}", p.display()))?;
+    }
+    if let Some(p) = &req.image_name_with_digest_file {
+        let lines: Vec<String> = req
+            .destinations
+            .iter()
+            .map(|d| format!("{}@{digest}", d.name()))
+            .collect();
+        crate::image::layout::write_atomic(p, format!("{}\n", lines.join("\n")).as_bytes())
+            .with_context(|| {
+                format!("cannot write --image-name-with-digest-file {}", p.display())
+            })?;
+    }
+    Ok(())
+}

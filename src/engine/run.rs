@@ -1,0 +1,290 @@
+//! What a RUN step needs before `exec` takes over: the isolation mode, the
+//! environment, the user and groups from the image, and the snapshot that turns
+//! the step's changes into a layer.
+//!
+//! It owns what a step sees (and, for the credentials of the job, what it never
+//! sees). Running the process is `exec`'s job; the layer is the snapshot's.
+
+use super::plan::Plan;
+use super::session::Session;
+use super::stage::Stage;
+use crate::dockerfile::parse::{Flag, Form, Heredoc, Instruction};
+use crate::layer::BuiltLayer;
+use anyhow::{anyhow, Result};
+use std::time::Instant;
+
+/// A RUN as planned: its command line and what it runs with, from the stage
+/// state at its position.
+pub struct RunPrep {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub user: String,
+    pub workdir: String,
+}
+
+/// The isolation mode, chosen at the first RUN of the build.
+#[derive(Default)]
+pub struct Runner {
+    mode: Option<crate::exec::Mode>,
+}
+
+impl Runner {
+    /// The isolation mode, chosen (and reported) at the first RUN of the build.
+    fn isolation_mode(
+        &mut self,
+        sess: &Session,
+        plan: &Plan,
+        line: usize,
+    ) -> Result<crate::exec::Mode> {
+        if let Some(m) = self.mode {
+            return Ok(m);
+        }
+        let m = crate::exec::choose(sess.req.isolation).map_err(|e| plan.err(line, e))?;
+        let why = match (sess.req.isolation, m) {
+            (crate::exec::Isolation::Auto, crate::exec::Mode::Chroot) => {
+                " (namespaces are not permitted here; RUN has no /proc)"
+            }
+            (crate::exec::Isolation::Auto, _) => " (auto)",
+            _ => "",
+        };
+        match crate::exec::userns::inside() {
+            Some(maps) => sess
+                .report
+                .line(&format!("RUN isolation: rootless ({maps}; {m} inside)")),
+            None => sess.report.line(&format!("RUN isolation: {m}{why}")),
+        }
+        self.mode = Some(m);
+        Ok(m)
+    }
+}
+
+/// The environment of a RUN step: the image's ENV, the build args in scope,
+/// default PATH, and proxy variables (HOME is added when the user is known).
+/// Nothing else from kiln's environment, so CI_JOB_TOKEN and friends never
+/// reach a step.
+fn run_env(plan: &Plan, stage: &Stage) -> Vec<(String, String)> {
+    let mut env = stage.config.env_pairs();
+    let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(e, _)| e == k);
+    for (k, v) in &stage.args {
+        if !has(&env, k) {
+            env.push((k.clone(), v.clone()));
+        }
+    }
+    if !has(&env, "PATH") {
+        env.push((
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ));
+    }
+
+    for k in [
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "ftp_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "FTP_PROXY",
+        "ALL_PROXY",
+    ] {
+        if has(&env, k) {
+            continue;
+        }
+        if let Some(v) = plan.build_arg(k).or_else(|| std::env::var(k).ok()) {
+            env.push((k.to_string(), v));
+        }
+    }
+    env
+}
+
+/// USER as uid, gid, supplementary groups and home, resolved in the rootfs.
+fn run_user(
+    plan: &Plan,
+    line: usize,
+    stage: &Stage,
+    spec: &str,
+) -> Result<(u32, u32, Vec<u32>, String)> {
+    let rootfs = stage
+        .rootfs
+        .as_ref()
+        .ok_or_else(|| anyhow!("rootfs missing"))?;
+    let spec = spec.to_string();
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u.to_string(), Some(g.to_string())),
+        None => (spec.clone(), None),
+    };
+    let entry = rootfs.passwd_entry(&user);
+    let (name, uid, primary, home) = match (entry, user.parse::<u32>()) {
+        (Some(e), _) => e,
+        (None, Ok(uid)) => (String::new(), uid, 0, "/".to_string()),
+        (None, Err(_)) => {
+            return Err(plan.err(
+                line,
+                format!("USER {user}: no such user in the image's /etc/passwd"),
+            ))
+        }
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => rootfs.lookup_group(&g).ok_or_else(|| {
+                plan.err(
+                    line,
+                    format!("USER {spec}: no such group {g:?} in the image's /etc/group"),
+                )
+            })?,
+        },
+    };
+    let mut groups = if name.is_empty() {
+        vec![]
+    } else {
+        rootfs.supplementary_groups(&name)
+    };
+    if !groups.contains(&gid) {
+        groups.insert(0, gid);
+    }
+    let home = if home.is_empty() { "/".into() } else { home };
+    Ok((uid, gid, groups, home))
+}
+
+/// Plan a RUN: its command line and environment at this point.
+pub fn prepare(
+    plan: &Plan,
+    stage: &Stage,
+    ins: &Instruction,
+    cmd: &Form,
+    heredocs: &[Heredoc],
+    flags: &[Flag],
+) -> Result<RunPrep> {
+    let line = ins.line;
+    if let Some(f) = flags.iter().find(|f| {
+        !(f.name == "network" && matches!(f.value.as_deref(), Some("default") | Some("host")))
+    }) {
+        return Err(plan.err(line, format!("RUN --{} is not supported yet", f.name)));
+    }
+    let argv = match cmd {
+        Form::Exec(v) if v.is_empty() => return Err(plan.err(line, "RUN [] is an empty command")),
+        Form::Exec(v) => v.clone(),
+        Form::Shell(s) => {
+            let only_heredoc = heredocs.len() == 1
+                && s.split_whitespace().count() == 1
+                && s.trim_start().starts_with("<<");
+            let script = if only_heredoc {
+                // `RUN <<EOF`: the heredoc is the script.
+                heredocs[0].content.clone()
+            } else {
+                // `RUN cmd <<EOF`: let the shell read the heredoc as written.
+                let mut t = s.clone();
+                for h in heredocs {
+                    t.push('\n');
+                    t.push_str(&h.content);
+                    t.push_str(&h.name);
+                }
+                t
+            };
+            let mut v = stage.shell.clone();
+            v.push(script);
+            v
+        }
+    };
+    Ok(RunPrep {
+        argv,
+        env: run_env(plan, stage),
+        user: stage.user(),
+        workdir: stage.workdir(),
+    })
+}
+
+impl Runner {
+    /// Run a planned RUN in the stage's rootfs and snapshot its changes: the
+    /// layer (None when nothing changed) and where the time went, for the step line.
+    pub async fn perform(
+        &mut self,
+        sess: &Session<'_>,
+        plan: &Plan,
+        stage: &mut Stage,
+        ins: &Instruction,
+        prep: &RunPrep,
+        label: &str,
+    ) -> Result<(Option<BuiltLayer>, String)> {
+        let line = ins.line;
+        let mode = self.isolation_mode(sess, plan, line)?;
+        let t_rootfs = Instant::now();
+        sess.materialize(stage).await?;
+        let rootfs_time = t_rootfs.elapsed();
+        let (uid, gid, groups, home) = run_user(plan, line, stage, &prep.user)?;
+        let argv = &prep.argv;
+        let workdir = &prep.workdir;
+        let mut env = prep.env.clone();
+        if !env.iter().any(|(k, _)| k == "HOME") {
+            env.push(("HOME".into(), home));
+        }
+        let spec = crate::exec::RunSpec {
+            argv: argv.to_vec(),
+            env,
+            cwd: workdir.to_string(),
+            uid,
+            gid,
+            groups,
+        };
+        let mut rootfs = stage
+            .rootfs
+            .take()
+            .ok_or_else(|| anyhow!("rootfs missing"))?;
+        let store = sess.store.clone();
+        let level = sess.codec();
+        let clamp = sess.req.source_date_epoch;
+        let prefix = format!("[{label}] │ ");
+        let (rootfs, res) = tokio::task::spawn_blocking(move || {
+            let res = (|| -> std::io::Result<(crate::exec::Outcome, Option<crate::layer::BuiltLayer>, std::time::Duration)> {
+                // The snapshot's cost: the walk before the step plus the walk, diff
+                // and layer after it.
+                let t = Instant::now();
+                rootfs.ensure_baseline()?;
+                let mut snapshot = t.elapsed();
+                let out = crate::exec::run(rootfs.dir(), mode, &spec, &mut |l| eprintln!("{prefix}{l}"))?;
+                let t = Instant::now();
+                let layer = if out.code == 0 { rootfs.commit_changes(&store, level, clamp)? } else { None };
+                snapshot += t.elapsed();
+                Ok((out, layer, snapshot))
+            })();
+            (rootfs, res)
+        })
+        .await?;
+        stage.rootfs = Some(rootfs);
+        let (out, layer, snapshot) = res.map_err(|e| plan.err(line, format!("RUN: {e}")))?;
+        let timing = format!(
+            "(rootfs {:.2}s, snapshot {:.2}s)",
+            rootfs_time.as_secs_f64(),
+            snapshot.as_secs_f64()
+        );
+        if out.code != 0 {
+            let shown: Vec<&String> = out
+                .tail
+                .iter()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let mut msg = format!(
+                "RUN failed with exit code {}: {}",
+                out.code,
+                ins.text.trim_start_matches("RUN ").trim()
+            );
+            if !shown.is_empty() {
+                msg.push_str("\nlast output:");
+                for l in shown {
+                    msg.push_str("\n  ");
+                    msg.push_str(l);
+                }
+            }
+            return Err(plan.err(line, msg));
+        }
+        Ok((layer, timing))
+    }
+}

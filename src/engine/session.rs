@@ -1,0 +1,124 @@
+//! One run of `kiln build` or `kiln warm`: the request, the reporter, the registry
+//! client, the blob store, the work dir, the context's ignore rules and the
+//! build's clock. Every part of the engine reads these; none of them changes
+//! during the build.
+//!
+//! It owns setting these up and tearing the work dir down (on drop). It does not
+//! read the Dockerfile's instructions: that is the plan's job.
+
+use super::BuildRequest;
+use crate::dockerfile::Ignore;
+use crate::fs::workdir::WorkDir;
+use crate::registry::Client;
+use crate::report::Reporter;
+use crate::store::Store;
+use anyhow::{bail, Context, Result};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct Session<'a> {
+    pub req: &'a BuildRequest,
+    pub report: &'a Reporter,
+    pub client: Arc<Client>,
+    pub store: Store,
+    pub ignore: Ignore,
+    /// The build's time (RFC 3339) for `created` and history: now, or
+    /// `SOURCE_DATE_EPOCH`.
+    pub now: String,
+    pub now_secs: u64,
+    rootfs_seq: Cell<usize>,
+    /// Removed (with every rootfs in it) when the session ends.
+    work: WorkDir,
+}
+
+/// The Dockerfile the request names: absolute, or inside the context.
+pub fn dockerfile_path(req: &BuildRequest) -> PathBuf {
+    if req.dockerfile.is_file() || req.dockerfile.is_absolute() {
+        req.dockerfile.clone()
+    } else {
+        req.context.join(&req.dockerfile)
+    }
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+impl<'a> Session<'a> {
+    /// Check the context, load its ignore rules, create the work dir, open the
+    /// store (the cache dir with the cache on, else inside the work dir) and the
+    /// client, declaring the destinations as push targets.
+    pub fn new(req: &'a BuildRequest, report: &'a Reporter) -> Result<Session<'a>> {
+        if !req.warm && !req.context.is_dir() {
+            bail!("build context {} is not a directory", req.context.display());
+        }
+        let (ignore, ignore_file) = Ignore::load(&req.context, &dockerfile_path(req))?;
+        if let Some(f) = ignore_file {
+            tracing::debug!("using {f}");
+        }
+        let work_parent = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let work = WorkDir::create(&work_parent)
+            .with_context(|| format!("cannot create a work dir in {}", work_parent.display()))?;
+        // With the cache on, blobs live in the cache dir so later builds (and other
+        // jobs restoring it) reuse them; otherwise in the work dir, removed at the end.
+        let store = if req.cache {
+            Store::open(&req.cache_dir)
+                .with_context(|| format!("cannot use cache dir {}", req.cache_dir.display()))?
+        } else {
+            Store::open(&work.path().join("store"))?
+        };
+        let client = Arc::new(Client::new(&req.registry)?);
+        if !req.no_push {
+            for d in &req.destinations {
+                client.declare(d, true);
+            }
+        }
+        let now_secs = match req.source_date_epoch {
+            Some(e) => e,
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        Ok(Session {
+            req,
+            report,
+            client,
+            store,
+            ignore,
+            now: rfc3339(now_secs),
+            now_secs,
+            rootfs_seq: Cell::new(0),
+            work,
+        })
+    }
+
+    /// The compression of new layers.
+    pub fn codec(&self) -> crate::layer::Codec {
+        crate::layer::Codec {
+            zstd: self.req.zstd,
+            level: self.req.compression_level,
+        }
+    }
+
+    /// A fresh directory name for a rootfs inside the work dir.
+    pub fn next_rootfs_dir(&self) -> PathBuf {
+        let n = self.rootfs_seq.get() + 1;
+        self.rootfs_seq.set(n);
+        self.work.path().join(format!("rootfs-{n}"))
+    }
+
+    pub fn work_path(&self) -> &Path {
+        self.work.path()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}
