@@ -2,6 +2,7 @@
 //! Nothing here touches the filesystem of a build or the network.
 
 pub mod ignore;
+mod instruction;
 pub mod lex;
 pub mod parse;
 
