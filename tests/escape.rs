@@ -256,6 +256,63 @@ fn a_base_whose_etc_or_dev_links_out_of_the_root_gets_nothing_written_on_the_hos
     }
 }
 
+/// A step that replaces /etc and /dev with links to a host directory: kiln's
+/// cleanup after the step (restoring resolv.conf and hosts, removing the device
+/// nodes it made) resolves every path again inside the root, so nothing on the
+/// host is removed or rewritten.
+#[test]
+fn a_step_that_turns_etc_and_dev_into_links_cannot_steer_the_cleanup() {
+    if !need_root("a_step_that_turns_etc_and_dev_into_links_cannot_steer_the_cleanup") {
+        return;
+    }
+    let host = tempfile::tempdir().unwrap();
+    for (mode, sandboxed) in [("chroot", true), ("namespaces", false)] {
+        let target = host.path().join(mode);
+        std::fs::create_dir(&target).unwrap();
+        let names = ["hosts", "resolv.conf", "null", "zero", "tty"];
+        for n in names {
+            std::fs::write(target.join(n), "host file").unwrap();
+        }
+        let t = target.display();
+        let ctx = context(&[(
+            "Dockerfile",
+            &format!(
+                "FROM scratch\nCOPY busybox /bin/busybox\n\
+                 RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox rm -rf /etc /dev; /bin/busybox ln -s {t} /etc; /bin/busybox ln -s {t} /dev; /bin/busybox echo step-ran\"]\n"
+            ),
+        )]);
+        std::fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
+        let mut cmd = kiln();
+        cmd.args(["build", "--no-push", "--isolation", mode, "--context"])
+            .arg(ctx.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join("oci"));
+        if sandboxed {
+            gitlab_job(&mut cmd);
+        }
+        let out = run(&mut cmd);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("step-ran"), "{mode}: the step ran:\n{err}");
+        for n in names {
+            let got = std::fs::read_to_string(target.join(n)).unwrap_or_default();
+            assert_eq!(
+                got, "host file",
+                "{mode}: host file {n} was changed:\n{err}"
+            );
+        }
+        let extra: Vec<String> = std::fs::read_dir(&target)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| !names.contains(&n.as_str()))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{mode}: kiln wrote on the host: {extra:?}"
+        );
+    }
+}
+
 /// Rootless with /etc/subuid and /etc/subgid ranges (bind-mounted over the real
 /// files in a private mount namespace): kiln re-executes itself in a user
 /// namespace holding them, and the step is contained there too.

@@ -23,12 +23,18 @@ pub struct Places {
 }
 
 /// Files and nodes kiln put into the rootfs, to take out afterwards.
+///
+/// The step may have replaced any directory on their paths with a symlink (to
+/// `/etc` of the host, say), so every path is resolved again, confined to the
+/// rootfs, before it is touched: cleanup never follows a link the step made.
 #[derive(Default)]
 pub struct Injected {
+    rootfs: PathBuf,
     created: Vec<PathBuf>,
     restore: Vec<(PathBuf, Saved)>,
 }
 
+#[derive(Clone)]
 enum Saved {
     Absent,
     File(Vec<u8>, std::fs::Metadata),
@@ -71,9 +77,28 @@ impl Injected {
         Ok(p)
     }
 
+    /// Where `p` (a host path kiln chose inside the rootfs) is now, resolved
+    /// inside the rootfs; None when it is not under it.
+    fn again(&self, p: &Path) -> Option<PathBuf> {
+        let rel = p.strip_prefix(&self.rootfs).ok()?;
+        inside(&self.rootfs, &format!("/{}", rel.display()), false).ok()
+    }
+
     /// Take out everything, restoring what was there before.
     pub fn cleanup(self) {
-        for (p, saved) in self.restore.into_iter().rev() {
+        let restore: Vec<(PathBuf, Saved)> = self
+            .restore
+            .iter()
+            .rev()
+            .filter_map(|(p, s)| Some((self.again(p)?, s.clone())))
+            .collect();
+        let created: Vec<PathBuf> = self
+            .created
+            .iter()
+            .rev()
+            .filter_map(|p| self.again(p))
+            .collect();
+        for (p, saved) in restore {
             let _ = std::fs::remove_file(&p);
             let r = match saved {
                 Saved::Absent => Ok(()),
@@ -95,11 +120,10 @@ impl Injected {
                 tracing::warn!("could not restore {}: {e}", p.display());
             }
         }
-        for p in self.created.into_iter().rev() {
-            let _ = if p.is_dir() {
-                std::fs::remove_dir(&p)
-            } else {
-                std::fs::remove_file(&p)
+        for p in created {
+            let _ = match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir(&p),
+                _ => std::fs::remove_file(&p),
             };
         }
     }
@@ -108,7 +132,10 @@ impl Injected {
 /// Make `/dev`, `/proc`, `/sys`, `/etc/resolv.conf` and `/etc/hosts` ready for
 /// `mode`. On error, what was already injected is taken out again.
 pub fn prepare(rootfs: &Path, mode: Mode) -> io::Result<(Injected, Places)> {
-    let mut inj = Injected::default();
+    let mut inj = Injected {
+        rootfs: rootfs.to_path_buf(),
+        ..Default::default()
+    };
     match prepare_into(&mut inj, rootfs, mode) {
         Ok(places) => Ok((inj, places)),
         Err(e) => {
