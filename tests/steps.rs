@@ -175,3 +175,49 @@ fn a_killed_kiln_takes_its_steps_with_it() {
         let _ = reader.join();
     }
 }
+
+#[test]
+fn what_a_step_leaves_running_ends_with_it_in_chroot_mode() {
+    if !need_root("what_a_step_leaves_running_ends_with_it_in_chroot_mode") {
+        return;
+    }
+    // Two daemons that left the step's session: one holds the output pipe (it used
+    // to hang the build until it exited), one let go of every descriptor (it used
+    // to outlive the build). Then a later step must still run.
+    let held = format!("{}1", 8_000_000 + std::process::id());
+    let quiet = format!("{}2", 8_000_000 + std::process::id());
+    let ctx = busybox_context(&format!(
+        "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox setsid /bin/busybox sh -c '/bin/busybox sleep {held} &' ; /bin/busybox setsid /bin/busybox sh -c '/bin/busybox sleep {quiet} </dev/null >/dev/null 2>&1 &'; /bin/busybox echo daemons-started\"]\n\
+         RUN [\"/bin/busybox\", \"echo\", \"next-step-ran\"]\n"
+    ));
+    let mut cmd = kiln();
+    cmd.args(["build", "--no-push", "--isolation", "chroot", "--context"])
+        .arg(ctx.path())
+        .arg("--oci-layout-path")
+        .arg(ctx.path().join("oci"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    gitlab_job(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    // The daemons sleep for days: a build that waits for them hangs.
+    let ok = wait_bounded(&mut child, Duration::from_secs(120), "chroot");
+    let log = reader.join().unwrap();
+    assert!(ok, "the build failed:\n{log}");
+    assert!(
+        log.contains("daemons-started") && log.contains("next-step-ran"),
+        "{log}"
+    );
+    for m in [&held, &quiet] {
+        let left = processes_with(m);
+        assert!(left.is_empty(), "a daemon outlived its step: {left:?}");
+    }
+}

@@ -238,6 +238,10 @@ pub fn run(
         crate::fs::resolve::resolve(rootfs, &spec.cwd, true, crate::fs::resolve::Confine::Clamp)
             .map_err(|e| io::Error::other(e.to_string()))?;
     std::fs::create_dir_all(crate::fs::resolve::host_path(rootfs, &cwd_rel))?;
+    if mode == Mode::Chroot {
+        // Without a PID namespace, what a step leaves running must still end with it.
+        spawn::become_subreaper()?;
+    }
     let (injected, places) = prepare::prepare(rootfs, mode)?;
     let result =
         plan(rootfs, mode, spec, &program, &places).and_then(|plan| spawn::spawn(&plan, on_line));

@@ -34,6 +34,81 @@ fn wait(pid: libc::pid_t) -> io::Result<i32> {
     })
 }
 
+/// Become the subreaper of what steps leave behind (chroot mode): an orphaned
+/// process of a step is re-parented to kiln instead of the job's PID 1.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// (pid, state, ppid) of every process in /proc.
+fn processes() -> Vec<(libc::pid_t, u8, libc::pid_t)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read(e.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let Some(close) = stat.iter().rposition(|b| *b == b')') else {
+            continue;
+        };
+        let rest = String::from_utf8_lossy(&stat[close + 1..]).to_string();
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.bytes().next()).unwrap_or(b'?');
+        let Some(ppid) = f.next().and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        out.push((pid, state, ppid));
+    }
+    out
+}
+
+/// Kill and reap every descendant of kiln: what the last step left running.
+/// Repeats until none is left, since a process may fork while it is killed.
+fn kill_leftovers() {
+    // SAFETY: getpid has no arguments.
+    let me = unsafe { libc::getpid() };
+    for _ in 0..100 {
+        let all = processes();
+        let mut tree = vec![me];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(all.iter().filter(|p| p.2 == parent).map(|p| p.0));
+            i += 1;
+        }
+        let found: Vec<&(libc::pid_t, u8, libc::pid_t)> = all
+            .iter()
+            .filter(|p| p.0 != me && tree.contains(&p.0))
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        for (pid, state, ppid) in found {
+            if *state != b'Z' {
+                // SAFETY: kill on a descendant's pid.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            if *ppid == me {
+                let mut status = 0;
+                // SAFETY: waitpid on our own child, without blocking.
+                unsafe { libc::waitpid(*pid, &mut status, libc::WNOHANG) };
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    tracing::warn!("processes left by the step are still running after being killed");
+}
+
 /// Fork the step described by `plan`, stream its output lines to `on_line` while
 /// it runs, and wait for it.
 pub fn spawn(plan: &ChildPlan, on_line: &mut dyn FnMut(&str)) -> io::Result<Outcome> {
@@ -72,17 +147,15 @@ pub fn spawn(plan: &ChildPlan, on_line: &mut dyn FnMut(&str)) -> io::Result<Outc
             io::Error::from_raw_os_error(errno)
         )));
     }
-    // A waiter reaps the step; in chroot mode it also kills what the step left in
-    // its session, so that the pipe reaches EOF. With a PID namespace the kernel
-    // ends everything in it when PID 1 exits. This thread streams meanwhile.
+    // A waiter reaps the step. In chroot mode it then kills everything the step
+    // left running (kiln is their subreaper, so even a daemon that called setsid
+    // and double-forked is still its descendant), as the end of a PID namespace
+    // does, so that the pipe reaches EOF at once. This thread streams meanwhile.
     let mode = plan.mode;
     let waiter = std::thread::spawn(move || {
         let code = wait(pid);
         if mode == Mode::Chroot {
-            // SAFETY: killpg on the step's own process group (it called setsid).
-            unsafe {
-                libc::killpg(pid, libc::SIGKILL);
-            }
+            kill_leftovers();
         }
         code
     });
