@@ -21,12 +21,18 @@ fn the_sandbox_is_what_a_gitlab_job_gets() {
     }
     let out = run(gitlab_job(Command::new("sh").args([
         "-c",
-        "grep CapBnd /proc/self/status; unshare -m true && echo UNSHARE-WORKED",
+        "grep -E 'CapBnd|NoNewPrivs|Seccomp' /proc/self/status; unshare -m true && echo UNSHARE-WORKED",
     ])));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("CapBnd:\t00000000a80425fb"),
         "Docker's default capabilities only: {text}"
+    );
+    // Docker's profile is a filter (mode 2), and Docker leaves no_new_privs off.
+    assert!(text.contains("Seccomp:\t2"), "a seccomp filter: {text}");
+    assert!(
+        text.contains("NoNewPrivs:\t0"),
+        "no no_new_privs on the job: {text}"
     );
     assert!(
         !text.contains("UNSHARE-WORKED"),
@@ -576,4 +582,45 @@ fn rootless_with_subordinate_ids_runs_steps_as_other_users() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-"))
         .collect();
     assert!(left.is_empty(), "work dir left behind: {left:?}");
+}
+
+#[test]
+fn chroot_mode_gives_steps_a_shared_memory_dir_and_keeps_it_out_of_layers() {
+    if !need_root("chroot_mode_gives_steps_a_shared_memory_dir_and_keeps_it_out_of_layers") {
+        return;
+    }
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox stat -c 'shm %a %F' /dev/shm; /bin/busybox test -d /dev/pts && /bin/busybox echo pts-dir; /bin/busybox echo x > /dev/shm/sem.kiln && /bin/busybox echo shm-writable\"]\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox ls -A /dev/shm; /bin/busybox echo listed\"]\n",
+    )]);
+    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
+    let layout = ctx.path().join("oci");
+    let out = run(gitlab_job(
+        kiln()
+            .args(["build", "--no-push", "--isolation", "chroot", "--context"])
+            .arg(ctx.path())
+            .arg("--oci-layout-path")
+            .arg(&layout),
+    ));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("shm 1777 directory"),
+        "/dev/shm is Docker's 1777 dir:\n{err}"
+    );
+    assert!(
+        err.contains("pts-dir") && err.contains("shm-writable"),
+        "{err}"
+    );
+    // Each step gets an empty /dev/shm, as each Docker step gets a fresh tmpfs.
+    assert!(
+        !err.contains("sem.kiln"),
+        "the next step saw the last one's shm:\n{err}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(&format!("oci:{}:latest", layout.display()), work.path());
+    assert!(root.join("bin/busybox").exists(), "unpacked");
+    assert!(!root.join("dev").exists(), "no /dev in any layer");
 }

@@ -122,6 +122,10 @@ impl Injected {
         }
         for p in created {
             let _ = match std::fs::symlink_metadata(&p) {
+                // What a step left in /dev/shm goes with it, as with Docker's tmpfs.
+                Ok(m) if m.is_dir() && p.file_name().is_some_and(|n| n == "shm") => {
+                    std::fs::remove_dir_all(&p)
+                }
                 Ok(m) if m.is_dir() => std::fs::remove_dir(&p),
                 _ => std::fs::remove_file(&p),
             };
@@ -198,9 +202,21 @@ fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode) -> io::Result<Pla
     })
 }
 
-/// Chroot mode: the standard character devices by `mknod`.
+/// Chroot mode: the standard character devices by `mknod`, and Docker's
+/// `/dev/shm` (world-writable and sticky: POSIX shared memory and semaphores,
+/// Python's multiprocessing) and `/dev/pts` directories.
 fn make_nodes(inj: &mut Injected, dev: &Path) -> io::Result<()> {
     use nix::sys::stat::{makedev, mknod, Mode as M, SFlag};
+    for (name, mode) in [("shm", 0o1777), ("pts", 0o755)] {
+        let p = dev.join(name);
+        if std::fs::symlink_metadata(&p).is_err() {
+            std::fs::create_dir(&p)?;
+            inj.created.push(p.clone());
+        }
+        if std::fs::symlink_metadata(&p)?.is_dir() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
     for (name, major, minor) in [
         ("null", 1, 3),
         ("zero", 1, 5),
