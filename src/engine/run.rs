@@ -40,12 +40,25 @@ impl Runner {
             return Ok(m);
         }
         let m = crate::exec::choose(sess.req.isolation).map_err(|e| plan.err(line, e))?;
-        let why = match (sess.req.isolation, m) {
-            (crate::exec::Isolation::Auto, crate::exec::Mode::Chroot) => {
-                " (namespaces are not permitted here; RUN has no /proc)"
+        use crate::exec::{Isolation, Mode};
+        let mut notes: Vec<String> = Vec::new();
+        match (sess.req.isolation, m) {
+            (Isolation::Auto, Mode::Chroot) => {
+                notes.push("namespaces are not permitted here".into())
             }
-            (crate::exec::Isolation::Auto, _) => " (auto)",
-            _ => "",
+            (Isolation::Auto, _) => notes.push("auto".into()),
+            _ => {}
+        }
+        if m == Mode::Chroot {
+            notes.push(match crate::exec::procfs::available() {
+                Ok(()) => "/proc served by kiln to root steps".into(),
+                Err(why) => format!("RUN has no /proc: {why}"),
+            });
+        }
+        let why = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
         };
         match crate::exec::userns::inside() {
             Some(maps) => sess

@@ -80,6 +80,7 @@ pub enum Stage {
     Workdir,
     Capabilities,
     Ids,
+    Seccomp,
     Exec,
 }
 
@@ -98,6 +99,7 @@ impl Stage {
             Workdir,
             Capabilities,
             Ids,
+            Seccomp,
             Exec,
         ]
         .into_iter()
@@ -117,6 +119,7 @@ impl Stage {
             Stage::Workdir => "changing to the WORKDIR",
             Stage::Capabilities => "dropping capabilities",
             Stage::Ids => "switching to the USER's ids",
+            Stage::Seccomp => "installing the /proc filter (seccomp user notification)",
             Stage::Exec => "executing the command",
         }
     }
@@ -157,6 +160,9 @@ pub struct ChildPlan {
     pub parent: libc::pid_t,
     /// The capabilities the step may keep.
     pub caps: u64,
+    /// The /proc server's filter, installed just before `execve` (chroot mode);
+    /// empty when kiln does not serve /proc to this step.
+    pub filter: Vec<libc::sock_filter>,
 }
 
 /// Descriptors the child uses.
@@ -164,6 +170,8 @@ pub struct Fds {
     pub stdin: libc::c_int,
     pub output: libc::c_int,
     pub error: libc::c_int,
+    /// Where the child sends the seccomp listener (-1: no filter).
+    pub notify: libc::c_int,
 }
 
 /// Null-terminated pointer arrays over `CString`s, built before the fork.
@@ -289,26 +297,7 @@ pub unsafe fn start(plan: &ChildPlan, ptrs: &Ptrs, fds: &Fds) -> ! {
         }
         // What a root step keeps after exec is bounded above; clear what kiln
         // itself holds beyond it (inheritable included) for a step run as uid 0.
-        let mut hdr = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let mut data = [CapData::default(); 2];
-        if libc::syscall(
-            libc::SYS_capget,
-            &mut hdr as *mut CapHeader,
-            data.as_mut_ptr(),
-        ) != 0
-        {
-            fail(fds, Stage::Capabilities);
-        }
-        for (i, d) in data.iter_mut().enumerate() {
-            let keep = (plan.caps >> (32 * i)) as u32;
-            d.effective &= keep;
-            d.permitted &= keep;
-            d.inheritable = 0;
-        }
-        if libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) != 0 {
+        if !keep_only_caps(plan.caps) {
             fail(fds, Stage::Capabilities);
         }
         // The PID 1 of a namespace has no parent it can see; its parent, the
@@ -317,12 +306,105 @@ pub unsafe fn start(plan: &ChildPlan, ptrs: &Ptrs, fds: &Fds) -> ! {
         if !die_with(parent) {
             fail(fds, Stage::Setup);
         }
+        if fds.notify >= 0 && !plan.filter.is_empty() {
+            install_filter(plan, fds);
+        }
         libc::execve(
             plan.program.as_ptr(),
             ptrs.argv.as_ptr(),
             ptrs.envp.as_ptr(),
         );
         fail(fds, Stage::Exec)
+    }
+}
+
+/// Limit the calling thread's effective and permitted capabilities to `keep`,
+/// and clear its inheritable set. Capabilities are per thread: kiln's /proc
+/// server uses this to hold no more than the step it serves.
+///
+/// # Safety
+/// Raw capget/capset on the stack only (usable between fork and exec).
+pub unsafe fn keep_only_caps(keep: u64) -> bool {
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget/capset with a valid header and two data structs.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) != 0
+        {
+            return false;
+        }
+        for (i, d) in data.iter_mut().enumerate() {
+            let k = (keep >> (32 * i)) as u32;
+            d.effective &= k;
+            d.permitted &= k;
+            d.inheritable = 0;
+        }
+        libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) == 0
+    }
+}
+
+/// Install the /proc server's filter (no_new_privs first: the job has no
+/// CAP_SYS_ADMIN) and send its listener to kiln over `fds.notify`.
+///
+/// # Safety
+/// Raw syscalls on the plan's buffers and the stack only.
+unsafe fn install_filter(plan: &ChildPlan, fds: &Fds) {
+    // SAFETY: prctl, seccomp, sendmsg and close on the plan's buffers and
+    // stack-allocated message structures.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail(fds, Stage::Seccomp);
+        }
+        let prog = libc::sock_fprog {
+            len: plan.filter.len() as u16,
+            filter: plan.filter.as_ptr() as *mut libc::sock_filter,
+        };
+        // SECCOMP_FILTER_FLAG_NEW_LISTENER, and (Linux ≥ 5.19) WAIT_KILLABLE_RECV:
+        // once kiln has a notification, only a fatal signal interrupts the wait,
+        // so a SIGCHLD does not turn an open(2) into EINTR.
+        let mut listener = -1;
+        for flags in [8 | 32, 8] as [libc::c_ulong; 2] {
+            listener = libc::syscall(
+                libc::SYS_seccomp,
+                1 as libc::c_ulong, // SECCOMP_SET_MODE_FILTER
+                flags,
+                &prog as *const libc::sock_fprog,
+            ) as libc::c_int;
+            if listener >= 0 || *libc::__errno_location() != libc::EINVAL {
+                break;
+            }
+        }
+        if listener < 0 {
+            fail(fds, Stage::Seccomp);
+        }
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+            iov_len: 1,
+        };
+        let mut cbuf = [0u64; 8];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::c_int, listener);
+        if libc::sendmsg(fds.notify, &msg, 0) < 0 {
+            fail(fds, Stage::Seccomp);
+        }
+        libc::close(listener);
+        libc::close(fds.notify);
     }
 }
 

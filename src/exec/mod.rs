@@ -9,9 +9,11 @@
 //! - **chroot** (an unprivileged GitLab Docker-executor job: root, Docker's default
 //!   capabilities, seccomp refusing `unshare`/`mount`): `chroot(2)` without
 //!   CAP_SYS_CHROOT for the step, so a nested chroot cannot climb out; `/dev` gets
-//!   `null zero full random urandom tty` by `mknod`; `resolv.conf`/`hosts` are
-//!   copied in and restored afterwards. There is no `/proc`. kiln is not dumpable,
-//!   so the step (same uid) cannot ptrace it or read its memory.
+//!   `null zero full random urandom tty` by `mknod`, `shm` and `pts`;
+//!   `resolv.conf`/`hosts` are copied in and restored afterwards. kiln serves root
+//!   steps a `/proc` of their own processes (see [`procfs`]) and, as their
+//!   subreaper, kills what a step leaves running. kiln is not dumpable, so the
+//!   step (same uid) cannot ptrace it or read its memory.
 //! - **rootless** (not root): with `/etc/subuid`/`/etc/subgid` ranges and
 //!   `newuidmap`, kiln re-executes itself in a user namespace holding them (see
 //!   [`userns`]) and runs steps as in `namespaces` from there. Without ranges, a user
@@ -23,8 +25,9 @@
 //! kiln, and sees only the environment it is given: kiln's own environment
 //! (`CI_JOB_TOKEN` and the rest) is never passed on.
 
-mod child;
+pub(crate) mod child;
 mod prepare;
+pub mod procfs;
 mod spawn;
 pub mod userns;
 
@@ -242,9 +245,15 @@ pub fn run(
         // Without a PID namespace, what a step leaves running must still end with it.
         spawn::become_subreaper()?;
     }
-    let (injected, places) = prepare::prepare(rootfs, mode)?;
-    let result =
-        plan(rootfs, mode, spec, &program, &places).and_then(|plan| spawn::spawn(&plan, on_line));
+    // Chroot mode has no /proc of its own: kiln serves one to root steps.
+    let serve = mode == Mode::Chroot && spec.uid == 0 && procfs::available().is_ok();
+    let (injected, places) = prepare::prepare(rootfs, mode, serve)?;
+    let result = plan(rootfs, mode, spec, &program, &places).and_then(|mut plan| {
+        if serve {
+            plan.filter = procfs::program();
+        }
+        spawn::spawn(&plan, rootfs, on_line)
+    });
     injected.cleanup();
     result
 }
@@ -338,5 +347,6 @@ fn plan(
         groups: spec.groups.clone(),
         parent: std::process::id() as libc::pid_t,
         caps: child::ChildPlan::caps_for(mode),
+        filter: Vec::new(),
     })
 }

@@ -135,12 +135,14 @@ impl Injected {
 
 /// Make `/dev`, `/proc`, `/sys`, `/etc/resolv.conf` and `/etc/hosts` ready for
 /// `mode`. On error, what was already injected is taken out again.
-pub fn prepare(rootfs: &Path, mode: Mode) -> io::Result<(Injected, Places)> {
+/// With `served`, kiln serves /proc to the step (chroot mode): /proc must be a
+/// real directory, and /dev gets Docker's `fd` and `std*` links into it.
+pub fn prepare(rootfs: &Path, mode: Mode, served: bool) -> io::Result<(Injected, Places)> {
     let mut inj = Injected {
         rootfs: rootfs.to_path_buf(),
         ..Default::default()
     };
-    match prepare_into(&mut inj, rootfs, mode) {
+    match prepare_into(&mut inj, rootfs, mode, served) {
         Ok(places) => Ok((inj, places)),
         Err(e) => {
             inj.cleanup();
@@ -149,9 +151,10 @@ pub fn prepare(rootfs: &Path, mode: Mode) -> io::Result<(Injected, Places)> {
     }
 }
 
-fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode) -> io::Result<Places> {
+fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode, served: bool) -> io::Result<Places> {
     let dev = inj.top_dir(rootfs, "dev")?;
     let (proc_, sys) = match mode {
+        Mode::Chroot if served => (inj.top_dir(rootfs, "proc")?, rootfs.join("sys")),
         Mode::Chroot => (rootfs.join("proc"), rootfs.join("sys")),
         Mode::Namespaces | Mode::Rootless => {
             (inj.top_dir(rootfs, "proc")?, inj.top_dir(rootfs, "sys")?)
@@ -193,6 +196,20 @@ fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode) -> io::Result<Pla
     }
     if mode == Mode::Chroot {
         make_nodes(inj, &dev)?;
+        if served {
+            for (target, name) in [
+                ("/proc/self/fd", "fd"),
+                ("/proc/self/fd/0", "stdin"),
+                ("/proc/self/fd/1", "stdout"),
+                ("/proc/self/fd/2", "stderr"),
+            ] {
+                let p = dev.join(name);
+                if std::fs::symlink_metadata(&p).is_err() {
+                    std::os::unix::fs::symlink(target, &p)?;
+                    inj.created.push(p);
+                }
+            }
+        }
     }
     Ok(Places {
         dev,

@@ -111,15 +111,31 @@ fn kill_leftovers() {
 
 /// Fork the step described by `plan`, stream its output lines to `on_line` while
 /// it runs, and wait for it.
-pub fn spawn(plan: &ChildPlan, on_line: &mut dyn FnMut(&str)) -> io::Result<Outcome> {
+pub fn spawn(
+    plan: &ChildPlan,
+    rootfs: &std::path::Path,
+    on_line: &mut dyn FnMut(&str),
+) -> io::Result<Outcome> {
     let (out_r, out_w) = cloexec_pipe()?;
     let (err_r, err_w) = cloexec_pipe()?;
     let stdin: OwnedFd = std::fs::File::open("/dev/null")?.into();
+    // The child sends its /proc filter's listener back over this pair.
+    let notify = if plan.filter.is_empty() {
+        None
+    } else {
+        Some(nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )?)
+    };
     let ptrs = plan.ptrs();
     let fds = Fds {
         stdin: stdin.as_raw_fd(),
         output: out_w.as_raw_fd(),
         error: err_w.as_raw_fd(),
+        notify: notify.as_ref().map_or(-1, |(_, child)| child.as_raw_fd()),
     };
     // SAFETY: fork in a multithreaded process; the child only runs
     // `child::start`, which makes raw syscalls on buffers prepared above.
@@ -132,6 +148,10 @@ pub fn spawn(plan: &ChildPlan, on_line: &mut dyn FnMut(&str)) -> io::Result<Outc
         unsafe { child::start(plan, &ptrs, &fds) }
     }
     drop((out_w, err_w, stdin));
+    let kiln_end = notify.map(|(ours, child_end)| {
+        drop(child_end);
+        ours
+    });
     // The error pipe closes on exec; before that, the child may report why it
     // could not start.
     let mut msg = Vec::new();
@@ -147,6 +167,20 @@ pub fn spawn(plan: &ChildPlan, on_line: &mut dyn FnMut(&str)) -> io::Result<Outc
             io::Error::from_raw_os_error(errno)
         )));
     }
+    // The child sent the listener before execve; serve /proc from now on.
+    let server = match &kiln_end {
+        Some(sock) => {
+            let listener = super::procfs::server_receive(sock.as_raw_fd());
+            match listener.and_then(|l| super::procfs::Server::start(l, rootfs)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!("cannot serve /proc to the step: {e}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     // A waiter reaps the step. In chroot mode it then kills everything the step
     // left running (kiln is their subreaper, so even a daemon that called setsid
     // and double-forked is still its descendant), as the end of a PID namespace
@@ -175,6 +209,9 @@ pub fn spawn(plan: &ChildPlan, on_line: &mut dyn FnMut(&str)) -> io::Result<Outc
     let code = waiter
         .join()
         .map_err(|_| io::Error::other("waiting for the step failed"))??;
+    if let Some(s) = server {
+        s.stop();
+    }
     Ok(Outcome {
         code,
         tail: tail.into_iter().collect(),

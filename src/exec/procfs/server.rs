@@ -1,0 +1,554 @@
+//! The notification loop: one thread per step, answering each path syscall of
+//! the step's processes (see the parent module for what and why).
+
+use super::filter::{self, AddFd, Call, Nofollow, Notif, Resp};
+use super::policy::{self, Target};
+use super::shadow::Shadow;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A running server; [`Server::stop`] it when the step's processes are gone.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Reply {
+    Continue,
+    Errno(i32),
+    Value(i64),
+    Fd(OwnedFd, bool),
+    /// The caller is gone: nothing to answer.
+    Gone,
+}
+
+struct Ctx {
+    listener: OwnedFd,
+    /// The rootfs as the job's /proc shows paths in it (canonical).
+    root: PathBuf,
+    shadow: Shadow,
+    me: u32,
+    mounts: String,
+    mountinfo: String,
+}
+
+impl Server {
+    /// Serve `listener` (the step's filter) for the stage root `rootfs`.
+    pub fn start(listener: OwnedFd, rootfs: &Path) -> io::Result<Server> {
+        let root = std::fs::canonicalize(rootfs)?;
+        let mounts = policy::mounts(false);
+        let mountinfo = policy::mounts(true);
+        let ctx = Ctx {
+            listener,
+            shadow: Shadow::open(&root, &mounts, &mountinfo),
+            root,
+            me: std::process::id(),
+            mounts,
+            mountinfo,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("kiln-proc".into())
+            .spawn(move || ctx.serve(&flag))?;
+        Ok(Server {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop serving (every process of the step has exited or been killed) and
+    /// empty the rootfs's /proc again.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn cpath(p: &str) -> io::Result<CString> {
+    CString::new(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// A NUL-terminated string at `addr` in the memory behind `mem`.
+fn read_cstr(mem: &File, addr: u64) -> io::Result<Vec<u8>> {
+    const MAX: usize = 4096;
+    let mut out = Vec::new();
+    let mut at = addr;
+    while out.len() < MAX {
+        // Never read across a page: the next one may be unmapped.
+        let page_left = 4096 - (at % 4096) as usize;
+        let mut buf = vec![0u8; page_left.min(MAX - out.len())];
+        let n = mem.read_at(&mut buf, at)?;
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        if let Some(z) = buf[..n].iter().position(|b| *b == 0) {
+            out.extend_from_slice(&buf[..z]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+        at += n as u64;
+    }
+    Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG))
+}
+
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    let rest = String::from_utf8_lossy(&stat[close + 1..]).into_owned();
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn tgid(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A memfd holding `content`, positioned at its start.
+fn memfd(content: &str) -> io::Result<OwnedFd> {
+    // SAFETY: memfd_create with a static C string.
+    let fd = unsafe { libc::memfd_create(c"kiln-proc".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor we own.
+    let f = unsafe { File::from_raw_fd(fd) };
+    f.write_all_at(content.as_bytes(), 0)?;
+    Ok(OwnedFd::from(f))
+}
+
+fn open_host(path: &str, flags: i32) -> io::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: open with a valid C string; the descriptor is ours.
+    let fd = unsafe { libc::open(c.as_ptr(), (flags & !libc::O_CREAT) | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn host_stat(path: &str, nofollow: bool) -> io::Result<libc::stat> {
+    let c = cpath(path)?;
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let flags = if nofollow {
+        libc::AT_SYMLINK_NOFOLLOW
+    } else {
+        0
+    };
+    // SAFETY: fstatat with a valid C string and stat buffer.
+    if unsafe { libc::fstatat(libc::AT_FDCWD, c.as_ptr(), &mut st, flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn bytes_of<T>(v: &T) -> &[u8] {
+    // SAFETY: a plain-old-data kernel struct viewed as its bytes.
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+}
+
+impl Ctx {
+    fn serve(&self, stop: &AtomicBool) {
+        // This thread opens the job's /proc for the step: it holds the step's
+        // capabilities, no more (a chroot step has Docker's set less SYS_CHROOT),
+        // so /proc/kmsg and the like stay as closed as in a container.
+        // SAFETY: capget/capset of this thread only.
+        let step_caps = crate::exec::child::ChildPlan::caps_for(crate::exec::Mode::Chroot);
+        // SAFETY: as above.
+        let limited = unsafe { crate::exec::child::keep_only_caps(step_caps) };
+        if !limited {
+            tracing::warn!(
+                "the /proc server could not drop its capabilities: the step gets no /proc"
+            );
+        }
+        let fd = self.listener.as_raw_fd();
+        while !stop.load(Ordering::Relaxed) {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+            if r <= 0 {
+                continue;
+            }
+            if pfd.revents & libc::POLLIN == 0 {
+                // POLLHUP: no process uses the filter any more.
+                break;
+            }
+            let mut n = Notif::default();
+            // SAFETY: NOTIF_RECV fills a zeroed seccomp_notif.
+            if unsafe { libc::ioctl(fd, filter::NOTIF_RECV, &mut n as *mut Notif) } != 0 {
+                continue;
+            }
+            let reply = if limited {
+                self.handle(&n)
+            } else {
+                Reply::Continue
+            };
+            self.reply(n.id, reply);
+        }
+        self.shadow.clear();
+    }
+
+    fn reply(&self, id: u64, reply: Reply) {
+        let fd = self.listener.as_raw_fd();
+        let mut resp = Resp {
+            id,
+            ..Default::default()
+        };
+        match reply {
+            Reply::Gone => return,
+            Reply::Continue => resp.flags = filter::USER_NOTIF_FLAG_CONTINUE,
+            Reply::Errno(e) => resp.error = -e,
+            Reply::Value(v) => resp.val = v,
+            Reply::Fd(src, cloexec) => {
+                let add = AddFd {
+                    id,
+                    flags: filter::ADDFD_FLAG_SEND,
+                    srcfd: src.as_raw_fd() as u32,
+                    newfd: 0,
+                    newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+                };
+                // SAFETY: ADDFD with a valid struct; on success the syscall of the
+                // target returns the new descriptor and no reply follows.
+                if unsafe { libc::ioctl(fd, filter::NOTIF_ADDFD, &add as *const AddFd) } >= 0 {
+                    return;
+                }
+                resp.error = -errno(&io::Error::last_os_error());
+            }
+        }
+        // SAFETY: NOTIF_SEND with a valid response; an error means the caller died.
+        unsafe { libc::ioctl(fd, filter::NOTIF_SEND, &mut resp as *mut Resp) };
+    }
+
+    fn id_valid(&self, id: u64) -> bool {
+        // SAFETY: NOTIF_ID_VALID reads one u64.
+        unsafe {
+            libc::ioctl(
+                self.listener.as_raw_fd(),
+                filter::NOTIF_ID_VALID,
+                &id as *const u64,
+            ) == 0
+        }
+    }
+
+    /// A path of the job's /proc that shows a path in the root, as the step sees it.
+    fn inside(&self, p: &Path) -> Option<String> {
+        let rel = p.strip_prefix(&self.root).ok()?;
+        Some(format!("/{}", rel.as_os_str().to_string_lossy()))
+    }
+
+    /// Whether `pid` is one of the step's processes (or threads): a descendant
+    /// of kiln. kiln itself and everything else of the job are not.
+    fn in_tree(&self, pid: u32) -> bool {
+        let mut p = pid;
+        for _ in 0..256 {
+            if p == self.me || p <= 1 {
+                return false;
+            }
+            match ppid(p) {
+                Some(pp) if pp == self.me => return true,
+                Some(pp) => p = pp,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    fn handle(&self, n: &Notif) -> Reply {
+        let Some(call) = filter::call(n.data.nr as i64) else {
+            return Reply::Continue;
+        };
+        let args = n.data.args;
+        let (dirfd, path_arg) = match call {
+            Call::Open { dirfd, path, .. }
+            | Call::Stat { dirfd, path, .. }
+            | Call::Readlink { dirfd, path, .. }
+            | Call::Access { dirfd, path, .. } => (dirfd, path),
+            Call::Openat2 | Call::Statx => (Some(0), 1),
+        };
+        // A process kiln cannot read (another uid, or not dumpable) resolves
+        // its paths in the root, as without the server.
+        let Ok(mem) = File::open(format!("/proc/{}/mem", n.pid)) else {
+            return Reply::Continue;
+        };
+        let Ok(raw) = read_cstr(&mem, args[path_arg]) else {
+            return Reply::Continue;
+        };
+        // The descriptor and the path belong to the caller, not to a process
+        // that took over its pid.
+        if !self.id_valid(n.id) {
+            return Reply::Gone;
+        }
+        let Ok(path) = String::from_utf8(raw) else {
+            return Reply::Continue;
+        };
+        if path.is_empty() {
+            return Reply::Continue;
+        }
+        let inroot = if path.starts_with('/') {
+            policy::normalize(&path)
+        } else {
+            let fd = dirfd.map(|i| args[i] as i32).unwrap_or(libc::AT_FDCWD);
+            let link = if fd == libc::AT_FDCWD {
+                format!("/proc/{}/cwd", n.pid)
+            } else {
+                format!("/proc/{}/fd/{fd}", n.pid)
+            };
+            let Some(base) = std::fs::read_link(link).ok().and_then(|b| self.inside(&b)) else {
+                return Reply::Continue;
+            };
+            policy::join(&base, &path)
+        };
+        if !(inroot.starts_with("/proc") || inroot.starts_with("/dev/")) {
+            return Reply::Continue;
+        }
+        // /dev/stdout and friends are links in the root, as in Docker's /dev: only
+        // what follows them is served.
+        let on_link = matches!(call, Call::Readlink { .. })
+            || matches!(
+                call,
+                Call::Stat {
+                    nofollow: Nofollow::Always,
+                    ..
+                }
+            );
+        if inroot.starts_with("/dev/") && on_link {
+            return Reply::Continue;
+        }
+        let Some(tgid) = tgid(n.pid) else {
+            return Reply::Continue;
+        };
+        let target = policy::classify(&inroot, tgid, n.pid);
+        if target == Target::Native {
+            return Reply::Continue;
+        }
+        if let Target::Host { pid: Some(p), .. } = &target {
+            if !self.in_tree(*p) {
+                return Reply::Errno(libc::ENOENT);
+            }
+        }
+        match call {
+            Call::Open { flags, .. } => self.open(target, args[flags] as i32),
+            Call::Openat2 => {
+                let mut how = [0u8; 8];
+                match mem.read_at(&mut how, args[2]) {
+                    Ok(8) => self.open(target, u64::from_ne_bytes(how) as i32),
+                    _ => Reply::Errno(libc::EFAULT),
+                }
+            }
+            Call::Stat { buf, nofollow, .. } => {
+                let nofollow = match nofollow {
+                    Nofollow::Never => false,
+                    Nofollow::Always => true,
+                    Nofollow::Flag(i) => args[i] as i32 & libc::AT_SYMLINK_NOFOLLOW != 0,
+                };
+                match self
+                    .host_of(&target, nofollow)
+                    .and_then(|h| host_stat(&h, nofollow))
+                {
+                    Ok(st) => self.write_back(n, args[buf], bytes_of(&st), 0),
+                    Err(e) => Reply::Errno(errno(&e)),
+                }
+            }
+            Call::Statx => self.statx(n, &target),
+            Call::Readlink { buf, size, .. } => self.readlink(n, &target, args[buf], args[size]),
+            Call::Access { mode, flags, .. } => {
+                let flags = flags.map(|i| args[i] as i32).unwrap_or(0)
+                    & (libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW);
+                let host = self.host_of(&target, flags & libc::AT_SYMLINK_NOFOLLOW != 0);
+                match host.and_then(|h| cpath(&h)) {
+                    // SAFETY: faccessat with a valid C string.
+                    Ok(c) => match unsafe {
+                        libc::faccessat(libc::AT_FDCWD, c.as_ptr(), args[mode] as i32, flags)
+                    } {
+                        0 => Reply::Value(0),
+                        _ => Reply::Errno(errno(&io::Error::last_os_error())),
+                    },
+                    Err(e) => Reply::Errno(errno(&e)),
+                }
+            }
+        }
+    }
+
+    /// The job's path that answers `stat`/`access` on a target.
+    fn host_of(&self, target: &Target, nofollow: bool) -> io::Result<String> {
+        Ok(match target {
+            Target::Native => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            Target::Host { host, .. } => host.clone(),
+            Target::Mounts { .. } => "/proc/self/mounts".into(),
+            Target::Null => "/dev/null".into(),
+            Target::EmptyDir => "/proc/self/fdinfo".into(),
+            Target::Link(_) if nofollow => "/proc/self".into(),
+            Target::Link(l) => format!("/proc/{l}"),
+        })
+    }
+
+    fn open(&self, target: Target, flags: i32) -> Reply {
+        let cloexec = flags & libc::O_CLOEXEC != 0;
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let fd = match target {
+            Target::Native => return Reply::Continue,
+            Target::Link(l) => self.open_host(&format!("/proc/{l}"), true, flags, writes),
+            Target::Host { host, writable, .. } => self.open_host(&host, writable, flags, writes),
+            Target::Mounts { info } => memfd(if info { &self.mountinfo } else { &self.mounts }),
+            Target::Null => open_host("/dev/null", flags),
+            Target::EmptyDir => self.shadow.empty(&["kiln-empty".to_string()], flags),
+        };
+        match fd {
+            Ok(fd) => Reply::Fd(fd, cloexec),
+            Err(e) => Reply::Errno(errno(&e)),
+        }
+    }
+
+    fn open_host(
+        &self,
+        host: &str,
+        writable: bool,
+        flags: i32,
+        writes: bool,
+    ) -> io::Result<OwnedFd> {
+        if writes && !writable {
+            // Docker mounts /proc/sys and friends read-only; the rest is not the
+            // step's to change.
+            return Err(io::Error::from_raw_os_error(
+                if host.starts_with("/proc/sys") {
+                    libc::EROFS
+                } else {
+                    libc::EACCES
+                },
+            ));
+        }
+        let nofollow = flags & libc::O_NOFOLLOW != 0;
+        let st = host_stat(host, nofollow)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            // A directory of the job's /proc is never handed over: its shadow is.
+            let comps: Vec<String> = host
+                .trim_start_matches("/proc")
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect();
+            // Only the step's processes are listed in /proc itself.
+            let keep = |name: &str| match name.parse::<u32>() {
+                Ok(pid) if comps.is_empty() => self.in_tree(pid),
+                _ => true,
+            };
+            return self.shadow.refresh(&comps, host, &keep, flags);
+        }
+        open_host(host, flags & !libc::O_CLOEXEC)
+    }
+
+    fn statx(&self, n: &Notif, target: &Target) -> Reply {
+        let args = n.data.args;
+        let flags = args[2] as i32;
+        let nofollow = flags & libc::AT_SYMLINK_NOFOLLOW != 0;
+        let host = match self.host_of(target, nofollow).and_then(|h| cpath(&h)) {
+            Ok(h) => h,
+            Err(e) => return Reply::Errno(errno(&e)),
+        };
+        // SAFETY: an all-zero statx is a valid value to be overwritten.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: statx with a valid C string and buffer.
+        let r = unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                host.as_ptr(),
+                flags & !libc::AT_EMPTY_PATH,
+                args[3] as u32,
+                &mut stx,
+            )
+        };
+        if r != 0 {
+            return Reply::Errno(errno(&io::Error::last_os_error()));
+        }
+        self.write_back(n, args[4], bytes_of(&stx), 0)
+    }
+
+    fn readlink(&self, n: &Notif, target: &Target, buf: u64, size: u64) -> Reply {
+        let answer = match target {
+            Target::Link(l) => l.clone(),
+            Target::Host { host, .. } => match std::fs::read_link(host) {
+                Ok(t) => match self.inside(&t) {
+                    Some(inside) => inside,
+                    None => t.as_os_str().to_string_lossy().into_owned(),
+                },
+                Err(e) => return Reply::Errno(errno(&e)),
+            },
+            _ => return Reply::Errno(libc::EINVAL),
+        };
+        let bytes = answer.as_bytes();
+        let len = bytes.len().min(size as usize);
+        self.write_back(n, buf, &bytes[..len], len as i64)
+    }
+
+    /// Write `data` at `addr` in the caller's memory, then answer `value`.
+    fn write_back(&self, n: &Notif, addr: u64, data: &[u8], value: i64) -> Reply {
+        let Ok(mem) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{}/mem", n.pid))
+        else {
+            return Reply::Errno(libc::EFAULT);
+        };
+        if !self.id_valid(n.id) {
+            return Reply::Gone;
+        }
+        match mem.write_all_at(data, addr) {
+            Ok(()) => Reply::Value(value),
+            Err(_) => Reply::Errno(libc::EFAULT),
+        }
+    }
+}
+
+/// Receive the listener the child sent over `sock` (non-blocking: the child has
+/// sent it before `execve`, or failed).
+pub fn receive_fd(sock: RawFd) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    // SAFETY: recvmsg into the buffers above.
+    let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: walking the control messages recvmsg wrote.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(io::Error::other("the step sent no seccomp listener"));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}

@@ -1,0 +1,184 @@
+//! The /proc kiln serves to chroot-mode steps in an unprivileged job (seccomp
+//! user notification): what a step sees of its own processes, and that nothing
+//! of the job's other processes (kiln's environment with CI_JOB_TOKEN, a sibling
+//! job process, PID 1) or files is reachable through it.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use support::sandbox::gitlab_job;
+use support::*;
+
+/// Build `script` as one chroot-mode RUN (busybox as `$B`) in the job sandbox;
+/// (success, kiln's whole output).
+fn step(script: &str, extra_env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let script = script.replace('"', "\\\"");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nARG SIB\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"B=/bin/busybox; {script}\"]\n"
+        ),
+    )]);
+    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
+    let mut cmd = kiln();
+    cmd.args(["build", "--no-push", "--isolation", "chroot", "--context"])
+        .arg(ctx.path())
+        .arg("--oci-layout-path")
+        .arg(ctx.path().join("oci"))
+        .args(args);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = run(gitlab_job(&mut cmd));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The lines the step printed, without kiln's prefix.
+fn printed(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split_once("│ ").map(|(_, r)| r.to_string()))
+        .collect()
+}
+
+fn has(lines: &[String], want: &str) -> bool {
+    lines.iter().any(|l| l == want)
+}
+
+#[test]
+fn a_chroot_step_sees_its_own_processes_in_proc() {
+    if !need_root("a_chroot_step_sees_its_own_processes_in_proc") {
+        return;
+    }
+    let (ok, log) = step(
+        "echo exe=$($B readlink /proc/self/exe); \
+         echo cwd=$($B readlink /proc/self/cwd); \
+         $B grep -q '^Name:' /proc/self/status && echo status-read; \
+         $B grep -q processor /proc/cpuinfo && echo cpuinfo-read; \
+         $B ps -o pid,args | $B grep -q 'busybox ps' && echo ps-sees-itself; \
+         $B ls /proc | $B grep -qx $PPID && echo KILN-LISTED; \
+         $B ln -s /bin/busybox /bin/sleep; /bin/sleep 30 & \
+         $B pidof sleep >/dev/null && echo pidof-found; \
+         kill $!; wait; \
+         echo via-dev-stdout > /dev/stdout; \
+         echo via-dev-stderr > /dev/stderr; \
+         echo stdout-link=$($B readlink /dev/stdout); \
+         $B grep -q '^proc /proc proc ' /proc/mounts && echo proc-mounted; \
+         $B grep -q ' /proc ' /proc/self/mountinfo && echo proc-in-mountinfo; \
+         cd /proc/self && $B test -r status && echo cwd-in-proc; \
+         echo done",
+        &[],
+        &[],
+    );
+    assert!(ok, "{log}");
+    let p = printed(&log);
+    for want in [
+        "exe=/bin/busybox",
+        "cwd=/",
+        "status-read",
+        "cpuinfo-read",
+        "ps-sees-itself",
+        "pidof-found",
+        "via-dev-stdout",
+        "via-dev-stderr",
+        "stdout-link=/proc/self/fd/1",
+        "proc-mounted",
+        "proc-in-mountinfo",
+        "cwd-in-proc",
+        "done",
+    ] {
+        assert!(has(&p, want), "{want:?} missing:\n{log}");
+    }
+    assert!(
+        !has(&p, "KILN-LISTED"),
+        "kiln is listed in the step's /proc:\n{log}"
+    );
+    assert!(
+        log.contains("/proc served by kiln"),
+        "the log says /proc is served:\n{log}"
+    );
+}
+
+#[test]
+fn a_chroot_step_cannot_reach_the_jobs_processes_or_files_through_proc() {
+    if !need_root("a_chroot_step_cannot_reach_the_jobs_processes_or_files_through_proc") {
+        return;
+    }
+    let secret = format!("glcbt-{}-secret", std::process::id());
+    // A sibling process of the job, with the job's token in its environment.
+    let mut sibling = Command::new("sleep")
+        .arg("120")
+        .env("CI_JOB_TOKEN", &secret)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let host_dir = tempfile::tempdir().unwrap();
+    std::fs::write(host_dir.path().join("job-file"), &secret).unwrap();
+    let hd = host_dir.path().display().to_string();
+    let sib = sibling.id().to_string();
+    let (ok, log) = step(
+        &format!(
+            "for p in $SIB $PPID 1; do \
+               $B cat /proc/$p/environ 2>/dev/null && echo READ-ENVIRON-$p; \
+               $B ls /proc/$p/root/ 2>/dev/null && echo LISTED-ROOT-$p; \
+               $B readlink /proc/$p/exe 2>/dev/null && echo READ-EXE-$p; \
+             done; \
+             $B cat /proc/[0-9]*/environ 2>/dev/null | $B tr '\\\\0' '\\\\n' | $B grep -c CI_JOB_TOKEN; \
+             $B cat /proc/self/root/../../../..{hd}/job-file 2>/dev/null && echo ROOT-ESCAPE; \
+             $B cat /proc/self/cwd/../../../..{hd}/job-file 2>/dev/null && echo CWD-ESCAPE; \
+             cd /proc && cd .. && cd .. && $B cat .{hd}/job-file 2>/dev/null && echo DOTDOT-ESCAPE; \
+             echo x > /proc/sys/kernel/hostname 2>/dev/null && echo WROTE-SYSCTL; \
+             echo done"
+        ),
+        &[("CI_JOB_TOKEN", &secret)],
+        &["--build-arg", &format!("SIB={sib}")],
+    );
+    let _ = sibling.kill();
+    let _ = sibling.wait();
+    assert!(ok, "{log}");
+    assert!(
+        !log.contains(&secret),
+        "the job's token reached the step:\n{log}"
+    );
+    let p = printed(&log);
+    for bad in [
+        "READ-ENVIRON",
+        "LISTED-ROOT",
+        "READ-EXE",
+        "ROOT-ESCAPE",
+        "CWD-ESCAPE",
+        "DOTDOT-ESCAPE",
+        "WROTE-SYSCTL",
+    ] {
+        assert!(
+            !p.iter().any(|l| l.starts_with(bad)),
+            "{bad}: the step reached outside itself:\n{log}"
+        );
+    }
+    assert!(
+        has(&p, "0"),
+        "no environ with CI_JOB_TOKEN is readable:\n{log}"
+    );
+    assert!(has(&p, "done"), "{log}");
+}
+
+#[test]
+fn kiln_run_proc_off_keeps_the_empty_proc() {
+    if !need_root("kiln_run_proc_off_keeps_the_empty_proc") {
+        return;
+    }
+    let (ok, log) = step(
+        "$B ls /proc | $B wc -l; echo done",
+        &[("KILN_RUN_PROC", "off")],
+        &[],
+    );
+    assert!(ok, "{log}");
+    let p = printed(&log);
+    assert!(has(&p, "0") && has(&p, "done"), "{log}");
+    assert!(log.contains("RUN has no /proc"), "{log}");
+}
