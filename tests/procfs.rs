@@ -182,3 +182,121 @@ fn kiln_run_proc_off_keeps_the_empty_proc() {
     assert!(has(&p, "0") && has(&p, "done"), "{log}");
     assert!(log.contains("RUN has no /proc"), "{log}");
 }
+
+/// What the JVM (`libjli.so` through `$ORIGIN`) and rustup (tools found next to
+/// `/proc/self/exe`) do, with the host's glibc in a scratch image: a program
+/// linked with `-rpath $ORIGIN/../lib` that also runs a helper found beside
+/// its own executable.
+fn origin_context() -> tempfile::TempDir {
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM scratch\nCOPY root/ /\nRUN [\"/opt/app/bin/tool\"]\n",
+    )]);
+    let root = ctx.path().join("root");
+    for d in [
+        "opt/app/bin",
+        "opt/app/lib",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        root.join("lib/x86_64-linux-gnu/libc.so.6"),
+    )
+    .unwrap();
+    std::fs::copy(
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        root.join("lib64/ld-linux-x86-64.so.2"),
+    )
+    .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    std::fs::write(
+        s.join("lib.c"),
+        "#include <stdio.h>\nvoid from_lib(void) { puts(\"lib-found-through-origin\"); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        s.join("tool.c"),
+        r#"#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+void from_lib(void);
+int main(int argc, char **argv) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n < 0) { perror("readlink /proc/self/exe"); return 1; }
+  self[n] = 0;
+  if (argc > 1) { printf("helper-ran-as=%s\n", self); return 0; }
+  printf("self-exe=%s\n", self);
+  from_lib();
+  fflush(stdout);
+  /* rustup-style: the helper lives next to this executable. */
+  char *slash = strrchr(self, '/');
+  strcpy(slash + 1, "helper");
+  execl(self, self, "x", (char *)0);
+  perror("exec helper");
+  return 1;
+}
+"#,
+    )
+    .unwrap();
+    let lib = root.join("opt/app/lib/libkilnorigin.so");
+    check(
+        Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&lib)
+            .arg(s.join("lib.c")),
+    );
+    let tool = root.join("opt/app/bin/tool");
+    check(
+        Command::new("gcc")
+            .arg("-o")
+            .arg(&tool)
+            .arg(s.join("tool.c"))
+            .arg("-L")
+            .arg(root.join("opt/app/lib"))
+            .args(["-lkilnorigin", "-Wl,-rpath,$ORIGIN/../lib"]),
+    );
+    std::fs::copy(&tool, root.join("opt/app/bin/helper")).unwrap();
+    ctx
+}
+
+#[test]
+fn origin_rpaths_and_tools_found_through_proc_self_exe_work_in_chroot_mode() {
+    if !need_root("origin_rpaths_and_tools_found_through_proc_self_exe_work_in_chroot_mode") {
+        return;
+    }
+    let ctx = origin_context();
+    let build = |env: &[(&str, &str)]| {
+        let mut cmd = kiln();
+        cmd.args(["build", "--no-push", "--isolation", "chroot", "--context"])
+            .arg(ctx.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join("oci"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = run(gitlab_job(&mut cmd));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, log) = build(&[]);
+    assert!(ok, "{log}");
+    let p = printed(&log);
+    for want in [
+        "self-exe=/opt/app/bin/tool",
+        "lib-found-through-origin",
+        "helper-ran-as=/opt/app/bin/helper",
+    ] {
+        assert!(has(&p, want), "{want:?} missing:\n{log}");
+    }
+    // Without the server, the loader cannot expand $ORIGIN: the step fails, as it
+    // did before kiln served /proc.
+    let (ok, log) = build(&[("KILN_RUN_PROC", "off")]);
+    assert!(!ok, "without /proc the $ORIGIN lookup should fail:\n{log}");
+}
