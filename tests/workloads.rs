@@ -1,0 +1,93 @@
+//! Real Dockerfile workloads in chroot mode inside the unprivileged-job sandbox,
+//! on a Debian bookworm base made with debootstrap from Debian's mirror (the one
+//! outside source the suite may use, and only because real package installs are
+//! the point): the JVM (`default-jdk-headless`, whose postinst checks
+//! `mountpoint -q /proc`, and `java`, which finds `libjli.so` through
+//! `/proc/self/exe`), Node's `os.cpus()`, Python's multiprocessing (`/dev/shm`),
+//! and procps's `ps` and `pgrep`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::sandbox::gitlab_job;
+use support::*;
+
+/// A minbase bookworm tree, made once per checkout under target/ and reused.
+fn bookworm() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-rootfs/bookworm");
+    let done = dir.join(".kiln-complete");
+    if done.exists() {
+        return Some(dir);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent()?).ok()?;
+    let out = Command::new("debootstrap")
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&dir)
+        .arg("http://deb.debian.org/debian")
+        .output()
+        .expect("debootstrap (ci/test installs it)");
+    assert!(
+        out.status.success(),
+        "debootstrap failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Device nodes are the runtime's, not the image's.
+    for e in std::fs::read_dir(dir.join("dev")).ok()?.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    std::fs::write(&done, "").ok()?;
+    Some(dir)
+}
+
+#[test]
+fn jvm_node_python_and_procps_build_in_an_unprivileged_job() {
+    if !need_root("jvm_node_python_and_procps_build_in_an_unprivileged_job") {
+        return;
+    }
+    let Some(base) = bookworm() else {
+        panic!("could not make the bookworm base");
+    };
+    let ctx = context(&[(
+        "Dockerfile",
+        r#"FROM scratch
+COPY root/ /
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jdk-headless nodejs python3 procps > /tmp/apt.log 2>&1 || (tail -40 /tmp/apt.log; exit 1)
+RUN printf 'public class Hi { public static void main(String[] a) { System.out.println("java-ran cpus=" + Runtime.getRuntime().availableProcessors()); } }\n' > /tmp/Hi.java && cd /tmp && javac Hi.java && java -cp /tmp Hi
+RUN node -e 'console.log("node-cpus=" + (require("os").cpus().length > 0))'
+RUN python3 -c 'import multiprocessing as m; p = m.Pool(2); print("python-pool", sum(p.map(abs, [-1, -2, 3]))); p.close(); p.join()'
+RUN sleep 30 & ps -eo comm | grep -qx sleep && echo ps-sees-sleep; pgrep -x sleep > /dev/null && echo pgrep-sees-sleep; mountpoint -q /proc && echo proc-is-a-mountpoint
+"#,
+    )]);
+    // The tree goes in as the context's root/ (a symlink would be copied as one).
+    let root = ctx.path().join("root");
+    let cp = Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(&base)
+        .arg(&root)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let _ = std::fs::remove_file(root.join(".kiln-complete"));
+    let out = run(gitlab_job(
+        kiln()
+            .args(["build", "--no-push", "--context"])
+            .arg(ctx.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join("oci")),
+    ));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("RUN isolation: chroot"), "{log}");
+    for want in [
+        "java-ran cpus=",
+        "node-cpus=true",
+        "python-pool 6",
+        "ps-sees-sleep",
+        "pgrep-sees-sleep",
+        "proc-is-a-mountpoint",
+    ] {
+        assert!(log.contains(want), "{want:?} missing:\n{log}");
+    }
+}
