@@ -300,3 +300,32 @@ fn origin_rpaths_and_tools_found_through_proc_self_exe_work_in_chroot_mode() {
     let (ok, log) = build(&[("KILN_RUN_PROC", "off")]);
     assert!(!ok, "without /proc the $ORIGIN lookup should fail:\n{log}");
 }
+
+#[test]
+fn a_step_run_as_another_user_gets_its_proc_too() {
+    if !need_root("a_step_run_as_another_user_gets_its_proc_too") {
+        return;
+    }
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir -p /etc && echo 'app:x:1000:1000::/:/bin/sh' > /etc/passwd && echo 'app:x:1000:' > /etc/group\"]\n\
+         USER app\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"B=/bin/busybox; echo id=$($B id -u); echo exe=$($B readlink /proc/self/exe); $B ps -o user,args | $B grep -q '^app .*busybox ps' && echo ps-as-app; $B cat /proc/1/environ 2>/dev/null && echo READ-PID1; true\"]\n",
+    )]);
+    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
+    let out = run(gitlab_job(
+        kiln()
+            .args(["build", "--no-push", "--isolation", "chroot", "--context"])
+            .arg(ctx.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join("oci")),
+    ));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let p = printed(&log);
+    for want in ["id=1000", "exe=/bin/busybox", "ps-as-app"] {
+        assert!(has(&p, want), "{want:?} missing:\n{log}");
+    }
+    assert!(!p.iter().any(|l| l.starts_with("READ-PID1")), "{log}");
+}

@@ -51,7 +51,7 @@ impl Runner {
         }
         if m == Mode::Chroot {
             notes.push(match crate::exec::procfs::available() {
-                Ok(()) => "/proc served by kiln to root steps".into(),
+                Ok(()) => "/proc served by kiln".into(),
                 Err(why) => format!("RUN has no /proc: {why}"),
             });
         }

@@ -245,8 +245,8 @@ pub fn run(
         // Without a PID namespace, what a step leaves running must still end with it.
         spawn::become_subreaper()?;
     }
-    // Chroot mode has no /proc of its own: kiln serves one to root steps.
-    let serve = mode == Mode::Chroot && spec.uid == 0 && procfs::available().is_ok();
+    // Chroot mode has no /proc of its own: kiln serves one.
+    let serve = mode == Mode::Chroot && procfs::available().is_ok();
     let (injected, places) = prepare::prepare(rootfs, mode, serve)?;
     let result = plan(rootfs, mode, spec, &program, &places).and_then(|mut plan| {
         if serve {

@@ -20,10 +20,11 @@
 //! - any other process's entries (kiln's, whose environment holds
 //!   `CI_JOB_TOKEN`, the job's shell, PID 1) do not exist for the step.
 //!
-//! Limits: kiln reads the memory of root processes only (without CAP_SYS_PTRACE a
-//! process of another uid is out of reach), so a `USER` other than root, or a
-//! process that changed uid, sees the root's empty /proc; `chdir` into /proc and
-//! `execve("/proc/self/exe")` resolve in the shadow. Linux ≥ 5.14, x86-64.
+//! Each answer is given with the caller's own uid and gid as the server thread's
+//! filesystem ids, so a `USER app` process is served and checked as `app`.
+//! Limits: a process part-way through a uid change, or made non-dumpable by one,
+//! cannot be read without CAP_SYS_PTRACE and sees the root's empty /proc;
+//! `execve("/proc/self/exe")` resolves in the shadow. Linux ≥ 5.14, x86-64.
 
 #[cfg(target_arch = "x86_64")]
 pub mod filter;

@@ -4,6 +4,8 @@
 use super::filter::{self, AddFd, Call, Nofollow, Notif, Resp};
 use super::policy::{self, Target};
 use super::shadow::Shadow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -36,6 +38,10 @@ struct Ctx {
     me: u32,
     mounts: String,
     mountinfo: String,
+    /// Open /proc/<tid>/mem of recent callers. A descriptor stays bound to the
+    /// memory it was opened on: after an exec, or for a new task with a reused
+    /// tid, reading it fails and it is opened again.
+    mems: RefCell<HashMap<u32, File>>,
 }
 
 impl Server {
@@ -51,6 +57,7 @@ impl Server {
             me: std::process::id(),
             mounts,
             mountinfo,
+            mems: RefCell::new(HashMap::new()),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -111,12 +118,85 @@ fn ppid(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn tgid(tid: u32) -> Option<u32> {
+/// Who a thread is: its process id and the ids its /proc files are checked against.
+struct Caller {
+    tgid: u32,
+    /// The uid and gid when real, effective, saved and fs ids agree; None when
+    /// they differ (a process part-way through a uid change).
+    ids: Option<(u32, u32)>,
+}
+
+fn caller(tid: u32) -> Option<Caller> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+    let same = |name: &str| -> Option<u32> {
+        let ids: Vec<u32> = field(name)?
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        (ids.len() == 4 && ids.iter().all(|i| *i == ids[0])).then(|| ids[0])
+    };
+    Some(Caller {
+        tgid: field("Tgid:")?.trim().parse().ok()?,
+        ids: same("Uid:").zip(same("Gid:")),
+    })
+}
+
+/// The server thread's filesystem ids, switched to a caller's for one answer
+/// (per thread, so kiln's other threads keep theirs): /proc/<pid>/mem of a
+/// process of another uid opens only for that uid without CAP_SYS_PTRACE, and
+/// what kiln opens for the step is checked as the step's user. Restored on drop.
+struct AsCaller {
+    switched: bool,
+}
+
+impl AsCaller {
+    fn new(ids: (u32, u32)) -> AsCaller {
+        if ids == (0, 0) {
+            return AsCaller { switched: false };
+        }
+        // SAFETY: setfsgid/setfsuid change this thread's fs ids only.
+        unsafe {
+            libc::setfsgid(ids.1);
+            libc::setfsuid(ids.0);
+        }
+        AsCaller { switched: true }
+    }
+}
+
+/// Run `f` with root's fs ids (the shadow directories are root's), then go back
+/// to the ids the thread had.
+fn as_root<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: setfsuid/setfsgid with an invalid id change nothing and return
+    // the current one; then this thread's fs ids only.
+    let (uid, gid) = unsafe { (libc::setfsuid(u32::MAX), libc::setfsgid(u32::MAX)) };
+    if uid == 0 && gid == 0 {
+        return f();
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::setfsuid(0);
+        libc::setfsgid(0);
+    }
+    let r = f();
+    // SAFETY: as above.
+    unsafe {
+        libc::setfsgid(gid as u32);
+        libc::setfsuid(uid as u32);
+    }
+    r
+}
+
+impl Drop for AsCaller {
+    fn drop(&mut self) {
+        if self.switched {
+            // SAFETY: as above; back to root's fs ids (CAP_SETUID is kept).
+            unsafe {
+                libc::setfsuid(0);
+                libc::setfsgid(0);
+            }
+        }
+    }
 }
 
 /// A memfd holding `content`, positioned at its start.
@@ -240,6 +320,24 @@ impl Ctx {
         unsafe { libc::ioctl(fd, filter::NOTIF_SEND, &mut resp as *mut Resp) };
     }
 
+    /// The path at `addr` of thread `tid`, read with kiln's own ids.
+    fn read_path(&self, tid: u32, addr: u64) -> io::Result<Vec<u8>> {
+        let mut mems = self.mems.borrow_mut();
+        if let Some(m) = mems.get(&tid) {
+            if let Ok(raw) = read_cstr(m, addr) {
+                return Ok(raw);
+            }
+            mems.remove(&tid);
+        }
+        let m = File::open(format!("/proc/{tid}/mem"))?;
+        let raw = read_cstr(&m, addr)?;
+        if mems.len() >= 256 {
+            mems.clear();
+        }
+        mems.insert(tid, m);
+        Ok(raw)
+    }
+
     fn id_valid(&self, id: u64) -> bool {
         // SAFETY: NOTIF_ID_VALID reads one u64.
         unsafe {
@@ -286,13 +384,29 @@ impl Ctx {
             | Call::Access { dirfd, path, .. } => (dirfd, path),
             Call::Openat2 | Call::Statx => (Some(0), 1),
         };
-        // A process kiln cannot read (another uid, or not dumpable) resolves
-        // its paths in the root, as without the server.
-        let Ok(mem) = File::open(format!("/proc/{}/mem", n.pid)) else {
-            return Reply::Continue;
-        };
-        let Ok(raw) = read_cstr(&mem, args[path_arg]) else {
-            return Reply::Continue;
+        // Root callers (most of a build) are read with kiln's own ids, through a
+        // cached /proc/<tid>/mem; another uid with its own fs ids. A process kiln
+        // cannot read at all (part-way through a uid change, or not dumpable after
+        // one) resolves its paths in the root, as without the server.
+        let mut who: Option<Caller> = None;
+        let mut as_caller: Option<AsCaller> = None;
+        let raw = match self.read_path(n.pid, args[path_arg]) {
+            Ok(raw) => raw,
+            Err(_) => {
+                let Some(c) = caller(n.pid) else {
+                    return Reply::Continue;
+                };
+                let Some(ids) = c.ids else {
+                    return Reply::Continue;
+                };
+                as_caller = Some(AsCaller::new(ids));
+                who = Some(c);
+                let mem = File::open(format!("/proc/{}/mem", n.pid));
+                match mem.and_then(|m| read_cstr(&m, args[path_arg])) {
+                    Ok(raw) => raw,
+                    Err(_) => return Reply::Continue,
+                }
+            }
         };
         // The descriptor and the path belong to the caller, not to a process
         // that took over its pid.
@@ -335,10 +449,22 @@ impl Ctx {
         if inroot.starts_with("/dev/") && on_link {
             return Reply::Continue;
         }
-        let Some(tgid) = tgid(n.pid) else {
-            return Reply::Continue;
+        let who = match who {
+            Some(w) => w,
+            None => match caller(n.pid) {
+                Some(w) => w,
+                None => return Reply::Continue,
+            },
         };
-        let target = policy::classify(&inroot, tgid, n.pid);
+        // What kiln opens for the caller is checked as the caller's user.
+        if as_caller.is_none() {
+            match who.ids {
+                Some(ids) => as_caller = Some(AsCaller::new(ids)),
+                None => return Reply::Continue,
+            }
+        }
+        let _as = as_caller;
+        let target = policy::classify(&inroot, who.tgid, n.pid);
         if target == Target::Native {
             return Reply::Continue;
         }
@@ -351,7 +477,8 @@ impl Ctx {
             Call::Open { flags, .. } => self.open(target, args[flags] as i32),
             Call::Openat2 => {
                 let mut how = [0u8; 8];
-                match mem.read_at(&mut how, args[2]) {
+                let mem = File::open(format!("/proc/{}/mem", n.pid));
+                match mem.and_then(|m| m.read_at(&mut how, args[2])) {
                     Ok(8) => self.open(target, u64::from_ne_bytes(how) as i32),
                     _ => Reply::Errno(libc::EFAULT),
                 }
@@ -412,7 +539,7 @@ impl Ctx {
             Target::Host { host, writable, .. } => self.open_host(&host, writable, flags, writes),
             Target::Mounts { info } => memfd(if info { &self.mountinfo } else { &self.mounts }),
             Target::Null => open_host("/dev/null", flags),
-            Target::EmptyDir => self.shadow.empty(&["kiln-empty".to_string()], flags),
+            Target::EmptyDir => as_root(|| self.shadow.empty(&["kiln-empty".to_string()], flags)),
         };
         match fd {
             Ok(fd) => Reply::Fd(fd, cloexec),
@@ -453,7 +580,7 @@ impl Ctx {
                 Ok(pid) if comps.is_empty() => self.in_tree(pid),
                 _ => true,
             };
-            return self.shadow.refresh(&comps, host, &keep, flags);
+            return as_root(|| self.shadow.refresh(&comps, host, &keep, flags));
         }
         open_host(host, flags & !libc::O_CLOEXEC)
     }
