@@ -3,8 +3,8 @@
 //! outside source the suite may use, and only because real package installs are
 //! the point): the JVM (`default-jdk-headless`, whose postinst checks
 //! `mountpoint -q /proc`, and `java`, which finds `libjli.so` through
-//! `/proc/self/exe`), Node's `os.cpus()`, Python's multiprocessing (`/dev/shm`),
-//! and procps's `ps` and `pgrep`.
+//! `/proc/self/exe`), Node's `os.cpus()`, Python's multiprocessing (`/dev/shm`)
+//! and ptys (`os.openpty`), and procps's `ps` and `pgrep`.
 
 mod support;
 
@@ -57,6 +57,7 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
 RUN printf 'public class Hi { public static void main(String[] a) { System.out.println("java-ran cpus=" + Runtime.getRuntime().availableProcessors()); } }\n' > /tmp/Hi.java && cd /tmp && javac Hi.java && java -cp /tmp Hi
 RUN node -e 'console.log("node-cpus=" + (require("os").cpus().length > 0))'
 RUN python3 -c 'import multiprocessing as m; p = m.Pool(2); print("python-pool", sum(p.map(abs, [-1, -2, 3]))); p.close(); p.join()'
+RUN python3 -c 'import os; m, s = os.openpty(); os.write(m, b"hi\n"); print("pty-works", os.ttyname(s).startswith("/dev/pts/"), os.read(s, 2))'
 RUN sleep 30 & ps -eo comm | grep -qx sleep && echo ps-sees-sleep; pgrep -x sleep > /dev/null && echo pgrep-sees-sleep; mountpoint -q /proc && echo proc-is-a-mountpoint
 "#,
     )]);
@@ -87,6 +88,7 @@ RUN sleep 30 & ps -eo comm | grep -qx sleep && echo ps-sees-sleep; pgrep -x slee
         "ps-sees-sleep",
         "pgrep-sees-sleep",
         "proc-is-a-mountpoint",
+        "pty-works True b'hi'",
     ] {
         assert!(log.contains(want), "{want:?} missing:\n{log}");
     }

@@ -202,6 +202,7 @@ fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode, served: bool) -> 
                 ("/proc/self/fd/0", "stdin"),
                 ("/proc/self/fd/1", "stdout"),
                 ("/proc/self/fd/2", "stderr"),
+                ("pts/ptmx", "ptmx"),
             ] {
                 let p = dev.join(name);
                 if std::fs::symlink_metadata(&p).is_err() {

@@ -39,6 +39,10 @@ pub enum Target {
     EmptyDir,
     /// `/proc/self` or `/proc/thread-self` itself: a link to the caller.
     Link(String),
+    /// `/dev/ptmx` (or `/dev/pts/ptmx`): a new pty from the job's devpts.
+    Ptmx,
+    /// `/dev/pts/N`: the pty N, which the step must have made.
+    Pts(u32),
 }
 
 /// `path` without `.`, `..` and repeated slashes (`..` at the root stays there).
@@ -75,6 +79,12 @@ pub fn classify(path: &str, tgid: u32, tid: u32) -> Target {
         "/dev/fd" => Some(String::new()),
         p => p.strip_prefix("/dev/fd/").map(str::to_string),
     };
+    if path == "/dev/ptmx" || path == "/dev/pts/ptmx" {
+        return Target::Ptmx;
+    }
+    if let Some(n) = path.strip_prefix("/dev/pts/").and_then(|n| n.parse().ok()) {
+        return Target::Pts(n);
+    }
     if let Some(rest) = fd_path {
         let host = if rest.is_empty() {
             format!("/proc/{tgid}/fd")
@@ -225,6 +235,15 @@ mod tests {
         );
         assert_eq!(classify("/dev/null", 7, 9), Target::Native);
         assert_eq!(classify("/dev/fdx", 7, 9), Target::Native);
+    }
+
+    #[test]
+    fn ptys_come_from_the_jobs_devpts() {
+        assert_eq!(classify("/dev/ptmx", 7, 9), Target::Ptmx);
+        assert_eq!(classify("/dev/pts/ptmx", 7, 9), Target::Ptmx);
+        assert_eq!(classify("/dev/pts/3", 7, 9), Target::Pts(3));
+        assert_eq!(classify("/dev/pts", 7, 9), Target::Native);
+        assert_eq!(classify("/dev/pts/x", 7, 9), Target::Native);
     }
 
     #[test]

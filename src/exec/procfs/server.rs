@@ -21,6 +21,10 @@ pub struct Server {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Polls without sleeping after an answer before the server blocks (about a
+/// millisecond of one core).
+const SPIN_POLLS: u32 = 3000;
+
 enum Reply {
     Continue,
     Errno(i32),
@@ -41,7 +45,9 @@ struct Ctx {
     /// Open /proc/<tid>/mem of recent callers. A descriptor stays bound to the
     /// memory it was opened on: after an exec, or for a new task with a reused
     /// tid, reading it fails and it is opened again.
-    mems: RefCell<HashMap<u32, File>>,
+    mems: RefCell<HashMap<u32, (File, u32)>>,
+    /// The ptys the step made through /dev/ptmx: the only ones it may open.
+    ptys: RefCell<Vec<u32>>,
 }
 
 impl Server {
@@ -58,6 +64,7 @@ impl Server {
             mounts,
             mountinfo,
             mems: RefCell::new(HashMap::new()),
+            ptys: RefCell::new(Vec::new()),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -111,8 +118,26 @@ fn read_cstr(mem: &File, addr: u64) -> io::Result<Vec<u8>> {
     Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG))
 }
 
+/// A small /proc file in one read (std's `read` grows its buffer from 32 bytes,
+/// which is six syscalls for a `stat` file; this is on every /proc answer).
+fn read_small(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = File::open(path).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    Some(buf)
+}
+
 fn ppid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_small(&format!("/proc/{pid}/stat"))?;
     let close = stat.iter().rposition(|b| *b == b')')?;
     let rest = String::from_utf8_lossy(&stat[close + 1..]).into_owned();
     rest.split_whitespace().nth(1)?.parse().ok()
@@ -127,7 +152,7 @@ struct Caller {
 }
 
 fn caller(tid: u32) -> Option<Caller> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let status = String::from_utf8(read_small(&format!("/proc/{tid}/status"))?).ok()?;
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
     let same = |name: &str| -> Option<u32> {
         let ids: Vec<u32> = field(name)?
@@ -259,17 +284,24 @@ impl Ctx {
             );
         }
         let fd = self.listener.as_raw_fd();
+        // Path syscalls come in bursts (a dpkg unpack, a find). Waking a sleeping
+        // thread costs tens of microseconds on a VM, so after each answer the
+        // thread keeps polling without sleeping for a moment before it blocks.
+        let mut idle = 0u32;
         while !stop.load(Ordering::Relaxed) {
             let mut pfd = libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             };
+            let timeout = if idle < SPIN_POLLS { 0 } else { 100 };
             // SAFETY: poll on one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+            let r = unsafe { libc::poll(&mut pfd, 1, timeout) };
             if r <= 0 {
+                idle = idle.saturating_add(1);
                 continue;
             }
+            idle = 0;
             if pfd.revents & libc::POLLIN == 0 {
                 // POLLHUP: no process uses the filter any more.
                 break;
@@ -320,22 +352,27 @@ impl Ctx {
         unsafe { libc::ioctl(fd, filter::NOTIF_SEND, &mut resp as *mut Resp) };
     }
 
-    /// The path at `addr` of thread `tid`, read with kiln's own ids.
-    fn read_path(&self, tid: u32, addr: u64) -> io::Result<Vec<u8>> {
+    /// The path at `addr` of thread `tid`, read with kiln's own ids, and the
+    /// thread's process id. Reading with kiln's ids works for root threads only
+    /// (the server has no CAP_SYS_PTRACE), so such a caller's ids are all 0.
+    fn read_path(&self, tid: u32, addr: u64) -> io::Result<(Vec<u8>, u32)> {
         let mut mems = self.mems.borrow_mut();
-        if let Some(m) = mems.get(&tid) {
+        if let Some((m, tgid)) = mems.get(&tid) {
             if let Ok(raw) = read_cstr(m, addr) {
-                return Ok(raw);
+                return Ok((raw, *tgid));
             }
             mems.remove(&tid);
         }
         let m = File::open(format!("/proc/{tid}/mem"))?;
         let raw = read_cstr(&m, addr)?;
+        let tgid = caller(tid)
+            .map(|c| c.tgid)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
         if mems.len() >= 256 {
             mems.clear();
         }
-        mems.insert(tid, m);
-        Ok(raw)
+        mems.insert(tid, (m, tgid));
+        Ok((raw, tgid))
     }
 
     fn id_valid(&self, id: u64) -> bool {
@@ -391,7 +428,13 @@ impl Ctx {
         let mut who: Option<Caller> = None;
         let mut as_caller: Option<AsCaller> = None;
         let raw = match self.read_path(n.pid, args[path_arg]) {
-            Ok(raw) => raw,
+            Ok((raw, tgid)) => {
+                who = Some(Caller {
+                    tgid,
+                    ids: Some((0, 0)),
+                });
+                raw
+            }
             Err(_) => {
                 let Some(c) = caller(n.pid) else {
                     return Reply::Continue;
@@ -408,11 +451,6 @@ impl Ctx {
                 }
             }
         };
-        // The descriptor and the path belong to the caller, not to a process
-        // that took over its pid.
-        if !self.id_valid(n.id) {
-            return Reply::Gone;
-        }
         let Ok(path) = String::from_utf8(raw) else {
             return Reply::Continue;
         };
@@ -448,6 +486,12 @@ impl Ctx {
             );
         if inroot.starts_with("/dev/") && on_link {
             return Reply::Continue;
+        }
+        // Before acting on the path: it was read from the caller, not from a
+        // process that took over its pid. (Letting a call continue needs no such
+        // check: the kernel resolves it in the root.)
+        if !self.id_valid(n.id) {
+            return Reply::Gone;
         }
         let who = match who {
             Some(w) => w,
@@ -527,6 +571,9 @@ impl Ctx {
             Target::EmptyDir => "/proc/self/fdinfo".into(),
             Target::Link(_) if nofollow => "/proc/self".into(),
             Target::Link(l) => format!("/proc/{l}"),
+            Target::Ptmx => "/dev/ptmx".into(),
+            Target::Pts(n) if self.ptys.borrow().contains(n) => format!("/dev/pts/{n}"),
+            Target::Pts(_) => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
         })
     }
 
@@ -540,6 +587,11 @@ impl Ctx {
             Target::Mounts { info } => memfd(if info { &self.mountinfo } else { &self.mounts }),
             Target::Null => open_host("/dev/null", flags),
             Target::EmptyDir => as_root(|| self.shadow.empty(&["kiln-empty".to_string()], flags)),
+            Target::Ptmx => self.new_pty(flags),
+            Target::Pts(n) if self.ptys.borrow().contains(&n) => {
+                open_host(&format!("/dev/pts/{n}"), flags & !libc::O_CLOEXEC)
+            }
+            Target::Pts(_) => Err(io::Error::from_raw_os_error(libc::ENOENT)),
         };
         match fd {
             Ok(fd) => Reply::Fd(fd, cloexec),
@@ -583,6 +635,18 @@ impl Ctx {
             return as_root(|| self.shadow.refresh(&comps, host, &keep, flags));
         }
         open_host(host, flags & !libc::O_CLOEXEC)
+    }
+
+    /// A pty from the job's devpts (where the job has one); its number is
+    /// remembered so the step can open its other end, and no other pty.
+    fn new_pty(&self, flags: i32) -> io::Result<OwnedFd> {
+        let fd = open_host("/dev/ptmx", flags & !libc::O_CLOEXEC)?;
+        let mut n: libc::c_uint = 0;
+        // SAFETY: TIOCGPTN writes the pty number into `n`.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut n) } == 0 {
+            self.ptys.borrow_mut().push(n);
+        }
+        Ok(fd)
     }
 
     fn statx(&self, n: &Notif, target: &Target) -> Reply {
