@@ -425,15 +425,13 @@ impl Ctx {
         // cached /proc/<tid>/mem; another uid with its own fs ids. A process kiln
         // cannot read at all (part-way through a uid change, or not dumpable after
         // one) resolves its paths in the root, as without the server.
-        let mut who: Option<Caller> = None;
-        let mut as_caller: Option<AsCaller> = None;
-        let raw = match self.read_path(n.pid, args[path_arg]) {
+        let (raw, who, mut as_caller) = match self.read_path(n.pid, args[path_arg]) {
             Ok((raw, tgid)) => {
-                who = Some(Caller {
+                let who = Caller {
                     tgid,
                     ids: Some((0, 0)),
-                });
-                raw
+                };
+                (raw, who, None)
             }
             Err(_) => {
                 let Some(c) = caller(n.pid) else {
@@ -442,11 +440,10 @@ impl Ctx {
                 let Some(ids) = c.ids else {
                     return Reply::Continue;
                 };
-                as_caller = Some(AsCaller::new(ids));
-                who = Some(c);
+                let switched = AsCaller::new(ids);
                 let mem = File::open(format!("/proc/{}/mem", n.pid));
                 match mem.and_then(|m| read_cstr(&m, args[path_arg])) {
-                    Ok(raw) => raw,
+                    Ok(raw) => (raw, c, Some(switched)),
                     Err(_) => return Reply::Continue,
                 }
             }
@@ -493,13 +490,6 @@ impl Ctx {
         if !self.id_valid(n.id) {
             return Reply::Gone;
         }
-        let who = match who {
-            Some(w) => w,
-            None => match caller(n.pid) {
-                Some(w) => w,
-                None => return Reply::Continue,
-            },
-        };
         // What kiln opens for the caller is checked as the caller's user.
         if as_caller.is_none() {
             match who.ids {
