@@ -81,7 +81,18 @@ impl Ctx {
             };
             return as_root(|| self.shadow.refresh(&comps, host, &keep, flags));
         }
-        open_host(host, flags & !libc::O_CLOEXEC)
+        let fd = open_host(host, flags & !libc::O_CLOEXEC)?;
+        // A /proc/<pid>/fd/N can be pointed at a directory between the stat and
+        // the open: never hand over a directory of the job's.
+        // SAFETY: an all-zero stat is a valid value to be overwritten.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on a descriptor we own.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0
+            || st.st_mode & libc::S_IFMT == libc::S_IFDIR
+        {
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+        Ok(fd)
     }
 
     /// A pty from the job's devpts (where the job has one); its number is
