@@ -134,8 +134,36 @@ pub struct BuildArgs {
     /// Where kiln keeps its temporary work (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Make RUN steps trust the company CAs kiln trusts (--ca-cert, KILN_CA_CERT,
+    /// CI_SERVER_TLS_CA_FILE, ADDITIONAL_CA_CERT_BUNDLE), for the step only: never in
+    /// the image. auto: on in GitLab CI when one of them is set.
+    #[arg(long, value_enum, default_value_t = RunCa::Auto, env = "KILN_RUN_CA_CERTS", value_name = "WHEN")]
+    pub run_ca_certs: RunCa,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunCa {
+    Auto,
+    On,
+    Off,
+}
+
+/// The PEM text RUN steps trust besides the image's roots, per `--run-ca-certs`.
+fn run_ca(when: RunCa, tls: &crate::registry::tls::TlsOptions) -> Result<Option<String>> {
+    let in_gitlab = std::env::var("GITLAB_CI").is_ok_and(|v| v == "true");
+    if when == RunCa::Off || (when == RunCa::Auto && !in_gitlab) {
+        return Ok(None);
+    }
+    let cas = crate::registry::tls::company_cas(tls, &crate::registry::tls::process_env)?;
+    if cas.is_empty() {
+        if when == RunCa::On {
+            bail!("--run-ca-certs on: no company CA is set (give --ca-cert, KILN_CA_CERT, CI_SERVER_TLS_CA_FILE or ADDITIONAL_CA_CERT_BUNDLE)");
+        }
+        return Ok(None);
+    }
+    Ok(Some(cas.iter().map(|c| c.pem.as_str()).collect()))
 }
 
 /// Where the cache lives, shared by `kiln build` and `kiln warm`.
@@ -427,6 +455,8 @@ impl BuildArgs {
             .map(Platform::parse)
             .transpose()
             .map_err(anyhow::Error::msg)?;
+        let registry = self.registry.options(hosts)?;
+        let run_ca = run_ca(self.run_ca_certs, &registry.tls)?;
         Ok(BuildRequest {
             context,
             dockerfile: self.dockerfile.clone(),
@@ -441,7 +471,8 @@ impl BuildArgs {
             image_name_with_digest_file: self.image_name_with_digest_file.clone(),
             source_date_epoch,
             platform,
-            registry: self.registry.options(hosts)?,
+            registry,
+            run_ca,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,
             zstd: self.compression.zstd(),

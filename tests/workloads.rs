@@ -107,3 +107,128 @@ RUN sleep 30 & ps -eo comm | grep -qx sleep && echo ps-sees-sleep; pgrep -x slee
         assert!(log.contains(want), "{want:?} missing:\n{log}");
     }
 }
+
+/// The company CA inside RUN steps (`--run-ca-certs`): curl, Python, Node and git
+/// reach an HTTPS server signed by the test's "KNUT" CA, also after the step
+/// rebuilt the system bundle, in chroot mode in the job sandbox (on by default
+/// there: GITLAB_CI and KILN_CA_CERT are set) and in namespaces mode; without it
+/// they fail. The CA is in no layer, config or history, and not in the cache key.
+#[test]
+fn run_steps_trust_the_company_ca_for_their_duration_only() {
+    if !need_root("run_steps_trust_the_company_ca_for_their_duration_only") {
+        return;
+    }
+    let Some(base) = bookworm() else {
+        panic!("could not make the bookworm base");
+    };
+    let pki = support::gitlab::Pki::new();
+    let server = Registry::start_with("", Some((&pki.cert, &pki.key)));
+    let url = format!("https://{}/v2/", server.addr);
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            r#"FROM scratch
+COPY root/ /
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl git python3 nodejs ca-certificates > /tmp/apt.log 2>&1 || (tail -40 /tmp/apt.log; exit 1)
+ARG MODE
+RUN echo "mode=$MODE"; \
+    curl -sS -o /dev/null -w 'curl=%{{http_code}}\n' {url} 2>&1 | tail -1; \
+    python3 -c "import urllib.request; print('python=%d' % urllib.request.urlopen('{url}').status)" 2>&1 | tail -1; \
+    node -e "require('https').get('{url}', r => console.log('node=' + r.statusCode)).on('error', e => console.log('node-error ' + e.code))"; \
+    git ls-remote {url} 2>&1 | grep -qi 'certificate' && echo git=tls-refused || echo git=tls-ok; \
+    update-ca-certificates > /dev/null 2>&1; \
+    curl -sS -o /dev/null -w 'curl-after-update=%{{http_code}}\n' {url} 2>&1 | tail -1
+"#
+        ),
+    )]);
+    let root = ctx.path().join("root");
+    assert!(Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(&base)
+        .arg(&root)
+        .status()
+        .expect("cp")
+        .success());
+    let _ = std::fs::remove_file(root.join(".kiln-complete"));
+    let cache = tempfile::tempdir().unwrap();
+    let build = |mode: &str, sandboxed: bool, extra: &[&str], env: &[(&str, &str)]| {
+        let layout = ctx.path().join(format!("oci-{mode}"));
+        let mut cmd = kiln();
+        cmd.args(["build", "--no-push", "--cache", "--cache-dir"])
+            .arg(cache.path())
+            .args(["--context"])
+            .arg(ctx.path())
+            .args(["--build-arg", &format!("MODE={mode}"), "--oci-layout-path"])
+            .arg(&layout)
+            .args(extra)
+            .env_remove("GITLAB_CI")
+            .env_remove("KILN_CA_CERT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if sandboxed {
+            gitlab_job(&mut cmd);
+        }
+        let out = run(&mut cmd);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{mode}:\n{log}");
+        (log, layout)
+    };
+    let ca = pki.ca.display().to_string();
+    let gitlab = [("GITLAB_CI", "true"), ("KILN_CA_CERT", ca.as_str())];
+    let (on, on_layout) = build("chroot-on", true, &[], &gitlab);
+    let (off, _) = build("chroot-off", true, &["--run-ca-certs", "off"], &gitlab);
+    let (ns, _) = build(
+        "namespaces-on",
+        false,
+        &[
+            "--isolation",
+            "namespaces",
+            "--run-ca-certs",
+            "on",
+            "--ca-cert",
+            &ca,
+        ],
+        &[],
+    );
+    for (name, log) in [("chroot", &on), ("namespaces", &ns)] {
+        for want in [
+            "curl=200",
+            "python=200",
+            "node=200",
+            "git=tls-ok",
+            "curl-after-update=200",
+        ] {
+            assert!(log.contains(want), "{name}: {want:?} missing:\n{log}");
+        }
+    }
+    assert!(
+        off.contains("curl=000") || off.contains("curl: (60)"),
+        "without the CA curl must fail:\n{off}"
+    );
+    assert!(off.contains("git=tls-refused"), "{off}");
+    // The CA changes no cache key: the apt layer of the first build is reused.
+    assert!(
+        off.lines()
+            .any(|l| l.contains("RUN apt-get update") && l.contains("CACHED")),
+        "{off}"
+    );
+    // Nothing of the CA in the image: layers (unpacked), config and history.
+    let pem = std::fs::read_to_string(&pki.ca).unwrap();
+    let needle = pem.lines().nth(1).unwrap().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = unpack(&format!("oci:{}:latest", on_layout.display()), work.path());
+    let grep = Command::new("grep")
+        .args(["-rlF", &needle])
+        .arg(&rootfs)
+        .arg(&on_layout)
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&grep.stdout);
+    assert!(
+        found.trim().is_empty(),
+        "the CA reached the image or the cache: {found}"
+    );
+    assert!(!on.contains(&needle), "the CA is in the log");
+}

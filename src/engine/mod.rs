@@ -71,6 +71,8 @@ pub struct BuildRequest {
     /// zstd instead of gzip for new layers.
     pub zstd: bool,
     pub isolation: crate::exec::Isolation,
+    /// Company CAs (PEM) RUN steps trust for their duration (`--run-ca-certs`).
+    pub run_ca: Option<String>,
     /// Use and fill the cache (local dir, and the registry cache repo if set).
     pub cache: bool,
     pub cache_dir: PathBuf,

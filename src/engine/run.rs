@@ -242,6 +242,7 @@ impl Runner {
             uid,
             gid,
             groups,
+            ca: sess.req.run_ca.clone(),
         };
         let mut rootfs = stage
             .rootfs

@@ -25,6 +25,7 @@
 //! kiln, and sees only the environment it is given: kiln's own environment
 //! (`CI_JOB_TOKEN` and the rest) is never passed on.
 
+pub mod ca;
 pub(crate) mod child;
 mod prepare;
 pub mod procfs;
@@ -166,6 +167,8 @@ pub struct RunSpec {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// Company CAs (PEM) the step trusts besides the image's roots (see [`ca`]).
+    pub ca: Option<String>,
 }
 
 #[derive(Debug)]
@@ -247,8 +250,16 @@ pub fn run(
     }
     // Chroot mode has no /proc of its own: kiln serves one.
     let serve = mode == Mode::Chroot && procfs::available().is_ok();
-    let (injected, places) = prepare::prepare(rootfs, mode, serve)?;
-    let result = plan(rootfs, mode, spec, &program, &places).and_then(|mut plan| {
+    let ca_files = spec
+        .ca
+        .as_deref()
+        .map(|pem| ca::files(rootfs, pem, &spec.env));
+    let mut env = spec.env.clone();
+    if spec.ca.is_some() {
+        ca::set_env(&mut env);
+    }
+    let (injected, places) = prepare::prepare(rootfs, mode, serve, ca_files.as_deref())?;
+    let result = plan(rootfs, mode, spec, &env, &program, &places).and_then(|mut plan| {
         if serve {
             plan.filter = procfs::program();
         }
@@ -287,6 +298,7 @@ fn plan(
     rootfs: &Path,
     mode: Mode,
     spec: &RunSpec,
+    env: &[(String, String)],
     program: &str,
     places: &prepare::Places,
 ) -> io::Result<child::ChildPlan> {
@@ -323,6 +335,12 @@ fn plan(
                     cstr(&places.dev.join(d))?,
                 ))
             })
+            .chain(
+                places
+                    .dev_files
+                    .iter()
+                    .map(|(host, name)| Ok((cstr(host)?, cstr(&places.dev.join(name))?))),
+            )
             .collect::<io::Result<_>>()?,
         dev_pts: cstr(&places.dev.join("pts"))?,
         dev_shm: cstr(&places.dev.join("shm"))?,
@@ -337,8 +355,7 @@ fn plan(
             .iter()
             .map(|a| c(a, "an argument"))
             .collect::<io::Result<_>>()?,
-        envp: spec
-            .env
+        envp: env
             .iter()
             .map(|(k, v)| c(&format!("{k}={v}"), "an environment variable"))
             .collect::<io::Result<_>>()?,

@@ -20,6 +20,8 @@ pub struct Places {
     pub sys: PathBuf,
     /// (host file, its stand-in inside the rootfs) for resolv.conf and hosts.
     pub etc: Vec<(PathBuf, PathBuf)>,
+    /// (host file, name in the new /dev) bound in by namespaces/rootless mode.
+    pub dev_files: Vec<(PathBuf, &'static str)>,
 }
 
 /// Files and nodes kiln put into the rootfs, to take out afterwards.
@@ -31,6 +33,8 @@ pub struct Places {
 pub struct Injected {
     rootfs: PathBuf,
     created: Vec<PathBuf>,
+    /// Files kiln wrote in its own work dir for the step (removed as they are).
+    own: Vec<PathBuf>,
     restore: Vec<(PathBuf, Saved)>,
 }
 
@@ -120,6 +124,9 @@ impl Injected {
                 tracing::warn!("could not restore {}: {e}", p.display());
             }
         }
+        for p in &self.own {
+            let _ = std::fs::remove_file(p);
+        }
         for p in created {
             let _ = match std::fs::symlink_metadata(&p) {
                 // What a step left in /dev/shm goes with it, as with Docker's tmpfs.
@@ -137,12 +144,19 @@ impl Injected {
 /// `mode`. On error, what was already injected is taken out again.
 /// With `served`, kiln serves /proc to the step (chroot mode): /proc must be a
 /// real directory, and /dev gets Docker's `fd` and `std*` links into it.
-pub fn prepare(rootfs: &Path, mode: Mode, served: bool) -> io::Result<(Injected, Places)> {
+/// `dev_files` (name, content) go into the step's /dev: written there in chroot
+/// mode, bound in from kiln's work dir otherwise.
+pub fn prepare(
+    rootfs: &Path,
+    mode: Mode,
+    served: bool,
+    dev_files: Option<&[(&'static str, Vec<u8>)]>,
+) -> io::Result<(Injected, Places)> {
     let mut inj = Injected {
         rootfs: rootfs.to_path_buf(),
         ..Default::default()
     };
-    match prepare_into(&mut inj, rootfs, mode, served) {
+    match prepare_into(&mut inj, rootfs, mode, served, dev_files.unwrap_or(&[])) {
         Ok(places) => Ok((inj, places)),
         Err(e) => {
             inj.cleanup();
@@ -151,7 +165,13 @@ pub fn prepare(rootfs: &Path, mode: Mode, served: bool) -> io::Result<(Injected,
     }
 }
 
-fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode, served: bool) -> io::Result<Places> {
+fn prepare_into(
+    inj: &mut Injected,
+    rootfs: &Path,
+    mode: Mode,
+    served: bool,
+    files: &[(&'static str, Vec<u8>)],
+) -> io::Result<Places> {
     let dev = inj.top_dir(rootfs, "dev")?;
     let (proc_, sys) = match mode {
         Mode::Chroot if served => (inj.top_dir(rootfs, "proc")?, rootfs.join("sys")),
@@ -212,11 +232,40 @@ fn prepare_into(inj: &mut Injected, rootfs: &Path, mode: Mode, served: bool) -> 
             }
         }
     }
+    let mut dev_files = Vec::new();
+    for (name, content) in files {
+        let target = if mode == Mode::Chroot {
+            dev.join(name)
+        } else {
+            // Beside the rootfs, in kiln's own work dir: bound into the step's /dev.
+            let parent = rootfs.parent().unwrap_or(rootfs);
+            let leaf = rootfs
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            parent.join(format!("{leaf}.{name}"))
+        };
+        let _ = std::fs::remove_file(&target);
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&target)?
+            .write_all(content)?;
+        if mode == Mode::Chroot {
+            inj.created.push(target);
+        } else {
+            inj.own.push(target.clone());
+            dev_files.push((target, *name));
+        }
+    }
     Ok(Places {
         dev,
         proc_,
         sys,
         etc: binds,
+        dev_files,
     })
 }
 

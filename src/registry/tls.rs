@@ -40,6 +40,9 @@ pub struct TlsOptions {
 pub struct Pem {
     pub source: String,
     pub certs: Vec<reqwest::Certificate>,
+    /// The certificate blocks as PEM text (nothing else of the file: a bundle
+    /// that also holds a key never passes it on).
+    pub pem: String,
 }
 
 fn parse_pem(text: &str, source: &str) -> Result<Pem, CaError> {
@@ -59,9 +62,21 @@ fn parse_pem(text: &str, source: &str) -> Result<Pem, CaError> {
             blocks - certs.len()
         )));
     }
+    let mut pem = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let Some(len) = rest[start..].find("-----END CERTIFICATE-----") else {
+            break;
+        };
+        let end = start + len + "-----END CERTIFICATE-----".len();
+        pem.push_str(&rest[start..end]);
+        pem.push('\n');
+        rest = &rest[end..];
+    }
     Ok(Pem {
         source: source.to_string(),
         certs,
+        pem,
     })
 }
 
@@ -82,8 +97,9 @@ pub fn load_file(path: &Path, source: &str) -> Result<Pem, CaError> {
     parse_pem(&text, &name)
 }
 
-/// The CAs trusted for every registry, read from the environment and flags.
-pub fn global_cas(
+/// The company CAs: `CI_SERVER_TLS_CA_FILE`, `ADDITIONAL_CA_CERT_BUNDLE`,
+/// `KILN_CA_CERT` and each `--ca-cert` (what RUN steps can be given too).
+pub fn company_cas(
     opts: &TlsOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Pem>, CaError> {
@@ -100,6 +116,16 @@ pub fn global_cas(
     for v in &opts.ca_certs {
         out.push(load_value(v, "--ca-cert")?);
     }
+    Ok(out)
+}
+
+/// The CAs trusted for every registry, read from the environment and flags: the
+/// company CAs, and `SSL_CERT_FILE`/`SSL_CERT_DIR`.
+pub fn global_cas(
+    opts: &TlsOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Pem>, CaError> {
+    let mut out = company_cas(opts, env)?;
     if let Some(f) = env("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
         out.push(load_file(Path::new(&f), "SSL_CERT_FILE")?);
     }
