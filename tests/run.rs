@@ -624,3 +624,72 @@ fn chroot_mode_gives_steps_a_shared_memory_dir_and_keeps_it_out_of_layers() {
     assert!(root.join("bin/busybox").exists(), "unpacked");
     assert!(!root.join("dev").exists(), "no /dev in any layer");
 }
+
+/// `RUN --network=none`: a new network namespace in namespaces mode; in chroot
+/// mode (no namespaces in the job), a seccomp filter that allows only AF_UNIX
+/// sockets. The default and `host` keep the network; `--security=insecure` is
+/// refused at its line.
+#[test]
+fn run_network_none_has_no_network_in_either_mode() {
+    if !need_root("run_network_none_has_no_network_in_either_mode") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
+    let probe = |name: &str| {
+        format!(
+            "RUN {name}[\"/bin/busybox\", \"sh\", \"-c\", \"echo hi | /bin/busybox nc 127.0.0.1 {port} && echo {0}-net-ok || echo {0}-net-blocked\"]\n",
+            name.split_whitespace().last().unwrap_or("default").trim_start_matches("--network=")
+        )
+    };
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\n{}{}{}",
+            probe(""),
+            probe("--network=none "),
+            probe("--network=host "),
+        ),
+    )]);
+    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
+    for (mode, sandboxed) in [("chroot", true), ("namespaces", false)] {
+        let mut cmd = kiln();
+        cmd.args(["build", "--no-push", "--isolation", mode, "--context"])
+            .arg(ctx.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join(format!("oci-{mode}")));
+        if sandboxed {
+            gitlab_job(&mut cmd);
+        }
+        let out = run(&mut cmd);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{mode}:\n{err}");
+        for want in ["default-net-ok", "none-net-blocked", "host-net-ok"] {
+            assert!(
+                err.contains(&format!("│ {want}")),
+                "{mode}: {want} missing:\n{err}"
+            );
+        }
+    }
+    let bad = context(&[(
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN --security=insecure [\"/bin/busybox\", \"true\"]\n",
+    )]);
+    std::fs::copy("/bin/busybox", bad.path().join("busybox")).unwrap();
+    let out = run(kiln()
+        .args(["build", "--no-push", "--context"])
+        .arg(bad.path())
+        .arg("--oci-layout-path")
+        .arg(bad.path().join("oci")));
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("Dockerfile:3: RUN --security=insecure is refused"),
+        "{err}"
+    );
+}

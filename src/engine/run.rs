@@ -16,6 +16,8 @@ use std::time::Instant;
 /// A RUN as planned: its command line and what it runs with, from the stage
 /// state at its position.
 pub struct RunPrep {
+    /// `--network=none`.
+    pub network_none: bool,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub user: String,
@@ -173,10 +175,34 @@ pub fn prepare(
     flags: &[Flag],
 ) -> Result<RunPrep> {
     let line = ins.line;
-    if let Some(f) = flags.iter().find(|f| {
-        !(f.name == "network" && matches!(f.value.as_deref(), Some("default") | Some("host")))
-    }) {
-        return Err(plan.err(line, format!("RUN --{} is not supported yet", f.name)));
+    let mut network_none = false;
+    for f in flags {
+        match (f.name.as_str(), f.value.as_deref()) {
+            ("network", Some("default" | "host")) => network_none = false,
+            ("network", Some("none")) => network_none = true,
+            ("network", v) => {
+                return Err(plan.err(
+                    line,
+                    format!("RUN --network={}: use default, host or none", v.unwrap_or("")),
+                ))
+            }
+            ("security", Some("sandbox")) => {}
+            ("security", Some("insecure")) => {
+                return Err(plan.err(
+                    line,
+                    "RUN --security=insecure is refused: kiln never gives a step more than Docker's default capabilities (that takes a privileged runner, the thing kiln exists to avoid)",
+                ))
+            }
+            ("security", v) => {
+                return Err(plan.err(
+                    line,
+                    format!("RUN --security={}: use sandbox", v.unwrap_or("")),
+                ))
+            }
+            (name, _) => {
+                return Err(plan.err(line, format!("RUN --{name} is not supported yet")))
+            }
+        }
     }
     let argv = match cmd {
         Form::Exec(v) if v.is_empty() => return Err(plan.err(line, "RUN [] is an empty command")),
@@ -204,6 +230,7 @@ pub fn prepare(
         }
     };
     Ok(RunPrep {
+        network_none,
         argv,
         env: run_env(plan, stage),
         user: stage.user(),
@@ -243,6 +270,7 @@ impl Runner {
             gid,
             groups,
             ca: sess.req.run_ca.clone(),
+            network_none: prep.network_none,
         };
         let mut rootfs = stage
             .rootfs

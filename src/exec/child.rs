@@ -163,6 +163,8 @@ pub struct ChildPlan {
     /// The /proc server's filter, installed just before `execve` (chroot mode);
     /// empty when kiln does not serve /proc to this step.
     pub filter: Vec<libc::sock_filter>,
+    /// The filter hands kiln a listener (the /proc server); else it only refuses.
+    pub notify: bool,
 }
 
 /// Descriptors the child uses.
@@ -306,7 +308,7 @@ pub unsafe fn start(plan: &ChildPlan, ptrs: &Ptrs, fds: &Fds) -> ! {
         if !die_with(parent) {
             fail(fds, Stage::Setup);
         }
-        if fds.notify >= 0 && !plan.filter.is_empty() {
+        if !plan.filter.is_empty() {
             install_filter(plan, fds);
         }
         libc::execve(
@@ -366,6 +368,19 @@ unsafe fn install_filter(plan: &ChildPlan, fds: &Fds) {
             len: plan.filter.len() as u16,
             filter: plan.filter.as_ptr() as *mut libc::sock_filter,
         };
+        if !plan.notify || fds.notify < 0 {
+            // Refusals only (`--network=none`): no listener to hand over.
+            if libc::syscall(
+                libc::SYS_seccomp,
+                1 as libc::c_ulong, // SECCOMP_SET_MODE_FILTER
+                0 as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+            {
+                fail(fds, Stage::Seccomp);
+            }
+            return;
+        }
         // SECCOMP_FILTER_FLAG_NEW_LISTENER, and (Linux ≥ 5.19) WAIT_KILLABLE_RECV:
         // once kiln has a notification, only a fatal signal interrupts the wait,
         // so a SIGCHLD does not turn an open(2) into EINTR.

@@ -169,6 +169,9 @@ pub struct RunSpec {
     pub groups: Vec<u32>,
     /// Company CAs (PEM) the step trusts besides the image's roots (see [`ca`]).
     pub ca: Option<String>,
+    /// `RUN --network=none`: no network but the loopback of a new network
+    /// namespace, or, in chroot mode, no socket but AF_UNIX.
+    pub network_none: bool,
 }
 
 #[derive(Debug)]
@@ -260,8 +263,14 @@ pub fn run(
     }
     let (injected, places) = prepare::prepare(rootfs, mode, serve, ca_files.as_deref())?;
     let result = plan(rootfs, mode, spec, &env, &program, &places).and_then(|mut plan| {
-        if serve {
-            plan.filter = procfs::program();
+        let no_net = spec.network_none && mode == Mode::Chroot;
+        plan.filter = procfs::program(serve, no_net);
+        plan.notify = serve && !plan.filter.is_empty();
+        if no_net && plan.filter.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "RUN --network=none in chroot mode is enforced by a seccomp filter kiln builds for x86-64 only; remove the flag or build on x86-64",
+            ));
         }
         spawn::spawn(&plan, rootfs, on_line)
     });
@@ -312,7 +321,12 @@ fn plan(
     let (uid_map, gid_map) = own_maps();
     Ok(child::ChildPlan {
         mode,
-        ns_flags: ns_flags(mode),
+        ns_flags: ns_flags(mode)
+            | if spec.network_none && mode != Mode::Chroot {
+                libc::CLONE_NEWNET
+            } else {
+                0
+            },
         uid_map,
         gid_map,
         root: cstr(rootfs)?,
@@ -365,5 +379,6 @@ fn plan(
         parent: std::process::id() as libc::pid_t,
         caps: child::ChildPlan::caps_for(mode),
         filter: Vec::new(),
+        notify: false,
     })
 }

@@ -120,7 +120,7 @@ pub fn spawn(
     let (err_r, err_w) = cloexec_pipe()?;
     let stdin: OwnedFd = std::fs::File::open("/dev/null")?.into();
     // The child sends its /proc filter's listener back over this pair.
-    let notify = if plan.filter.is_empty() {
+    let notify = if !plan.notify {
         None
     } else {
         Some(nix::sys::socket::socketpair(

@@ -149,6 +149,11 @@ impl StepCache {
             .list(&vars)
             .str(&prep.user)
             .str(&prep.workdir);
+        // A step without network may build something else (BuildKit keys it too);
+        // the default adds no field, so existing keys stay valid.
+        if prep.network_none {
+            k.str("network=none");
+        }
         Some(k.finish())
     }
 

@@ -57,14 +57,16 @@ pub fn available() -> Result<(), String> {
     Ok(())
 }
 
-/// The filter a step installs (empty off x86-64, where nothing is served).
-pub fn program() -> Vec<libc::sock_filter> {
+/// The filter a step installs: /proc notifications and/or `--network=none`
+/// (empty off x86-64, and when neither is wanted).
+pub fn program(notify: bool, no_network: bool) -> Vec<libc::sock_filter> {
     #[cfg(target_arch = "x86_64")]
     {
-        filter::program()
+        filter::program(notify, no_network)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = (notify, no_network);
         Vec::new()
     }
 }
