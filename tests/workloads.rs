@@ -15,7 +15,13 @@ use support::sandbox::gitlab_job;
 use support::*;
 
 /// A minbase bookworm tree, made once per checkout under target/ and reused.
+/// The tests of this file run in parallel: the first one makes it, the others wait.
 fn bookworm() -> Option<PathBuf> {
+    static BASE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BASE.get_or_init(make_bookworm).clone()
+}
+
+fn make_bookworm() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-rootfs/bookworm");
     let done = dir.join(".kiln-complete");
     if done.exists() {
