@@ -31,6 +31,18 @@ fn err(text: &str, args: &[(&str, &str)], target: Option<&str>) -> String {
     }
 }
 
+/// The first variable of each ARG of the first stage.
+fn first_args(p: &Plan) -> Vec<KeyValue> {
+    p.stages[0]
+        .steps
+        .iter()
+        .filter_map(|s| match &s.ins.command {
+            Command::Arg(k) => Some(k[0].clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn image(p: &Plan, idx: usize) -> String {
     match p.base(idx) {
         Ok(Base::Image(_, name)) => name,
@@ -69,14 +81,7 @@ fn meta_args_take_build_args_and_defaults() {
 fn meta_args_are_not_in_stage_scope_until_redeclared() {
     let p = plan("ARG V=meta\nFROM a\nARG V\nARG W=${V}-w\nARG U\n");
     let vars = Vars::new();
-    let kvs: Vec<KeyValue> = p.stages[0]
-        .steps
-        .iter()
-        .filter_map(|s| match &s.ins.command {
-            Command::Arg(k) => Some(k[0].clone()),
-            _ => None,
-        })
-        .collect();
+    let kvs = first_args(&p);
     // ARG V takes the meta value as its default.
     assert_eq!(
         p.stage_arg(3, &kvs[0], &vars).unwrap(),
@@ -119,14 +124,7 @@ fn stage_args_prefer_build_args_and_mark_them_used() {
 fn automatic_platform_args() {
     let p = plan("FROM img:$TARGETARCH\nARG TARGETOS\nARG TARGETARCH=override\n");
     assert_eq!(image(&p, 0), "img:arm64");
-    let args: Vec<KeyValue> = p.stages[0]
-        .steps
-        .iter()
-        .filter_map(|s| match &s.ins.command {
-            Command::Arg(k) => Some(k[0].clone()),
-            _ => None,
-        })
-        .collect();
+    let args = first_args(&p);
     assert_eq!(
         p.stage_arg(2, &args[0], &Vars::new()).unwrap().0.as_deref(),
         Some("linux")

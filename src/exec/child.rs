@@ -368,24 +368,14 @@ unsafe fn install_filter(plan: &ChildPlan, fds: &Fds) {
             len: plan.filter.len() as u16,
             filter: plan.filter.as_ptr() as *mut libc::sock_filter,
         };
-        if !plan.notify || fds.notify < 0 {
-            // Refusals only (`--network=none`): no listener to hand over.
-            if libc::syscall(
-                libc::SYS_seccomp,
-                1 as libc::c_ulong, // SECCOMP_SET_MODE_FILTER
-                0 as libc::c_ulong,
-                &prog as *const libc::sock_fprog,
-            ) != 0
-            {
-                fail(fds, Stage::Seccomp);
-            }
-            return;
-        }
-        // SECCOMP_FILTER_FLAG_NEW_LISTENER, and (Linux ≥ 5.19) WAIT_KILLABLE_RECV:
-        // once kiln has a notification, only a fatal signal interrupts the wait,
-        // so a SIGCHLD does not turn an open(2) into EINTR.
+        // With a listener: SECCOMP_FILTER_FLAG_NEW_LISTENER, and (Linux ≥ 5.19)
+        // WAIT_KILLABLE_RECV: once kiln has a notification, only a fatal signal
+        // interrupts the wait, so a SIGCHLD does not turn an open(2) into EINTR.
+        // Refusals only (`--network=none`): no flags, no listener to hand over.
+        let listens = plan.notify && fds.notify >= 0;
+        let tries: &[libc::c_ulong] = if listens { &[8 | 32, 8] } else { &[0] };
         let mut listener = -1;
-        for flags in [8 | 32, 8] as [libc::c_ulong; 2] {
+        for &flags in tries {
             listener = libc::syscall(
                 libc::SYS_seccomp,
                 1 as libc::c_ulong, // SECCOMP_SET_MODE_FILTER
@@ -398,6 +388,9 @@ unsafe fn install_filter(plan: &ChildPlan, fds: &Fds) {
         }
         if listener < 0 {
             fail(fds, Stage::Seccomp);
+        }
+        if !listens {
+            return;
         }
         let mut byte = [0u8; 1];
         let mut iov = libc::iovec {

@@ -278,18 +278,10 @@ pub fn run(
     result
 }
 
-/// Docker's read-only and masked paths under /proc.
+/// Docker's read-only paths under /proc (the masked ones are `procfs::policy`'s).
 const PROC_READ_ONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
-const PROC_MASKED_FILES: &[&str] = &[
-    "kcore",
-    "keys",
-    "latency_stats",
-    "timer_list",
-    "timer_stats",
-    "sched_debug",
-];
-const PROC_MASKED_DIRS: &[&str] = &["acpi", "asound", "scsi"];
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+/// Docker's links in /dev: (target, name).
 const DEV_LINKS: &[(&str, &str)] = &[
     ("pts/ptmx", "ptmx"),
     ("/proc/self/fd", "fd"),
@@ -339,8 +331,8 @@ fn plan(
             .map(|(host, target)| Ok((cstr(host)?, cstr(target)?)))
             .collect::<io::Result<_>>()?,
         proc_ro: cstrs(&places.proc_, PROC_READ_ONLY.iter().copied())?,
-        proc_mask_files: cstrs(&places.proc_, PROC_MASKED_FILES.iter().copied())?,
-        proc_mask_dirs: cstrs(&places.proc_, PROC_MASKED_DIRS.iter().copied())?,
+        proc_mask_files: cstrs(&places.proc_, procfs::policy::MASKED_FILES.iter().copied())?,
+        proc_mask_dirs: cstrs(&places.proc_, procfs::policy::MASKED_DIRS.iter().copied())?,
         devices: DEVICES
             .iter()
             .map(|d| {

@@ -217,13 +217,7 @@ fn prepare_into(
     if mode == Mode::Chroot {
         make_nodes(inj, &dev)?;
         if served {
-            for (target, name) in [
-                ("/proc/self/fd", "fd"),
-                ("/proc/self/fd/0", "stdin"),
-                ("/proc/self/fd/1", "stdout"),
-                ("/proc/self/fd/2", "stderr"),
-                ("pts/ptmx", "ptmx"),
-            ] {
+            for (target, name) in super::DEV_LINKS {
                 let p = dev.join(name);
                 if std::fs::symlink_metadata(&p).is_err() {
                     std::os::unix::fs::symlink(target, &p)?;

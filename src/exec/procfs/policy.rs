@@ -6,8 +6,8 @@
 //! read-only parts, and the synthetic mount tables. Whether a pid belongs to the
 //! step is the server's question (it needs the live /proc).
 
-/// Docker masks these with /dev/null.
-const MASKED_FILES: &[&str] = &[
+/// Docker masks these with /dev/null (in namespaces mode, `exec` binds it over them).
+pub const MASKED_FILES: &[&str] = &[
     "kcore",
     "keys",
     "latency_stats",
@@ -16,7 +16,7 @@ const MASKED_FILES: &[&str] = &[
     "sched_debug",
 ];
 /// Docker masks these with an empty read-only tmpfs.
-const MASKED_DIRS: &[&str] = &["acpi", "asound", "scsi"];
+pub const MASKED_DIRS: &[&str] = &["acpi", "asound", "scsi"];
 
 /// What a path means for the step.
 #[derive(Debug, Clone, PartialEq, Eq)]
