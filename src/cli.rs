@@ -116,6 +116,16 @@ pub struct BuildArgs {
     /// Target platform os/arch[/variant] (default: the host's).
     #[arg(long, alias = "custom-platform", value_name = "OS/ARCH")]
     pub platform: Option<String>,
+    /// A secret for `RUN --mount=type=secret`, as buildx takes it: id=ID,src=FILE
+    /// or id=ID,env=VAR (a bare id=ID reads $ID). In GitLab, give a File-type
+    /// variable as src. Never in a layer, the config, the cache key or a log.
+    /// Repeatable.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secret: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` (the agent at
+    /// $SSH_AUTH_SOCK) or ID=SOCKET. Repeatable.
+    #[arg(long = "ssh", value_name = "default|ID=SOCKET")]
+    pub ssh: Vec<String>,
     #[command(flatten)]
     pub compression: CompressionArgs,
     /// Use and fill the layer cache; `--cache=false` turns it off. Default: on in CI
@@ -164,6 +174,68 @@ fn run_ca(when: RunCa, tls: &crate::registry::tls::TlsOptions) -> Result<Option<
         return Ok(None);
     }
     Ok(Some(cas.iter().map(|c| c.pem.as_str()).collect()))
+}
+
+/// The largest secret kiln takes (BuildKit's limit is 500 KiB).
+const MAX_SECRET: u64 = 1 << 20;
+
+/// `--secret id=ID,src=FILE|env=VAR[,type=file|env]`: the id and its value.
+/// Errors name the flag and the source, never the value.
+fn secret(spec: &str) -> Result<(String, crate::engine::mounts::SecretValue)> {
+    let (mut id, mut src, mut env, mut ty) = (None, None, None, None);
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k.trim() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" if v == "file" || v == "env" => ty = Some(v.to_string()),
+            other => bail!(
+                "--secret {spec:?}: unknown field {other:?} (use id=ID,src=FILE or id=ID,env=VAR)"
+            ),
+        }
+    }
+    let Some(id) = id.filter(|i| !i.is_empty()) else {
+        bail!("--secret {spec:?}: give the id (id=ID,src=FILE or id=ID,env=VAR)");
+    };
+    if ty.as_deref() == Some("env") && env.is_none() {
+        env = src.take().or_else(|| Some(id.clone()));
+    }
+    let value = match (src, env) {
+        (Some(path), None) => {
+            let md = std::fs::metadata(&path)
+                .with_context(|| format!("--secret id={id}: cannot read {path}"))?;
+            if md.len() > MAX_SECRET {
+                bail!("--secret id={id}: {path} is larger than 1 MiB; a secret is a token or a small file");
+            }
+            std::fs::read(&path).with_context(|| format!("--secret id={id}: cannot read {path}"))?
+        }
+        (None, env) => {
+            let var = env.unwrap_or_else(|| id.clone());
+            match std::env::var_os(&var) {
+                Some(v) => std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec(),
+                None => bail!("--secret id={id}: the environment variable {var} is not set (give src=FILE for a file)"),
+            }
+        }
+        (Some(_), Some(_)) => bail!("--secret id={id}: give src= or env=, not both"),
+    };
+    Ok((id, crate::engine::mounts::SecretValue(value)))
+}
+
+/// `--ssh default` or `--ssh ID=SOCKET`: the id and the agent's socket.
+fn ssh_agent(spec: &str) -> Result<(String, PathBuf)> {
+    let (id, path) = match spec.split_once('=') {
+        Some((id, p)) => (id.to_string(), PathBuf::from(p)),
+        None => match std::env::var_os("SSH_AUTH_SOCK").filter(|v| !v.is_empty()) {
+            Some(p) => (spec.to_string(), PathBuf::from(p)),
+            None => bail!("--ssh {spec}: SSH_AUTH_SOCK is not set; start an agent (eval $(ssh-agent -s); ssh-add KEY) or give --ssh {spec}=SOCKET"),
+        },
+    };
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(&path) {
+        Ok(m) if m.file_type().is_socket() => Ok((id, path)),
+        _ => bail!("--ssh {spec}: {} is not an ssh agent socket (kiln forwards an agent; load keys with ssh-add)", path.display()),
+    }
 }
 
 /// Where the cache lives, shared by `kiln build` and `kiln warm`.
@@ -457,6 +529,16 @@ impl BuildArgs {
             .map_err(anyhow::Error::msg)?;
         let registry = self.registry.options(hosts)?;
         let run_ca = run_ca(self.run_ca_certs, &registry.tls)?;
+        let secrets = self
+            .secret
+            .iter()
+            .map(|s| secret(s))
+            .collect::<Result<Vec<_>>>()?;
+        let ssh = self
+            .ssh
+            .iter()
+            .map(|s| ssh_agent(s))
+            .collect::<Result<Vec<_>>>()?;
         Ok(BuildRequest {
             context,
             dockerfile: self.dockerfile.clone(),
@@ -473,6 +555,8 @@ impl BuildArgs {
             platform,
             registry,
             run_ca,
+            secrets,
+            ssh,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,
             zstd: self.compression.zstd(),

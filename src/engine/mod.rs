@@ -21,6 +21,8 @@ pub mod cache;
 mod config;
 pub mod copy;
 mod copy_step;
+mod mount_sources;
+pub mod mounts;
 mod output;
 pub mod plan;
 mod run;
@@ -73,6 +75,10 @@ pub struct BuildRequest {
     pub isolation: crate::exec::Isolation,
     /// Company CAs (PEM) RUN steps trust for their duration (`--run-ca-certs`).
     pub run_ca: Option<String>,
+    /// `--secret`s by id.
+    pub secrets: Vec<(String, mounts::SecretValue)>,
+    /// `--ssh` agents by id.
+    pub ssh: Vec<(String, PathBuf)>,
     /// Use and fill the cache (local dir, and the registry cache repo if set).
     pub cache: bool,
     pub cache_dir: PathBuf,
@@ -417,7 +423,22 @@ impl<'a> Engine<'a> {
                 heredocs,
                 flags,
             } => {
-                let rp = run::prepare(&self.plan, stage, ins, cmd, heredocs, flags)?;
+                let mut rp = run::prepare(&self.plan, stage, ins, cmd, heredocs, flags)?;
+                let mut from_keys = Vec::new();
+                for (i, m) in rp.mounts.clone().iter().enumerate() {
+                    let Some(name) = m.from() else {
+                        from_keys.push(None);
+                        continue;
+                    };
+                    let k = self.resolve_from(idx, line, name).await?;
+                    from_keys.push(self.sources.get(&k).map(|s| s.key.clone()));
+                    rp.mount_from[i] = Some(k);
+                }
+                rp.mount_keys = self
+                    .cache
+                    .mount_keys(&self.sess, &rp.mounts, &from_keys)
+                    .await
+                    .map_err(|e| self.plan.err(line, format!("{e:#}")))?;
                 let key = self.cache.run_key(&self.sess, &stage.key, &rp);
                 Ok((Prepared::Run(rp), key))
             }
@@ -560,9 +581,22 @@ impl<'a> Engine<'a> {
                 (built?, None)
             }
             Prepared::Run(rp) => {
+                let roots =
+                    mount_sources::source_roots(&self.sess, &mut self.sources, &rp.mount_from)
+                        .await?;
                 let (built, timing) = self
                     .runner
-                    .perform(&self.sess, &self.plan, stage, &step.ins, rp, &step.label)
+                    .perform(
+                        &self.sess,
+                        &self.plan,
+                        stage,
+                        run::RunStep {
+                            ins: &step.ins,
+                            prep: rp,
+                            label: &step.label,
+                            roots: &roots,
+                        },
+                    )
                     .await?;
                 (built, Some(timing))
             }

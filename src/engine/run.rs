@@ -5,9 +5,10 @@
 //! It owns what a step sees (and, for the credentials of the job, what it never
 //! sees). Running the process is `exec`'s job; the layer is the snapshot's.
 
+use super::mounts::{Kind, MountSpec};
 use super::plan::Plan;
 use super::session::Session;
-use super::stage::Stage;
+use super::stage::{SourceKey, Stage};
 use crate::dockerfile::parse::{Flag, Form, Heredoc, Instruction};
 use crate::layer::BuiltLayer;
 use anyhow::{anyhow, Result};
@@ -18,6 +19,12 @@ use std::time::Instant;
 pub struct RunPrep {
     /// `--network=none`.
     pub network_none: bool,
+    /// `--mount`s, parsed and expanded.
+    pub mounts: Vec<MountSpec>,
+    /// The stage or image each mount's `from` names (set by the engine).
+    pub mount_from: Vec<Option<SourceKey>>,
+    /// What the mounts add to the cache key (set by the engine).
+    pub mount_keys: Vec<String>,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub user: String,
@@ -176,8 +183,20 @@ pub fn prepare(
 ) -> Result<RunPrep> {
     let line = ins.line;
     let mut network_none = false;
+    let mut mounts: Vec<MountSpec> = Vec::new();
+    let (vars, workdir) = (stage.vars(), stage.workdir());
     for f in flags {
         match (f.name.as_str(), f.value.as_deref()) {
+            ("mount", v) => {
+                let v = v.unwrap_or("");
+                let ssh = mounts
+                    .iter()
+                    .filter(|m| matches!(m.kind, Kind::Ssh { .. }))
+                    .count();
+                let m = super::mounts::parse(v, &workdir, ssh, &|s| plan.lexer.word(s, &vars))
+                    .map_err(|e| plan.err(line, format!("RUN --mount={v}: {e}")))?;
+                mounts.push(m);
+            }
             ("network", Some("default" | "host")) => network_none = false,
             ("network", Some("none")) => network_none = true,
             ("network", v) => {
@@ -231,11 +250,23 @@ pub fn prepare(
     };
     Ok(RunPrep {
         network_none,
+        mount_from: vec![None; mounts.len()],
+        mounts,
+        mount_keys: vec![],
         argv,
         env: run_env(plan, stage),
         user: stage.user(),
         workdir: stage.workdir(),
     })
+}
+
+/// One RUN to perform: the instruction, its plan, its step label and the roots
+/// of its mounts' `from` sources.
+pub struct RunStep<'a> {
+    pub ins: &'a Instruction,
+    pub prep: &'a RunPrep,
+    pub label: &'a str,
+    pub roots: &'a [Option<std::path::PathBuf>],
 }
 
 impl Runner {
@@ -246,12 +277,18 @@ impl Runner {
         sess: &Session<'_>,
         plan: &Plan,
         stage: &mut Stage,
-        ins: &Instruction,
-        prep: &RunPrep,
-        label: &str,
+        step: RunStep<'_>,
     ) -> Result<(Option<BuiltLayer>, String)> {
+        let RunStep {
+            ins,
+            prep,
+            label,
+            roots,
+        } = step;
         let line = ins.line;
         let mode = self.isolation_mode(sess, plan, line)?;
+        let (mounts, secret_env) =
+            super::mount_sources::resolve_mounts(sess, plan, line, &prep.mounts, roots)?;
         let t_rootfs = Instant::now();
         sess.materialize(stage).await?;
         let rootfs_time = t_rootfs.elapsed();
@@ -271,6 +308,8 @@ impl Runner {
             groups,
             ca: sess.req.run_ca.clone(),
             network_none: prep.network_none,
+            mounts,
+            secret_env,
         };
         let mut rootfs = stage
             .rootfs
@@ -289,6 +328,7 @@ impl Runner {
                 let mut snapshot = t.elapsed();
                 let out = crate::exec::run(rootfs.dir(), mode, &spec, &mut |l| eprintln!("{prefix}{l}"))?;
                 let t = Instant::now();
+                rootfs.kiln_touched(&out.touched);
                 let layer = if out.code == 0 { rootfs.commit_changes(&store, level, clamp)? } else { None };
                 snapshot += t.elapsed();
                 Ok((out, layer, snapshot))

@@ -27,6 +27,10 @@
 
 use std::ffi::{c_char, CString};
 
+use super::mountsys::{
+    bind_read_only, mount, set_attr, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_RDONLY,
+};
 use super::Mode;
 
 /// Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
@@ -37,19 +41,7 @@ const CAP_SYS_CHROOT: u32 = 18;
 
 const PR_CAP_AMBIENT: libc::c_int = 47;
 const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 #[repr(C)]
 struct CapHeader {
@@ -76,6 +68,7 @@ pub enum Stage {
     BindRoot,
     Proc,
     Dev,
+    Mounts,
     PivotRoot,
     Workdir,
     Capabilities,
@@ -95,6 +88,7 @@ impl Stage {
             BindRoot,
             Proc,
             Dev,
+            Mounts,
             PivotRoot,
             Workdir,
             Capabilities,
@@ -115,6 +109,7 @@ impl Stage {
             Stage::BindRoot => "mounting the stage root",
             Stage::Proc => "mounting /proc",
             Stage::Dev => "making /dev",
+            Stage::Mounts => "making the RUN --mount mounts",
             Stage::PivotRoot => "entering the stage root",
             Stage::Workdir => "changing to the WORKDIR",
             Stage::Capabilities => "dropping capabilities",
@@ -149,6 +144,8 @@ pub struct ChildPlan {
     pub dev_shm: CString,
     /// (link target, link path) in the new /dev.
     pub dev_links: Vec<(CString, CString)>,
+    /// `RUN --mount`s (namespaces and rootless modes).
+    pub mounts: Vec<super::mounts::ChildMount>,
     pub cwd: CString,
     pub program: CString,
     pub argv: Vec<CString>,
@@ -524,93 +521,6 @@ pub unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> Result<(), ()> {
     Ok(())
 }
 
-/// # Safety
-/// Raw mount syscall on NUL-terminated strings (null pointers allowed).
-unsafe fn mount(
-    src: *const c_char,
-    dst: &std::ffi::CStr,
-    fstype: *const c_char,
-    flags: libc::c_ulong,
-    data: *const c_char,
-) -> bool {
-    // SAFETY: the caller passes valid or null pointers.
-    unsafe { libc::mount(src, dst.as_ptr(), fstype, flags, data.cast()) == 0 }
-}
-
-/// Add mount attributes to the mount at `path` (and below it with `recursive`),
-/// keeping every other flag, including those locked by a user namespace.
-///
-/// # Safety
-/// Raw syscalls on a NUL-terminated path.
-unsafe fn set_attr(path: &std::ffi::CStr, attrs: u64, recursive: bool) -> bool {
-    // SAFETY: the attribute struct lives on the stack for the call.
-    unsafe {
-        let attr = MountAttr {
-            attr_set: attrs,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
-        if libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            flags as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        ) == 0
-        {
-            return true;
-        }
-        if *libc::__errno_location() != libc::ENOSYS {
-            return false;
-        }
-        // Before Linux 5.12: a remount of the top mount, with the flags it had.
-        // glibc fills f_flag from statfs(2), which kernels have set since 2.6.36.
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(path.as_ptr(), &mut st) != 0 {
-            return false;
-        }
-        let mut ms = (st.f_flag as libc::c_ulong)
-            & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
-        for (a, m) in [
-            (MOUNT_ATTR_RDONLY, libc::MS_RDONLY),
-            (MOUNT_ATTR_NOSUID, libc::MS_NOSUID),
-            (MOUNT_ATTR_NODEV, libc::MS_NODEV),
-            (MOUNT_ATTR_NOEXEC, libc::MS_NOEXEC),
-        ] {
-            if attrs & a != 0 {
-                ms |= m;
-            }
-        }
-        libc::mount(
-            std::ptr::null(),
-            path.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REMOUNT | libc::MS_BIND | ms,
-            std::ptr::null(),
-        ) == 0
-    }
-}
-
-/// Bind `path` onto itself and make it read-only.
-///
-/// # Safety
-/// Raw syscalls.
-unsafe fn bind_read_only(src: &std::ffi::CStr, dst: &std::ffi::CStr) -> bool {
-    // SAFETY: valid NUL-terminated strings.
-    unsafe {
-        mount(
-            src.as_ptr(),
-            dst,
-            std::ptr::null(),
-            libc::MS_BIND | libc::MS_REC,
-            std::ptr::null(),
-        ) && set_attr(dst, MOUNT_ATTR_RDONLY, true)
-    }
-}
-
 /// In PID 1 of the new namespaces: mount the step's root, `/proc`, `/dev`, `/sys`
 /// and the host files, then `pivot_root` into it with the old root detached.
 ///
@@ -751,6 +661,25 @@ unsafe fn build_root(plan: &ChildPlan, fds: &Fds) {
         for (src, dst) in &plan.etc_binds {
             if mount(src.as_ptr(), dst, none, libc::MS_BIND, none) {
                 set_attr(dst, MOUNT_ATTR_RDONLY, false);
+            }
+        }
+        for m in &plan.mounts {
+            let ok = match m {
+                super::mounts::ChildMount::Bind { src, dst, ro } => {
+                    let attrs = MOUNT_ATTR_NODEV | if *ro { MOUNT_ATTR_RDONLY } else { 0 };
+                    mount(src.as_ptr(), dst, none, libc::MS_BIND | libc::MS_REC, none)
+                        && set_attr(dst, attrs, true)
+                }
+                super::mounts::ChildMount::Tmpfs { dst, opts } => mount(
+                    c"tmpfs".as_ptr(),
+                    dst,
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    opts.as_ptr(),
+                ),
+            };
+            if !ok {
+                fail(fds, Stage::Mounts);
             }
         }
         // Enter the root; the old root is stacked on it by pivot_root(".", ".")

@@ -27,9 +27,12 @@
 
 pub mod ca;
 pub(crate) mod child;
+pub mod mounts;
+mod mountsys;
 mod prepare;
 pub mod procfs;
 mod spawn;
+mod sshproxy;
 pub mod userns;
 
 pub use child::DOCKER_CAPS;
@@ -172,6 +175,10 @@ pub struct RunSpec {
     /// `RUN --network=none`: no network but the loopback of a new network
     /// namespace, or, in chroot mode, no socket but AF_UNIX.
     pub network_none: bool,
+    /// `RUN --mount`s.
+    pub mounts: Vec<mounts::Mount>,
+    /// Secrets given to the step as environment variables.
+    pub secret_env: mounts::SecretEnv,
 }
 
 #[derive(Debug)]
@@ -180,6 +187,9 @@ pub struct Outcome {
     pub code: i32,
     /// The last lines of output.
     pub tail: Vec<String>,
+    /// Paths (relative to the root) whose ctime kiln's own changes moved, for
+    /// the snapshot (see [`mounts::Placed::touched`]).
+    pub touched: Vec<String>,
 }
 
 fn cstr(p: &Path) -> io::Result<CString> {
@@ -262,7 +272,21 @@ pub fn run(
         ca::set_env(&mut env);
     }
     let (injected, places) = prepare::prepare(rootfs, mode, serve, ca_files.as_deref())?;
+    let mut placed = match mounts::place(rootfs, mode, &spec.mounts) {
+        Ok(p) => p,
+        Err(e) => {
+            injected.cleanup();
+            return Err(e);
+        }
+    };
+    for (k, v) in placed.env.iter().chain(spec.secret_env.0.iter()) {
+        env.retain(|(e, _)| e != k);
+        env.push((k.clone(), v.clone()));
+    }
+    let mut touched = placed.touched.clone();
+    touched.extend(injected.touched());
     let result = plan(rootfs, mode, spec, &env, &program, &places).and_then(|mut plan| {
+        plan.mounts = std::mem::take(&mut placed.child);
         let no_net = spec.network_none && mode == Mode::Chroot;
         plan.filter = procfs::program(serve, no_net);
         plan.notify = serve && !plan.filter.is_empty();
@@ -274,8 +298,12 @@ pub fn run(
         }
         spawn::spawn(&plan, rootfs, on_line)
     });
+    placed.undo();
     injected.cleanup();
-    result
+    result.map(|mut out| {
+        out.touched = touched;
+        out
+    })
 }
 
 /// Docker's read-only paths under /proc (the masked ones are `procfs::policy`'s).
@@ -369,6 +397,7 @@ fn plan(
         gid: spec.gid,
         groups: spec.groups.clone(),
         parent: std::process::id() as libc::pid_t,
+        mounts: Vec::new(),
         caps: child::ChildPlan::caps_for(mode),
         filter: Vec::new(),
         notify: false,

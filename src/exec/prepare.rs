@@ -36,6 +36,16 @@ pub struct Injected {
     /// Files kiln wrote in its own work dir for the step (removed as they are).
     own: Vec<PathBuf>,
     restore: Vec<(PathBuf, Saved)>,
+    /// The image's /etc, its mtime before kiln changed its entries, and after.
+    etc_times: Option<(PathBuf, Mtime, Option<Mtime>)>,
+}
+
+/// (seconds, nanoseconds).
+type Mtime = (i64, i64);
+
+fn mtime_of(p: &Path) -> Option<Mtime> {
+    let md = std::fs::symlink_metadata(p).ok()?;
+    Some((md.mtime(), md.mtime_nsec()))
 }
 
 #[derive(Clone)]
@@ -88,6 +98,15 @@ impl Injected {
         inside(&self.rootfs, &format!("/{}", rel.display()), false).ok()
     }
 
+    /// Paths (relative to the root) whose ctime kiln changed for the step.
+    pub fn touched(&self) -> Vec<String> {
+        self.etc_times
+            .iter()
+            .filter_map(|(p, _, _)| p.strip_prefix(&self.rootfs).ok())
+            .map(|r| r.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// Take out everything, restoring what was there before.
     pub fn cleanup(self) {
         let restore: Vec<(PathBuf, Saved)> = self
@@ -126,6 +145,13 @@ impl Injected {
         }
         for p in &self.own {
             let _ = std::fs::remove_file(p);
+        }
+        // /etc's entries were replaced and put back: its mtime too, unless the
+        // step changed it.
+        if let Some((etc, before, placed)) = &self.etc_times {
+            if placed.is_some() && mtime_of(etc) == *placed {
+                crate::fs::tree::set_mtime_to(etc, *before, false);
+            }
         }
         for p in created {
             let _ = match std::fs::symlink_metadata(&p) {
@@ -192,6 +218,9 @@ fn prepare_into(
         inj.created.push(dir);
     }
     let mut binds = Vec::new();
+    if let Some(m) = mtime_of(&etc) {
+        inj.etc_times = Some((etc.clone(), m, None));
+    }
     for name in ["resolv.conf", "hosts"] {
         // The entry itself (a symlink stays a symlink to restore), confined.
         let target = inside(rootfs, &format!("/etc/{name}"), false)?;
@@ -213,6 +242,9 @@ fn prepare_into(
             .write_all(&content)?;
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))?;
         binds.push((host, target));
+    }
+    if let Some((etc, _, placed)) = &mut inj.etc_times {
+        *placed = mtime_of(etc);
     }
     if mode == Mode::Chroot {
         make_nodes(inj, &dev)?;

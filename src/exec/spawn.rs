@@ -215,5 +215,6 @@ pub fn spawn(
     Ok(Outcome {
         code,
         tail: tail.into_iter().collect(),
+        touched: vec![],
     })
 }

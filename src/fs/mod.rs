@@ -3,6 +3,7 @@
 
 pub mod resolve;
 pub mod snapshot;
+pub mod tree;
 pub mod workdir;
 
 use crate::layer::{extract, open_tar, BuiltLayer, LayerWriter, Meta};
@@ -29,6 +30,8 @@ pub struct Rootfs {
     pub applied: usize,
     /// Metadata walk taken before the next RUN (see [`snapshot`]).
     baseline: Option<snapshot::Snapshot>,
+    /// Paths whose ctime kiln moved during the RUN being committed.
+    kiln_touched: std::collections::HashSet<String>,
 }
 
 impl Rootfs {
@@ -40,6 +43,7 @@ impl Rootfs {
             recorded: HashMap::new(),
             applied: 0,
             baseline: None,
+            kiln_touched: Default::default(),
         })
     }
 
@@ -94,6 +98,12 @@ impl Rootfs {
         Ok(())
     }
 
+    /// Paths (relative to the root) whose ctime kiln itself moved while a RUN
+    /// ran, for the next [`Rootfs::commit_changes`].
+    pub fn kiln_touched(&mut self, paths: &[String]) {
+        self.kiln_touched.extend(paths.iter().cloned());
+    }
+
     /// Turn what changed since [`Rootfs::ensure_baseline`] into a layer; `None`
     /// when nothing changed. The rootfs already holds the change, so the layer
     /// counts as applied.
@@ -111,7 +121,8 @@ impl Rootfs {
                 ))
             }
         };
-        let after = snapshot::walk(&self.dir)?;
+        let mut after = snapshot::walk(&self.dir)?;
+        after.kiln_touched = std::mem::take(&mut self.kiln_touched);
         let me = nix::unistd::Uid::effective().as_raw();
         let privileged = self.privileged;
         let recorded = &self.recorded;

@@ -86,6 +86,10 @@ impl Stat {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub entries: HashMap<String, Stat>,
+    /// Paths whose ctime kiln itself moved since the walk before (putting a RUN
+    /// mount or /etc/resolv.conf in and out): a ctime change alone is not a
+    /// change of the step's there.
+    pub kiln_touched: std::collections::HashSet<String>,
 }
 
 /// Paths never snapshotted: kernel filesystems and files kiln injects for RUN.
@@ -132,7 +136,10 @@ pub fn walk(root: &Path) -> io::Result<Snapshot> {
         };
         entries.insert(rel, Stat::of(&md));
     }
-    Ok(Snapshot { entries })
+    Ok(Snapshot {
+        entries,
+        kiln_touched: Default::default(),
+    })
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -154,6 +161,12 @@ enum Item {
     Opaque,
 }
 
+fn same_but_ctime(b: &Stat, a: &Stat) -> bool {
+    let mut b = b.clone();
+    b.ctime = a.ctime;
+    b == *a
+}
+
 fn parent(p: &str) -> Option<&str> {
     p.rsplit_once('/').map(|(d, _)| d)
 }
@@ -172,7 +185,7 @@ fn changes(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, Item> {
                 items.insert(p.clone(), Item::Path);
                 items.insert(format!("{p}/.wh..wh..opq"), Item::Opaque);
             }
-            Some(b) if b != a => {
+            Some(b) if b != a && !(after.kiln_touched.contains(p) && same_but_ctime(b, a)) => {
                 items.insert(p.clone(), Item::Path);
             }
             Some(_) => {}

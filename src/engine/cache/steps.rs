@@ -98,26 +98,9 @@ impl StepCache {
         }
         match source {
             CopySource::Context => {
-                let (dir, ignore, sources, chmod, is_add) = (
-                    sess.req.context.clone(),
-                    sess.ignore.clone(),
-                    spec.sources.clone(),
-                    spec.chmod,
-                    spec.is_add,
-                );
-                let digests = self.file_digests.clone();
-                let merkle = tokio::task::spawn_blocking(move || {
-                    let mut guard = digests.as_ref().and_then(|d| d.lock().ok());
-                    copy::context_digest(
-                        &dir,
-                        &ignore,
-                        &sources,
-                        chmod,
-                        is_add,
-                        guard.as_deref_mut(),
-                    )
-                })
-                .await??;
+                let merkle = self
+                    .context_digest(sess, spec.sources.clone(), spec.chmod, spec.is_add)
+                    .await?;
                 k.str("context").str(&merkle);
             }
             CopySource::Stage(key) => {
@@ -128,6 +111,56 @@ impl StepCache {
             }
         }
         Ok(Some(k.finish()))
+    }
+
+    /// The Merkle digest of context paths (see [`copy::context_digest`]), with
+    /// the remembered digests of unchanged files.
+    pub async fn context_digest(
+        &self,
+        sess: &Session<'_>,
+        sources: Vec<String>,
+        chmod: Option<u32>,
+        is_add: bool,
+    ) -> Result<String> {
+        let (dir, ignore) = (sess.req.context.clone(), sess.ignore.clone());
+        let digests = self.file_digests.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            let mut guard = digests.as_ref().and_then(|d| d.lock().ok());
+            copy::context_digest(&dir, &ignore, &sources, chmod, is_add, guard.as_deref_mut())
+        })
+        .await??)
+    }
+
+    /// What `RUN --mount`s add to a key: each mount's options, and for a bind
+    /// mount what it shows (the context's content, or the source stage's key),
+    /// so that a step reruns when its mounted input changes. A cache's content
+    /// and a secret's value are never part of it. None when caching is off.
+    pub async fn mount_keys(
+        &self,
+        sess: &Session<'_>,
+        mounts: &[crate::engine::mounts::MountSpec],
+        from_keys: &[Option<String>],
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        if !self.keyed() {
+            return Ok(out);
+        }
+        for (m, from) in mounts.iter().zip(from_keys) {
+            out.push(m.key());
+            match (&m.kind, from) {
+                (_, Some(k)) => out.push(format!("from:{k}")),
+                (crate::engine::mounts::Kind::Bind { source, .. }, None) => {
+                    let rel = source.trim_start_matches('/');
+                    let rel = if rel.is_empty() { "." } else { rel };
+                    let d = self
+                        .context_digest(sess, vec![rel.to_string()], None, false)
+                        .await?;
+                    out.push(format!("context:{d}"));
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// The key of a RUN, or None when caching is off.
@@ -153,6 +186,9 @@ impl StepCache {
         // the default adds no field, so existing keys stay valid.
         if prep.network_none {
             k.str("network=none");
+        }
+        if !prep.mount_keys.is_empty() {
+            k.str("mounts").list(&prep.mount_keys);
         }
         Some(k.finish())
     }
