@@ -278,8 +278,11 @@ impl Placed {
             } else {
                 self.again(&rel)
             };
+            // A stub kiln created and removed has no time to put back.
             if let (Some(p), true) = (p, keep) {
-                set_mtime_to(&p, before, false);
+                if fs::symlink_metadata(&p).is_ok() {
+                    set_mtime_to(&p, before, false);
+                }
             }
         }
         // Only now may another build take the caches.
