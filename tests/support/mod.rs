@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
+pub mod debian;
 pub mod gitlab;
+pub mod https;
 pub mod proxy;
 pub mod sandbox;
 

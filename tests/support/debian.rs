@@ -1,0 +1,40 @@
+//! A Debian bookworm base for the workload tests, made with debootstrap from
+//! Debian's mirror (the one outside source the suite may use, and only where
+//! real package installs are the point).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A minbase bookworm tree, made once per checkout under target/ and reused.
+/// The tests of this file run in parallel: the first one makes it, the others wait.
+pub fn bookworm() -> Option<PathBuf> {
+    static BASE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BASE.get_or_init(make_bookworm).clone()
+}
+
+fn make_bookworm() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-rootfs/bookworm");
+    let done = dir.join(".kiln-complete");
+    if done.exists() {
+        return Some(dir);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent()?).ok()?;
+    let out = Command::new("debootstrap")
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&dir)
+        .arg("http://deb.debian.org/debian")
+        .output()
+        .expect("debootstrap (ci/test installs it)");
+    assert!(
+        out.status.success(),
+        "debootstrap failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Device nodes are the runtime's, not the image's.
+    for e in std::fs::read_dir(dir.join("dev")).ok()?.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    std::fs::write(&done, "").ok()?;
+    Some(dir)
+}
