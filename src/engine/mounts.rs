@@ -336,7 +336,11 @@ pub fn parse(
                 gid,
             },
         },
-        _ => unreachable!("checked above"),
+        other => {
+            return Err(format!(
+                "unknown mount type {other:?}: use bind, cache, tmpfs, secret or ssh"
+            ))
+        }
     };
     Ok(spec)
 }

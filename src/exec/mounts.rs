@@ -515,7 +515,7 @@ fn place_one(pl: &mut Placed, mode: Mode, i: usize, m: &Mount) -> io::Result<()>
                 rel: rel.clone(),
             });
         }
-        return place_chroot(pl, i, m, &rel, &p);
+        return place_chroot(pl, m, &rel, &p);
     }
     match exists {
         None => {
@@ -541,7 +541,7 @@ fn place_one(pl: &mut Placed, mode: Mode, i: usize, m: &Mount) -> io::Result<()>
 }
 
 /// Chroot mode: the content itself at `p` (which is free).
-fn place_chroot(pl: &mut Placed, i: usize, m: &Mount, rel: &str, p: &Path) -> io::Result<()> {
+fn place_chroot(pl: &mut Placed, m: &Mount, rel: &str, p: &Path) -> io::Result<()> {
     let rel = rel.to_string();
     match &m.source {
         Source::Tree { host, owned, .. } => {
@@ -626,7 +626,6 @@ fn place_chroot(pl: &mut Placed, i: usize, m: &Mount, rel: &str, p: &Path) -> io
             ssh_env(pl, &m.target);
         }
     }
-    let _ = i;
     Ok(())
 }
 
