@@ -84,13 +84,13 @@ FROM scratch
 COPY busybox /bin/busybox
 COPY agent-probe /bin/agent-probe
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
-RUN mkdir -p /root /var/cache/apt && echo keep > /var/cache/apt/orig
+RUN mkdir -p /root /etc /var/cache/apt && echo keep > /var/cache/apt/orig && echo root:x:0:0::/root:/bin/sh > /etc/passwd
 RUN --mount=type=cache,target=/root/.cache/pip,id=pip sh -c 'date >> /root/.cache/pip/runs; echo "cache-runs=$(wc -l < /root/.cache/pip/runs)"'
 RUN --mount=type=cache,target=/var/cache/apt ls /var/cache/apt | sed 's/^/apt-cache-has=/'
 RUN --mount=type=cache,target=/owned,uid=1000,gid=1000,mode=0700,id=owned stat -c 'owned=%a %u:%g' /owned
 RUN --mount=type=secret,id=tok echo "secret-file=$(sha256sum < /run/secrets/tok | cut -d' ' -f1) $(stat -c %a /run/secrets/tok)"
 RUN --mount=type=secret,id=tok,env=TOKEN,target=/etc/tok.conf sh -c 'echo "secret-env=$(printf %s "$TOKEN" | sha256sum | cut -d" " -f1)"; test -s /etc/tok.conf && echo secret-target-ok'
-RUN --mount=type=tmpfs,target=/x/y sh -c 'test -z "$(ls -A /x/y)" && touch /x/y/f && echo tmpfs-ok'
+RUN --mount=type=tmpfs,target=/x/y sh -c 'test -z "$(ls -A /x/y)" && touch /x/y/f && usleep 50000 && echo tmpfs-ok'
 RUN --mount=type=bind,source=sub,target=/b/c sh -c 'ls /b/c | tr "\n" " " | sed "s/^/bind-has=/"; echo; echo w > /b/c/a 2>/dev/null; rm -f /b/c/keep.txt 2>/dev/null; echo bind-done'
 RUN --mount=type=bind,source=sub,target=/b/rw,rw sh -c 'echo changed > /b/rw/a && cat /b/rw/a | sed "s/^/bind-rw=/"'
 RUN --mount=type=bind,from=files,source=/data,target=/from-stage cat /from-stage/f.txt
@@ -198,6 +198,17 @@ fn every_mount_type_works_in_both_modes_and_leaves_the_same_trace_as_buildkit() 
             "keep",
         ] {
             assert!(lines(want), "{mode}: {want:?} missing:\n{log}");
+        }
+        // A mount step that writes only into its mounts changes nothing (the
+        // image's /etc and the targets' parents included).
+        for l in log
+            .lines()
+            .filter(|l| l.contains("RUN --mount") && l.contains("BUILT"))
+        {
+            assert!(
+                l.contains("BUILT no changes"),
+                "{mode}: a mount left a trace: {l}\n{log}"
+            );
         }
         assert!(
             !log.contains("skip.log"),

@@ -219,7 +219,10 @@ pub fn prepare(
                 ))
             }
             (name, _) => {
-                return Err(plan.err(line, format!("RUN --{name} is not supported yet")))
+                return Err(plan.err(
+                    line,
+                    format!("RUN --{name}: unknown flag (RUN takes --mount, --network and --security)"),
+                ))
             }
         }
     }

@@ -109,6 +109,12 @@ impl Injected {
 
     /// Take out everything, restoring what was there before.
     pub fn cleanup(self) {
+        // Whether the step left /etc's mtime alone, judged before kiln's own
+        // removals below move it again.
+        let etc_untouched = self
+            .etc_times
+            .as_ref()
+            .is_some_and(|(etc, _, placed)| placed.is_some() && mtime_of(etc) == *placed);
         let restore: Vec<(PathBuf, Saved)> = self
             .restore
             .iter()
@@ -148,10 +154,8 @@ impl Injected {
         }
         // /etc's entries were replaced and put back: its mtime too, unless the
         // step changed it.
-        if let Some((etc, before, placed)) = &self.etc_times {
-            if placed.is_some() && mtime_of(etc) == *placed {
-                crate::fs::tree::set_mtime_to(etc, *before, false);
-            }
+        if let (Some((etc, before, _)), true) = (&self.etc_times, etc_untouched) {
+            crate::fs::tree::set_mtime_to(etc, *before, false);
         }
         for p in created {
             let _ = match std::fs::symlink_metadata(&p) {
