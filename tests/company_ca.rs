@@ -295,9 +295,6 @@ fn run_steps_trust_the_company_ca_for_their_duration_only() {
     if !need_root("run_steps_trust_the_company_ca_for_their_duration_only") {
         return;
     }
-    let Some(base) = bookworm() else {
-        panic!("could not make the bookworm base");
-    };
     let pki = support::gitlab::Pki::new();
     let server = Registry::start_with("", Some((&pki.cert, &pki.key)));
     let url = format!("https://{}/v2/", server.addr);
@@ -307,7 +304,7 @@ fn run_steps_trust_the_company_ca_for_their_duration_only() {
     git_repo(hosts.path());
     let web = StaticServer::start(hosts.path(), &pki.cert, &pki.key);
     let w = &web.addr;
-    let ctx = context(&[(
+    let ctx = debian_context(&[(
         "Dockerfile",
         &format!(
             r#"FROM scratch
@@ -327,15 +324,6 @@ RUN echo "mode=$MODE"; \
 "#
         ),
     )]);
-    let root = ctx.path().join("root");
-    assert!(Command::new("cp")
-        .args(["-a", "--reflink=auto"])
-        .arg(&base)
-        .arg(&root)
-        .status()
-        .expect("cp")
-        .success());
-    let _ = std::fs::remove_file(root.join(".kiln-complete"));
     let cache = tempfile::tempdir().unwrap();
     let build = |mode: &str, sandboxed: bool, extra: &[&str], env: &[(&str, &str)]| {
         let layout = ctx.path().join(format!("oci-{mode}"));

@@ -17,12 +17,7 @@ const AUTH: &str = "docker-config-auth-the-step-must-not-see";
 /// Compile the escape program statically into `dir`.
 fn escape_binary(dir: &Path) -> PathBuf {
     let out = dir.join("escape");
-    check(
-        Command::new("gcc")
-            .args(["-static", "-O1", "-o"])
-            .arg(&out)
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/escape.c")),
-    );
+    static_binary("escape.c", &out);
     out
 }
 

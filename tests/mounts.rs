@@ -18,21 +18,6 @@ fn sha256(s: &str) -> String {
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
-/// Compile the agent probe statically into `dir`.
-fn agent_probe(dir: &Path) -> PathBuf {
-    let out = dir.join("agent-probe");
-    check(
-        Command::new("gcc")
-            .args(["-static", "-O1", "-o"])
-            .arg(&out)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/testdata/agent_probe.c"
-            )),
-    );
-    out
-}
-
 /// An ssh agent holding one fresh key, on a socket in `dir`; killed on drop.
 struct Agent {
     child: std::process::Child,
@@ -110,7 +95,7 @@ fn mount_context() -> tempfile::TempDir {
         (".dockerignore", "sub/*.log\n"),
     ]);
     std::fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
-    agent_probe(ctx.path());
+    static_binary("agent_probe.c", &ctx.path().join("agent-probe"));
     ctx
 }
 
@@ -385,6 +370,19 @@ fn locked_caches_serialize_concurrent_builds_in_the_job() {
     }
 }
 
+/// `kiln build` of `ctx` into an OCI layout: (success, stderr).
+fn plain_build(ctx: &Path) -> (bool, String) {
+    let out = run(kiln()
+        .args(["build", "--no-push", "--context"])
+        .arg(ctx)
+        .arg("--oci-layout-path")
+        .arg(ctx.join("oci")));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn mount_errors_name_the_line_and_the_fix() {
     let ctx = context(&[]);
@@ -416,13 +414,8 @@ fn mount_errors_name_the_line_and_the_fix() {
             format!("FROM scratch\nCOPY busybox /bin/busybox\n{df}\n"),
         )
         .unwrap();
-        let out = run(kiln()
-            .args(["build", "--no-push", "--context"])
-            .arg(ctx.path())
-            .arg("--oci-layout-path")
-            .arg(ctx.path().join("oci")));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{df}: {err}");
+        let (ok, err) = plain_build(ctx.path());
+        assert!(!ok, "{df}: {err}");
         assert!(err.contains(want), "{df}: want {want:?} in:\n{err}");
     }
     // A secret that is not required and not given: the step runs without it.
@@ -431,13 +424,8 @@ fn mount_errors_name_the_line_and_the_fix() {
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN --mount=type=secret,id=opt [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox test -e /run/secrets/opt || echo no-secret\"]\n",
     )
     .unwrap();
-    let out = run(kiln()
-        .args(["build", "--no-push", "--context"])
-        .arg(ctx.path())
-        .arg("--oci-layout-path")
-        .arg(ctx.path().join("oci")));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.contains("│ no-secret"), "{err}");
+    let (ok, err) = plain_build(ctx.path());
+    assert!(ok && err.contains("│ no-secret"), "{err}");
     // --secret's own errors name the flag and never echo a value.
     let out = run(kiln()
         .args(["build", "--no-push", "--context"])

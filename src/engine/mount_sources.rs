@@ -117,7 +117,7 @@ pub fn resolve_mounts(
                     Some(r) => Some(in_root(r, source).map_err(|e| err(m, e))?),
                     None => None,
                 };
-                Source::Cache {
+                Source::Cache(crate::exec::mounts::Cache {
                     dir: base.join(cache_name(id)),
                     sharing: *sharing,
                     ro: *ro,
@@ -125,7 +125,7 @@ pub fn resolve_mounts(
                     uid: *uid,
                     gid: *gid,
                     seed,
-                }
+                })
             }
             Kind::Tmpfs { size } => Source::Tmpfs { size: *size },
             Kind::Secret {

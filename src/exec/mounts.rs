@@ -34,6 +34,44 @@ pub enum Sharing {
     Locked,
 }
 
+/// A persistent cache directory, created with `mode`, `uid`, `gid` (and the
+/// content of `seed`) on first use.
+#[derive(Clone)]
+pub struct Cache {
+    pub dir: PathBuf,
+    pub sharing: Sharing,
+    pub ro: bool,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub seed: Option<PathBuf>,
+}
+
+impl Cache {
+    /// Lock the cache as its sharing says (always exclusively with
+    /// `exclusive`) and make sure it exists. None: a private cache another build
+    /// holds; the step gets a fresh directory instead.
+    fn take(&self, exclusive: bool) -> io::Result<Option<File>> {
+        let Some(lock) = lock(&self.dir, self.sharing, exclusive)? else {
+            return Ok(None);
+        };
+        ensure_cache(
+            &self.dir,
+            self.mode,
+            self.uid,
+            self.gid,
+            self.seed.as_deref(),
+        )?;
+        Ok(Some(lock))
+    }
+
+    /// An empty directory with the cache's mode, for a private cache in use.
+    fn fresh(&self, p: &Path) -> io::Result<()> {
+        fs::create_dir(p)?;
+        fs::set_permissions(p, fs::Permissions::from_mode(self.mode & 0o7777))
+    }
+}
+
 /// What a mount shows at its target.
 #[derive(Clone)]
 pub enum Source {
@@ -45,17 +83,7 @@ pub enum Source {
         owned: bool,
         rw: bool,
     },
-    /// A persistent cache directory, created with `mode`, `uid`, `gid` (and the
-    /// content of `seed`) on first use.
-    Cache {
-        dir: PathBuf,
-        sharing: Sharing,
-        ro: bool,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        seed: Option<PathBuf>,
-    },
+    Cache(Cache),
     Tmpfs {
         size: Option<u64>,
     },
@@ -79,9 +107,7 @@ impl std::fmt::Debug for Source {
             Source::Tree { host, owned, rw } => {
                 write!(f, "Tree({}, owned={owned}, rw={rw})", host.display())
             }
-            Source::Cache { dir, sharing, .. } => {
-                write!(f, "Cache({}, {sharing:?})", dir.display())
-            }
+            Source::Cache(c) => write!(f, "Cache({}, {:?})", c.dir.display(), c.sharing),
             Source::Tmpfs { size } => write!(f, "Tmpfs({size:?})"),
             // Never the value.
             Source::Secret { data, .. } => write!(f, "Secret({} bytes)", data.len()),
@@ -551,26 +577,15 @@ fn place_chroot(pl: &mut Placed, m: &Mount, rel: &str, p: &Path) -> io::Result<(
             }
             pl.undo.push(Undo::Remove { rel });
         }
-        Source::Cache {
-            dir,
-            sharing,
-            ro,
-            mode,
-            uid,
-            gid,
-            seed,
-        } => {
-            let lock = lock(dir, *sharing, true)?;
-            let Some(lock) = lock else {
-                // A private cache in use elsewhere: a fresh one for this step.
-                fs::create_dir(p)?;
-                fs::set_permissions(p, fs::Permissions::from_mode(*mode & 0o7777))?;
+        Source::Cache(c) => {
+            let Some(lock) = c.take(true)? else {
+                c.fresh(p)?;
                 pl.undo.push(Undo::Remove { rel });
                 return Ok(());
             };
             pl.locks.push(lock);
-            ensure_cache(dir, *mode, *uid, *gid, seed.as_deref())?;
-            if *ro {
+            let dir = &c.dir;
+            if c.ro {
                 copy_tree(dir, p, &|_| false)?;
                 pl.undo.push(Undo::Remove { rel });
                 return Ok(());
@@ -667,25 +682,15 @@ fn place_bound(pl: &mut Placed, i: usize, m: &Mount, p: &Path) -> io::Result<()>
                 bind(host, !*rw)?
             }
         }
-        Source::Cache {
-            dir,
-            sharing,
-            ro,
-            mode,
-            uid,
-            gid,
-            seed,
-        } => match lock(dir, *sharing, false)? {
+        Source::Cache(c) => match c.take(false)? {
             Some(lock) => {
                 pl.locks.push(lock);
-                ensure_cache(dir, *mode, *uid, *gid, seed.as_deref())?;
-                bind(dir, *ro)?
+                bind(&c.dir, c.ro)?
             }
             None => {
                 let fresh = pl.own.join(format!("cache-{i}"));
-                fs::create_dir(&fresh)?;
-                fs::set_permissions(&fresh, fs::Permissions::from_mode(*mode & 0o7777))?;
-                bind(&fresh, *ro)?
+                c.fresh(&fresh)?;
+                bind(&fresh, c.ro)?
             }
         },
         Source::Tmpfs { size } => {

@@ -347,6 +347,21 @@ pub fn push_busybox_base(reg: &Registry, repo: &str) {
     );
 }
 
+/// Compile `testdata/<source>` into a static binary at `out`, so that it runs
+/// in any image.
+pub fn static_binary(source: &str, out: &Path) {
+    check(
+        Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(out)
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("testdata")
+                    .join(source),
+            ),
+    );
+}
+
 pub fn kiln() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
     c.env_remove("SOURCE_DATE_EPOCH");
