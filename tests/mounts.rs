@@ -544,3 +544,55 @@ fn the_secret_and_the_ca_reach_no_layer_config_history_layout_log_or_cache() {
         }
     }
 }
+
+/// A bind mount from an image, a cache seeded from a stage (`from`/`source`)
+/// and a private cache, in both modes.
+#[test]
+fn bind_from_an_image_and_a_cache_seeded_from_a_stage() {
+    if !need_root("bind_from_an_image_and_a_cache_seeded_from_a_stage") {
+        return;
+    }
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let base = format!("{}/base/busybox", reg.addr);
+    let ctx = context(&[
+        ("seed.txt", "seeded-content\n"),
+        (
+            "Dockerfile",
+            &format!(
+                "FROM scratch AS seed\nCOPY seed.txt /s/seed.txt\n\
+                 FROM {base}\n\
+                 RUN --mount=type=bind,from={base},source=/bin,target=/imgbin test -e /imgbin/busybox && echo image-bind-ok\n\
+                 RUN --mount=type=cache,target=/c,id=seeded,from=seed,source=/s cat /c/seed.txt\n\
+                 RUN --mount=type=cache,target=/p,id=priv,sharing=private sh -c 'touch /p/x && echo private-ok'\n\
+                 RUN ls -d /imgbin /c /p 2>&1 | while read l; do echo \"left: $l\"; done\n"
+            ),
+        ),
+    ]);
+    for mode in ["chroot", "namespaces"] {
+        let cache = tempfile::tempdir().unwrap();
+        let mut cmd = kiln();
+        cmd.args(["build", "--no-push", "--isolation", mode, "--context"])
+            .arg(ctx.path())
+            .args(["--insecure-registry", &reg.addr, "--cache-dir"])
+            .arg(cache.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join(format!("oci-{mode}")));
+        if mode == "chroot" {
+            gitlab_job(&mut cmd);
+        }
+        let out = run(&mut cmd);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{mode}:\n{log}");
+        for want in [
+            "image-bind-ok",
+            "seeded-content",
+            "private-ok",
+            "left: ls: /imgbin: No such file or directory",
+            "left: ls: /c: No such file or directory",
+            "left: ls: /p: No such file or directory",
+        ] {
+            assert!(log.contains(&format!("│ {want}")), "{mode}: {want}:\n{log}");
+        }
+    }
+}
