@@ -41,7 +41,7 @@ impl Parser {
                 Ok(())
             }
         };
-        if !heredocs.is_empty() && !matches!(kw, "RUN" | "COPY" | "ADD") {
+        if !heredocs.is_empty() && !matches!(kw, "RUN" | "COPY" | "ADD" | "ONBUILD") {
             return Err(self.err(line, format!("{kw} does not accept a heredoc")));
         }
         Ok(match kw {
@@ -81,8 +81,10 @@ impl Parser {
                         Some((k, v)) => (k.to_string(), Some(v.to_string())),
                         None => (w.clone(), None),
                     };
-                    if !valid_name(&key) {
-                        return Err(self.err(line, format!("invalid ARG name {key:?}")));
+                    // BuildKit takes any key (`ARG 1FOO`, `ARG ${name}=v`: keys
+                    // are expanded when the ARG applies).
+                    if key.is_empty() {
+                        return Err(self.err(line, format!("invalid ARG {w:?}: empty name")));
                     }
                     kvs.push(KeyValue { key, value });
                 }
@@ -100,18 +102,29 @@ impl Parser {
             "RUN" => {
                 let (flags, rest) =
                     self.flags(line, kw, rest, &["mount", "network", "security"])?;
-                if rest.is_empty() && heredocs.is_empty() {
-                    return Err(self.err(line, "RUN requires a command"));
-                }
+                // A bare RUN is accepted, as BuildKit does: an empty command.
                 Command::Run {
-                    cmd: self.form(rest),
+                    cmd: self.form(line, rest)?,
                     heredocs,
                     flags,
                 }
             }
-            "CMD" => Command::Cmd(self.form(rest)),
-            "ENTRYPOINT" => Command::Entrypoint(self.form(rest)),
-            "SHELL" => match self.form(rest) {
+            "CMD" | "ENTRYPOINT" => {
+                if let Some(flag) = rest
+                    .split_whitespace()
+                    .next()
+                    .filter(|w| w.starts_with("--"))
+                {
+                    return Err(self.err(line, format!("{kw} takes no flags: {flag}")));
+                }
+                let form = self.form(line, rest)?;
+                if kw == "CMD" {
+                    Command::Cmd(form)
+                } else {
+                    Command::Entrypoint(form)
+                }
+            }
+            "SHELL" => match self.form(line, rest)? {
                 Form::Exec(v) if !v.is_empty() => Command::Shell(v),
                 _ => {
                     return Err(self.err(
@@ -138,13 +151,21 @@ impl Parser {
                 if flags.iter().any(|f| f.name == "parents") {
                     return Err(self.err(line, format!("{kw} --parents is not supported yet")));
                 }
-                let args = self.form(rest);
+                // The here-document openers stand for their bodies, which are
+                // sources of their own.
+                let rest = if heredocs.is_empty() || rest.starts_with('[') {
+                    rest.to_string()
+                } else {
+                    let (_, opening) = super::heredoc::scan(&format!("{kw} {rest}"), self.escape);
+                    super::heredoc::without_openers(rest, self.escape, &opening)
+                };
+                let args = self.form(line, &rest)?;
                 let count = match &args {
                     Form::Exec(v) => v.len(),
                     Form::Shell(s) => s.split_whitespace().count(),
                 };
-                // A heredoc may stand in for the only source: `COPY <<EOF /dest`.
-                if count < 2 && (count != 1 || heredocs.is_empty()) {
+                // Here-documents are the sources of `COPY <<EOF /dest`.
+                if count + heredocs.len() < 2 || count == 0 {
                     return Err(self.err(
                         line,
                         format!("{kw} requires at least one source and a destination"),
@@ -176,10 +197,8 @@ impl Parser {
                 Command::Workdir(rest.to_string())
             }
             "USER" => {
+                // BuildKit takes the rest of the line (`USER name group` included).
                 need_args("a user")?;
-                if rest.split_whitespace().count() != 1 {
-                    return Err(self.err(line, "USER takes exactly one user[:group]"));
-                }
                 Command::User(rest.to_string())
             }
             "EXPOSE" => {
@@ -188,7 +207,7 @@ impl Parser {
             }
             "VOLUME" => {
                 need_args("at least one path")?;
-                Command::Volume(self.form(rest))
+                Command::Volume(self.form(line, rest)?)
             }
             "STOPSIGNAL" => {
                 need_args("a signal")?;
@@ -212,11 +231,12 @@ impl Parser {
                     None => (rest, ""),
                 };
                 let cmd = match word.to_ascii_uppercase().as_str() {
-                    "NONE" if cmd_rest.is_empty() && flags.is_empty() => None,
+                    // Options before NONE are accepted and mean nothing (BuildKit).
+                    "NONE" if cmd_rest.is_empty() => None,
                     "NONE" => {
                         return Err(self.err(line, "HEALTHCHECK NONE takes no other arguments"))
                     }
-                    "CMD" if !cmd_rest.is_empty() => Some(self.form(cmd_rest)),
+                    "CMD" if !cmd_rest.is_empty() => Some(self.form(line, cmd_rest)?),
                     _ => {
                         return Err(
                             self.err(line, "HEALTHCHECK takes [OPTIONS] CMD command, or NONE")
@@ -246,8 +266,16 @@ impl Parser {
                     ));
                 }
                 // Validate the trigger now so a typo fails at its own line.
-                self.instruction(line, rest, vec![])?;
-                Command::Onbuild(rest.to_string())
+                self.instruction(line, rest, heredocs.clone())?;
+                // A trigger keeps its here-documents' bodies on the lines after it,
+                // as the image config stores it.
+                let mut trigger = rest.to_string();
+                for h in &heredocs {
+                    trigger.push('\n');
+                    trigger.push_str(&h.content);
+                    trigger.push_str(&h.name);
+                }
+                Command::Onbuild(trigger)
             }
             "MAINTAINER" => {
                 need_args("a name")?;
@@ -257,7 +285,10 @@ impl Parser {
         })
     }
 
-    /// Leading `--name[=value]` words. Unknown flags are errors.
+    /// Leading `--name[=value]` words, as BuildKit reads them: names are
+    /// case-sensitive, quotes are removed from values (`--chown="1:1"`), an
+    /// escape character escapes the next one, and a bare `--` ends the flags.
+    /// Unknown flags are errors.
     fn flags<'a>(
         &self,
         line: usize,
@@ -271,28 +302,71 @@ impl Parser {
             if !rest.starts_with("--") {
                 break;
             }
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            let word = &rest[2..end];
+            // One word: up to unquoted whitespace, quotes removed.
+            let mut word = String::new();
+            let mut quote: Option<char> = None;
+            let mut end = rest.len();
+            let mut it = rest.char_indices();
+            while let Some((i, c)) = it.next() {
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    None if c.is_whitespace() => {
+                        end = i;
+                        break;
+                    }
+                    None if c == '"' || c == '\'' => quote = Some(c),
+                    _ if c == self.escape => {
+                        if let Some((_, n)) = it.next() {
+                            word.push(n);
+                        }
+                    }
+                    _ => word.push(c),
+                }
+            }
+            if quote.is_some() {
+                return Err(self.err(line, format!("{kw}: unterminated quote in a flag")));
+            }
+            rest = &rest[end..];
+            if word == "--" {
+                break;
+            }
+            let word = &word[2..];
             let (name, value) = match word.split_once('=') {
-                Some((n, v)) => (n.to_ascii_lowercase(), Some(v.to_string())),
-                None => (word.to_ascii_lowercase(), None),
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (word.to_string(), None),
             };
             if !allowed.contains(&name.as_str()) {
                 return Err(self.err(line, format!("unknown flag for {kw}: --{name}")));
             }
             flags.push(Flag { name, value });
-            rest = &rest[end..];
         }
         Ok((flags, rest.trim()))
     }
 
-    fn form(&self, rest: &str) -> Form {
+    /// Exec form (a JSON array of strings) or shell form. An array with
+    /// anything but strings is an error, never shell form; text that is not
+    /// JSON at all is shell form.
+    fn form(&self, line: usize, rest: &str) -> Result<Form, DockerfileError> {
         if rest.starts_with('[') {
-            if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
-                return Form::Exec(v);
+            if let Ok(serde_json::Value::Array(items)) =
+                serde_json::from_str::<serde_json::Value>(rest)
+            {
+                let mut out = Vec::new();
+                for item in items {
+                    match item {
+                        serde_json::Value::String(s) => out.push(s),
+                        other => {
+                            return Err(self.err(
+                                line,
+                                format!("a JSON array's items must be strings, not {other}"),
+                            ))
+                        }
+                    }
+                }
+                return Ok(Form::Exec(out));
             }
         }
-        Form::Shell(rest.to_string())
+        Ok(Form::Shell(rest.to_string()))
     }
 
     /// Split on unquoted whitespace, keeping quotes and escapes for word expansion.
@@ -392,11 +466,4 @@ fn flag_value(flags: &[Flag], name: &str) -> Option<String> {
         .rev()
         .find(|f| f.name == name)
         .map(|f| f.value.clone().unwrap_or_default())
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }

@@ -3,6 +3,11 @@
 //!
 //! - `$VAR`, `${VAR}`, `${VAR:-word}`, `${VAR-word}`, `${VAR:+word}`, `${VAR+word}`,
 //!   `${VAR:?message}`, `${VAR?message}`; the `word` is expanded in turn.
+//! - `${VAR#pat}`, `${VAR##pat}`, `${VAR%pat}`, `${VAR%%pat}`, `${VAR/pat/rep}` and
+//!   `${VAR//pat/rep}` with shell patterns (see [`super::glob`]).
+//! - `$1`...`$9`, `$@`, `$*`, `$#`, `$?`, `$$`, `$!`, `$-`, `$0` and their `${...}`
+//!   forms are never set: they expand to the empty string.
+//! - A trailing escape character is dropped.
 //! - Single quotes are literal; double quotes expand variables and treat the escape
 //!   character as an escape only before `$`, `"` and itself; outside quotes the
 //!   escape character makes the next character literal.
@@ -37,6 +42,16 @@ impl Lexer {
         Ok(st.finish().join(""))
     }
 
+    /// Expand a here-document body with the here-document rules (POSIX 2.7.4):
+    /// quotes are ordinary characters, and a backslash escapes only `$`, `` ` ``,
+    /// `\` and a newline (which it joins to the next line).
+    pub fn heredoc(&self, s: &str, vars: &Vars) -> Result<String, String> {
+        let mut st = State::new(s, '\\', vars, false);
+        st.heredoc = true;
+        st.run()?;
+        Ok(st.finish().join(""))
+    }
+
     /// Expand and split on unquoted whitespace.
     pub fn words(&self, s: &str, vars: &Vars) -> Result<Vec<String>, String> {
         let mut st = State::new(s, self.escape, vars, true);
@@ -56,7 +71,12 @@ struct State<'a> {
     started: bool,
     /// `${` nesting depth, bounded so hostile input cannot overflow the stack.
     depth: usize,
+    /// Here-document rules (see [`Lexer::heredoc`]).
+    heredoc: bool,
 }
+
+/// Special parameters (`$@`, `$#`, ...): empty in a Dockerfile, as `$1`...`$9`.
+const SPECIAL: &str = "@*#?$!-";
 
 /// Deepest `${...${...}}` nesting accepted.
 const MAX_DEPTH: usize = 64;
@@ -75,6 +95,7 @@ impl<'a> State<'a> {
             cur: String::new(),
             started: false,
             depth: 0,
+            heredoc: false,
         }
     }
 
@@ -104,13 +125,22 @@ impl<'a> State<'a> {
     fn run(&mut self) -> Result<(), String> {
         while let Some(c) = self.peek() {
             self.pos += 1;
-            if c == self.escape {
-                match self.peek() {
-                    Some(n) => {
+            if self.heredoc && c != '$' {
+                match (c, self.peek()) {
+                    ('\\', Some('\n')) => self.pos += 1,
+                    ('\\', Some(n @ ('$' | '`' | '\\'))) => {
                         self.pos += 1;
                         self.push(n);
                     }
-                    None => self.push(c),
+                    _ => self.push(c),
+                }
+                continue;
+            }
+            if c == self.escape {
+                // A trailing escape escapes nothing and is dropped (BuildKit).
+                if let Some(n) = self.peek() {
+                    self.pos += 1;
+                    self.push(n);
                 }
             } else if c == '\'' {
                 self.started = true;
@@ -209,6 +239,11 @@ impl<'a> State<'a> {
                 let name = self.name();
                 self.vars.get(&name).cloned().unwrap_or_default()
             }
+            // Positional and special parameters are never set in a Dockerfile.
+            Some(c) if c.is_ascii_digit() || SPECIAL.contains(c) => {
+                self.pos += 1;
+                String::new()
+            }
             _ => return Ok(None),
         };
         if so_far + value.len() > MAX_WORD {
@@ -231,15 +266,31 @@ impl<'a> State<'a> {
     }
 
     fn braced(&mut self) -> Result<String, String> {
-        let name = self.name();
+        let mut name = self.name();
         if name.is_empty() {
-            return Err("bad substitution: expected a variable name after ${".into());
+            // ${1}, ${10}, ${@}, ${#}...: never set.
+            match self.peek() {
+                Some(c) if c.is_ascii_digit() => {
+                    while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                        self.pos += 1;
+                    }
+                    name = "positional parameter".into();
+                }
+                Some(c) if SPECIAL.contains(c) && self.chars.get(self.pos + 1) == Some(&'}') => {
+                    self.pos += 1;
+                    name = format!("${c}");
+                }
+                _ => return Err("bad substitution: expected a variable name after ${".into()),
+            }
         }
         let value = self.vars.get(&name).cloned();
         let c = self.peek().ok_or("missing '}' in ${...}")?;
         self.pos += 1;
         if c == '}' {
             return Ok(value.unwrap_or_default());
+        }
+        if matches!(c, '#' | '%' | '/') {
+            return self.pattern_op(c, value.unwrap_or_default());
         }
         let (colon, op) = if c == ':' {
             let op = self.peek().ok_or("missing '}' in ${...}")?;
@@ -267,6 +318,74 @@ impl<'a> State<'a> {
                 }
             }
             other => Err(format!("unsupported modifier '{other}' in ${{{name}...}}")),
+        }
+    }
+
+    /// `${VAR#pat}`, `##`, `%`, `%%`, `/pat/rep` and `//pat/rep`, after the
+    /// operator's first character.
+    fn pattern_op(&mut self, op: char, value: String) -> Result<String, String> {
+        let twice = self.peek() == Some(op);
+        if twice {
+            self.pos += 1;
+        }
+        let (pat, stop) = self.until_pattern(op == '/')?;
+        let pat = super::glob::Pattern::compile(&pat);
+        match op {
+            '#' => pat.strip_prefix(&value, twice),
+            '%' => pat.strip_suffix(&value, twice),
+            _ => {
+                let rep = if stop == '/' {
+                    self.until_brace()?
+                } else {
+                    String::new()
+                };
+                pat.replace(&value, &rep, twice)
+            }
+        }
+    }
+
+    /// A pattern up to `}` (or `/` with `slash`): each character marked
+    /// active (may be a glob character) or literal (quoted or escaped). What a
+    /// `$VAR` inside it expands to is active, as in the shell.
+    fn until_pattern(&mut self, slash: bool) -> Result<(Vec<(char, bool)>, char), String> {
+        let mut out: Vec<(char, bool)> = Vec::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err("missing '}' in ${...}".into());
+            };
+            self.pos += 1;
+            if c == '}' || (slash && c == '/') {
+                return Ok((out, c));
+            } else if c == self.escape {
+                if let Some(n) = self.peek() {
+                    self.pos += 1;
+                    out.push((n, false));
+                }
+            } else if c == '\'' {
+                loop {
+                    match self.peek() {
+                        None => return Err("unterminated single quote".into()),
+                        Some('\'') => {
+                            self.pos += 1;
+                            break;
+                        }
+                        Some(n) => {
+                            self.pos += 1;
+                            out.push((n, false));
+                        }
+                    }
+                }
+            } else if c == '"' {
+                let q = self.double_quoted()?;
+                out.extend(q.chars().map(|c| (c, false)));
+            } else if c == '$' {
+                match self.dollar(out.len())? {
+                    Some(v) => out.extend(v.chars().map(|c| (c, true))),
+                    None => out.push(('$', false)),
+                }
+            } else {
+                out.push((c, true));
+            }
         }
     }
 
@@ -363,7 +482,7 @@ mod tests {
         assert_eq!(w("\"two words\""), "two words");
         assert_eq!(w("$"), "$");
         assert_eq!(w("a$"), "a$");
-        assert_eq!(w("$1"), "$1");
+        assert_eq!(w("$1"), "");
         let bt = Lexer::new('`');
         assert_eq!(bt.word("c:\\dir`$A", &vars()).unwrap(), "c:\\dir$A");
     }

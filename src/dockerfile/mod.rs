@@ -1,6 +1,8 @@
 //! Everything about the Dockerfile language: parsing, word expansion and `.dockerignore`.
 //! Nothing here touches the filesystem of a build or the network.
 
+mod glob;
+pub mod heredoc;
 pub mod ignore;
 mod instruction;
 pub mod lex;

@@ -167,24 +167,28 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
 }
 
 /// Parse one instruction line (used for ONBUILD triggers), reported at `line`.
+/// A trigger with a here-document holds its body on the lines after it.
 pub fn parse_line(
     file: &str,
     line: usize,
     text: &str,
     escape: char,
 ) -> Result<Instruction, DockerfileError> {
-    let p = Parser {
-        file: file.to_string(),
-        lines: vec![],
-        pos: 0,
-        escape,
-    };
-    p.instruction(line, text, vec![])
+    let mut p = Parser::new(file, text);
+    p.escape = escape;
+    p.pos = 1;
+    let first = p.lines.first().cloned().unwrap_or_default();
+    let (markers, _) = super::heredoc::scan(&first, escape);
+    let heredocs = p.read_heredocs(line, &markers)?;
+    p.instruction(line, first.trim(), heredocs)
 }
 
 pub(super) struct Parser {
     pub(super) file: String,
+    /// Lines without their `\r`.
     pub(super) lines: Vec<String>,
+    /// Lines as written, for here-document bodies (which keep a `\r`).
+    raw: Vec<String>,
     pub(super) pos: usize,
     pub(super) escape: char,
 }
@@ -196,13 +200,15 @@ fn is_comment(line: &str) -> bool {
 impl Parser {
     fn new(file: &str, text: &str) -> Parser {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let lines = text
-            .split('\n')
+        let raw: Vec<String> = text.split('\n').map(str::to_string).collect();
+        let lines = raw
+            .iter()
             .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
             .collect();
         Parser {
             file: file.to_string(),
             lines,
+            raw,
             pos: 0,
             escape: '\\',
         }
@@ -245,9 +251,15 @@ impl Parser {
                     None => break,
                 }
             }
-            let heredoc_names = heredoc_markers(&logical, self.escape);
-            let heredocs = self.read_heredocs(start, &heredoc_names)?;
+            let (markers, _) = super::heredoc::scan(&logical, self.escape);
+            let heredocs = self.read_heredocs(start, &markers)?;
             instructions.push(self.instruction(start, logical.trim(), heredocs)?);
+        }
+        if instructions.is_empty() {
+            return Err(self.err(
+                1,
+                "the Dockerfile has no instructions (it is empty or only comments)",
+            ));
         }
         Ok(Dockerfile {
             file: self.file,
@@ -281,6 +293,8 @@ impl Parser {
                 ));
             }
             match key.as_str() {
+                // `# escape=` with no value is a comment, and ends the directives.
+                "escape" if value.is_empty() => break,
                 "escape" => {
                     self.escape = match value {
                         "\\" => '\\',
@@ -306,29 +320,46 @@ impl Parser {
 
     /// If `line` ends with the escape character (then optional spaces), return it
     /// without that tail.
+    /// An escaped escape character (`C:\\` with `\`) does not continue the line.
     fn strip_continuation(&self, line: &str) -> Option<String> {
         let trimmed = line.trim_end_matches([' ', '\t']);
-        trimmed.strip_suffix(self.escape).map(|s| s.to_string())
+        let escapes = trimmed
+            .chars()
+            .rev()
+            .take_while(|c| *c == self.escape)
+            .count();
+        if escapes % 2 == 1 {
+            trimmed.strip_suffix(self.escape).map(|s| s.to_string())
+        } else {
+            None
+        }
     }
 
     fn read_heredocs(
         &mut self,
         start: usize,
-        markers: &[(String, bool, bool)],
+        markers: &[super::heredoc::Marker],
     ) -> Result<Vec<Heredoc>, DockerfileError> {
         let mut out = Vec::new();
-        for (name, strip_tabs, expand) in markers {
+        for m in markers {
+            let (name, strip_tabs, expand) = (&m.name, &m.strip_tabs, &m.expand);
             let mut content = String::new();
             let mut found = false;
             while self.pos < self.lines.len() {
-                let raw = self.lines[self.pos].clone();
+                // The body keeps a CRLF file's `\r`; the delimiter line ends
+                // without it.
+                let raw = self.raw[self.pos].clone();
+                let bare = self.lines[self.pos].clone();
                 self.pos += 1;
-                let line = if *strip_tabs {
-                    raw.trim_start_matches('\t').to_string()
+                let (line, bare) = if *strip_tabs {
+                    (
+                        raw.trim_start_matches('\t').to_string(),
+                        bare.trim_start_matches('\t').to_string(),
+                    )
                 } else {
-                    raw
+                    (raw, bare)
                 };
-                if line == *name {
+                if bare == *name {
                     found = true;
                     break;
                 }
@@ -349,87 +380,6 @@ impl Parser {
         }
         Ok(out)
     }
-}
-
-/// Find `<<[-]["']NAME["']` heredoc markers in an instruction's text. Returns
-/// (name, strip leading tabs, expand variables). A `<<` inside quotes or a JSON
-/// array is not a heredoc.
-fn heredoc_markers(text: &str, escape: char) -> Vec<(String, bool, bool)> {
-    let upper: String = text
-        .chars()
-        .take(4)
-        .collect::<String>()
-        .to_ascii_uppercase();
-    let kw_len = if upper.starts_with("RUN") || upper.starts_with("ADD") {
-        3
-    } else if text
-        .get(..4)
-        .is_some_and(|k| k.eq_ignore_ascii_case("COPY"))
-    {
-        4
-    } else {
-        return vec![];
-    };
-    let rest = text[kw_len..].trim_start();
-    if rest.starts_with('[') {
-        return vec![];
-    }
-    let chars: Vec<char> = rest.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut quote: Option<char> = None;
-    while i < chars.len() {
-        let c = chars[i];
-        if let Some(q) = quote {
-            if c == q {
-                quote = None;
-            }
-            i += 1;
-            continue;
-        }
-        if c == escape {
-            i += 2;
-            continue;
-        }
-        if c == '\'' || c == '"' {
-            quote = Some(c);
-            i += 1;
-            continue;
-        }
-        if c == '<' && chars.get(i + 1) == Some(&'<') && chars.get(i + 2) != Some(&'<') {
-            let mut j = i + 2;
-            let strip = chars.get(j) == Some(&'-');
-            if strip {
-                j += 1;
-            }
-            let q = match chars.get(j) {
-                Some('"') | Some('\'') => {
-                    j += 1;
-                    Some(chars[j - 1])
-                }
-                _ => None,
-            };
-            let start = j;
-            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || "_.-".contains(chars[j]))
-            {
-                j += 1;
-            }
-            if j > start {
-                let name: String = chars[start..j].iter().collect();
-                let closed = match q {
-                    Some(qc) => chars.get(j) == Some(&qc),
-                    None => true,
-                };
-                if closed {
-                    out.push((name, strip, q.is_none()));
-                    i = j + usize::from(q.is_some());
-                    continue;
-                }
-            }
-        }
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -42,14 +42,6 @@ pub fn prepare(
             .collect::<Result<Vec<_>>>()?,
         Form::Shell(s) => plan.words(line, s, &vars)?,
     };
-    let heredoc_names: Vec<String> = c.heredocs.iter().map(|h| h.name.clone()).collect();
-    words.retain(|w| {
-        let n = w
-            .trim_start_matches("<<")
-            .trim_start_matches('-')
-            .trim_matches(['"', '\'']);
-        !(w.starts_with("<<") && heredoc_names.iter().any(|h| h == n))
-    });
     let dest_raw = words
         .pop()
         .ok_or_else(|| plan.err(line, format!("{kw} needs a destination")))?;
@@ -66,13 +58,11 @@ pub fn prepare(
         .heredocs
         .iter()
         .map(|h| {
-            // An unquoted delimiter expands variables in the body, as inside double quotes.
+            // An unquoted delimiter expands the body with the here-document rules.
             let content = if h.expand {
-                plan.word(
-                    line,
-                    &format!("\"{}\"", h.content.replace('"', "\\\"")),
-                    &vars,
-                )
+                plan.lexer
+                    .heredoc(&h.content, &vars)
+                    .map_err(|e| plan.err(line, e))
             } else {
                 Ok(h.content.clone())
             };

@@ -452,6 +452,7 @@ impl<'a> Engine<'a> {
             return Err(self.plan.err(ins.line, "not an ARG"));
         };
         for kv in kvs {
+            let kv = &self.plan.arg_key(ins.line, kv, &stage.vars())?;
             let (value, used) = self.plan.stage_arg(ins.line, kv, &stage.vars())?;
             if used {
                 self.used_args.insert(kv.key.clone());

@@ -128,6 +128,7 @@ impl Plan {
                 }
                 Command::Arg(kvs) if plan.stages.is_empty() => {
                     for kv in kvs {
+                        let kv = &plan.arg_key(ins.line, kv, &plan.meta_vars())?;
                         let default = match &kv.value {
                             Some(v) => Some(plan.word(ins.line, v, &plan.meta_vars())?),
                             None => None,
@@ -334,6 +335,22 @@ impl Plan {
     /// default (expanded with the stage's variables), else the meta ARG of that
     /// name, else the automatic platform ARG. The flag says a `--build-arg` was
     /// used.
+    ///
+    /// An ARG's key is expanded first (`ARG ${name}=v`), as BuildKit does.
+    pub fn arg_key(&self, line: usize, kv: &KeyValue, vars: &Vars) -> Result<KeyValue> {
+        if !kv.key.contains('$') {
+            return Ok(kv.clone());
+        }
+        let key = self.word(line, &kv.key, vars)?;
+        if key.is_empty() {
+            return Err(self.err(line, format!("ARG {}: the name expands to nothing", kv.key)));
+        }
+        Ok(KeyValue {
+            key,
+            value: kv.value.clone(),
+        })
+    }
+
     pub fn stage_arg(
         &self,
         line: usize,

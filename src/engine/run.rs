@@ -14,6 +14,10 @@ use crate::layer::BuiltLayer;
 use anyhow::{anyhow, Result};
 use std::time::Instant;
 
+/// Where a `#!` here-document's script is for its step (removed afterwards,
+/// like every mount).
+pub const HEREDOC_SCRIPT: &str = "/.kiln-heredoc-script";
+
 /// A RUN as planned: its command line and what it runs with, from the stage
 /// state at its position.
 pub struct RunPrep {
@@ -25,6 +29,9 @@ pub struct RunPrep {
     pub mount_from: Vec<Option<SourceKey>>,
     /// What the mounts add to the cache key (set by the engine).
     pub mount_keys: Vec<String>,
+    /// A `#!` here-document, given to its interpreter as a file at
+    /// [`HEREDOC_SCRIPT`].
+    pub script: Option<String>,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub user: String,
@@ -226,13 +233,30 @@ pub fn prepare(
             }
         }
     }
+    let mut script = None;
     let argv = match cmd {
         Form::Exec(v) if v.is_empty() => return Err(plan.err(line, "RUN [] is an empty command")),
         Form::Exec(v) => v.clone(),
+        Form::Shell(s)
+            if heredocs.len() == 1
+                && heredocs[0].content.starts_with("#!")
+                && crate::dockerfile::heredoc::only_openers(s, plan.lexer.escape) =>
+        {
+            // `RUN <<EOF` whose body starts with `#!`: run with that
+            // interpreter, the body as a script file (Docker's documented rule).
+            let content = &heredocs[0].content;
+            let first = content.lines().next().unwrap_or("");
+            let mut v: Vec<String> = first[2..].split_whitespace().map(str::to_string).collect();
+            if v.is_empty() {
+                return Err(plan.err(line, "RUN <<: the #! line names no interpreter"));
+            }
+            v.push(HEREDOC_SCRIPT.to_string());
+            script = Some(content.clone());
+            v
+        }
         Form::Shell(s) => {
             let only_heredoc = heredocs.len() == 1
-                && s.split_whitespace().count() == 1
-                && s.trim_start().starts_with("<<");
+                && crate::dockerfile::heredoc::only_openers(s, plan.lexer.escape);
             let script = if only_heredoc {
                 // `RUN <<EOF`: the heredoc is the script.
                 heredocs[0].content.clone()
@@ -253,6 +277,7 @@ pub fn prepare(
     };
     Ok(RunPrep {
         network_none,
+        script,
         mount_from: vec![None; mounts.len()],
         mounts,
         mount_keys: vec![],
@@ -290,8 +315,19 @@ impl Runner {
         } = step;
         let line = ins.line;
         let mode = self.isolation_mode(sess, plan, line)?;
-        let (mounts, secret_env) =
+        let (mut mounts, secret_env) =
             super::mount_sources::resolve_mounts(sess, plan, line, &prep.mounts, roots)?;
+        if let Some(script) = &prep.script {
+            mounts.push(crate::exec::mounts::Mount {
+                target: HEREDOC_SCRIPT.to_string(),
+                source: crate::exec::mounts::Source::Secret {
+                    data: script.clone().into_bytes(),
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
+            });
+        }
         let t_rootfs = Instant::now();
         sess.materialize(stage).await?;
         let rootfs_time = t_rootfs.elapsed();

@@ -190,6 +190,9 @@ impl StepCache {
         if !prep.mount_keys.is_empty() {
             k.str("mounts").list(&prep.mount_keys);
         }
+        if let Some(script) = &prep.script {
+            k.str("script").str(script);
+        }
         Some(k.finish())
     }
 

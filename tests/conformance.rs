@@ -1,0 +1,361 @@
+//! Conformance tables: each case gives the input, the result BuildKit gives (or
+//! its error), and where that behaviour is written down. Written from the
+//! documented behaviour (Dockerfile reference, POSIX Shell Command Language),
+//! never copied from another project's test files.
+
+use kiln::dockerfile::lex::{Lexer, Vars};
+
+fn vars() -> Vars {
+    [
+        ("A", "apple"),
+        ("P", "a/b/c"),
+        ("TARGETPLATFORM", "linux/amd64"),
+        ("ARM", "linux/arm64/v8"),
+        ("EMPTY", ""),
+        ("F", "foo.tar.gz"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+const REF: &str = "Dockerfile reference, Environment replacement";
+const POSIX: &str = "POSIX 2.6.2 Parameter Expansion";
+const POSIX_SP: &str = "POSIX 2.5.2 Special Parameters (never set in a Dockerfile)";
+const POSIX_PAT: &str = "POSIX 2.13 Pattern Matching Notation";
+
+/// (word, expected expansion, source)
+const WORDS: &[(&str, &str, &str)] = &[
+    ("$A", "apple", REF),
+    ("${A}s", "apples", REF),
+    ("${UNSET:-x}", "x", REF),
+    ("${EMPTY:-x}", "x", POSIX),
+    ("${EMPTY-x}", "", POSIX),
+    ("${A:+x}", "x", REF),
+    ("${UNSET:+x}", "", REF),
+    ("${EMPTY+x}", "x", POSIX),
+    // Prefix and suffix removal.
+    ("${TARGETPLATFORM#linux/amd64}", "", REF),
+    ("${ARM#linux/amd64}", "linux/arm64/v8", REF),
+    ("${P#*/}", "b/c", REF),
+    ("${P##*/}", "c", REF),
+    ("${P%/*}", "a/b", REF),
+    ("${P%%/*}", "a", REF),
+    ("${F%.*}", "foo.tar", POSIX),
+    ("${F%%.*}", "foo", POSIX),
+    ("${F#*.}", "tar.gz", POSIX),
+    ("${A#x}", "apple", POSIX),
+    ("${UNSET#a}", "", POSIX),
+    ("${A#a?p}", "le", POSIX_PAT),
+    ("${A#[a-c]}", "pple", POSIX_PAT),
+    ("${A#[!a]}", "apple", POSIX_PAT),
+    ("${A#\"a\"*}", "pple", POSIX_PAT),
+    ("${A#\\*}", "apple", POSIX_PAT),
+    // Replacement.
+    ("${A/p/P}", "aPple", REF),
+    ("${A//p/P}", "aPPle", REF),
+    ("${P//\\//-}", "a-b-c", REF),
+    ("${A/p*/X}", "aX", REF),
+    ("${A/z/X}", "apple", REF),
+    ("${A/p}", "aple", REF),
+    // Positional and special parameters.
+    ("Costs $5", "Costs ", POSIX_SP),
+    ("${@}", "", POSIX_SP),
+    ("$@", "", POSIX_SP),
+    ("a$*b", "ab", POSIX_SP),
+    ("$#", "", POSIX_SP),
+    ("${#}", "", POSIX_SP),
+    ("$?x", "x", POSIX_SP),
+    ("a$$b", "ab", POSIX_SP),
+    ("$!", "", POSIX_SP),
+    ("$-", "", POSIX_SP),
+    ("$0", "", POSIX_SP),
+    ("${1}", "", POSIX_SP),
+    ("${10}", "", POSIX_SP),
+    ("${1:-d}", "d", POSIX_SP),
+    // The escape character.
+    (
+        "hello\\",
+        "hello",
+        "BuildKit: a trailing escape escapes nothing",
+    ),
+    ("\\$A", "$A", REF),
+    ("'$A'", "$A", REF),
+    ("\"$A\"", "apple", REF),
+    ("$", "$", REF),
+];
+
+#[test]
+fn word_expansion_matches_the_table() {
+    let lx = Lexer::default();
+    let v = vars();
+    let mut bad = Vec::new();
+    for (word, want, source) in WORDS {
+        match lx.word(word, &v) {
+            Ok(got) if got == *want => {}
+            other => bad.push(format!("{word:?}: want {want:?} ({source}), got {other:?}")),
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// (word, part of the error, source)
+const WORD_ERRORS: &[(&str, &str, &str)] = &[
+    ("${UNSET:?must be set}", "must be set", POSIX),
+    ("${A", "missing '}'", REF),
+    ("${}", "bad substitution", POSIX),
+    ("${A#x", "missing '}'", REF),
+];
+
+#[test]
+fn word_expansion_errors_match_the_table() {
+    let lx = Lexer::default();
+    for (word, want, source) in WORD_ERRORS {
+        let err = lx.word(word, &vars()).expect_err(word);
+        assert!(
+            err.contains(want),
+            "{word:?}: want {want:?} ({source}), got {err:?}"
+        );
+    }
+}
+
+use kiln::dockerfile::parse::{parse, Command, Dockerfile, Form};
+
+fn df(text: &str) -> Result<Dockerfile, String> {
+    parse("Dockerfile", text).map_err(|e| e.to_string())
+}
+
+const PARSER: &str = "Dockerfile reference, Format / Parser directives";
+const HEREDOC: &str = "Dockerfile reference, Here-Documents; POSIX 2.7.4";
+const FLAGS: &str = "BuildKit instruction flags";
+
+/// (Dockerfile, what must hold, source)
+type Check = fn(&Result<Dockerfile, String>) -> bool;
+
+fn n(d: &Result<Dockerfile, String>) -> usize {
+    d.as_ref().map(|d| d.instructions.len()).unwrap_or(0)
+}
+
+fn cmd(d: &Result<Dockerfile, String>, i: usize) -> Option<&Command> {
+    d.as_ref()
+        .ok()
+        .and_then(|d| d.instructions.get(i))
+        .map(|i| &i.command)
+}
+
+fn err_has(d: &Result<Dockerfile, String>, s: &str) -> bool {
+    d.as_ref().err().is_some_and(|e| e.contains(s))
+}
+
+fn run_heredoc(d: &Result<Dockerfile, String>, i: usize) -> Option<(String, String, bool)> {
+    match cmd(d, i) {
+        Some(Command::Run { heredocs, .. }) => heredocs
+            .first()
+            .map(|h| (h.name.clone(), h.content.clone(), h.expand)),
+        _ => None,
+    }
+}
+
+const PARSE: &[(&str, Check, &str)] = &[
+    // An escaped escape at the end of a line ends the line.
+    (
+        "FROM scratch\nENV C trailing\\\\\nUSER 1\n",
+        |d| n(d) == 3,
+        PARSER,
+    ),
+    (
+        "# escape=`\nFROM scratch\nENV P C:\\tools``\nUSER 1\n",
+        |d| n(d) == 3,
+        PARSER,
+    ),
+    (
+        "FROM scratch\nENV C con\\\ntinued\nUSER 1\n",
+        |d| n(d) == 3,
+        PARSER,
+    ),
+    // Here-document delimiters, found as a shell finds them.
+    (
+        "FROM scratch\nRUN << EOF\necho hi\nEOF\n",
+        |d| run_heredoc(d, 1) == Some(("EOF".into(), "echo hi\n".into(), true)),
+        HEREDOC,
+    ),
+    (
+        "FROM scratch\nRUN cat <<E\"O\"F\n$X\nEOF\n",
+        |d| run_heredoc(d, 1) == Some(("EOF".into(), "$X\n".into(), false)),
+        HEREDOC,
+    ),
+    (
+        "FROM scratch\nRUN cat <<'one two'\nx\none two\n",
+        |d| run_heredoc(d, 1).is_some_and(|h| h.0 == "one two"),
+        HEREDOC,
+    ),
+    (
+        "FROM scratch\nRUN cat <<$EOF\nx\n$EOF\n",
+        |d| run_heredoc(d, 1).is_some_and(|h| h.0 == "$EOF"),
+        HEREDOC,
+    ),
+    (
+        "FROM scratch\nRUN echo $((1<<2))\nUSER 1\n",
+        |d| n(d) == 3 && run_heredoc(d, 1).is_none(),
+        HEREDOC,
+    ),
+    (
+        "FROM scratch\nRUN cat <<<word\nUSER 1\n",
+        |d| n(d) == 3 && run_heredoc(d, 1).is_none(),
+        HEREDOC,
+    ),
+    (
+        "FROM scratch\r\nRUN cat <<EOF\r\nline\r\nEOF\r\nUSER 1\r\n",
+        |d| run_heredoc(d, 1).is_some_and(|h| h.1 == "line\r\n") && n(d) == 3,
+        HEREDOC,
+    ),
+    (
+        "FROM scratch\nONBUILD RUN <<EOF\necho on-build\nEOF\nUSER 1\n",
+        |d| {
+            matches!(cmd(d, 1), Some(Command::Onbuild(t)) if t == "RUN <<EOF\necho on-build\nEOF")
+                && n(d) == 3
+        },
+        HEREDOC,
+    ),
+    (
+        "FROM scratch\nCOPY << EOF /dest\nbody\nEOF\n",
+        |d| matches!(cmd(d, 1), Some(Command::Copy(c)) if c.args == Form::Shell("/dest".into()) && c.heredocs.len() == 1),
+        HEREDOC,
+    ),
+    // Flags.
+    (
+        "FROM scratch\nCOPY --chown=\"1:2\" a /b\n",
+        |d| matches!(cmd(d, 1), Some(Command::Copy(c)) if c.chown.as_deref() == Some("1:2")),
+        FLAGS,
+    ),
+    (
+        "FROM scratch\nCOPY --FROM=x a /b\n",
+        |d| err_has(d, "unknown flag for COPY: --FROM"),
+        FLAGS,
+    ),
+    (
+        "FROM scratch\nCOPY -- --odd /b\n",
+        |d| matches!(cmd(d, 1), Some(Command::Copy(c)) if c.args == Form::Shell("--odd /b".into())),
+        FLAGS,
+    ),
+    (
+        "FROM scratch\nCMD --foo x\n",
+        |d| err_has(d, "Dockerfile:2: CMD takes no flags: --foo"),
+        FLAGS,
+    ),
+    (
+        "FROM scratch\nENTRYPOINT --foo x\n",
+        |d| err_has(d, "ENTRYPOINT takes no flags"),
+        FLAGS,
+    ),
+    // JSON arrays hold strings.
+    (
+        "FROM scratch\nCMD [\"sleep\", 5]\n",
+        |d| err_has(d, "Dockerfile:2: a JSON array's items must be strings"),
+        "Dockerfile reference, Shell and exec form",
+    ),
+    (
+        "FROM scratch\nCMD [[\"a\"]]\n",
+        |d| err_has(d, "must be strings"),
+        "Dockerfile reference, Shell and exec form",
+    ),
+    (
+        "FROM scratch\nCMD [not json\n",
+        |d| matches!(cmd(d, 1), Some(Command::Cmd(Form::Shell(_)))),
+        "Dockerfile reference, Shell and exec form",
+    ),
+    // Empty files.
+    ("", |d| err_has(d, "no instructions"), PARSER),
+    (
+        "# just a comment\n\n",
+        |d| err_has(d, "Dockerfile:1: the Dockerfile has no instructions"),
+        PARSER,
+    ),
+    // What BuildKit accepts.
+    (
+        "ARG ${name}=v\nFROM scratch\n",
+        |d| n(d) == 2,
+        "BuildKit: ARG keys are expanded",
+    ),
+    (
+        "FROM scratch\nARG 1FOO=bar\n",
+        |d| n(d) == 2,
+        "BuildKit: ARG names",
+    ),
+    (
+        "FROM scratch\nRUN\n",
+        |d| matches!(cmd(d, 1), Some(Command::Run { cmd: Form::Shell(s), .. }) if s.is_empty()),
+        "BuildKit: a bare RUN",
+    ),
+    (
+        "FROM scratch\nUSER name group\n",
+        |d| matches!(cmd(d, 1), Some(Command::User(u)) if u == "name group"),
+        "BuildKit: USER takes the line",
+    ),
+    (
+        "FROM scratch\nHEALTHCHECK --interval=5s NONE\n",
+        |d| matches!(cmd(d, 1), Some(Command::Healthcheck(h)) if h.cmd.is_none()),
+        "BuildKit: HEALTHCHECK NONE",
+    ),
+    (
+        "# escape=\nFROM scratch\n",
+        |d| d.as_ref().is_ok_and(|d| d.escape == '\\'),
+        PARSER,
+    ),
+];
+
+#[test]
+fn the_parser_matches_the_table() {
+    let mut bad = Vec::new();
+    for (text, check, source) in PARSE {
+        let d = df(text);
+        if !check(&d) {
+            bad.push(format!("{text:?} ({source}): got {d:?}"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n\n"));
+}
+
+#[test]
+fn copy_heredoc_bodies_expand_with_here_document_rules() {
+    let lx = Lexer::default();
+    let v = vars();
+    // Quotes are ordinary characters in a here-document; \" stays as written.
+    assert_eq!(
+        lx.heredoc("echo \\\"quoted\\\" $A\n", &v).unwrap(),
+        "echo \\\"quoted\\\" apple\n"
+    );
+    assert_eq!(
+        lx.heredoc("'$A' \"$A\"\n", &v).unwrap(),
+        "'apple' \"apple\"\n"
+    );
+    assert_eq!(lx.heredoc("\\$A \\\\ \\`\n", &v).unwrap(), "$A \\ `\n");
+    assert_eq!(lx.heredoc("a\\\nb\n", &v).unwrap(), "ab\n");
+}
+
+#[test]
+fn no_line_with_multibyte_characters_panics_the_parser() {
+    let pieces = [
+        "€", "é", "日本", "🦀", "\u{feff}", "\\", "`", "<<", "\"", "'", "[", "--", "=", "$",
+    ];
+    for kw in [
+        "FROM",
+        "RUN",
+        "COPY",
+        "ENV",
+        "ARG",
+        "LABEL",
+        "HEALTHCHECK",
+        "ONBUILD",
+        "USER",
+    ] {
+        for a in pieces {
+            for b in pieces {
+                let text = format!("FROM scratch\n{kw} {a}x{b} {b}{a}\n");
+                let _ = parse("Dockerfile", &text);
+                let text = format!("{a}{kw}{b}\n");
+                let _ = parse("Dockerfile", &text);
+            }
+        }
+    }
+}
