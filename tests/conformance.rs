@@ -359,3 +359,123 @@ fn no_line_with_multibyte_characters_panics_the_parser() {
         }
     }
 }
+
+use kiln::dockerfile::ignore::Ignore;
+
+const IGN: &str = "Dockerfile reference, .dockerignore file (Go filepath.Match plus **)";
+
+/// (.dockerignore, path, ignored?, source)
+const IGNORE: &[(&str, &str, bool, &str)] = &[
+    ("{a,b}.txt", "{a,b}.txt", true, IGN),
+    (
+        "{a,b}.txt",
+        "a.txt",
+        false,
+        "Go filepath.Match: {} is not alternation",
+    ),
+    (
+        "[!a]x",
+        "!x",
+        true,
+        "Go filepath.Match: [!a] is the class of ! and a",
+    ),
+    (
+        "[!a]x",
+        "ax",
+        true,
+        "Go filepath.Match: [!a] is the class of ! and a",
+    ),
+    (
+        "[!a]x",
+        "bx",
+        false,
+        "Go filepath.Match: [!a] is the class of ! and a",
+    ),
+    ("[^a].txt", "b.txt", true, "Go filepath.Match: [^a] negates"),
+    (
+        "[^a].txt",
+        "a.txt",
+        false,
+        "Go filepath.Match: [^a] negates",
+    ),
+    (
+        "[^a].txt",
+        "é.txt",
+        true,
+        "Go filepath.Match: one character, not one byte",
+    ),
+    (
+        "?.txt",
+        "é.txt",
+        true,
+        "Go filepath.Match: one character, not one byte",
+    ),
+    ("?.txt", "ab.txt", false, IGN),
+    ("**.log", "x.log", true, IGN),
+    ("**.log", "a/b/c.log", true, IGN),
+    ("**/node_modules", "node_modules", true, IGN),
+    ("**/node_modules", "web/node_modules/x.js", true, IGN),
+    ("logs/**", "logs/2024/x", true, IGN),
+    ("*/temp*", "somedir/temporary.txt", true, IGN),
+    ("*/temp*", "temporary.txt", false, IGN),
+    ("  #x", "#x", true, IGN),
+    ("#x", "#x", false, IGN),
+    ("docs", "docs/a/b.md", true, IGN),
+    ("docs\n!docs/keep.md", "docs/keep.md", false, IGN),
+    (
+        "*.md\n!README*.md\nREADME-secret.md",
+        "README-secret.md",
+        true,
+        IGN,
+    ),
+    ("a|b", "a|b", true, IGN),
+    ("a+", "a+", true, IGN),
+    ("a.c", "abc", false, IGN),
+    ("lit\\*", "lit*", true, IGN),
+    ("lit\\*", "litx", false, IGN),
+    ("[]]x", "]x", true, IGN),
+    (
+        "[a&&b]",
+        "&",
+        true,
+        "Go filepath.Match: no class intersection",
+    ),
+];
+
+#[test]
+fn dockerignore_matches_the_table() {
+    let mut bad = Vec::new();
+    for (text, path, want, source) in IGNORE {
+        match Ignore::parse(".dockerignore", text) {
+            Ok(i) if i.is_ignored(path) == *want => {}
+            Ok(_) => bad.push(format!(
+                "{text:?} on {path:?}: want ignored={want} ({source})"
+            )),
+            Err(e) => bad.push(format!("{text:?}: {e} ({source})")),
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn dockerignore_errors_name_the_line() {
+    for (text, want) in [
+        ("ok\n!\n", ".dockerignore:2"),
+        ("[z-a]\n", ".dockerignore:1"),
+        ("ok\n[abc\n", ".dockerignore:2"),
+    ] {
+        let err = Ignore::parse(".dockerignore", text)
+            .expect_err(text)
+            .to_string();
+        assert!(err.starts_with(want), "{text:?}: {err}");
+    }
+    // Pathological patterns are errors or plain matches, never a panic or a hang.
+    for text in [
+        "*".repeat(100_000),
+        "[".repeat(10_000),
+        "**/".repeat(20_000),
+        "?".repeat(200_000),
+    ] {
+        let _ = Ignore::parse(".dockerignore", &text).map(|i| i.is_ignored("a/b/c"));
+    }
+}

@@ -1,19 +1,41 @@
-//! `.dockerignore` matching with Docker's semantics.
+//! `.dockerignore` matching with Docker's semantics: Go's `filepath.Match`
+//! rules plus `**`, compiled to a regular expression the way
+//! moby/patternmatcher does it.
 //!
-//! - One pattern per line; blank lines and lines starting with `#` are skipped;
-//!   surrounding whitespace is trimmed.
+//! - One pattern per line; a line that starts with `#` is a comment (`  #x`, with
+//!   leading spaces, is a pattern); surrounding whitespace is trimmed; blank
+//!   lines are skipped.
 //! - Patterns are anchored at the context root (a leading `/` changes nothing) and
 //!   are cleaned like Go's `filepath.Clean`.
-//! - `*` and `?` do not cross `/`; `**` matches any number of directories, zero included.
-//! - `!pattern` re-includes what an earlier pattern excluded; the last match wins.
+//! - `*` and `?` match any characters (one character for `?`, not one byte)
+//!   except `/`; `**` matches any number of directories, zero included, and a
+//!   leading `**` (`**.log`) matches at any depth.
+//! - `[a-z]` and `[^a]` are classes (`[!a]` is the class of `!` and `a`, as in Go);
+//!   `{}`, `|`, `(`, `)`, `+` and `.` are literal; `\` escapes the next character.
+//! - `!pattern` re-includes what an earlier pattern excluded; the last match
+//!   wins. A bare `!` and an invalid class are errors.
 //! - A pattern that matches a directory matches everything below it.
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use regex::Regex;
 use std::path::Path;
+
+/// How a pattern matches, as patternmatcher decides it: literal patterns need
+/// no regular expression.
+#[derive(Debug, Clone)]
+enum Match {
+    /// The path is the pattern.
+    Exact(String),
+    /// `dir/**`: the path starts with `dir/`.
+    Prefix(String),
+    /// `**/name` or `**name` with no other wildcard: the path ends with it
+    /// (`**/name` also matches `name`).
+    Suffix(String),
+    Regex(Regex),
+}
 
 #[derive(Debug, Clone)]
 struct Pattern {
-    matcher: GlobSet,
+    matcher: Match,
     exclusion: bool,
 }
 
@@ -83,13 +105,27 @@ impl Ignore {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Ignore, IgnoreError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut patterns = Vec::new();
         for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+            // A comment only where the line itself starts with `#`.
+            if raw.starts_with('#') {
                 continue;
             }
+            let line = raw.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |reason: String| IgnoreError {
+                file: file.to_string(),
+                line: i + 1,
+                pattern: line.to_string(),
+                reason,
+            };
             let (exclusion, pat) = match line.strip_prefix('!') {
+                Some(p) if p.trim().is_empty() => {
+                    return Err(bad("a bare \"!\" excludes nothing".into()))
+                }
                 Some(p) => (true, p.trim()),
                 None => (false, line),
             };
@@ -98,12 +134,7 @@ impl Ignore {
                 // Docker ignores a pattern that cleans to the root.
                 continue;
             }
-            let matcher = compile(&cleaned).map_err(|reason| IgnoreError {
-                file: file.to_string(),
-                line: i + 1,
-                pattern: line.to_string(),
-                reason,
-            })?;
+            let matcher = compile(&cleaned).map_err(bad)?;
             patterns.push(Pattern { matcher, exclusion });
         }
         let has_exclusions = patterns.iter().any(|p| p.exclusion);
@@ -135,7 +166,21 @@ impl Ignore {
     }
 }
 
-fn matches_self_or_parent(m: &GlobSet, rel: &str) -> bool {
+impl Match {
+    fn is_match(&self, path: &str) -> bool {
+        match self {
+            Match::Exact(p) => path == p,
+            Match::Prefix(p) => path.starts_with(p.as_str()),
+            Match::Suffix(sfx) => {
+                path.ends_with(sfx.as_str())
+                    || sfx.strip_prefix('/').is_some_and(|bare| path == bare)
+            }
+            Match::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+fn matches_self_or_parent(m: &Match, rel: &str) -> bool {
     if m.is_match(rel) {
         return true;
     }
@@ -149,21 +194,142 @@ fn matches_self_or_parent(m: &GlobSet, rel: &str) -> bool {
     false
 }
 
-/// A one-pattern set rather than `Glob::compile_matcher`, which panics when the
-/// pattern's regex is too big; the set's build reports it as an error.
-fn compile(pattern: &str) -> Result<GlobSet, String> {
-    let glob = GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .empty_alternates(false)
+/// Compile a cleaned pattern the way patternmatcher does: `*` is `[^/]*`, `?`
+/// is `[^/]`, `**` is `(.*/)?` (or `.*` at the end), `.+()|{}$` are literal, `\`
+/// escapes, `[` and `]` keep their class meaning (Go's, so `[!a]` is not a
+/// negation). A pattern with no wildcard matches without a regex.
+fn compile(pattern: &str) -> Result<Match, String> {
+    #[derive(PartialEq)]
+    enum Kind {
+        Exact,
+        Prefix,
+        Suffix,
+        Regex,
+    }
+    let mut kind = Kind::Exact;
+    let mut re = String::from("^");
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    // Inside a class, Rust's regex gives `[`, `&&`, `--` and `~~` meanings Go's
+    // does not: they are escaped there.
+    let mut in_class = false;
+    let mut class_start = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let at = i;
+        i += 1;
+        if in_class {
+            match c {
+                ']' if at > class_start => {
+                    in_class = false;
+                    re.push(']');
+                }
+                '\\' => {
+                    re.push('\\');
+                    if let Some(n) = chars.get(i) {
+                        re.push(*n);
+                        i += 1;
+                    }
+                }
+                '[' | '&' | '~' => {
+                    re.push('\\');
+                    re.push(c);
+                }
+                '-' if chars.get(i) == Some(&'-') => re.push_str("\\-"),
+                _ => re.push(c),
+            }
+            continue;
+        }
+        match c {
+            '*' if chars.get(i) == Some(&'*') => {
+                i += 1;
+                if chars.get(i) == Some(&'/') {
+                    i += 1;
+                }
+                if i >= chars.len() {
+                    // `**` at the end: everything below.
+                    if kind == Kind::Exact {
+                        kind = Kind::Prefix;
+                    } else {
+                        re.push_str(".*");
+                        kind = Kind::Regex;
+                    }
+                } else {
+                    re.push_str("(.*/)?");
+                    kind = Kind::Regex;
+                }
+                if at == 0 {
+                    kind = Kind::Suffix;
+                }
+            }
+            '*' => {
+                re.push_str("[^/]*");
+                kind = Kind::Regex;
+            }
+            '?' => {
+                re.push_str("[^/]");
+                kind = Kind::Regex;
+            }
+            '.' | '+' | '(' | ')' | '|' | '{' | '}' | '$' | '^' | '#' | ' ' => {
+                re.push('\\');
+                re.push(c);
+            }
+            // An escaped character is literal, as in filepath.Match (so the
+            // pattern is not compared as text, backslash and all).
+            '\\' => {
+                kind = Kind::Regex;
+                match chars.get(i) {
+                    Some(n) => {
+                        i += 1;
+                        re.push_str(&regex::escape(&n.to_string()));
+                    }
+                    None => re.push_str("\\\\"),
+                }
+            }
+            '[' => {
+                re.push('[');
+                kind = Kind::Regex;
+                in_class = true;
+                // `]` right after `[` or `[^` is a member.
+                class_start = if chars.get(i) == Some(&'^') {
+                    re.push('^');
+                    i += 1;
+                    i
+                } else {
+                    i
+                };
+            }
+            ']' => {
+                re.push_str("\\]");
+                kind = Kind::Regex;
+            }
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    if in_class {
+        return Err("unterminated character class".into());
+    }
+    match kind {
+        Kind::Exact => return Ok(Match::Exact(pattern.to_string())),
+        Kind::Prefix => {
+            return Ok(Match::Prefix(
+                pattern.strip_suffix("**").unwrap_or(pattern).to_string(),
+            ))
+        }
+        Kind::Suffix => return Ok(Match::Suffix(pattern[2..].to_string())),
+        Kind::Regex => {}
+    }
+    re.push('$');
+    regex::RegexBuilder::new(&re)
+        .size_limit(1 << 20)
         .build()
-        .map_err(|e| e.kind().to_string())?;
-    GlobSetBuilder::new()
-        .add(glob)
-        .build()
-        .map_err(|e| match e.kind() {
-            globset::ErrorKind::Regex(_) => "the pattern is too large to match".to_string(),
-            k => k.to_string(),
+        .map(Match::Regex)
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(_) => "the pattern is too large to match".to_string(),
+            other => format!(
+                "invalid pattern: {}",
+                other.to_string().lines().last().unwrap_or("")
+            ),
         })
 }
 
