@@ -119,3 +119,101 @@ fn onbuild_heredocs_bare_run_and_arg_errors_only_in_built_stages() {
     assert!(!ok, "{log}");
     assert!(log.contains("Dockerfile:8: NOPE: only-when-built"), "{log}");
 }
+
+/// ADD from an HTTPS URL signed by the test CA (trusted as registries are):
+/// not unpacked, mode 0600 (or --chmod), named by Content-Disposition or the
+/// URL, mtime from Last-Modified, --checksum verified, in the cache key.
+#[test]
+fn add_from_an_https_url_with_the_company_ca() {
+    if !need_root("add_from_an_https_url_with_the_company_ca") {
+        return;
+    }
+    use sha2::Digest as _;
+    let pki = support::gitlab::Pki::new();
+    let web_root = tempfile::tempdir().unwrap();
+    let files = web_root.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    // A real gzip'd tar: ADD from a URL must not unpack it.
+    let tgz = files.join("tool.tar.gz");
+    check(
+        std::process::Command::new("tar")
+            .args(["-czf"])
+            .arg(&tgz)
+            .arg("-C")
+            .arg(web_root.path())
+            .arg("files"),
+    );
+    std::fs::write(files.join("tini"), b"#!/bin/sh\necho tini\n").unwrap();
+    std::fs::write(files.join("get"), b"echo script\n").unwrap();
+    std::fs::write(files.join("get.disposition"), "script.sh").unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for f in ["tool.tar.gz", "tini", "get"] {
+        std::fs::File::options()
+            .write(true)
+            .open(files.join(f))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+    let tini_sum = hex::encode(sha2::Sha256::digest(b"#!/bin/sh\necho tini\n"));
+    let web = support::https::StaticServer::start(web_root.path(), &pki.cert, &pki.key);
+    let u = |p: &str| format!("https://{}/files/{p}", web.addr);
+    let dockerfile = |sum: &str| {
+        format!(
+            "{PRELUDE}ADD {} /opt/\nADD --checksum=sha256:{sum} {} /usr/local/bin/tini\nADD --chmod=755 {} /opt/\n\
+             RUN stat -c '%a %Y %n' /opt/tool.tar.gz /usr/local/bin/tini /opt/script.sh\n",
+            u("tool.tar.gz"),
+            u("tini"),
+            u("get")
+        )
+    };
+    let ctx = busybox_context(&dockerfile(&tini_sum), &[]);
+    let cache = tempfile::tempdir().unwrap();
+    let ca = pki.ca.display().to_string();
+    let args = [
+        "--cache",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--ca-cert",
+        &ca,
+    ];
+    let (ok, log) = build(ctx.path(), &args);
+    assert!(ok, "{log}");
+    for want in [
+        "600 1700000000 /opt/tool.tar.gz",
+        "600 1700000000 /usr/local/bin/tini",
+        "755 1700000000 /opt/script.sh",
+    ] {
+        assert!(log.contains(&format!("│ {want}")), "{want}:\n{log}");
+    }
+    // Again: every ADD is a cache hit (the --checksum one is not even fetched).
+    let before = web.requests().len();
+    let (ok, log) = build(ctx.path(), &args);
+    assert!(ok, "{log}");
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("] ADD") && l.contains("CACHED"))
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(
+        !web.requests()[before..]
+            .iter()
+            .any(|p| p.ends_with("/tini")),
+        "the checksum-pinned file was fetched again: {:?}",
+        web.requests()
+    );
+    // A checksum that does not match fails the build at its line.
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&"0".repeat(64))).unwrap();
+    let (ok, log) = build(ctx.path(), &["--ca-cert", &ca]);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("Dockerfile:5: ADD") && log.contains("--checksum does not match"),
+        "{log}"
+    );
+    // Without the CA, the fetch fails and says why.
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&tini_sum)).unwrap();
+    let (ok, log) = build(ctx.path(), &[]);
+    assert!(!ok && log.contains("Dockerfile:4: ADD"), "{log}");
+}

@@ -185,6 +185,12 @@ impl Parser {
                         .filter(|f| f.name == "exclude")
                         .filter_map(|f| f.value.clone())
                         .collect(),
+                    checksum: flag_value(&flags, "checksum"),
+                    unpack: flags
+                        .iter()
+                        .rev()
+                        .find(|f| f.name == "unpack")
+                        .map(|f| f.value.as_deref() != Some("false")),
                 };
                 if kw == "COPY" {
                     Command::Copy(c)

@@ -62,6 +62,10 @@ pub struct CopyArgs {
     pub chmod: Option<String>,
     pub link: bool,
     pub exclude: Vec<String>,
+    /// ADD `--checksum=sha256:…` as written.
+    pub checksum: Option<String>,
+    /// ADD `--unpack[=bool]`.
+    pub unpack: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

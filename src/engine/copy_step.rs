@@ -21,6 +21,12 @@ pub struct CopyPrep {
     pub chown: Option<String>,
     /// `--from`, after expansion.
     pub from: Option<String>,
+    /// ADD's URL sources (then `spec.sources` is filled once they are fetched).
+    pub urls: Vec<String>,
+    /// ADD `--checksum`, expanded.
+    pub checksum: Option<String>,
+    /// The directory the URLs were fetched into (when fetched to key the step).
+    pub fetched: Option<std::path::PathBuf>,
 }
 
 /// Plan a COPY/ADD: expand its arguments with the stage state at this point.
@@ -45,14 +51,57 @@ pub fn prepare(
     let dest_raw = words
         .pop()
         .ok_or_else(|| plan.err(line, format!("{kw} needs a destination")))?;
-    let sources = words;
+    let mut sources = words;
+    let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
     for s in &sources {
-        if s.contains("://") || s.starts_with("git@") {
+        let git = s.starts_with("git@")
+            || s.starts_with("git://")
+            || s.contains(".git#")
+            || (is_url(s) && s.ends_with(".git"));
+        if git {
             return Err(plan.err(
                 line,
-                format!("{kw} from a URL or git repository is not supported yet: {s}"),
+                format!("{kw} from a git repository is not supported yet: {s} (clone it in a RUN step, or fetch a release archive with ADD https://…)"),
             ));
         }
+        if s.contains("://") && !(is_add && is_url(s)) {
+            return Err(plan.err(
+                line,
+                if is_add {
+                    format!("ADD {s}: only http:// and https:// URLs can be fetched")
+                } else {
+                    format!("COPY {s}: COPY does not fetch URLs; use ADD")
+                },
+            ));
+        }
+    }
+    let urls: Vec<String> = sources.iter().filter(|s| is_url(s)).cloned().collect();
+    if !urls.is_empty() && urls.len() != sources.len() {
+        return Err(plan.err(
+            line,
+            "ADD with both URLs and local sources: put the URLs in an ADD of their own",
+        ));
+    }
+    let checksum = match &c.checksum {
+        Some(v) => Some(plan.word(line, v, &vars)?),
+        None => None,
+    };
+    if let Some(sum) = &checksum {
+        let ok = sum
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return Err(plan.err(
+                line,
+                format!("ADD --checksum={sum}: use sha256:<64 hex digits>"),
+            ));
+        }
+        if urls.len() != 1 {
+            return Err(plan.err(line, "ADD --checksum needs exactly one URL source"));
+        }
+    }
+    if !urls.is_empty() {
+        sources.clear();
     }
     let heredocs = c
         .heredocs
@@ -103,17 +152,73 @@ pub fn prepare(
         None => None,
         Some(f) => Some(plan.word(line, f, &vars)?),
     };
+    // A fetched file is copied as it is; an archive is unpacked only with --unpack.
+    let unpack = c.unpack.unwrap_or(urls.is_empty());
     let spec = copy::CopySpec {
         sources,
         heredocs,
         dest,
         chown: None,
         chmod,
-        is_add,
+        is_add: is_add && unpack,
         clamp_mtime: sess.req.source_date_epoch,
         default_mtime: sess.now_secs,
     };
-    Ok(CopyPrep { spec, chown, from })
+    Ok(CopyPrep {
+        spec,
+        chown,
+        from,
+        urls,
+        checksum,
+        fetched: None,
+    })
+}
+
+/// Fetch ADD's URLs into a new directory of the work dir, as Docker names and
+/// dates them (Content-Disposition or the URL's last segment; Last-Modified),
+/// mode 0600; checks `--checksum`. Returns the directory and the names.
+pub async fn fetch_urls(
+    sess: &Session<'_>,
+    plan: &Plan,
+    line: usize,
+    prep: &CopyPrep,
+) -> Result<(std::path::PathBuf, Vec<String>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("add-")
+        .tempdir_in(sess.work_path())?
+        .keep();
+    let mut names = Vec::new();
+    for url in &prep.urls {
+        let part = dir.join(".part");
+        let f = sess
+            .client
+            .fetch_url(url, &part)
+            .await
+            .map_err(|e| plan.err(line, format!("ADD {e}")))?;
+        if let Some(want) = &prep.checksum {
+            if !f.digest.eq_ignore_ascii_case(want) {
+                return Err(plan.err(
+                    line,
+                    format!("ADD {url}: --checksum does not match: the file is {}, the Dockerfile wants {want}", f.digest),
+                ));
+            }
+        }
+        if names.contains(&f.name) {
+            return Err(plan.err(
+                line,
+                format!("ADD: two URLs give the same file name {:?}", f.name),
+            ));
+        }
+        let target = dir.join(&f.name);
+        std::fs::rename(&part, &target)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))?;
+        if let Some(m) = f.mtime {
+            crate::fs::tree::set_mtime_to(&target, (m as i64, 0), false);
+        }
+        names.push(f.name);
+    }
+    Ok((dir, names))
 }
 
 /// Build a planned COPY/ADD: the layer, from the rootfs as it is at this step.
@@ -132,6 +237,16 @@ pub async fn perform(
 ) -> Result<Option<BuiltLayer>> {
     sess.materialize(stage).await?;
     let mut spec = prep.spec.clone();
+    // ADD URLs: fetched when the step was keyed, or now (keyed by --checksum).
+    let fetched = match (&prep.fetched, prep.urls.is_empty()) {
+        (_, true) => None,
+        (Some(dir), false) => Some(dir.clone()),
+        (None, false) => {
+            let (dir, names) = fetch_urls(sess, plan, line, prep).await?;
+            spec.sources = names;
+            Some(dir)
+        }
+    };
     spec.chown = match &prep.chown {
         None => None,
         Some(c) => Some(resolve_owner(plan, line, stage, c)?),
@@ -150,8 +265,10 @@ pub async fn perform(
     };
     let store = sess.store.clone();
     let level = sess.codec();
-    let context = sess.req.context.clone();
-    let ignore = sess.ignore.clone();
+    let (context, ignore) = match fetched {
+        Some(dir) => (dir, crate::dockerfile::Ignore::default()),
+        None => (sess.req.context.clone(), sess.ignore.clone()),
+    };
     let mut dst = stage
         .rootfs
         .take()

@@ -395,7 +395,14 @@ impl<'a> Engine<'a> {
         match &ins.command {
             Command::Copy(c) | Command::Add(c) => {
                 let is_add = matches!(ins.command, Command::Add(_));
-                let cp = copy_step::prepare(&self.sess, &self.plan, stage, ins, c, is_add)?;
+                let mut cp = copy_step::prepare(&self.sess, &self.plan, stage, ins, c, is_add)?;
+                // ADD URLs without --checksum are fetched now: their content keys the step.
+                if !cp.urls.is_empty() && cp.checksum.is_none() && self.cache.keyed() {
+                    let (dir, names) =
+                        copy_step::fetch_urls(&self.sess, &self.plan, line, &cp).await?;
+                    cp.spec.sources = names;
+                    cp.fetched = Some(dir);
+                }
                 let from = match &cp.from {
                     None => None,
                     Some(name) => Some(self.resolve_from(idx, line, name).await?),
@@ -406,9 +413,11 @@ impl<'a> Engine<'a> {
                         .map(|s| s.key.clone())
                         .unwrap_or_default()
                 });
-                let source = match (&from, &source_key) {
-                    (Some(SourceKey::Stage(_)), Some(k)) => CopySource::Stage(k),
-                    (Some(SourceKey::Image(_)), Some(k)) => CopySource::Image(k),
+                let source = match (&from, &source_key, &cp.fetched, &cp.checksum) {
+                    (Some(SourceKey::Stage(_)), Some(k), _, _) => CopySource::Stage(k),
+                    (Some(SourceKey::Image(_)), Some(k), _, _) => CopySource::Image(k),
+                    (_, _, Some(dir), _) => CopySource::Fetched(dir),
+                    (_, _, None, Some(sum)) => CopySource::Checksum(&cp.urls, sum),
                     _ => CopySource::Context,
                 };
                 let key = self

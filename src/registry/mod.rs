@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod creds;
+pub mod fetch;
 mod pull;
 mod push;
 pub mod retry;

@@ -129,8 +129,24 @@ fn serve(
             Ok(b) if inside => ("200 OK", b, content_type(&file)),
             _ => ("404 Not Found", b"not found\n".to_vec(), "text/plain"),
         };
+        // Last-Modified from the file; Content-Disposition from a `<file>.disposition`.
+        let mut extra = String::new();
+        if let Ok(m) = std::fs::metadata(&file).and_then(|m| m.modified()) {
+            extra.push_str(&format!(
+                "Last-Modified: {}\r\n",
+                httpdate::fmt_http_date(m)
+            ));
+        }
+        let mut disp = file.clone().into_os_string();
+        disp.push(".disposition");
+        if let Ok(name) = std::fs::read_to_string(&disp) {
+            extra.push_str(&format!(
+                "Content-Disposition: attachment; filename=\"{}\"\r\n",
+                name.trim()
+            ));
+        }
         let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: {ctype}\r\n{}\r\n",
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: {ctype}\r\n{extra}{}\r\n",
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );

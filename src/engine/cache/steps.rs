@@ -27,6 +27,10 @@ pub enum CopySource<'a> {
     Context,
     Stage(&'a str),
     Image(&'a str),
+    /// ADD's URLs, fetched into this directory.
+    Fetched(&'a std::path::Path),
+    /// ADD's URL with `--checksum`: keyed by it, fetched only on a miss.
+    Checksum(&'a [String], &'a str),
 }
 
 #[derive(Default)]
@@ -70,7 +74,8 @@ impl StepCache {
         Ok(c)
     }
 
-    fn keyed(&self) -> bool {
+    /// Whether steps get keys in this session.
+    pub fn keyed(&self) -> bool {
         !((self.local.is_none() && self.remote.is_none()) || (self.warm && self.remote.is_none()))
     }
 
@@ -108,6 +113,24 @@ impl StepCache {
             }
             CopySource::Image(key) => {
                 k.str("image").str(key);
+            }
+            CopySource::Fetched(dir) => {
+                let (dir, sources) = (dir.to_path_buf(), spec.sources.clone());
+                let merkle = tokio::task::spawn_blocking(move || {
+                    copy::context_digest(
+                        &dir,
+                        &crate::dockerfile::Ignore::default(),
+                        &sources,
+                        None,
+                        false,
+                        None,
+                    )
+                })
+                .await??;
+                k.str("url").str(&merkle);
+            }
+            CopySource::Checksum(urls, sum) => {
+                k.str("url").list(urls).str(sum);
             }
         }
         Ok(Some(k.finish()))
