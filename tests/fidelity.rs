@@ -217,3 +217,42 @@ fn add_from_an_https_url_with_the_company_ca() {
     let (ok, log) = build(ctx.path(), &[]);
     assert!(!ok && log.contains("Dockerfile:4: ADD"), "{log}");
 }
+
+/// COPY --exclude and --parents (with a `/./` pivot), ADD --unpack=false.
+#[test]
+fn copy_exclude_parents_and_add_unpack_false() {
+    if !need_root("copy_exclude_parents_and_add_unpack_false") {
+        return;
+    }
+    let ctx = busybox_context(
+        &format!(
+            "{PRELUDE}COPY --exclude=*.log --exclude=tmp sub/ /ex/\n\
+             COPY --parents ./a/b/f1.txt ./a/c/*.txt /par/\n\
+             COPY --parents ./a/./b/f1.txt /pivot/\n\
+             ADD --unpack=false pack.tar.gz /nounpack/\n\
+             RUN find /ex /par /pivot /nounpack | sort | tr '\\n' ' '\n"
+        ),
+        &[
+            ("sub/keep.txt", "k"),
+            ("sub/drop.log", "d"),
+            ("sub/tmp/x", "x"),
+            ("sub/deep/also.log", "d"),
+            ("a/b/f1.txt", "1"),
+            ("a/c/f2.txt", "2"),
+            ("a/c/f3.md", "3"),
+        ],
+    );
+    check(
+        std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(ctx.path().join("pack.tar.gz"))
+            .arg("-C")
+            .arg(ctx.path())
+            .arg("a"),
+    );
+    let (ok, log) = build(ctx.path(), &[]);
+    assert!(ok, "{log}");
+    // `*.log` does not cross `/` (the .dockerignore rules): deep/also.log stays.
+    let want = "/ex /ex/deep /ex/deep/also.log /ex/keep.txt /nounpack /nounpack/pack.tar.gz /par /par/a /par/a/b /par/a/b/f1.txt /par/a/c /par/a/c/f2.txt /pivot /pivot/b /pivot/b/f1.txt ";
+    assert!(log.contains(&format!("│ {want}")), "want {want}\n{log}");
+}

@@ -148,9 +148,6 @@ impl Parser {
                     ]
                 };
                 let (flags, rest) = self.flags(line, kw, rest, allowed)?;
-                if flags.iter().any(|f| f.name == "parents") {
-                    return Err(self.err(line, format!("{kw} --parents is not supported yet")));
-                }
                 // The here-document openers stand for their bodies, which are
                 // sources of their own.
                 let rest = if heredocs.is_empty() || rest.starts_with('[') {
@@ -186,6 +183,9 @@ impl Parser {
                         .filter_map(|f| f.value.clone())
                         .collect(),
                     checksum: flag_value(&flags, "checksum"),
+                    parents: flags
+                        .iter()
+                        .any(|f| f.name == "parents" && f.value.as_deref() != Some("false")),
                     unpack: flags
                         .iter()
                         .rev()

@@ -66,6 +66,8 @@ pub struct CopyArgs {
     pub checksum: Option<String>,
     /// ADD `--unpack[=bool]`.
     pub unpack: Option<bool>,
+    /// COPY `--parents[=bool]`.
+    pub parents: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,6 +41,10 @@ pub struct CopySpec {
     pub chown: Option<(u32, u32)>,
     pub chmod: Option<u32>,
     pub is_add: bool,
+    /// `--exclude` patterns (`.dockerignore` syntax, relative to each source).
+    pub exclude: Vec<String>,
+    /// `--parents`: each source keeps its path (below a `/./` pivot, if any).
+    pub parents: bool,
     /// Clamp file mtimes to this (reproducible builds).
     pub clamp_mtime: Option<u64>,
     /// mtime for directories kiln creates.
@@ -72,6 +76,57 @@ struct Found {
     host: PathBuf,
     rel: String,
     md: fs::Metadata,
+    /// With `--parents`: the path the source keeps under the destination.
+    keep: Option<String>,
+}
+
+/// `--exclude` patterns, compiled.
+pub struct Exclude(Option<Ignore>);
+
+impl Exclude {
+    pub fn new(patterns: &[String]) -> io::Result<Exclude> {
+        if patterns.is_empty() {
+            return Ok(Exclude(None));
+        }
+        Ignore::parse("--exclude", &patterns.join("\n"))
+            .map(|i| Exclude(Some(i)))
+            .map_err(|e| user_err(e.to_string()))
+    }
+
+    fn skips(&self, rel: &str) -> bool {
+        !rel.is_empty() && self.0.as_ref().is_some_and(|i| i.is_ignored(rel))
+    }
+}
+
+/// The sources one pattern selects, less `--exclude`d ones, with the path each
+/// keeps under `--parents`.
+fn select(
+    src: &Source,
+    pattern: &str,
+    kw: &str,
+    exclude: &Exclude,
+    parents: bool,
+) -> io::Result<Vec<Found>> {
+    let pivot = pattern
+        .split_once("/./")
+        .map(|(a, _)| crate::dockerfile::ignore::clean(a.trim_start_matches('/')))
+        .filter(|p| p != ".");
+    let mut found = find_sources(src, pattern, kw)?;
+    found.retain(|f| !exclude.skips(&f.rel));
+    if parents {
+        for f in &mut found {
+            let keep = match &pivot {
+                Some(p) => f
+                    .rel
+                    .strip_prefix(p.as_str())
+                    .map(|r| r.trim_start_matches('/').to_string())
+                    .unwrap_or_else(|| f.rel.clone()),
+                None => f.rel.clone(),
+            };
+            f.keep = Some(keep);
+        }
+    }
+    Ok(found)
 }
 
 fn find_sources(src: &Source, pattern: &str, kw: &str) -> io::Result<Vec<Found>> {
@@ -163,6 +218,7 @@ fn found(root: &Path, rel: &str, confine: Confine, kw: &str, pattern: &str) -> i
         host,
         rel: resolved,
         md,
+        keep: None,
     })
 }
 
@@ -195,18 +251,22 @@ pub fn copy_layer(
     apply: bool,
 ) -> io::Result<BuiltLayer> {
     let kw = if spec.is_add { "ADD" } else { "COPY" };
+    let exclude = Exclude::new(&spec.exclude)?;
     let mut found = Vec::new();
     let mut globbed = false;
     for s in &spec.sources {
         globbed |= has_glob(s);
-        found.extend(find_sources(src, s, kw)?);
+        found.extend(select(src, s, kw, &exclude, spec.parents)?);
     }
     let many = found.len() + spec.heredocs.len() > 1 || globbed;
     let dest_is_dir_syntax =
         spec.dest.ends_with('/') || spec.dest.ends_with("/.") || spec.dest == "/";
     let dest_rel = dst.resolve(&spec.dest, true)?;
     let dest_exists_dir = dst.stat(&dest_rel).is_some_and(|(md, _)| md.is_dir());
-    let into_dir = dest_is_dir_syntax || dest_exists_dir || found.iter().any(|f| f.md.is_dir());
+    let into_dir = dest_is_dir_syntax
+        || dest_exists_dir
+        || spec.parents
+        || found.iter().any(|f| f.md.is_dir());
     if many && !(dest_is_dir_syntax || dest_exists_dir) {
         return Err(user_err(format!(
             "{kw} with more than one source needs a directory destination ending in '/': {}",
@@ -240,14 +300,27 @@ pub fn copy_layer(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if f.md.is_dir() {
-            walk_dir(src, f, &dest_rel, &meta_of, &mut items)?;
+            let dest = match &f.keep {
+                Some(k) if !k.is_empty() => join(&dest_rel, k),
+                _ => dest_rel.clone(),
+            };
+            if dest != dest_rel {
+                items.insert(
+                    dest.clone(),
+                    Item {
+                        content: Content::Dir,
+                        meta: meta_of(&f.md),
+                    },
+                );
+            }
+            walk_dir(src, f, &dest, &meta_of, &exclude, &mut items)?;
         } else if spec.is_add && is_archive(&f.host) {
             archives.push((f.host.clone(), dest_rel.clone()));
         } else if f.md.is_file() {
-            let target = if into_dir {
-                join(&dest_rel, &base)
-            } else {
-                dest_rel.clone()
+            let target = match &f.keep {
+                Some(k) => join(&dest_rel, k),
+                None if into_dir => join(&dest_rel, &base),
+                None => dest_rel.clone(),
             };
             items.insert(
                 target,
@@ -400,6 +473,7 @@ fn ensure_dir(
 fn walk_found(
     f: &Found,
     ignore: Option<&Ignore>,
+    exclude: &Exclude,
     mut visit: impl FnMut(String, &walkdir::DirEntry) -> io::Result<()>,
 ) -> io::Result<()> {
     let ignore = ignore.filter(|i| !i.is_empty());
@@ -428,6 +502,12 @@ fn walk_found(
                 continue;
             }
         }
+        if exclude.skips(&inner) {
+            if e.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        }
         visit(inner, &e)?;
     }
     Ok(())
@@ -438,13 +518,14 @@ fn walk_dir(
     f: &Found,
     dest_rel: &str,
     meta_of: &dyn Fn(&fs::Metadata) -> Meta,
+    exclude: &Exclude,
     items: &mut BTreeMap<String, Item>,
 ) -> io::Result<()> {
     let ignore = match src {
         Source::Context { ignore, .. } => Some(*ignore),
         Source::Rootfs(_) => None,
     };
-    walk_found(f, ignore, |inner, e| {
+    walk_found(f, ignore, exclude, |inner, e| {
         let target = if dest_rel.is_empty() {
             inner
         } else {
@@ -579,6 +660,14 @@ fn hash_files(files: &[&Path]) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
+/// What a COPY/ADD selects from its source, for [`context_digest`].
+pub struct Selection<'a> {
+    pub sources: &'a [String],
+    pub chmod: Option<u32>,
+    pub is_add: bool,
+    pub exclude: &'a [String],
+}
+
 /// The Merkle digest of COPY/ADD sources in the build context, for the cache key:
 /// for every selected entry (after `.dockerignore`), in sorted order, its path
 /// relative to the context, its type, its mode (after `--chmod`), and the sha256 of its
@@ -587,11 +676,11 @@ fn hash_files(files: &[&Path]) -> io::Result<Vec<String>> {
 pub fn context_digest(
     dir: &Path,
     ignore: &Ignore,
-    sources: &[String],
-    chmod: Option<u32>,
-    is_add: bool,
+    sel: &Selection,
     mut digests: Option<&mut crate::engine::cache::FileDigests>,
 ) -> io::Result<String> {
+    let (sources, chmod, is_add) = (sel.sources, sel.chmod, sel.is_add);
+    let exclude = Exclude::new(sel.exclude)?;
     use sha2::Digest as _;
     let kw = if is_add { "ADD" } else { "COPY" };
     let src = Source::Context { dir, ignore };
@@ -624,10 +713,10 @@ pub fn context_digest(
         Ok(())
     };
     for s in sources {
-        for f in find_sources(&src, s, kw)? {
+        for f in select(&src, s, kw, &exclude, false)? {
             describe(f.rel.clone(), &f.host, &f.md)?;
             if f.md.is_dir() {
-                walk_found(&f, Some(ignore), |inner, e| {
+                walk_found(&f, Some(ignore), &exclude, |inner, e| {
                     let rel = if f.rel.is_empty() {
                         inner
                     } else {

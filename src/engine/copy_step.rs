@@ -161,6 +161,12 @@ pub fn prepare(
         chown: None,
         chmod,
         is_add: is_add && unpack,
+        exclude: c
+            .exclude
+            .iter()
+            .map(|e| plan.word(line, e, &vars))
+            .collect::<Result<Vec<_>>>()?,
+        parents: c.parents,
         clamp_mtime: sess.req.source_date_epoch,
         default_mtime: sess.now_secs,
     };

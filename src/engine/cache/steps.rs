@@ -101,10 +101,23 @@ impl StepCache {
         for (name, content) in &spec.heredocs {
             k.str(name).str(content);
         }
+        // Fields only when set, so the keys of steps without them stay valid.
+        if !spec.exclude.is_empty() {
+            k.str("exclude").list(&spec.exclude);
+        }
+        if spec.parents {
+            k.str("parents");
+        }
         match source {
             CopySource::Context => {
                 let merkle = self
-                    .context_digest(sess, spec.sources.clone(), spec.chmod, spec.is_add)
+                    .context_digest(
+                        sess,
+                        spec.sources.clone(),
+                        spec.chmod,
+                        spec.is_add,
+                        spec.exclude.clone(),
+                    )
                     .await?;
                 k.str("context").str(&merkle);
             }
@@ -117,14 +130,13 @@ impl StepCache {
             CopySource::Fetched(dir) => {
                 let (dir, sources) = (dir.to_path_buf(), spec.sources.clone());
                 let merkle = tokio::task::spawn_blocking(move || {
-                    copy::context_digest(
-                        &dir,
-                        &crate::dockerfile::Ignore::default(),
-                        &sources,
-                        None,
-                        false,
-                        None,
-                    )
+                    let sel = copy::Selection {
+                        sources: &sources,
+                        chmod: None,
+                        is_add: false,
+                        exclude: &[],
+                    };
+                    copy::context_digest(&dir, &crate::dockerfile::Ignore::default(), &sel, None)
                 })
                 .await??;
                 k.str("url").str(&merkle);
@@ -144,12 +156,19 @@ impl StepCache {
         sources: Vec<String>,
         chmod: Option<u32>,
         is_add: bool,
+        exclude: Vec<String>,
     ) -> Result<String> {
         let (dir, ignore) = (sess.req.context.clone(), sess.ignore.clone());
         let digests = self.file_digests.clone();
         Ok(tokio::task::spawn_blocking(move || {
             let mut guard = digests.as_ref().and_then(|d| d.lock().ok());
-            copy::context_digest(&dir, &ignore, &sources, chmod, is_add, guard.as_deref_mut())
+            let sel = copy::Selection {
+                sources: &sources,
+                chmod,
+                is_add,
+                exclude: &exclude,
+            };
+            copy::context_digest(&dir, &ignore, &sel, guard.as_deref_mut())
         })
         .await??)
     }
@@ -176,7 +195,7 @@ impl StepCache {
                     let rel = source.trim_start_matches('/');
                     let rel = if rel.is_empty() { "." } else { rel };
                     let d = self
-                        .context_digest(sess, vec![rel.to_string()], None, false)
+                        .context_digest(sess, vec![rel.to_string()], None, false, vec![])
                         .await?;
                     out.push(format!("context:{d}"));
                 }
