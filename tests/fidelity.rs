@@ -256,3 +256,61 @@ fn copy_exclude_parents_and_add_unpack_false() {
     let want = "/ex /ex/deep /ex/deep/also.log /ex/keep.txt /nounpack /nounpack/pack.tar.gz /par /par/a /par/a/b /par/a/b/f1.txt /par/a/c /par/a/c/f2.txt /pivot /pivot/b /pivot/b/f1.txt ";
     assert!(log.contains(&format!("│ {want}")), "want {want}\n{log}");
 }
+
+/// COPY keeps a source's sub-second mtime as BuildKit does, in a PAX `mtime`
+/// record (Debian's buildah 1.28 rounds it to the next second instead), and a
+/// later RUN sees it in the rootfs.
+#[test]
+fn copy_keeps_sub_second_mtimes_in_pax_records() {
+    if !need_root("copy_keeps_sub_second_mtimes_in_pax_records") {
+        return;
+    }
+    let ctx = busybox_context(
+        &format!("{PRELUDE}COPY f.txt /f.txt\nRUN stat -c '%y' /f.txt\n"),
+        &[("f.txt", "hi\n")],
+    );
+    let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 723_456_789);
+    std::fs::File::options()
+        .write(true)
+        .open(ctx.path().join("f.txt"))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    let (ok, log) = build(ctx.path(), &[]);
+    assert!(ok, "{log}");
+    assert!(log.contains("│ 2023-11-14 22:13:20.723456789"), "{log}");
+    // The COPY layer's entry carries the exact time.
+    let mut found = false;
+    for e in std::fs::read_dir(ctx.path().join("oci/blobs/sha256")).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&data[..]));
+        let Ok(entries) = tar.entries() else { continue };
+        for entry in entries.flatten() {
+            let mut entry = entry;
+            if entry.path().is_ok_and(|p| p.to_string_lossy() == "f.txt") {
+                let pax: Vec<(String, String)> = entry
+                    .pax_extensions()
+                    .ok()
+                    .flatten()
+                    .map(|x| {
+                        x.flatten()
+                            .map(|r| {
+                                (
+                                    r.key().unwrap_or("").to_string(),
+                                    r.value().unwrap_or("").to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert!(
+                    pax.contains(&("mtime".into(), "1700000000.723456789".into())),
+                    "{pax:?}"
+                );
+                assert_eq!(entry.header().mtime().unwrap(), 1_700_000_000);
+                found = true;
+            }
+        }
+    }
+    assert!(found, "no layer holds f.txt");
+}

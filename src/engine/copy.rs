@@ -283,6 +283,12 @@ pub fn copy_layer(
         uid: owner.0,
         gid: owner.1,
         mtime: mtime(md.mtime()),
+        // Kept unless the epoch clamp moved the second.
+        mtime_nsec: if mtime(md.mtime()) == md.mtime().max(0) as u64 {
+            md.mtime_nsec() as u32
+        } else {
+            0
+        },
     };
     let join = |dir: &str, name: &str| {
         if dir.is_empty() {
@@ -350,6 +356,7 @@ pub fn copy_layer(
             uid: owner.0,
             gid: owner.1,
             mtime: spec.default_mtime,
+            mtime_nsec: 0,
         };
         items.insert(
             target,
@@ -456,6 +463,7 @@ fn ensure_dir(
             uid: owner.0,
             gid: owner.1,
             mtime: spec.default_mtime,
+            mtime_nsec: 0,
         },
     };
     items.insert(
@@ -610,6 +618,7 @@ fn unpack_into(w: &mut LayerWriter, archive: &Path, dest: &str, spec: &CopySpec)
                     uid: h.uid().unwrap_or(0) as u32,
                     gid: h.gid().unwrap_or(0) as u32,
                     mtime: h.mtime().unwrap_or(0),
+                    mtime_nsec: 0,
                 },
             )?;
         } else {

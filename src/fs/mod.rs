@@ -170,6 +170,7 @@ impl Rootfs {
             uid: md.uid(),
             gid: md.gid(),
             mtime: md.mtime().max(0) as u64,
+            mtime_nsec: md.mtime_nsec() as u32,
         });
         Some((md, meta))
     }

@@ -277,6 +277,11 @@ pub fn write_diff(
                     uid,
                     gid,
                     mtime: clamp_mtime.map_or(mtime, |c| mtime.min(c)),
+                    mtime_nsec: if clamp_mtime.is_some_and(|c| mtime > c) {
+                        0
+                    } else {
+                        st.mtime.1.max(0) as u32
+                    },
                 };
                 match st.kind {
                     Kind::Dir => {

@@ -42,7 +42,7 @@ pub fn extract(
     let mut archive = tar::Archive::new(tar);
     let mut stats = ExtractStats::default();
     let mut this_layer: HashSet<String> = HashSet::new();
-    let mut dir_times: Vec<(String, u64)> = Vec::new();
+    let mut dir_times: Vec<(String, u64, u32)> = Vec::new();
     // Resolved parent directories (raw parent path -> path inside the root), known
     // to exist as real directories. Entries come parents-first, so most lookups
     // hit. Anything that can change how a path resolves (a symlink, a whiteout, a
@@ -118,6 +118,7 @@ pub fn extract(
                 uid: header.uid().unwrap_or(0) as u32,
                 gid: header.gid().unwrap_or(0) as u32,
                 mtime: header.mtime().unwrap_or(0),
+                mtime_nsec: pax_mtime_nsec(&mut entry),
             };
             let existing = fs::symlink_metadata(&target).ok();
             let kind = header.entry_type();
@@ -252,9 +253,9 @@ pub fn extract(
                 }
             }
             if kind == tar::EntryType::Directory {
-                dir_times.push((rel.clone(), meta.mtime));
+                dir_times.push((rel.clone(), meta.mtime, meta.mtime_nsec));
             } else {
-                set_mtime(&target, meta.mtime)?;
+                set_mtime(&target, meta.mtime, meta.mtime_nsec)?;
             }
             this_layer.insert(rel);
             stats.entries += 1;
@@ -262,10 +263,10 @@ pub fn extract(
         })();
         applied.map_err(|e| io::Error::new(e.kind(), format!("layer entry {raw:?}: {e}")))?;
     }
-    for (rel, mtime) in dir_times.into_iter().rev() {
+    for (rel, mtime, nsec) in dir_times.into_iter().rev() {
         let p = host_path(root, &rel);
         if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-            set_mtime(&p, mtime)?;
+            set_mtime(&p, mtime, nsec)?;
         }
     }
     Ok(stats)
@@ -334,8 +335,25 @@ pub fn remove_any(p: &Path) -> io::Result<()> {
     }
 }
 
-fn set_mtime(p: &Path, mtime: u64) -> io::Result<()> {
-    let t = TimeSpec::new(mtime as i64, 0);
+/// The sub-second part of a PAX `mtime` record (`secs.fraction`), or 0.
+fn pax_mtime_nsec<R: io::Read>(entry: &mut tar::Entry<R>) -> u32 {
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return 0;
+    };
+    for ext in exts.flatten() {
+        if ext.key() == Ok("mtime") {
+            let v = String::from_utf8_lossy(ext.value_bytes()).into_owned();
+            if let Some((_, frac)) = v.split_once('.') {
+                let digits: String = frac.chars().take(9).filter(char::is_ascii_digit).collect();
+                return format!("{digits:0<9}").parse().unwrap_or(0);
+            }
+        }
+    }
+    0
+}
+
+fn set_mtime(p: &Path, mtime: u64, nsec: u32) -> io::Result<()> {
+    let t = TimeSpec::new(mtime as i64, i64::from(nsec.min(999_999_999)));
     nix::sys::stat::utimensat(
         nix::fcntl::AT_FDCWD,
         p,

@@ -109,6 +109,9 @@ pub struct Meta {
     pub uid: u32,
     pub gid: u32,
     pub mtime: u64,
+    /// The sub-second part of the mtime, kept in a PAX `mtime` record as
+    /// BuildKit's layers keep it (0: whole seconds, no record).
+    pub mtime_nsec: u32,
 }
 
 /// A finished layer blob in the store.
@@ -128,6 +131,9 @@ pub struct LayerWriter {
     codec: Codec,
     tmp: NamedTempFile,
     store: Store,
+    /// PAX records for the next entry (xattrs), written with its mtime record
+    /// as one extended header: readers keep only the last one before an entry.
+    pax: Vec<(String, Vec<u8>)>,
 }
 
 impl LayerWriter {
@@ -143,6 +149,7 @@ impl LayerWriter {
             codec,
             tmp,
             store: store.clone(),
+            pax: Vec::new(),
         })
     }
 
@@ -163,7 +170,24 @@ impl LayerWriter {
         h
     }
 
+    /// The pending PAX records of the next entry, with `m`'s sub-second mtime
+    /// (`mtime=<secs>.<fraction>`, trailing zeros trimmed, as Go writes it).
+    fn flush_pax(&mut self, m: &Meta) -> io::Result<()> {
+        let mut records = std::mem::take(&mut self.pax);
+        if m.mtime_nsec != 0 {
+            let frac = format!("{:09}", m.mtime_nsec);
+            let value = format!("{}.{}", m.mtime, frac.trim_end_matches('0'));
+            records.insert(0, ("mtime".to_string(), value.into_bytes()));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.tar
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    }
+
     pub fn dir(&mut self, path: &str, m: &Meta) -> io::Result<()> {
+        self.flush_pax(m)?;
         let mut h = Self::header(tar::EntryType::Directory, m, 0);
         self.tar
             .append_data(&mut h, format!("{path}/"), io::empty())
@@ -171,6 +195,7 @@ impl LayerWriter {
 
     /// A regular file of exactly `size` bytes read from `data`.
     pub fn file(&mut self, path: &str, m: &Meta, size: u64, data: impl Read) -> io::Result<()> {
+        self.flush_pax(m)?;
         let mut h = Self::header(tar::EntryType::Regular, m, size);
         let mut limited = data.take(size);
         let mut counted = CountingReader {
@@ -188,11 +213,13 @@ impl LayerWriter {
     }
 
     pub fn symlink(&mut self, path: &str, target: &str, m: &Meta) -> io::Result<()> {
+        self.flush_pax(m)?;
         let mut h = Self::header(tar::EntryType::Symlink, m, 0);
         self.tar.append_link(&mut h, path, target)
     }
 
     pub fn hardlink(&mut self, path: &str, target: &str, m: &Meta) -> io::Result<()> {
+        self.flush_pax(m)?;
         let mut h = Self::header(tar::EntryType::Link, m, 0);
         self.tar.append_link(&mut h, path, target)
     }
@@ -202,12 +229,12 @@ impl LayerWriter {
         if attrs.is_empty() {
             return Ok(());
         }
-        let keys: Vec<(String, &[u8])> = attrs
-            .iter()
-            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
-            .collect();
-        self.tar
-            .append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), *v)))
+        self.pax.extend(
+            attrs
+                .iter()
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.clone())),
+        );
+        Ok(())
     }
 
     /// A whiteout: `<dir>/.wh.<name>` hides `<dir>/<name>` of lower layers.
@@ -234,6 +261,7 @@ impl LayerWriter {
             uid: 0,
             gid: 0,
             mtime: 0,
+            mtime_nsec: 0,
         };
         let mut h = Self::header(tar::EntryType::Regular, &m, 0);
         self.tar.append_data(&mut h, path, io::empty())
@@ -248,6 +276,7 @@ impl LayerWriter {
         minor: u32,
         m: &Meta,
     ) -> io::Result<()> {
+        self.flush_pax(m)?;
         let mut h = Self::header(kind, m, 0);
         h.set_device_major(major)?;
         h.set_device_minor(minor)?;
@@ -263,6 +292,7 @@ impl LayerWriter {
                 uid: header.uid()? as u32,
                 gid: header.gid()? as u32,
                 mtime: header.mtime()?,
+                mtime_nsec: 0,
             },
             header.size()?,
         );
@@ -392,6 +422,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime: 1,
+            mtime_nsec: 0,
         };
         let mut w = LayerWriter::new(store, 6).unwrap();
         w.dir("app", &m).unwrap();
@@ -441,6 +472,7 @@ mod tests {
                 uid: 0,
                 gid: 0,
                 mtime: 1,
+                mtime_nsec: 0,
             };
             let mut w = LayerWriter::new(&s, codec).unwrap();
             let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -479,6 +511,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime: 0,
+            mtime_nsec: 0,
         };
         assert!(w.file("f", &m, 10, &b"short"[..]).is_err());
     }
