@@ -10,7 +10,7 @@ use sha2::Digest as _;
 use std::path::Path;
 use std::process::Command;
 use support::debian::bookworm;
-use support::https::StaticServer;
+use support::https::{git_repo, StaticServer};
 use support::sandbox::gitlab_job;
 use support::*;
 
@@ -141,34 +141,6 @@ fn pypi_index(dir: &Path) {
         "<!DOCTYPE html><html><body><a href=\"kiln-test-wheel/\">kiln-test-wheel</a></body></html>\n",
     )
     .unwrap();
-}
-
-/// A bare git repository under `dir/repo.git`, served the "dumb" way (static
-/// files after `git update-server-info`), holding a README.
-fn git_repo(dir: &Path) {
-    let work = dir.join("repo-work");
-    std::fs::create_dir_all(&work).unwrap();
-    std::fs::write(work.join("README"), "knut-repo\n").unwrap();
-    let git = |args: &[&str], cwd: &Path| {
-        check(
-            Command::new("git")
-                .args([
-                    "-c",
-                    "user.name=kiln",
-                    "-c",
-                    "user.email=kiln@example.invalid",
-                    "-c",
-                    "init.defaultBranch=main",
-                ])
-                .args(args)
-                .current_dir(cwd),
-        );
-    };
-    git(&["init", "-q"], &work);
-    git(&["add", "README"], &work);
-    git(&["commit", "-q", "-m", "first"], &work);
-    git(&["clone", "-q", "--bare", "repo-work", "repo.git"], dir);
-    git(&["update-server-info"], &dir.join("repo.git"));
 }
 
 /// A context whose `root/` is the bookworm tree, plus `files`.

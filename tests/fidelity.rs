@@ -314,3 +314,71 @@ fn copy_keeps_sub_second_mtimes_in_pax_records() {
     }
     assert!(found, "no layer holds f.txt");
 }
+
+/// ADD of a git repository over HTTPS with the company CA (the job's git
+/// binary runs with the CAs kiln trusts): the files without .git, or with it
+/// under --keep-git-dir; a branch ref; keyed by the commit, so a new commit
+/// reruns the step.
+#[test]
+fn add_a_git_repository_over_https() {
+    if !need_root("add_a_git_repository_over_https") {
+        return;
+    }
+    let pki = support::gitlab::Pki::new();
+    let hosts = tempfile::tempdir().unwrap();
+    support::https::git_repo(hosts.path());
+    let web = support::https::StaticServer::start(hosts.path(), &pki.cert, &pki.key);
+    let repo = format!("https://{}/repo.git", web.addr);
+    let ctx = busybox_context(
+        &format!(
+            "{PRELUDE}ADD {repo}#main /src\nADD --keep-git-dir {repo} /kept\n\
+             RUN cat /src/README; test -e /src/.git || echo no-git-dir; test -d /kept/.git && echo kept-git-dir\n"
+        ),
+        &[],
+    );
+    let ca = pki.ca.display().to_string();
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "--cache",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--ca-cert",
+        &ca,
+    ];
+    let (ok, log) = build(ctx.path(), &args);
+    assert!(ok, "{log}");
+    for want in ["knut-repo", "no-git-dir", "kept-git-dir"] {
+        assert!(log.contains(&format!("│ {want}")), "{want}:\n{log}");
+    }
+    let (ok, again) = build(ctx.path(), &args);
+    assert!(
+        ok && again
+            .lines()
+            .filter(|l| l.contains("] ADD") && l.contains("CACHED"))
+            .count()
+            == 2,
+        "{again}"
+    );
+    // A new commit on main: the ADDs run again.
+    let work = hosts.path().join("repo-work");
+    std::fs::write(work.join("README"), "second-commit\n").unwrap();
+    let git = |args: &[&str], cwd: &Path| {
+        check(
+            std::process::Command::new("git")
+                .args(["-c", "user.name=k", "-c", "user.email=k@example.invalid"])
+                .args(args)
+                .current_dir(cwd),
+        )
+    };
+    git(&["commit", "-q", "-am", "second"], &work);
+    git(&["push", "-q", "../repo.git", "main"], &work);
+    git(&["update-server-info"], &hosts.path().join("repo.git"));
+    let (ok, changed) = build(ctx.path(), &args);
+    assert!(ok && changed.contains("│ second-commit"), "{changed}");
+    // Without the CA, git cannot reach it, and the error says where.
+    let (ok, log) = build(ctx.path(), &[]);
+    assert!(
+        !ok && log.contains("Dockerfile:4: ADD") && log.contains("git ls-remote"),
+        "{log}"
+    );
+}

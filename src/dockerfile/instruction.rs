@@ -186,6 +186,9 @@ impl Parser {
                     parents: flags
                         .iter()
                         .any(|f| f.name == "parents" && f.value.as_deref() != Some("false")),
+                    keep_git_dir: flags
+                        .iter()
+                        .any(|f| f.name == "keep-git-dir" && f.value.as_deref() != Some("false")),
                     unpack: flags
                         .iter()
                         .rev()

@@ -68,6 +68,8 @@ pub struct CopyArgs {
     pub unpack: Option<bool>,
     /// COPY `--parents[=bool]`.
     pub parents: bool,
+    /// ADD `--keep-git-dir[=bool]`.
+    pub keep_git_dir: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

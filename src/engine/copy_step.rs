@@ -27,6 +27,10 @@ pub struct CopyPrep {
     pub checksum: Option<String>,
     /// The directory the URLs were fetched into (when fetched to key the step).
     pub fetched: Option<std::path::PathBuf>,
+    /// ADD of a git repository, and the commit its ref named when keyed.
+    pub git: Option<(super::git_source::GitRef, Option<String>)>,
+    /// ADD `--keep-git-dir`.
+    pub keep_git_dir: bool,
 }
 
 /// Plan a COPY/ADD: expand its arguments with the stage state at this point.
@@ -53,17 +57,27 @@ pub fn prepare(
         .ok_or_else(|| plan.err(line, format!("{kw} needs a destination")))?;
     let mut sources = words;
     let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
-    for s in &sources {
-        let git = s.starts_with("git@")
-            || s.starts_with("git://")
-            || s.contains(".git#")
-            || (is_url(s) && s.ends_with(".git"));
-        if git {
+    let git_sources: Vec<super::git_source::GitRef> = sources
+        .iter()
+        .filter_map(|s| super::git_source::parse(s))
+        .collect();
+    let git = match (git_sources.len(), sources.len(), is_add) {
+        (0, _, _) => None,
+        (1, 1, true) => Some((git_sources[0].clone(), None)),
+        (_, _, false) => {
+            return Err(plan.err(line, "COPY does not clone git repositories; use ADD"))
+        }
+        _ => {
             return Err(plan.err(
                 line,
-                format!("{kw} from a git repository is not supported yet: {s} (clone it in a RUN step, or fetch a release archive with ADD https://…)"),
-            ));
+                "ADD of a git repository takes that one source: put other sources in an ADD of their own",
+            ))
         }
+    };
+    if git.is_some() {
+        sources.clear();
+    }
+    for s in &sources {
         if s.contains("://") && !(is_add && is_url(s)) {
             return Err(plan.err(
                 line,
@@ -177,6 +191,8 @@ pub fn prepare(
         urls,
         checksum,
         fetched: None,
+        git,
+        keep_git_dir: c.keep_git_dir,
     })
 }
 
@@ -245,6 +261,15 @@ pub async fn perform(
     let mut spec = prep.spec.clone();
     // ADD URLs: fetched when the step was keyed, or now (keyed by --checksum).
     let fetched = match (&prep.fetched, prep.urls.is_empty()) {
+        _ if prep.git.is_some() => {
+            let Some((g, Some(commit))) = &prep.git else {
+                return Err(plan.err(line, "ADD: the repository's commit was not resolved"));
+            };
+            let dir =
+                super::git_source::checkout(sess, plan, line, g, commit, prep.keep_git_dir).await?;
+            spec.sources = vec![".".into()];
+            Some(dir)
+        }
         (_, true) => None,
         (Some(dir), false) => Some(dir.clone()),
         (None, false) => {

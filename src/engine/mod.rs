@@ -21,6 +21,7 @@ pub mod cache;
 mod config;
 pub mod copy;
 mod copy_step;
+mod git_source;
 mod mount_sources;
 pub mod mounts;
 mod output;
@@ -396,6 +397,10 @@ impl<'a> Engine<'a> {
             Command::Copy(c) | Command::Add(c) => {
                 let is_add = matches!(ins.command, Command::Add(_));
                 let mut cp = copy_step::prepare(&self.sess, &self.plan, stage, ins, c, is_add)?;
+                // A git source is keyed by the commit its ref names now.
+                if let Some((g, commit)) = &mut cp.git {
+                    *commit = Some(git_source::resolve(&self.sess, &self.plan, line, g).await?);
+                }
                 // ADD URLs without --checksum are fetched now: their content keys the step.
                 if !cp.urls.is_empty() && cp.checksum.is_none() && self.cache.keyed() {
                     let (dir, names) =
@@ -413,7 +418,17 @@ impl<'a> Engine<'a> {
                         .map(|s| s.key.clone())
                         .unwrap_or_default()
                 });
+                let git_id = cp.git.as_ref().map(|(g, c)| {
+                    format!(
+                        "{}#{}:{} keep={}",
+                        g.url,
+                        c.as_deref().unwrap_or(""),
+                        g.subdir.as_deref().unwrap_or(""),
+                        cp.keep_git_dir
+                    )
+                });
                 let source = match (&from, &source_key, &cp.fetched, &cp.checksum) {
+                    _ if git_id.is_some() => CopySource::Git(git_id.as_deref().unwrap_or("")),
                     (Some(SourceKey::Stage(_)), Some(k), _, _) => CopySource::Stage(k),
                     (Some(SourceKey::Image(_)), Some(k), _, _) => CopySource::Image(k),
                     (_, _, Some(dir), _) => CopySource::Fetched(dir),

@@ -19,7 +19,7 @@ pub const WGETRC: &str = "kiln-wgetrc";
 
 /// Where images keep their system bundle (Debian/Ubuntu/Alpine, RHEL/Fedora,
 /// Alpine's libressl, SUSE).
-const SYSTEM_BUNDLES: &[&str] = &[
+pub const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/cert.pem",

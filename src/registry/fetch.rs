@@ -44,6 +44,28 @@ fn url_name(url: &url::Url) -> String {
 }
 
 impl Client {
+    /// A CA bundle for tools kiln runs itself (`git` for ADD): the job's system
+    /// roots plus the CAs kiln trusts beyond them, written once into `dir`.
+    /// None when kiln trusts nothing beyond the system roots.
+    pub fn ca_bundle(&self, dir: &Path) -> Option<std::path::PathBuf> {
+        if self.global_cas.is_empty() {
+            return None;
+        }
+        let path = dir.join("kiln-ca-bundle.crt");
+        if !path.exists() {
+            let mut text = crate::exec::ca::SYSTEM_BUNDLES
+                .iter()
+                .find_map(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            for pem in &self.global_cas {
+                text.push('\n');
+                text.push_str(&pem.pem);
+            }
+            std::fs::write(&path, text).ok()?;
+        }
+        Some(path)
+    }
+
     /// Fetch `url` into `dest` (a new file). Retries a dropped connection or a
     /// 5xx as pulls do; a 4xx is an error at once.
     pub async fn fetch_url(&self, url: &str, dest: &Path) -> Result<Fetched, RegistryError> {

@@ -165,3 +165,31 @@ fn serve(
         }
     }
 }
+
+/// A bare git repository under `dir/repo.git`, served the "dumb" way (static
+/// files after `git update-server-info`), holding a README.
+pub fn git_repo(dir: &Path) {
+    let work = dir.join("repo-work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("README"), "knut-repo\n").unwrap();
+    let git = |args: &[&str], cwd: &Path| {
+        super::check(
+            std::process::Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=kiln",
+                    "-c",
+                    "user.email=kiln@example.invalid",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
+                .args(args)
+                .current_dir(cwd),
+        );
+    };
+    git(&["init", "-q"], &work);
+    git(&["add", "README"], &work);
+    git(&["commit", "-q", "-m", "first"], &work);
+    git(&["clone", "-q", "--bare", "repo-work", "repo.git"], dir);
+    git(&["update-server-info"], &dir.join("repo.git"));
+}

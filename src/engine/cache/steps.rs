@@ -31,6 +31,8 @@ pub enum CopySource<'a> {
     Fetched(&'a std::path::Path),
     /// ADD's URL with `--checksum`: keyed by it, fetched only on a miss.
     Checksum(&'a [String], &'a str),
+    /// ADD of a git repository: its URL, commit, subdir and `--keep-git-dir`.
+    Git(&'a str),
 }
 
 #[derive(Default)]
@@ -143,6 +145,9 @@ impl StepCache {
             }
             CopySource::Checksum(urls, sum) => {
                 k.str("url").list(urls).str(sum);
+            }
+            CopySource::Git(id) => {
+                k.str("git").str(id);
             }
         }
         Ok(Some(k.finish()))
