@@ -479,3 +479,66 @@ fn dockerignore_errors_name_the_line() {
         let _ = Ignore::parse(".dockerignore", &text).map(|i| i.is_ignored("a/b/c"));
     }
 }
+
+/// Dockerfiles written for this suite in the shapes popular public images and
+/// tools use (multi-stage Node/Go/Rust/Java/.NET/PHP builds, cache and secret
+/// mounts, heredocs, `# escape=`, ONBUILD bases, ADD with checksums and git):
+/// every one parses, and every `RUN --mount` in them is understood.
+#[test]
+fn the_corpus_parses_and_its_mounts_are_understood() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "the corpus has {} files", files.len());
+    let mut mounts = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let d = parse(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!d.instructions.is_empty(), "{name}");
+        // Stages, FROM references and meta ARGs plan without an error.
+        let input = kiln::engine::plan::PlanInput {
+            build_args: vec![],
+            target: None,
+            platform: None,
+        };
+        if let Err(e) = kiln::engine::plan::Plan::new(d.clone(), input) {
+            panic!("{name}: {e:#}");
+        }
+        for ins in &d.instructions {
+            if let Command::Run { flags, .. } = &ins.command {
+                for fl in flags.iter().filter(|f| f.name == "mount") {
+                    let v = fl.value.as_deref().unwrap_or("");
+                    kiln::engine::mounts::parse(v, "/", 0, &|s| Ok(s.to_string()))
+                        .unwrap_or_else(|e| panic!("{name}:{}: --mount={v}: {e}", ins.line));
+                    mounts += 1;
+                }
+            }
+        }
+    }
+    assert!(mounts >= 15, "{mounts} mounts in the corpus");
+    // Spot checks of what the shapes rely on.
+    let moby = std::fs::read_to_string(dir.join("moby-like.Dockerfile")).unwrap();
+    let d = parse("moby-like", &moby).unwrap();
+    let arg = d.instructions.iter().find_map(|i| match &i.command {
+        Command::Arg(kvs) => kvs.iter().find(|kv| kv.key == "DOCKER_STATIC").cloned(),
+        _ => None,
+    });
+    let v = arg.and_then(|kv| kv.value).unwrap();
+    let lx = Lexer::default();
+    let mut vars = Vars::new();
+    vars.insert("TARGETPLATFORM".into(), "linux/amd64".into());
+    assert_eq!(lx.word(&v, &vars).unwrap(), "");
+    vars.insert("TARGETPLATFORM".into(), "linux/arm64".into());
+    assert_eq!(lx.word(&v, &vars).unwrap(), "linux/arm64");
+    let win = std::fs::read_to_string(dir.join("windows-escape.Dockerfile")).unwrap();
+    let d = parse("windows-escape", &win).unwrap();
+    assert_eq!(d.escape, '`');
+    assert!(matches!(
+        d.instructions.last().map(|i| &i.command),
+        Some(Command::User(_))
+    ));
+}

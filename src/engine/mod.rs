@@ -129,6 +129,12 @@ fn plan_input(req: &BuildRequest) -> PlanInput {
 /// Run a build end to end.
 pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     let df = read_dockerfile(req)?;
+    if let Some(syntax) = &df.syntax {
+        // kiln is its own frontend: a `# syntax=` image is not run.
+        report.line(&format!(
+            "note: # syntax={syntax} is ignored: kiln parses the Dockerfile itself"
+        ));
+    }
     let sess = Session::new(req, report)?;
     let plan = Plan::new(df, plan_input(req))?;
     let cache = StepCache::new(&sess)?;
