@@ -135,12 +135,15 @@ fn add_from_an_https_url_with_the_company_ca() {
     std::fs::create_dir_all(&files).unwrap();
     // A real gzip'd tar: ADD from a URL must not unpack it.
     let tgz = files.join("tool.tar.gz");
+    let pkg = web_root.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("files")).unwrap();
+    std::fs::write(pkg.join("files/inner.txt"), "inside").unwrap();
     check(
         std::process::Command::new("tar")
             .args(["-czf"])
             .arg(&tgz)
             .arg("-C")
-            .arg(web_root.path())
+            .arg(&pkg)
             .arg("files"),
     );
     std::fs::write(files.join("tini"), b"#!/bin/sh\necho tini\n").unwrap();
@@ -160,11 +163,13 @@ fn add_from_an_https_url_with_the_company_ca() {
     let u = |p: &str| format!("https://{}/files/{p}", web.addr);
     let dockerfile = |sum: &str| {
         format!(
-            "{PRELUDE}ADD {} /opt/\nADD --checksum=sha256:{sum} {} /usr/local/bin/tini\nADD --chmod=755 {} /opt/\n\
-             RUN stat -c '%a %Y %n' /opt/tool.tar.gz /usr/local/bin/tini /opt/script.sh\n",
+            "# syntax=docker/dockerfile:1\n{PRELUDE}ADD {} /opt/\nADD --checksum=sha256:{sum} {} /usr/local/bin/tini\nADD --chmod=755 {} /opt/\n\
+             ADD --unpack=true {} /unpacked/\n\
+             RUN stat -c '%a %Y %n' /opt/tool.tar.gz /usr/local/bin/tini /opt/script.sh; ls /unpacked/files | tr '\\n' ' '\n",
             u("tool.tar.gz"),
             u("tini"),
-            u("get")
+            u("get"),
+            u("tool.tar.gz")
         )
     };
     let ctx = busybox_context(&dockerfile(&tini_sum), &[]);
@@ -179,7 +184,12 @@ fn add_from_an_https_url_with_the_company_ca() {
     ];
     let (ok, log) = build(ctx.path(), &args);
     assert!(ok, "{log}");
+    assert!(
+        log.contains("note: # syntax=docker/dockerfile:1 is ignored"),
+        "{log}"
+    );
     for want in [
+        "inner.txt ",
         "600 1700000000 /opt/tool.tar.gz",
         "600 1700000000 /usr/local/bin/tini",
         "755 1700000000 /opt/script.sh",
@@ -194,7 +204,7 @@ fn add_from_an_https_url_with_the_company_ca() {
         log.lines()
             .filter(|l| l.contains("] ADD") && l.contains("CACHED"))
             .count(),
-        3,
+        4,
         "{log}"
     );
     assert!(
@@ -209,13 +219,13 @@ fn add_from_an_https_url_with_the_company_ca() {
     let (ok, log) = build(ctx.path(), &["--ca-cert", &ca]);
     assert!(!ok, "{log}");
     assert!(
-        log.contains("Dockerfile:5: ADD") && log.contains("--checksum does not match"),
+        log.contains("Dockerfile:6: ADD") && log.contains("--checksum does not match"),
         "{log}"
     );
     // Without the CA, the fetch fails and says why.
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&tini_sum)).unwrap();
     let (ok, log) = build(ctx.path(), &[]);
-    assert!(!ok && log.contains("Dockerfile:4: ADD"), "{log}");
+    assert!(!ok && log.contains("Dockerfile:5: ADD"), "{log}");
 }
 
 /// COPY --exclude and --parents (with a `/./` pivot), ADD --unpack=false.
@@ -230,7 +240,8 @@ fn copy_exclude_parents_and_add_unpack_false() {
              COPY --parents ./a/b/f1.txt ./a/c/*.txt /par/\n\
              COPY --parents ./a/./b/f1.txt /pivot/\n\
              ADD --unpack=false pack.tar.gz /nounpack/\n\
-             RUN find /ex /par /pivot /nounpack | sort | tr '\\n' ' '\n"
+             ADD --exclude=*.md a/c/ /addex/\n\
+             RUN find /ex /par /pivot /nounpack /addex | sort | tr '\\n' ' '\n"
         ),
         &[
             ("sub/keep.txt", "k"),
@@ -253,7 +264,7 @@ fn copy_exclude_parents_and_add_unpack_false() {
     let (ok, log) = build(ctx.path(), &[]);
     assert!(ok, "{log}");
     // `*.log` does not cross `/` (the .dockerignore rules): deep/also.log stays.
-    let want = "/ex /ex/deep /ex/deep/also.log /ex/keep.txt /nounpack /nounpack/pack.tar.gz /par /par/a /par/a/b /par/a/b/f1.txt /par/a/c /par/a/c/f2.txt /pivot /pivot/b /pivot/b/f1.txt ";
+    let want = "/addex /addex/f2.txt /ex /ex/deep /ex/deep/also.log /ex/keep.txt /nounpack /nounpack/pack.tar.gz /par /par/a /par/a/b /par/a/b/f1.txt /par/a/c /par/a/c/f2.txt /pivot /pivot/b /pivot/b/f1.txt ";
     assert!(log.contains(&format!("│ {want}")), "want {want}\n{log}");
 }
 
