@@ -80,7 +80,11 @@ RUN --mount=type=bind,source=sub,target=/b/c sh -c 'ls /b/c | tr "\n" " " | sed 
 RUN --mount=type=bind,source=sub,target=/b/rw,rw sh -c 'echo changed > /b/rw/a && cat /b/rw/a | sed "s/^/bind-rw=/"'
 RUN --mount=type=bind,from=files,source=/data,target=/from-stage cat /from-stage/f.txt
 RUN --mount=type=ssh agent-probe
-RUN ls -d /run /x /b /b/c /root/.cache /from-stage /owned 2>&1 | sed 's/^/left: /'; cat /var/cache/apt/orig
+RUN --mount=type=cache,target=/roc,id=pip,ro sh -c 'test -s /roc/runs && echo ro-sees-cache; touch /roc/x 2>/dev/null && echo ro-writable || echo ro-refused'
+RUN --mount=type=cache,target=/root/.cache/pip,id=pip sh -c 'test -e /root/.cache/pip/x && echo ro-write-leaked || echo ro-write-discarded'
+RUN --mount=type=secret,id=tok,target=/s2,mode=0440,uid=1000,gid=1000 stat -c 'secret-meta=%a %u:%g' /s2
+RUN --mount=type=tmpfs,target=/tsz,size=1m sh -c 'dd if=/dev/zero of=/tsz/f bs=1k count=2048 2>/dev/null && echo tmpfs-unbounded || echo tmpfs-bounded'
+RUN ls -d /run /x /b /b/c /root/.cache /from-stage /owned /roc /s2 /tsz 2>&1 | sed 's/^/left: /'; cat /var/cache/apt/orig
 "#;
 
 /// A context for [`DOCKERFILE`]: busybox, the agent probe, a `sub/` dir with
@@ -180,6 +184,9 @@ fn every_mount_type_works_in_both_modes_and_leaves_the_same_trace_as_buildkit() 
             "bind-rw=changed",
             "stage-file-content",
             "agent: 1 identities at /run/buildkit/ssh_agent.0",
+            "ro-sees-cache",
+            "ro-write-discarded",
+            "secret-meta=440 1000:1000",
             "keep",
         ] {
             assert!(lines(want), "{mode}: {want:?} missing:\n{log}");
@@ -194,6 +201,11 @@ fn every_mount_type_works_in_both_modes_and_leaves_the_same_trace_as_buildkit() 
                 l.contains("BUILT no changes"),
                 "{mode}: a mount left a trace: {l}\n{log}"
             );
+        }
+        // Namespaces mode enforces `ro` and `size` with real mounts; chroot mode
+        // discards the writes instead (a copy, on disk), as the README says.
+        if mode == "namespaces" {
+            assert!(lines("ro-refused") && lines("tmpfs-bounded"), "{log}");
         }
         assert!(
             !log.contains("skip.log"),
@@ -211,6 +223,9 @@ fn every_mount_type_works_in_both_modes_and_leaves_the_same_trace_as_buildkit() 
             "/root/.cache",
             "/from-stage",
             "/owned",
+            "/roc",
+            "/s2",
+            "/tsz",
         ] {
             assert!(
                 lines(&format!("left: ls: {gone}: No such file or directory")),
