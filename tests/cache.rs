@@ -636,3 +636,58 @@ fn a_refused_cross_repo_mount_falls_back_to_an_upload() {
         );
     });
 }
+
+/// The GitLab layout: `.kiln-cache` (and a work dir and an output) inside the
+/// project dir, which is the build context. A COPY of everything leaves them
+/// out, says so once, and hits the cache the second time.
+#[test]
+fn kilns_own_dirs_inside_the_context_stay_out_of_the_image_and_the_key() {
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY . /app/\n"),
+        ("a.txt", "a"),
+    ]);
+    let p = ctx.path();
+    let go = || {
+        let out = run(kiln()
+            .args(["build", "--no-push", "--cache", "--context"])
+            .arg(p)
+            .arg("--cache-dir")
+            .arg(p.join(".kiln-cache"))
+            .arg("--work-dir")
+            .arg(p.join(".kiln-work"))
+            .arg("--oci-layout-path")
+            .arg(p.join("out")));
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    let first = go();
+    assert_eq!(
+        first.matches("note: leaving kiln's own").count(),
+        1,
+        "{first}"
+    );
+    assert!(
+        first.contains(".kiln-cache") && first.contains(".kiln-work") && first.contains("out"),
+        "{first}"
+    );
+    let second = go();
+    assert!(
+        second
+            .lines()
+            .any(|l| l.contains("COPY . /app/") && l.contains("CACHED")),
+        "the key changed although nothing of the user's did:\n{second}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(
+        &format!("oci:{}:latest", p.join("out").display()),
+        work.path(),
+    );
+    assert!(root.join("app/a.txt").exists());
+    for own in [".kiln-cache", ".kiln-work", "out"] {
+        assert!(
+            !root.join("app").join(own).exists(),
+            "{own} is in the image"
+        );
+    }
+}

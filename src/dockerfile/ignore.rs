@@ -144,6 +144,15 @@ impl Ignore {
         })
     }
 
+    /// Leave `rel` (a clean path relative to the context) and all below it out,
+    /// whatever the patterns say: kiln's own cache, work and output paths.
+    pub fn exclude_own(&mut self, rel: &str) {
+        self.patterns.push(Pattern {
+            matcher: Match::Exact(rel.to_string()),
+            exclusion: false,
+        });
+    }
+
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }

@@ -46,6 +46,59 @@ fn rfc3339(secs: u64) -> String {
         .to_string()
 }
 
+/// Leave kiln's own paths that lie inside the context out of it (the cache dir,
+/// the work dir, the outputs): a `COPY . /app/` must never copy kiln's cache
+/// into the image, nor change its key on every build. Returns them, relative.
+fn exclude_own_paths(req: &BuildRequest, ignore: &mut Ignore, work: &Path) -> Vec<String> {
+    let Ok(ctx) = req.context.canonicalize() else {
+        return vec![];
+    };
+    let mut own: Vec<PathBuf> = vec![req.cache_dir.clone(), work.to_path_buf()];
+    if let Some(w) = &req.work_dir {
+        own.push(w.clone());
+    }
+    own.extend(
+        [
+            &req.tar_path,
+            &req.oci_layout_path,
+            &req.digest_file,
+            &req.image_name_with_digest_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned(),
+    );
+    let mut out = Vec::new();
+    for p in own {
+        // The path may not exist yet (an output): resolve its parent.
+        let abs = match (p.canonicalize(), p.parent(), p.file_name()) {
+            (Ok(a), _, _) => a,
+            (Err(_), Some(parent), Some(name)) => {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                match parent.canonicalize() {
+                    Ok(a) => a.join(name),
+                    Err(_) => continue,
+                }
+            }
+            _ => continue,
+        };
+        let Ok(rel) = abs.strip_prefix(&ctx) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy().into_owned();
+        if rel.is_empty() || out.contains(&rel) {
+            continue;
+        }
+        ignore.exclude_own(&rel);
+        out.push(rel);
+    }
+    out
+}
+
 impl<'a> Session<'a> {
     /// Check the context, load its ignore rules, create the work dir, open the
     /// store (the cache dir with the cache on, else inside the work dir) and the
@@ -54,13 +107,22 @@ impl<'a> Session<'a> {
         if !req.warm && !req.context.is_dir() {
             bail!("build context {} is not a directory", req.context.display());
         }
-        let (ignore, ignore_file) = Ignore::load(&req.context, &dockerfile_path(req))?;
+        let (mut ignore, ignore_file) = Ignore::load(&req.context, &dockerfile_path(req))?;
         if let Some(f) = ignore_file {
             tracing::debug!("using {f}");
         }
         let work_parent = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
         let work = WorkDir::create(&work_parent)
             .with_context(|| format!("cannot create a work dir in {}", work_parent.display()))?;
+        if !req.warm {
+            let left = exclude_own_paths(req, &mut ignore, work.path());
+            if !left.is_empty() {
+                report.line(&format!(
+                    "note: leaving kiln's own {} out of the build context",
+                    left.join(", ")
+                ));
+            }
+        }
         // With the cache on, blobs live in the cache dir so later builds (and other
         // jobs restoring it) reuse them; otherwise in the work dir, removed at the end.
         let store = if req.cache {
