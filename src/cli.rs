@@ -126,6 +126,10 @@ pub struct BuildArgs {
     /// $SSH_AUTH_SOCK) or ID=SOCKET. Repeatable.
     #[arg(long = "ssh", value_name = "default|ID=SOCKET")]
     pub ssh: Vec<String>,
+    /// Do not check before the build that every --destination accepts a push
+    /// (kaniko's flag); the check starts an upload and cancels it.
+    #[arg(long)]
+    pub skip_push_permission_check: bool,
     #[command(flatten)]
     pub compression: CompressionArgs,
     /// Use and fill the layer cache; `--cache=false` turns it off. Default: on in CI
@@ -557,6 +561,7 @@ impl BuildArgs {
             run_ca,
             secrets,
             ssh,
+            skip_push_permission_check: self.skip_push_permission_check,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,
             zstd: self.compression.zstd(),

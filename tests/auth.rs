@@ -265,6 +265,11 @@ fn auth_and_tls_failures_say_what_to_fix_and_leak_nothing() {
         err.contains("other/project") && err.contains("can push only to its own project"),
         "{err}"
     );
+    // Found before the build: no step ran.
+    assert!(
+        err.contains("checked before the build") && !err.contains("] FROM"),
+        "{err}"
+    );
 
     // A pull from a project that has not allowlisted this job.
     let private = context(&[

@@ -80,6 +80,8 @@ pub struct BuildRequest {
     pub secrets: Vec<(String, mounts::SecretValue)>,
     /// `--ssh` agents by id.
     pub ssh: Vec<(String, PathBuf)>,
+    /// `--skip-push-permission-check`.
+    pub skip_push_permission_check: bool,
     /// Use and fill the cache (local dir, and the registry cache repo if set).
     pub cache: bool,
     pub cache_dir: PathBuf,
@@ -126,6 +128,24 @@ fn plan_input(req: &BuildRequest) -> PlanInput {
     }
 }
 
+/// Before the first step: may the credentials push to every destination? A
+/// token without push rights (another project, a missing scope) fails the build
+/// in seconds, not after it ran. `--skip-push-permission-check` turns it off.
+async fn check_push_access(sess: &Session<'_>) -> Result<()> {
+    let req = sess.req;
+    if req.no_push || req.skip_push_permission_check || req.destinations.is_empty() {
+        return Ok(());
+    }
+    let checks = req
+        .destinations
+        .iter()
+        .map(|d| async move { (d, sess.client.check_push(d).await) });
+    for (d, r) in futures_util::future::join_all(checks).await {
+        r.map_err(|e| anyhow!("cannot push to {d} (checked before the build): {e}"))?;
+    }
+    Ok(())
+}
+
 /// Run a build end to end.
 pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     let df = read_dockerfile(req)?;
@@ -137,6 +157,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     }
     let sess = Session::new(req, report)?;
     let plan = Plan::new(df, plan_input(req))?;
+    check_push_access(&sess).await?;
     let cache = StepCache::new(&sess)?;
     let target = plan.target;
     let mut e = Engine::new(sess, plan, cache, Some(target));

@@ -224,6 +224,32 @@ impl Client {
         })
     }
 
+    /// May the credentials push to `r`? Starts an upload session and cancels
+    /// it, as kaniko's check does; nothing is written.
+    pub async fn check_push(&self, r: &Reference) -> Result<()> {
+        let start = self.url(r, "blobs/uploads/")?;
+        let resp = self
+            .send(r, true, Method::POST, start, HeaderMap::new(), Body::Empty)
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::CREATED {
+            return Err(self.fail(r, "POST", "push access check", resp, true).await);
+        }
+        if let Ok(loc) = self.location(r, &resp) {
+            let _ = self
+                .send_with(
+                    r,
+                    true,
+                    Method::DELETE,
+                    loc,
+                    HeaderMap::new(),
+                    Body::Empty,
+                    false,
+                )
+                .await;
+        }
+        Ok(())
+    }
+
     /// Try to mount `digest` from another repository of the same registry.
     /// Ok(true) when mounted; Ok(false) when the registry wants an upload instead.
     pub async fn mount_blob(&self, r: &Reference, digest: &str, from: &str) -> Result<bool> {
