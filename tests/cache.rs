@@ -98,6 +98,17 @@ fn a_second_runner_gets_every_step_from_the_registry_without_transfers() {
     }
     assert!(err.contains("cache: 0 hits, 3 misses"), "{err}");
     let layers = layers_of(&s.reg, "app/img:1");
+    // Each new layer went up once (to the cache repo) and was mounted into the
+    // destination: no second upload of the same bytes.
+    for l in &layers[1..] {
+        assert_eq!(
+            s.reg
+                .count_requests(0, "PUT", &format!("digest={}", l.replace(':', "%3A"))),
+            1,
+            "{l} was uploaded more than once:\n{}",
+            s.reg.access_log()
+        );
+    }
 
     // Another runner: empty cache dir, same registry.
     let from = s.reg.log_len();

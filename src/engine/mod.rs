@@ -172,9 +172,17 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
         ));
     }
     e.cache.save_file_digests(&e.sess);
-    let stage = e.sources.stages[target]
+    let mut stage = e.sources.stages[target]
         .take()
         .ok_or_else(|| anyhow!("target stage was not built"))?;
+    // Layers this build put in the cache repo are mounted from there into the
+    // destinations on that registry: each layer is uploaded once.
+    e.cache.wait_pushes(&e.sess).await;
+    for l in stage.layers.iter_mut().filter(|l| l.origin.is_none()) {
+        if let Some(repo) = e.cache.holds(&l.desc.digest) {
+            l.origin = Some(repo.clone());
+        }
+    }
     let layers = stage.layers.len();
     let d = output::deliver(&e.sess, stage).await?;
     e.cache.finish(&e.sess).await;

@@ -40,7 +40,11 @@ pub struct StepCache {
     pub local: Option<LocalCache>,
     remote: Option<RemoteCache>,
     /// Cache entries being pushed to the registry cache repo.
-    pushes: Vec<tokio::task::JoinHandle<std::result::Result<(), String>>>,
+    /// Each returns the layer digest it put in the cache repo.
+    pushes: Vec<tokio::task::JoinHandle<std::result::Result<Option<String>, String>>>,
+    /// Layers (digests) this build put in the cache repo, once [`StepCache::wait_pushes`] ran.
+    pushed: std::collections::HashSet<String>,
+    push_failures: usize,
     pub hits: usize,
     pub misses: usize,
     /// Remembered digests of context files (with the cache on).
@@ -318,6 +322,7 @@ impl StepCache {
                 remote
                     .put(&client, &key, &entry, path.as_deref())
                     .await
+                    .map(|()| entry.layer.map(|l| l.digest))
                     .map_err(|e| format!("{e}"))
             }));
         }
@@ -336,21 +341,40 @@ impl StepCache {
 
     /// Wait for the cache entries pushed in the background. A failure there is a
     /// warning, never a failed build. Then the summary line.
-    pub async fn finish(&mut self, sess: &Session<'_>) {
-        let report = sess.report;
-        let mut failed = 0;
+    /// Wait for the background pushes to the cache repo: then the outputs can
+    /// mount those layers instead of uploading them a second time. A failure is
+    /// a warning, never a failed build.
+    pub async fn wait_pushes(&mut self, sess: &Session<'_>) {
         for p in std::mem::take(&mut self.pushes) {
             match p.await {
-                Ok(Ok(())) => {}
+                Ok(Ok(Some(digest))) => {
+                    self.pushed.insert(digest);
+                }
+                Ok(Ok(None)) => {}
                 Ok(Err(e)) => {
-                    failed += 1;
-                    if failed == 1 {
-                        report.warn(&format!("could not push a cache entry: {e}"));
+                    self.push_failures += 1;
+                    if self.push_failures == 1 {
+                        sess.report
+                            .warn(&format!("could not push a cache entry: {e}"));
                     }
                 }
-                Err(e) => report.warn(&format!("cache push task failed: {e}")),
+                Err(e) => sess.report.warn(&format!("cache push task failed: {e}")),
             }
         }
+    }
+
+    /// The cache repo, when it holds `digest` because this build put it there.
+    pub fn holds(&self, digest: &str) -> Option<&Reference> {
+        self.remote
+            .as_ref()
+            .filter(|_| self.pushed.contains(digest))
+            .map(|r| &r.repo)
+    }
+
+    pub async fn finish(&mut self, sess: &Session<'_>) {
+        let report = sess.report;
+        self.wait_pushes(sess).await;
+        let failed = self.push_failures;
         if failed > 1 {
             report.warn(&format!("{failed} cache entries could not be pushed"));
         }
