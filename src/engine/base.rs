@@ -45,15 +45,56 @@ impl Session<'_> {
     /// Pull a manifest (selecting the platform from an index) and its config. With
     /// the cache on, how the reference resolved is remembered, so a later build can
     /// run with the registry unreachable.
+    ///
+    /// Mirrors, maps and the Dependency Proxy are tried first, in order, then
+    /// `r` itself (see [`super::mirrors`]); a source that fails falls through to
+    /// the next with one warning line. The stage records `r` as written.
     pub(super) async fn pull(
         &self,
         r: &Reference,
         platform: &Platform,
         local: Option<&LocalCache>,
     ) -> Result<Stage> {
+        let cands = self.req.pull.candidates(r);
+        let n = cands.len();
+        for (i, c) in cands.iter().enumerate() {
+            let last = i + 1 == n;
+            match self.pull_from(r, &c.reference, platform, local, last).await {
+                Ok(stage) => {
+                    if !c.via.is_empty() {
+                        self.report
+                            .line(&format!("{r}: pulled from {} {}", c.via, c.reference));
+                    }
+                    return Ok(stage);
+                }
+                Err(e) if !last => {
+                    let what = if c.via.is_empty() { "registry" } else { c.via };
+                    self.report.warn(&format!(
+                        "{what} {} failed for {r} ({}); trying {}",
+                        c.reference.registry,
+                        format!("{e:#}").lines().next().unwrap_or(""),
+                        cands[i + 1].reference
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(anyhow!("{r}: nowhere to pull it from"))
+    }
+
+    /// Pull `r` (as written) from `src`; the offline fallback to the cache dir
+    /// only when `offline_ok` (the last place to try).
+    async fn pull_from(
+        &self,
+        r: &Reference,
+        src: &Reference,
+        platform: &Platform,
+        local: Option<&LocalCache>,
+        offline_ok: bool,
+    ) -> Result<Stage> {
         let spinner = self.report.spinner(&format!("resolving {r}"));
-        self.client.declare(r, false);
-        let (bytes, mt, resolved) = match self.resolve_manifest(r, platform).await {
+        self.client.declare(src, false);
+        let (bytes, mt, resolved) = match self.resolve_manifest(src, platform).await {
             Ok((bytes, mt, digest)) => {
                 if let Some(local) = local {
                     self.store.put_bytes(&bytes)?;
@@ -71,10 +112,11 @@ impl Session<'_> {
                 (bytes, mt, digest)
             }
             Err(e)
-                if matches!(
-                    e.downcast_ref::<registry::RegistryError>(),
-                    Some(registry::RegistryError::Unreachable { .. })
-                ) =>
+                if offline_ok
+                    && matches!(
+                        e.downcast_ref::<registry::RegistryError>(),
+                        Some(registry::RegistryError::Unreachable { .. })
+                    ) =>
             {
                 let rec = local.and_then(|c| c.image(&r.to_string(), &platform.to_string()));
                 let bytes = rec
@@ -103,7 +145,7 @@ impl Session<'_> {
         let cdigest = m.config().digest().to_string();
         // fetch_blob checks the digest of what it downloads and of what the
         // cache dir already held.
-        let cpath = self.client.fetch_blob(r, &cdigest, &self.store).await?;
+        let cpath = self.client.fetch_blob(src, &cdigest, &self.store).await?;
         let config: ImageConfig =
             serde_json::from_slice(&crate::image::read_json_blob(&cpath, &cdigest)?)
                 .with_context(|| format!("{r}: invalid image config"))?;
@@ -131,7 +173,7 @@ impl Session<'_> {
                     media_type: l.media_type().to_string(),
                     diff_id: diff_id.clone(),
                 },
-                origin: Some(r.clone()),
+                origin: Some(src.clone()),
             })
             .collect();
         if let Some(s) = spinner {
@@ -149,6 +191,7 @@ impl Session<'_> {
             rootfs: None,
             args: vec![],
             shell: vec![],
+            base: Some((r.to_string(), resolved.clone())),
             key: resolved,
         })
     }

@@ -22,6 +22,7 @@ mod config;
 pub mod copy;
 mod copy_step;
 mod git_source;
+pub mod mirrors;
 mod mount_sources;
 pub mod mounts;
 mod output;
@@ -82,6 +83,8 @@ pub struct BuildRequest {
     pub ssh: Vec<(String, PathBuf)>,
     /// `--skip-push-permission-check`.
     pub skip_push_permission_check: bool,
+    /// Mirrors, maps and the Dependency Proxy, for pulls.
+    pub pull: mirrors::PullSources,
     /// Use and fill the cache (local dir, and the registry cache repo if set).
     pub cache: bool,
     pub cache_dir: PathBuf,

@@ -32,7 +32,24 @@ pub async fn deliver(sess: &Session<'_>, mut stage: Stage) -> Result<Delivered> 
     }
     stage.config.created = Some(sess.now.clone());
     let layers: Vec<LayerDesc> = stage.layers.iter().map(|l| l.desc.clone()).collect();
-    let out = sink::Assembled::new(&sess.store, &stage.config, &layers)?;
+    // The base as the Dockerfile names it, whatever mirror served it.
+    let annotations: Vec<(String, String)> = stage
+        .base
+        .iter()
+        .flat_map(|(name, digest)| {
+            [
+                (
+                    "org.opencontainers.image.base.name".to_string(),
+                    name.clone(),
+                ),
+                (
+                    "org.opencontainers.image.base.digest".to_string(),
+                    digest.clone(),
+                ),
+            ]
+        })
+        .collect();
+    let out = sink::Assembled::new(&sess.store, &stage.config, &layers, &annotations)?;
     let mut pushed = Vec::new();
     if req.tar_path.is_some() || req.oci_layout_path.is_some() {
         for l in &stage.layers {

@@ -25,11 +25,16 @@ pub struct Assembled {
 }
 
 impl Assembled {
-    pub fn new(store: &Store, config: &ImageConfig, layers: &[LayerDesc]) -> Result<Assembled> {
+    pub fn new(
+        store: &Store,
+        config: &ImageConfig,
+        layers: &[LayerDesc],
+        annotations: &[(String, String)],
+    ) -> Result<Assembled> {
         let cbytes = config.to_bytes();
         let config_digest = store.put_bytes(&cbytes)?;
-        let manifest =
-            build_manifest(&config_digest, cbytes.len() as u64, layers).map_err(|e| anyhow!(e))?;
+        let manifest = build_manifest(&config_digest, cbytes.len() as u64, layers, annotations)
+            .map_err(|e| anyhow!(e))?;
         let manifest_digest = store.put_bytes(&manifest)?;
         Ok(Assembled {
             config: cbytes,

@@ -31,6 +31,9 @@ pub struct Stage {
     /// Cache key of the last layer step (or the base's identity): the parent of
     /// the next step's key.
     pub key: String,
+    /// The base image as written and its manifest digest, for the
+    /// `org.opencontainers.image.base.*` annotations (None for scratch).
+    pub base: Option<(String, String)>,
 }
 
 impl Stage {
@@ -45,6 +48,7 @@ impl Stage {
             args: vec![],
             shell: vec![],
             key: format!("scratch/{p}"),
+            base: None,
         }
     }
 
@@ -58,6 +62,7 @@ impl Stage {
             args: vec![],
             shell: self.shell.clone(),
             key: self.key.clone(),
+            base: self.base.clone(),
         }
     }
 

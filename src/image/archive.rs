@@ -203,7 +203,7 @@ pub fn read(
             path: store.blob_path(digest)?,
         });
     }
-    let manifest = build_manifest(&config_digest, config_bytes.len() as u64, &descs)
+    let manifest = build_manifest(&config_digest, config_bytes.len() as u64, &descs, &[])
         .map_err(|e| anyhow!(e))?;
     let tags = entry
         .get("RepoTags")

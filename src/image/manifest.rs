@@ -164,10 +164,13 @@ pub struct LayerDesc {
 }
 
 /// Serialize an OCI image manifest for a config blob and layers.
+/// `annotations` go on the manifest only when there are any, so images without
+/// them keep their digests.
 pub fn build_manifest(
     config_digest: &str,
     config_size: u64,
     layers: &[LayerDesc],
+    annotations: &[(String, String)],
 ) -> Result<Vec<u8>, String> {
     let descs: Vec<Descriptor> = layers
         .iter()
@@ -181,12 +184,15 @@ pub fn build_manifest(
         })
         .collect::<Result<_, _>>()?;
     let cd: oci_spec::image::Digest = config_digest.parse().map_err(|e| format!("{e}"))?;
-    let m: ImageManifest = ImageManifestBuilder::default()
+    let mut m: ImageManifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(Descriptor::new(MediaType::ImageConfig, config_size, cd))
         .layers(descs)
         .build()
         .map_err(|e| e.to_string())?;
+    if !annotations.is_empty() {
+        m.set_annotations(Some(annotations.iter().cloned().collect()));
+    }
     serde_json::to_vec(&m).map_err(|e| e.to_string())
 }

@@ -578,6 +578,19 @@ impl Client {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 self.denied(r, status, &detail, push)
             }
+            // Still limited after the retries waited as Retry-After asked.
+            StatusCode::TOO_MANY_REQUESTS => RegistryError::Other(format!(
+                "registry {} rate-limited the {method} of {path} (429 Too Many Requests{detail}){}",
+                r.registry,
+                if matches!(
+                    r.registry.as_str(),
+                    "docker.io" | "index.docker.io" | "registry-1.docker.io"
+                ) {
+                    ": Docker Hub allows 100 anonymous pulls per 6 hours; pull through a mirror (--registry-mirror, --registry-map) or GitLab's Dependency Proxy (--dependency-proxy auto)"
+                } else {
+                    "; try again later"
+                }
+            )),
             _ => RegistryError::Status {
                 registry: r.registry.clone(),
                 method: method.into(),

@@ -5,6 +5,8 @@ use crate::engine::BuildRequest;
 use crate::image::{Platform, Reference};
 use crate::registry;
 use anyhow::{bail, Context, Result};
+pub mod pull;
+
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -40,6 +42,8 @@ pub enum CompressionArg {
 
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
+    #[command(flatten)]
+    pub pull: pull::PullArgs,
     /// Registry (host[:port]) to reach over plain HTTP. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
@@ -354,6 +358,7 @@ impl WarmArgs {
                 .transpose()
                 .map_err(anyhow::Error::msg)?,
             registry: self.registry.options(vec![])?,
+            pull: self.registry.pull.sources()?.0,
             compression_level: self.compression.level()?,
             zstd: self.compression.zstd(),
             cache: true,
@@ -431,8 +436,14 @@ impl RegistryArgs {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
+        let (_, plain_mirrors) = self.pull.sources()?;
         Ok(registry::Options {
-            insecure: self.insecure_registry.clone(),
+            insecure: self
+                .insecure_registry
+                .iter()
+                .cloned()
+                .chain(plain_mirrors)
+                .collect(),
             tls: registry::tls::TlsOptions {
                 ca_certs: self.ca_cert.clone(),
                 registry_certificates,
@@ -562,6 +573,7 @@ impl BuildArgs {
             secrets,
             ssh,
             skip_push_permission_check: self.skip_push_permission_check,
+            pull: self.registry.pull.sources()?.0,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,
             zstd: self.compression.zstd(),

@@ -1,0 +1,189 @@
+//! Pulls as GitLab users route them, with no Dockerfile change: a plain-HTTP
+//! Docker Hub mirror, a failing mirror falling through to the next, a registry
+//! map for another registry, GitLab's Dependency Proxy (a local registry under
+//! a group path behind the GitLab-like token server), digest pins kept, and the
+//! base recorded as written.
+
+mod support;
+
+use support::gitlab::{seed_busybox, GitLab};
+use support::*;
+
+fn manifest(layout: &std::path::Path) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let d = index["manifests"][0]["digest"].as_str().unwrap();
+    serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap().to_string();
+    drop(l);
+    a
+}
+
+#[test]
+fn docker_hub_mirrors_fall_through_and_maps_reach_any_registry() {
+    let mirror = Registry::start();
+    push_busybox_base(&mirror, "library/busybox");
+    push_busybox_base(&mirror, "quaycopy/org/tool");
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox\nRUN true\nCOPY f /f\n"),
+        ("f", "x"),
+    ]);
+    let dead = closed_port();
+    let build = |args: &[&str]| {
+        let out = run(kiln()
+            .args(["build", "--no-push", "--context"])
+            .arg(ctx.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join("oci"))
+            .args(args));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A dead mirror first (one warning), then the plain-HTTP mirror (http://).
+    let (ok, log) = build(&[
+        "--registry-mirror",
+        &format!("http://{dead}"),
+        "--registry-mirror",
+        &format!("http://{}", mirror.addr),
+    ]);
+    assert!(ok, "{log}");
+    assert_eq!(
+        log.matches(&format!("mirror {dead} failed for")).count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "pulled from mirror {}/library/busybox",
+            mirror.addr
+        )),
+        "{log}"
+    );
+    let m = manifest(&ctx.path().join("oci"));
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.base.name"], "docker.io/library/busybox:latest",
+        "{m}"
+    );
+    assert!(m["annotations"]["org.opencontainers.image.base.digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:")));
+    // The same through the environment, comma-separated.
+    let out = run(kiln()
+        .args(["build", "--no-push", "--context"])
+        .arg(ctx.path())
+        .arg("--oci-layout-path")
+        .arg(ctx.path().join("oci-env"))
+        .env(
+            "KILN_REGISTRY_MIRROR",
+            format!("http://{dead},http://{}", mirror.addr),
+        ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Only a dead mirror and no fallback: an error that names the mirror.
+    let (ok, log) = build(&[
+        "--registry-mirror",
+        &format!("http://{dead}"),
+        "--skip-default-registry-fallback",
+    ]);
+    assert!(
+        !ok && log.contains(&dead) && !log.contains("docker.io/library/busybox: "),
+        "{log}"
+    );
+
+    // A registry map for another registry (the weekly internal copy).
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM quay.io/org/tool\nCOPY f /f\n",
+    )
+    .unwrap();
+    let (ok, log) = build(&[
+        "--insecure-registry",
+        &mirror.addr,
+        "--registry-map",
+        &format!("quay.io={}/quaycopy", mirror.addr),
+        "--skip-default-registry-fallback",
+    ]);
+    assert!(ok, "{log}");
+    assert!(log.contains("pulled from registry map"), "{log}");
+    assert_eq!(
+        manifest(&ctx.path().join("oci"))["annotations"]["org.opencontainers.image.base.name"],
+        "quay.io/org/tool:latest"
+    );
+}
+
+#[test]
+fn the_dependency_proxy_serves_docker_hub_references_with_its_credentials() {
+    let gl = GitLab::start(300);
+    let proxy_path = "group/dependency_proxy/containers";
+    seed_busybox(&gl, &format!("{proxy_path}/alpine"));
+    let reg = gl.registry.addr.clone();
+    // The digest the proxy holds, to pin one reference to it.
+    let raw = check(
+        std::process::Command::new("skopeo")
+            .args(["inspect", "--format", "{{.Digest}}"])
+            .args(gl.skopeo_admin(""))
+            .arg(format!("docker://{reg}/{proxy_path}/alpine:latest")),
+    );
+    let digest = raw.trim().to_string();
+    let ca = gl.pki.ca.display().to_string();
+    for from in [
+        "alpine".to_string(),
+        "library/alpine:latest".to_string(),
+        "docker.io/library/alpine".to_string(),
+        format!("alpine@{digest}"),
+    ] {
+        let ctx = context(&[
+            ("Dockerfile", &format!("FROM {from}\nCOPY f /f\n")),
+            ("f", "x"),
+        ]);
+        let out = run(kiln()
+            .args(["build", "--no-push", "--context"])
+            .arg(ctx.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join("oci"))
+            .args(["--ca-cert", &ca, "--dependency-proxy", "auto"])
+            .env("GITLAB_CI", "true")
+            .env(
+                "CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX",
+                format!("{reg}/{proxy_path}"),
+            )
+            .env("CI_DEPENDENCY_PROXY_SERVER", &reg)
+            .env("CI_DEPENDENCY_PROXY_USER", &gl.cfg.admin.0)
+            .env("CI_DEPENDENCY_PROXY_PASSWORD", &gl.cfg.admin.1));
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "FROM {from}:\n{log}");
+        assert!(
+            log.contains(&format!(
+                "pulled from dependency proxy {reg}/{proxy_path}/alpine"
+            )),
+            "FROM {from}:\n{log}"
+        );
+        assert!(
+            log.contains("credentials for") && log.contains("CI_DEPENDENCY_PROXY_USER"),
+            "FROM {from}: the proxy's own credentials:\n{log}"
+        );
+        assert!(!log.contains(&gl.cfg.admin.1), "the password was printed");
+        let m = manifest(&ctx.path().join("oci"));
+        assert_eq!(
+            m["annotations"]["org.opencontainers.image.base.digest"], digest,
+            "FROM {from}: {m}"
+        );
+    }
+}
