@@ -9,6 +9,39 @@ use std::time::{Duration, Instant};
 pub struct Reporter {
     pub tty: bool,
     pub start: Instant,
+    /// GitLab CI (`GITLAB_CI=true`): stages and RUN output in collapsible sections.
+    pub gitlab: bool,
+    /// What `--report` writes: every step, and the bases.
+    record: std::sync::Mutex<Record>,
+}
+
+/// One step of the build, as the JSON report gives it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub instruction: String,
+    /// BUILT, CACHED, WARMED, or empty for metadata steps.
+    pub result: String,
+    pub seconds: f64,
+    pub layer: Option<LayerRecord>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerRecord {
+    pub digest: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BaseRecord {
+    pub name: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    pub steps: Vec<StepRecord>,
+    pub bases: Vec<BaseRecord>,
 }
 
 impl Default for Reporter {
@@ -16,8 +49,30 @@ impl Default for Reporter {
         Reporter {
             tty: std::io::stderr().is_terminal(),
             start: Instant::now(),
+            gitlab: std::env::var("GITLAB_CI").is_ok_and(|v| v == "true"),
+            record: Default::default(),
         }
     }
+}
+
+/// A GitLab section name: letters, digits, `_`, `.` and `-` only.
+fn section_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -48,6 +103,69 @@ impl Reporter {
             format!("  {note}")
         };
         eprintln!("[{label}] {t:<72} {:>6.2}s{note}", took.as_secs_f64());
+        if let Ok(mut r) = self.record.lock() {
+            let result = note
+                .split_whitespace()
+                .next()
+                .filter(|w| matches!(*w, "BUILT" | "CACHED" | "WARMED"))
+                .unwrap_or("")
+                .to_string();
+            r.steps.push(StepRecord {
+                step: label.to_string(),
+                instruction: text.to_string(),
+                result,
+                seconds: (took.as_secs_f64() * 1000.0).round() / 1000.0,
+                layer: None,
+            });
+        }
+    }
+
+    /// The layer the last step line's step added.
+    pub fn layer(&self, digest: &str, size: u64) {
+        if let Ok(mut r) = self.record.lock() {
+            if let Some(s) = r.steps.last_mut() {
+                s.layer = Some(LayerRecord {
+                    digest: digest.to_string(),
+                    size,
+                });
+            }
+        }
+    }
+
+    /// A base image the build pulled.
+    pub fn base(&self, name: &str, digest: &str) {
+        if let Ok(mut r) = self.record.lock() {
+            r.bases.push(BaseRecord {
+                name: name.to_string(),
+                digest: digest.to_string(),
+            });
+        }
+    }
+
+    pub fn record(&self) -> Record {
+        self.record.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// In GitLab CI, open a collapsible log section (`id` unique in the job).
+    pub fn section_start(&self, id: &str, header: &str, collapsed: bool) {
+        if self.gitlab {
+            eprintln!(
+                "\x1b[0Ksection_start:{}:{}{}\r\x1b[0K{header}",
+                unix_now(),
+                section_name(id),
+                if collapsed { "[collapsed=true]" } else { "" }
+            );
+        }
+    }
+
+    pub fn section_end(&self, id: &str) {
+        if self.gitlab {
+            eprintln!(
+                "\x1b[0Ksection_end:{}:{}\r\x1b[0K",
+                unix_now(),
+                section_name(id)
+            );
+        }
     }
 
     pub fn line(&self, msg: &str) {

@@ -130,6 +130,14 @@ pub struct BuildArgs {
     /// $SSH_AUTH_SOCK) or ID=SOCKET. Repeatable.
     #[arg(long = "ssh", value_name = "default|ID=SOCKET")]
     pub ssh: Vec<String>,
+    /// Write KILN_IMAGE, KILN_IMAGE_DIGEST and KILN_IMAGE_REF (name@digest) for
+    /// GitLab's `artifacts:reports:dotenv`.
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
+    /// Write a JSON build report: steps (cache result, time, layer), bases,
+    /// bytes up and down.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Do not check before the build that every --destination accepts a push
     /// (kaniko's flag); the check starts an upload and cancels it.
     #[arg(long)]
@@ -573,6 +581,8 @@ impl BuildArgs {
             secrets,
             ssh,
             skip_push_permission_check: self.skip_push_permission_check,
+            dotenv: self.dotenv.clone(),
+            report: self.report.clone(),
             pull: self.registry.pull.sources()?.0,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,

@@ -83,6 +83,10 @@ pub struct BuildRequest {
     pub ssh: Vec<(String, PathBuf)>,
     /// `--skip-push-permission-check`.
     pub skip_push_permission_check: bool,
+    /// `--dotenv`: KILN_IMAGE, KILN_IMAGE_DIGEST, KILN_IMAGE_REF.
+    pub dotenv: Option<PathBuf>,
+    /// `--report`: the JSON build report.
+    pub report: Option<PathBuf>,
     /// Mirrors, maps and the Dependency Proxy, for pulls.
     pub pull: mirrors::PullSources,
     /// Use and fill the cache (local dir, and the registry cache repo if set).
@@ -189,7 +193,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     let layers = stage.layers.len();
     let d = output::deliver(&e.sess, stage).await?;
     e.cache.finish(&e.sess).await;
-    output::write_digest_files(&e.sess, &d.out.manifest_digest)?;
+    output::write_digest_files(&e.sess, &d.out.manifest_digest, d.size)?;
     Ok(Outcome {
         digest: d.out.manifest_digest.clone(),
         size: d.size,
@@ -315,6 +319,18 @@ impl<'a> Engine<'a> {
             if self.sources.built(idx) {
                 return Ok(());
             }
+            let section = format!("kiln_stage_{idx}");
+            self.sess.report.section_start(
+                &section,
+                &format!(
+                    "stage {}",
+                    self.plan.stages[idx]
+                        .name
+                        .as_deref()
+                        .unwrap_or(&idx.to_string())
+                ),
+                false,
+            );
             let mut stage = self.start(idx).await?;
             // ONBUILD triggers of the base run first, as if written after FROM.
             let mut steps = match stage.config.config.on_build.take() {
@@ -333,6 +349,7 @@ impl<'a> Engine<'a> {
             let hits = self.cache.lookup(&self.sess.client, &keys).await;
             self.execute(idx, &mut stage, planned, hits).await?;
             self.sources.stages[idx] = Some(stage);
+            self.sess.report.section_end(&section);
             Ok(())
         })
     }
@@ -361,6 +378,9 @@ impl<'a> Engine<'a> {
                     .await
                     .map_err(|e| self.plan.err(line, format!("FROM {name}: {e:#}")))?;
                 let n = format!("{} layer(s)", s.layers.len());
+                if let Some((written, digest)) = &s.base {
+                    self.sess.report.base(written, digest);
+                }
                 (s, n)
             }
         };
@@ -579,6 +599,7 @@ impl<'a> Engine<'a> {
                 Planned::Layer(step) => step,
             };
             let t = Instant::now();
+            let layers_before = stage.layers.len();
             let hit = step.key.as_ref().and_then(|k| hits.remove(k));
             let note = match (hit, &step.key) {
                 (Some(hit), Some(key)) if self.sess.req.warm => {
@@ -605,6 +626,9 @@ impl<'a> Engine<'a> {
             self.sess
                 .report
                 .step(&step.label, &step.ins.text, t.elapsed(), &note);
+            if let Some(l) = stage.layers.get(layers_before) {
+                self.sess.report.layer(&l.desc.digest, l.desc.size);
+            }
         }
         Ok(())
     }

@@ -130,8 +130,36 @@ pub async fn deliver(sess: &Session<'_>, mut stage: Stage) -> Result<Delivered> 
 }
 
 /// `--digest-file` and `--image-name-with-digest-file`, written atomically.
-pub fn write_digest_files(sess: &Session, digest: &str) -> Result<()> {
+pub fn write_digest_files(sess: &Session, digest: &str, size: u64) -> Result<()> {
     let req = sess.req;
+    if let Some(p) = &req.dotenv {
+        // For `artifacts:reports:dotenv`: later jobs use the exact digest.
+        let (image, reference) = match req.destinations.first() {
+            Some(d) => (d.to_string(), format!("{}@{digest}", d.name())),
+            None => (String::new(), String::new()),
+        };
+        let text =
+            format!("KILN_IMAGE={image}\nKILN_IMAGE_DIGEST={digest}\nKILN_IMAGE_REF={reference}\n");
+        crate::image::layout::write_atomic(p, text.as_bytes())
+            .with_context(|| format!("cannot write --dotenv {}", p.display()))?;
+    }
+    if let Some(p) = &req.report {
+        let r = sess.report.record();
+        let c = sess.client.counters.snapshot();
+        let json = serde_json::json!({
+            "digest": digest,
+            "size": size,
+            "destinations": req.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            "bases": r.bases,
+            "steps": r.steps,
+            "bytes_up": c.bytes_up,
+            "bytes_down": c.bytes_down,
+            "seconds": (sess.report.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        });
+        let text = serde_json::to_vec_pretty(&json)?;
+        crate::image::layout::write_atomic(p, &text)
+            .with_context(|| format!("cannot write --report {}", p.display()))?;
+    }
     if let Some(p) = &req.digest_file {
         crate::image::layout::write_atomic(p, digest.as_bytes())
             .with_context(|| format!("cannot write --digest-file {}", p.display()))?;

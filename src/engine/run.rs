@@ -358,6 +358,12 @@ impl Runner {
         let level = sess.codec();
         let clamp = sess.req.source_date_epoch;
         let prefix = format!("[{label}] │ ");
+        // GitLab: the step's output in a collapsed section (the step line and,
+        // on failure, its last output lines follow outside it).
+        let section = format!("kiln_step_{label}");
+        let header: String = ins.text.chars().take(80).collect();
+        sess.report
+            .section_start(&section, &format!("[{label}] {header}"), true);
         let (rootfs, res) = tokio::task::spawn_blocking(move || {
             let res = (|| -> std::io::Result<(crate::exec::Outcome, Option<crate::layer::BuiltLayer>, std::time::Duration)> {
                 // The snapshot's cost: the walk before the step plus the walk, diff
@@ -376,6 +382,7 @@ impl Runner {
         })
         .await?;
         stage.rootfs = Some(rootfs);
+        sess.report.section_end(&section);
         let (out, layer, snapshot) = res.map_err(|e| plan.err(line, format!("RUN: {e}")))?;
         let timing = format!(
             "(rootfs {:.2}s, snapshot {:.2}s)",
