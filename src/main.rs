@@ -16,7 +16,12 @@ fn main() -> ExitCode {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     let cli = Cli::parse();
-    let level = match cli.verbose {
+    // kaniko's --verbosity=debug|trace count as -v and -vv.
+    let verbose = match &cli.command {
+        Cmd::Build(a) => cli.verbose.max(a.kaniko.verbose()),
+        _ => cli.verbose,
+    };
+    let level = match verbose {
         0 => "warn",
         1 => "kiln=debug,warn",
         _ => "kiln=trace,info",

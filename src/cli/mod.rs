@@ -5,6 +5,7 @@ use crate::engine::BuildRequest;
 use crate::image::{Platform, Reference};
 use crate::registry;
 use anyhow::{bail, Context, Result};
+pub mod kaniko;
 pub mod pull;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -153,6 +154,8 @@ pub struct BuildArgs {
     /// Accepted for kaniko compatibility; COPY is always cached.
     #[arg(long, hide = true)]
     pub cache_copy_layers: bool,
+    #[command(flatten)]
+    pub kaniko: kaniko::KanikoArgs,
     /// How RUN steps are isolated: auto picks namespaces, else chroot (root), or
     /// rootless (non-root).
     #[arg(long, value_enum, default_value_t = crate::exec::Isolation::Auto)]
@@ -514,7 +517,19 @@ impl BuildArgs {
     }
 
     pub fn request(&self) -> Result<BuildRequest> {
-        let context = PathBuf::from(self.context.strip_prefix("dir://").unwrap_or(&self.context));
+        for n in self.kaniko.check()? {
+            eprintln!("{n}");
+        }
+        if self.context.starts_with("tar://")
+            || self.context.contains("://") && !self.context.starts_with("dir://")
+        {
+            bail!("--context {}: kiln takes a directory (dir:// or a path); unpack the archive first, or let GitLab check the project out", self.context);
+        }
+        let mut context =
+            PathBuf::from(self.context.strip_prefix("dir://").unwrap_or(&self.context));
+        if let Some(sub) = &self.kaniko.context_sub_path {
+            context = context.join(sub.trim_start_matches('/'));
+        }
         let destinations = self
             .destination
             .iter()
@@ -550,7 +565,14 @@ impl BuildArgs {
             .map(Platform::parse)
             .transpose()
             .map_err(anyhow::Error::msg)?;
-        let registry = self.registry.options(hosts)?;
+        let dest_hosts: Vec<String> = destinations.iter().map(|d| d.registry.clone()).collect();
+        let mut registry = self.registry.options(hosts)?;
+        if self.kaniko.insecure {
+            registry.insecure.extend(dest_hosts.iter().cloned());
+        }
+        if self.kaniko.skip_tls_verify {
+            registry.tls.skip_verify.extend(dest_hosts.iter().cloned());
+        }
         let run_ca = run_ca(self.run_ca_certs, &registry.tls)?;
         let secrets = self
             .secret
@@ -582,6 +604,9 @@ impl BuildArgs {
             ssh,
             skip_push_permission_check: self.skip_push_permission_check,
             dotenv: self.dotenv.clone(),
+            annotations: self.kaniko.annotations()?,
+            image_name_tag_with_digest_file: self.kaniko.image_name_tag_with_digest_file.clone(),
+            no_push_cache: self.kaniko.no_push_cache,
             report: self.report.clone(),
             pull: self.registry.pull.sources()?.0,
             work_dir: self.work_dir.clone(),

@@ -87,6 +87,12 @@ pub struct BuildRequest {
     pub dotenv: Option<PathBuf>,
     /// `--report`: the JSON build report.
     pub report: Option<PathBuf>,
+    /// `--annotation`s on the image manifest.
+    pub annotations: Vec<(String, String)>,
+    /// `--image-name-tag-with-digest-file`: `name:tag@digest` lines.
+    pub image_name_tag_with_digest_file: Option<PathBuf>,
+    /// `--no-push-cache`: read the cache repo, push nothing to it.
+    pub no_push_cache: bool,
     /// Mirrors, maps and the Dependency Proxy, for pulls.
     pub pull: mirrors::PullSources,
     /// Use and fill the cache (local dir, and the registry cache repo if set).

@@ -48,6 +48,7 @@ pub async fn deliver(sess: &Session<'_>, mut stage: Stage) -> Result<Delivered> 
                 ),
             ]
         })
+        .chain(req.annotations.iter().cloned())
         .collect();
     let out = sink::Assembled::new(&sess.store, &stage.config, &layers, &annotations)?;
     let mut pushed = Vec::new();
@@ -163,6 +164,20 @@ pub fn write_digest_files(sess: &Session, digest: &str, size: u64) -> Result<()>
     if let Some(p) = &req.digest_file {
         crate::image::layout::write_atomic(p, digest.as_bytes())
             .with_context(|| format!("cannot write --digest-file {}", p.display()))?;
+    }
+    if let Some(p) = &req.image_name_tag_with_digest_file {
+        let lines: Vec<String> = req
+            .destinations
+            .iter()
+            .map(|d| format!("{d}@{digest}"))
+            .collect();
+        crate::image::layout::write_atomic(p, format!("{}\n", lines.join("\n")).as_bytes())
+            .with_context(|| {
+                format!(
+                    "cannot write --image-name-tag-with-digest-file {}",
+                    p.display()
+                )
+            })?;
     }
     if let Some(p) = &req.image_name_with_digest_file {
         let lines: Vec<String> = req

@@ -314,7 +314,7 @@ impl StepCache {
                 ));
             }
         }
-        if let Some(remote) = self.remote.clone() {
+        if let Some(remote) = self.remote.clone().filter(|_| !sess.req.no_push_cache) {
             let client = sess.client.clone();
             let path = built.and_then(|l| sess.store.blob_path(&l.digest).ok());
             let key = key.to_string();

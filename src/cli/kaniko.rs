@@ -1,0 +1,198 @@
+//! kaniko's executor flags that kiln has no flag of its own for: each is
+//! either given kaniko's meaning, accepted with a one-line note that says why it
+//! changes nothing in kiln, or refused with the kiln way. So a kaniko job
+//! migrates by changing the binary's name. (kaniko flags kiln has under the same
+//! name, such as `--destination` or `--cache-repo`, are ordinary flags.)
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+#[derive(Debug, Args, Default)]
+pub struct KanikoArgs {
+    // Accepted, and why they change nothing.
+    #[arg(long, hide = true)]
+    pub cleanup: bool,
+    #[arg(long, hide = true)]
+    pub force: bool,
+    #[arg(long, hide = true, value_name = "MODE")]
+    pub snapshot_mode: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub use_new_run: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub cache_run_layers: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub compressed_caching: Option<String>,
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub kaniko_dir: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub ignore_var_run: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub skip_unused_stages: Option<String>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub image_fs_extract_retry: Option<String>,
+    #[arg(long, hide = true)]
+    pub preserve_context: bool,
+    #[arg(long, hide = true)]
+    pub materialize: bool,
+    #[arg(long, hide = true)]
+    pub log_timestamp: bool,
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub ignore_path: Vec<String>,
+    #[arg(long, hide = true)]
+    pub push_ignore_immutable_tag_errors: bool,
+    // Given kaniko's meaning.
+    /// kaniko's log level: debug and trace are -v and -vv.
+    #[arg(long, hide = true, value_name = "LEVEL")]
+    pub verbosity: Option<String>,
+    #[arg(long, hide = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Push to the destinations over plain HTTP.
+    #[arg(long, hide = true)]
+    pub insecure: bool,
+    /// Turn TLS verification off for the destinations.
+    #[arg(long, hide = true)]
+    pub skip_tls_verify: bool,
+    /// Use the cache repo, but push nothing to it.
+    #[arg(long, hide = true)]
+    pub no_push_cache: bool,
+    /// The context is this directory below --context.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub context_sub_path: Option<String>,
+    /// Write `name:tag@digest` for each destination.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub image_name_tag_with_digest_file: Option<std::path::PathBuf>,
+    /// KEY=VALUE annotations on the image manifest. Repeatable.
+    #[arg(long = "annotation", hide = true, value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    // Refused, with the kiln way.
+    #[arg(long, hide = true)]
+    pub single_snapshot: bool,
+    #[arg(long, hide = true)]
+    pub insecure_pull: bool,
+    #[arg(long, hide = true)]
+    pub skip_tls_verify_pull: bool,
+    #[arg(long, hide = true, value_name = "OPTIONS")]
+    pub git: Option<String>,
+}
+
+impl KanikoArgs {
+    /// The notes for accepted flags; errors for refused ones.
+    pub fn check(&self) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        let mut note = |flag: &str, why: &str| {
+            notes.push(format!("note: --{flag} changes nothing in kiln: {why}"))
+        };
+        let set = |o: &Option<String>| o.is_some();
+        if self.cleanup {
+            note(
+                "cleanup",
+                "kiln never builds in its own root; its work dir is removed at the end",
+            );
+        }
+        if self.force {
+            note("force", "kiln runs anywhere, not only in a container");
+        }
+        if set(&self.snapshot_mode) {
+            note("snapshot-mode", "snapshots compare inode, ctime, mode, owner and size, which is exact and needs no hashing");
+        }
+        if set(&self.use_new_run) {
+            note("use-new-run", "RUN always snapshots only what changed");
+        }
+        if set(&self.cache_run_layers) {
+            note(
+                "cache-run-layers",
+                "RUN layers are always cached with --cache",
+            );
+        }
+        if set(&self.compressed_caching) {
+            note(
+                "compressed-caching",
+                "layers are compressed once, in one pass",
+            );
+        }
+        if set(&self.kaniko_dir) {
+            note("kaniko-dir", "kiln's work dir is --work-dir");
+        }
+        if set(&self.ignore_var_run) {
+            note("ignore-var-run", "kiln never snapshots its own filesystem");
+        }
+        if set(&self.skip_unused_stages) {
+            note(
+                "skip-unused-stages",
+                "kiln always builds only the stages the target needs",
+            );
+        }
+        if set(&self.image_fs_extract_retry) {
+            note("image-fs-extract-retry", "layers are verified while they stream and downloads retry with --image-download-retry");
+        }
+        if self.preserve_context {
+            note("preserve-context", "the build context is never changed");
+        }
+        if self.materialize {
+            note(
+                "materialize",
+                "stage filesystems are materialized when a step needs them",
+            );
+        }
+        if self.log_timestamp {
+            note("log-timestamp", "each step line has its time");
+        }
+        if !self.ignore_path.is_empty() {
+            note(
+                "ignore-path",
+                "kiln builds in a root of its own, never over the job's files",
+            );
+        }
+        if self.push_ignore_immutable_tag_errors {
+            note(
+                "push-ignore-immutable-tag-errors",
+                "a registry's refusal is reported with its message",
+            );
+        }
+        if let Some(f) = &self.log_format {
+            if !matches!(f.as_str(), "text" | "color") {
+                bail!("--log-format={f}: kiln writes text logs (use --report FILE for a JSON report of the build)");
+            }
+        }
+        if let Some(v) = &self.verbosity {
+            if !matches!(
+                v.as_str(),
+                "panic" | "fatal" | "error" | "warn" | "warning" | "info" | "debug" | "trace"
+            ) {
+                bail!("--verbosity={v}: use panic, fatal, error, warn, info, debug or trace");
+            }
+        }
+        if self.single_snapshot {
+            bail!("--single-snapshot: kiln keeps one layer per step (so caches and pulls share them); squash the image afterwards if one layer is needed");
+        }
+        if self.insecure_pull {
+            bail!("--insecure-pull: name the plain-HTTP registry: --insecure-registry HOST[:PORT]");
+        }
+        if self.skip_tls_verify_pull {
+            bail!("--skip-tls-verify-pull: trust the registry's CA with --ca-cert, or name it: --skip-tls-verify-registry HOST");
+        }
+        if self.git.is_some() {
+            bail!("--git: give the repository as the context is checked out by the job (GitLab clones it), or ADD it in the Dockerfile");
+        }
+        Ok(notes)
+    }
+
+    /// `-v` levels from `--verbosity`.
+    pub fn verbose(&self) -> u8 {
+        match self.verbosity.as_deref() {
+            Some("debug") => 1,
+            Some("trace") => 2,
+            _ => 0,
+        }
+    }
+
+    pub fn annotations(&self) -> Result<Vec<(String, String)>> {
+        self.annotation
+            .iter()
+            .map(|a| match a.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => bail!("--annotation {a:?}: use KEY=VALUE"),
+            })
+            .collect()
+    }
+}

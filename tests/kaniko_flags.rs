@@ -1,0 +1,213 @@
+//! Every flag of kaniko's executor (upstream and the maintained fork) fed to
+//! `kiln build`: each is supported with kaniko's meaning, accepted with a note
+//! that says why it changes nothing, or refused with the kiln way.
+
+mod support;
+
+use support::*;
+
+enum Want {
+    /// Builds; the note (if any) is in the log.
+    Ok(Option<&'static str>),
+    /// Refused; the message names the kiln way.
+    Refused(&'static str),
+}
+use Want::*;
+
+#[test]
+fn every_kaniko_executor_flag_has_an_outcome() {
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch AS app\nCOPY f /f\n"),
+        ("f", "x"),
+        (".dockerignore", "nothing\n"),
+        ("sub/Dockerfile", "FROM scratch\nCOPY g /g\n"),
+        ("sub/g", "y"),
+    ]);
+    let p = ctx.path().to_path_buf();
+    let cache = p.join("cache-dir");
+    let cases: Vec<(Vec<String>, Want)> = vec![
+        // Same name and meaning.
+        (vec!["--build-arg=A=1".into()], Ok(None)),
+        (vec!["--cache=false".into()], Ok(None)),
+        (vec![format!("--cache-dir={}", cache.display())], Ok(None)),
+        (vec!["--cache-ttl=24h".into()], Ok(None)),
+        (vec!["--cache-repo=registry.invalid/cache".into()], Ok(None)),
+        (
+            vec!["--cache-copy-layers".into()],
+            Ok(Some("--cache-copy-layers is not needed")),
+        ),
+        (vec!["--compression=zstd".into()], Ok(None)),
+        (vec!["--compression-level=5".into()], Ok(None)),
+        (vec!["--custom-platform=linux/amd64".into()], Ok(None)),
+        (
+            vec!["--destination=registry.invalid/app:1".into()],
+            Ok(None),
+        ),
+        (
+            vec![format!("--digest-file={}", p.join("digest").display())],
+            Ok(None),
+        ),
+        (vec!["--dockerfile=Dockerfile".into()], Ok(None)),
+        (vec!["--image-download-retry=3".into()], Ok(None)),
+        (
+            vec![format!(
+                "--image-name-with-digest-file={}",
+                p.join("nd").display()
+            )],
+            Ok(None),
+        ),
+        (
+            vec![format!(
+                "--image-name-tag-with-digest-file={}",
+                p.join("ntd").display()
+            )],
+            Ok(None),
+        ),
+        (
+            vec!["--insecure-registry=registry.invalid".into()],
+            Ok(None),
+        ),
+        (vec!["--label=a=b".into()], Ok(None)),
+        (vec!["--push-retry=2".into()], Ok(None)),
+        (vec!["--registry-mirror=mirror.invalid".into()], Ok(None)),
+        (
+            vec!["--registry-map=docker.io=mirror.invalid".into()],
+            Ok(None),
+        ),
+        (vec!["--skip-default-registry-fallback".into()], Ok(None)),
+        (vec!["--skip-push-permission-check".into()], Ok(None)),
+        (
+            vec!["--skip-tls-verify-registry=registry.invalid".into()],
+            Ok(None),
+        ),
+        (
+            vec![format!("--tar-path={}", p.join("img.tar").display())],
+            Ok(None),
+        ),
+        (vec!["--target=app".into()], Ok(None)),
+        (vec!["--reproducible".into()], Ok(None)),
+        (vec!["--verbosity=debug".into()], Ok(Some("DEBUG"))),
+        (vec!["--log-format=text".into()], Ok(None)),
+        (vec!["--insecure".into()], Ok(None)),
+        (vec!["--skip-tls-verify".into()], Ok(None)),
+        (vec!["--no-push-cache".into()], Ok(None)),
+        (vec!["--context-sub-path=sub".into()], Ok(None)),
+        (vec!["--annotation=org.example.k=v".into()], Ok(None)),
+        // Accepted, changing nothing in kiln.
+        (
+            vec!["--cleanup".into()],
+            Ok(Some("--cleanup changes nothing in kiln")),
+        ),
+        (vec!["--force".into()], Ok(Some("--force changes nothing"))),
+        (
+            vec!["--snapshot-mode=redo".into()],
+            Ok(Some("--snapshot-mode changes nothing")),
+        ),
+        (
+            vec!["--use-new-run".into()],
+            Ok(Some("--use-new-run changes nothing")),
+        ),
+        (
+            vec!["--cache-run-layers".into()],
+            Ok(Some("--cache-run-layers changes nothing")),
+        ),
+        (
+            vec!["--compressed-caching=false".into()],
+            Ok(Some("--compressed-caching changes nothing")),
+        ),
+        (
+            vec!["--kaniko-dir=/kaniko".into()],
+            Ok(Some("--kaniko-dir changes nothing")),
+        ),
+        (
+            vec!["--ignore-var-run=false".into()],
+            Ok(Some("--ignore-var-run changes nothing")),
+        ),
+        (
+            vec!["--skip-unused-stages".into()],
+            Ok(Some("--skip-unused-stages changes nothing")),
+        ),
+        (
+            vec!["--image-fs-extract-retry=2".into()],
+            Ok(Some("--image-fs-extract-retry changes nothing")),
+        ),
+        (
+            vec!["--preserve-context".into()],
+            Ok(Some("--preserve-context changes nothing")),
+        ),
+        (
+            vec!["--materialize".into()],
+            Ok(Some("--materialize changes nothing")),
+        ),
+        (
+            vec!["--log-timestamp".into()],
+            Ok(Some("--log-timestamp changes nothing")),
+        ),
+        (
+            vec!["--ignore-path=/var/mail".into()],
+            Ok(Some("--ignore-path changes nothing")),
+        ),
+        (
+            vec!["--push-ignore-immutable-tag-errors".into()],
+            Ok(Some("--push-ignore-immutable-tag-errors changes nothing")),
+        ),
+        // Refused, with the kiln way.
+        (
+            vec!["--single-snapshot".into()],
+            Refused("one layer per step"),
+        ),
+        (
+            vec!["--insecure-pull".into()],
+            Refused("--insecure-registry HOST"),
+        ),
+        (
+            vec!["--skip-tls-verify-pull".into()],
+            Refused("--skip-tls-verify-registry HOST"),
+        ),
+        (
+            vec!["--git=branch=main".into()],
+            Refused("ADD it in the Dockerfile"),
+        ),
+        (vec!["--log-format=json".into()], Refused("--report FILE")),
+    ];
+    let mut bad = Vec::new();
+    for (args, want) in &cases {
+        let mut cmd = kiln();
+        cmd.args(["build", "--no-push", "--context"])
+            .arg(&p)
+            .arg("--oci-layout-path")
+            .arg(p.join("oci"))
+            .args(args)
+            .env_remove("CI")
+            .env_remove("GITLAB_CI");
+        let out = run(&mut cmd);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        match want {
+            Ok(note) => {
+                if !out.status.success() || note.is_some_and(|n| !log.contains(n)) {
+                    bad.push(format!("{args:?}: want success{note:?}:\n{log}"));
+                }
+            }
+            Refused(why) => {
+                if out.status.success() || !log.contains(why) {
+                    bad.push(format!("{args:?}: want refused with {why:?}:\n{log}"));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n\n"));
+    // tar:// contexts are refused with the kiln way.
+    let out = run(kiln().args([
+        "build",
+        "--no-push",
+        "--context",
+        "tar://ctx.tar.gz",
+        "--tar-path",
+        "/dev/null",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("kiln takes a directory"),
+        "{err}"
+    );
+}
