@@ -520,9 +520,8 @@ impl BuildArgs {
         for n in self.kaniko.check()? {
             eprintln!("{n}");
         }
-        if self.context.starts_with("tar://")
-            || self.context.contains("://") && !self.context.starts_with("dir://")
-        {
+        // kaniko's tar://, s3:// and git:// contexts: not directories.
+        if self.context.contains("://") && !self.context.starts_with("dir://") {
             bail!("--context {}: kiln takes a directory (dir:// or a path); unpack the archive first, or let GitLab check the project out", self.context);
         }
         let mut context =
