@@ -144,19 +144,8 @@ impl<'a> State<'a> {
                 }
             } else if c == '\'' {
                 self.started = true;
-                loop {
-                    match self.peek() {
-                        None => return Err("unterminated single quote".into()),
-                        Some('\'') => {
-                            self.pos += 1;
-                            break;
-                        }
-                        Some(n) => {
-                            self.pos += 1;
-                            self.cur.push(n);
-                        }
-                    }
-                }
+                let q = self.single_quoted()?;
+                self.cur.push_str(&q);
             } else if c == '"' {
                 self.started = true;
                 let s = self.double_quoted()?;
@@ -191,6 +180,24 @@ impl<'a> State<'a> {
             }
         }
         Ok(())
+    }
+
+    /// After a `'`: everything up to the closing one, literally.
+    fn single_quoted(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err("unterminated single quote".into()),
+                Some('\'') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(n) => {
+                    self.pos += 1;
+                    out.push(n);
+                }
+            }
+        }
     }
 
     fn double_quoted(&mut self) -> Result<String, String> {
@@ -362,19 +369,8 @@ impl<'a> State<'a> {
                     out.push((n, false));
                 }
             } else if c == '\'' {
-                loop {
-                    match self.peek() {
-                        None => return Err("unterminated single quote".into()),
-                        Some('\'') => {
-                            self.pos += 1;
-                            break;
-                        }
-                        Some(n) => {
-                            self.pos += 1;
-                            out.push((n, false));
-                        }
-                    }
-                }
+                let q = self.single_quoted()?;
+                out.extend(q.chars().map(|c| (c, false)));
             } else if c == '"' {
                 let q = self.double_quoted()?;
                 out.extend(q.chars().map(|c| (c, false)));
@@ -404,19 +400,8 @@ impl<'a> State<'a> {
                     out.push(n);
                 }
             } else if c == '\'' {
-                loop {
-                    match self.peek() {
-                        None => return Err("unterminated single quote".into()),
-                        Some('\'') => {
-                            self.pos += 1;
-                            break;
-                        }
-                        Some(n) => {
-                            self.pos += 1;
-                            out.push(n);
-                        }
-                    }
-                }
+                let q = self.single_quoted()?;
+                out.push_str(&q);
             } else if c == '"' {
                 let s = self.double_quoted()?;
                 out.push_str(&s);
