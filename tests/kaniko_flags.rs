@@ -211,3 +211,38 @@ fn every_kaniko_executor_flag_has_an_outcome() {
         "{err}"
     );
 }
+
+/// kaniko's warmer flags with their meanings: `-i` an image, `-d` a Dockerfile,
+/// `-c` the cache dir, `-f` (force) accepted with a note.
+#[test]
+fn kiln_warm_takes_the_warmers_short_flags() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!("FROM {}/base/busybox\nCOPY f /f\n", reg.addr),
+    )]);
+    let cache = tempfile::tempdir().unwrap();
+    let out = run(kiln()
+        .args(["warm", "--insecure-registry", &reg.addr, "-i"])
+        .arg(format!("{}/base/busybox:latest", reg.addr))
+        .arg("-d")
+        .arg(ctx.path().join("Dockerfile"))
+        .arg("-c")
+        .arg(cache.path())
+        .arg("-f"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("note: --force changes nothing in kiln warm"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("into {}", cache.path().display())),
+        "-c is the cache dir: {err}"
+    );
+    assert!(
+        std::fs::read_dir(cache.path()).unwrap().next().is_some(),
+        "the cache dir was filled"
+    );
+}

@@ -284,15 +284,22 @@ impl CacheArgs {
 #[derive(Debug, Args)]
 pub struct WarmArgs {
     /// Image to fetch (manifest, config, every layer). Repeatable.
-    #[arg(long = "image", value_name = "REF")]
+    #[arg(short = 'i', long = "image", value_name = "REF")]
     pub image: Vec<String>,
     /// Fetch every base image of this Dockerfile (ARGs resolved); with --cache-repo,
     /// also the cache entries a build of it would hit.
-    #[arg(short = 'f', long)]
+    #[arg(short = 'd', long)]
     pub dockerfile: Option<PathBuf>,
     /// Build context, for the keys of COPY steps (with --cache-repo).
-    #[arg(short = 'c', long, default_value = ".")]
+    #[arg(long, default_value = ".")]
     pub context: String,
+    /// The cache dir, as kaniko's warmer takes it (`-c`; same as --cache-dir).
+    #[arg(short = 'c', value_name = "DIR")]
+    pub cache_dir_short: Option<PathBuf>,
+    /// Accepted for kaniko's warmer: kiln re-verifies what the cache dir holds
+    /// and fetches what is missing, so there is nothing to force.
+    #[arg(short = 'f', long)]
+    pub force: bool,
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     pub build_arg: Vec<String>,
     #[arg(long)]
@@ -352,6 +359,9 @@ impl WarmArgs {
         if images.is_empty() && self.dockerfile.is_none() {
             bail!("nothing to warm: give --image REF and/or --dockerfile PATH");
         }
+        if self.force {
+            eprintln!("note: --force changes nothing in kiln warm: what the cache dir holds is verified, and what is missing is fetched");
+        }
         let cache_repo = match &self.dockerfile {
             Some(_) => cache_repo(self.cache_args.cache_repo.as_deref())?,
             None => None,
@@ -373,7 +383,10 @@ impl WarmArgs {
             compression_level: self.compression.level()?,
             zstd: self.compression.zstd(),
             cache: true,
-            cache_dir: self.cache_args.dir(),
+            cache_dir: self
+                .cache_dir_short
+                .clone()
+                .unwrap_or_else(|| self.cache_args.dir()),
             cache_repo,
             cache_ttl_secs: self.cache_args.ttl_secs()?,
             warm: true,
