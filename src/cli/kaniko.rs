@@ -78,77 +78,30 @@ pub struct KanikoArgs {
 impl KanikoArgs {
     /// The notes for accepted flags; errors for refused ones.
     pub fn check(&self) -> Result<Vec<String>> {
-        let mut notes = Vec::new();
-        let mut note = |flag: &str, why: &str| {
-            notes.push(format!("note: --{flag} changes nothing in kiln: {why}"))
-        };
         let set = |o: &Option<String>| o.is_some();
-        if self.cleanup {
-            note(
-                "cleanup",
-                "kiln never builds in its own root; its work dir is removed at the end",
-            );
-        }
-        if self.force {
-            note("force", "kiln runs anywhere, not only in a container");
-        }
-        if set(&self.snapshot_mode) {
-            note("snapshot-mode", "snapshots compare inode, ctime, mode, owner and size, which is exact and needs no hashing");
-        }
-        if set(&self.use_new_run) {
-            note("use-new-run", "RUN always snapshots only what changed");
-        }
-        if set(&self.cache_run_layers) {
-            note(
-                "cache-run-layers",
-                "RUN layers are always cached with --cache",
-            );
-        }
-        if set(&self.compressed_caching) {
-            note(
-                "compressed-caching",
-                "layers are compressed once, in one pass",
-            );
-        }
-        if set(&self.kaniko_dir) {
-            note("kaniko-dir", "kiln's work dir is --work-dir");
-        }
-        if set(&self.ignore_var_run) {
-            note("ignore-var-run", "kiln never snapshots its own filesystem");
-        }
-        if set(&self.skip_unused_stages) {
-            note(
-                "skip-unused-stages",
-                "kiln always builds only the stages the target needs",
-            );
-        }
-        if set(&self.image_fs_extract_retry) {
-            note("image-fs-extract-retry", "layers are verified while they stream and downloads retry with --image-download-retry");
-        }
-        if self.preserve_context {
-            note("preserve-context", "the build context is never changed");
-        }
-        if self.materialize {
-            note(
-                "materialize",
-                "stage filesystems are materialized when a step needs them",
-            );
-        }
-        if self.log_timestamp {
-            note("log-timestamp", "each step line has its time");
-        }
-        if !self.ignore_path.is_empty() {
-            note(
-                "ignore-path",
-                "kiln builds in a root of its own, never over the job's files",
-            );
-        }
-        if self.push_ignore_immutable_tag_errors {
-            note(
-                "push-ignore-immutable-tag-errors",
-                "a registry's refusal is reported with its message",
-            );
-        }
+        // (given?, flag, why it changes nothing in kiln)
+        let no_ops = [
+            (self.cleanup, "cleanup", "kiln never builds in its own root; its work dir is removed at the end"),
+            (self.force, "force", "kiln runs anywhere, not only in a container"),
+            (set(&self.snapshot_mode), "snapshot-mode", "snapshots compare inode, ctime, mode, owner and size, which is exact and needs no hashing"),
+            (set(&self.use_new_run), "use-new-run", "RUN always snapshots only what changed"),
+            (set(&self.cache_run_layers), "cache-run-layers", "RUN layers are always cached with --cache"),
+            (set(&self.compressed_caching), "compressed-caching", "layers are compressed once, in one pass"),
+            (set(&self.kaniko_dir), "kaniko-dir", "kiln's work dir is --work-dir"),
+            (set(&self.ignore_var_run), "ignore-var-run", "kiln never snapshots its own filesystem"),
+            (set(&self.skip_unused_stages), "skip-unused-stages", "kiln always builds only the stages the target needs"),
+            (set(&self.image_fs_extract_retry), "image-fs-extract-retry", "layers are verified while they stream and downloads retry with --image-download-retry"),
+            (self.preserve_context, "preserve-context", "the build context is never changed"),
+            (self.materialize, "materialize", "stage filesystems are materialized when a step needs them"),
+            (self.log_timestamp, "log-timestamp", "each step line has its time"),
+            (!self.ignore_path.is_empty(), "ignore-path", "kiln builds in a root of its own, never over the job's files"),
+            (self.push_ignore_immutable_tag_errors, "push-ignore-immutable-tag-errors", "a registry's refusal is reported with its message"),
+        ];
+        let notes: Vec<String> = no_ops
+            .iter()
+            .filter(|(given, _, _)| *given)
+            .map(|(_, flag, why)| format!("note: --{flag} changes nothing in kiln: {why}"))
+            .collect();
         if let Some(f) = &self.log_format {
             if !matches!(f.as_str(), "text" | "color") {
                 bail!("--log-format={f}: kiln writes text logs (use --report FILE for a JSON report of the build)");

@@ -379,7 +379,7 @@ impl WarmArgs {
                 .transpose()
                 .map_err(anyhow::Error::msg)?,
             registry: self.registry.options(vec![])?,
-            pull: self.registry.pull.sources()?.0,
+            pull: self.registry.pull.sources()?,
             compression_level: self.compression.level()?,
             zstd: self.compression.zstd(),
             cache: true,
@@ -460,7 +460,7 @@ impl RegistryArgs {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let (_, plain_mirrors) = self.pull.sources()?;
+        let plain_mirrors = self.pull.plain_http_hosts();
         Ok(registry::Options {
             insecure: self
                 .insecure_registry
@@ -620,7 +620,7 @@ impl BuildArgs {
             image_name_tag_with_digest_file: self.kaniko.image_name_tag_with_digest_file.clone(),
             no_push_cache: self.kaniko.no_push_cache,
             report: self.report.clone(),
-            pull: self.registry.pull.sources()?.0,
+            pull: self.registry.pull.sources()?,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,
             zstd: self.compression.zstd(),

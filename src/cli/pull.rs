@@ -48,8 +48,17 @@ pub struct PullArgs {
 }
 
 impl PullArgs {
-    /// The pull sources, and the mirrors written `http://…` (plain HTTP).
-    pub fn sources(&self) -> Result<(PullSources, Vec<String>)> {
+    /// The hosts of mirrors written `http://…`: reached over plain HTTP.
+    pub fn plain_http_hosts(&self) -> Vec<String> {
+        self.registry_mirror
+            .iter()
+            .filter_map(|m| m.trim().strip_prefix("http://"))
+            .map(|plain| plain.split('/').next().unwrap_or(plain).to_string())
+            .collect()
+    }
+
+    /// The pull sources.
+    pub fn sources(&self) -> Result<PullSources> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let proxy = match self.dependency_proxy {
             DependencyProxy::Off => None,
@@ -61,7 +70,6 @@ impl PullArgs {
             })?),
             DependencyProxy::Auto => env("CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX"),
         };
-        let mut insecure = Vec::new();
         let mut mirrors = Vec::new();
         for m in self
             .registry_mirror
@@ -69,9 +77,6 @@ impl PullArgs {
             .map(|m| m.trim())
             .filter(|m| !m.is_empty())
         {
-            if let Some(plain) = m.strip_prefix("http://") {
-                insecure.push(plain.split('/').next().unwrap_or(plain).to_string());
-            }
             let bare = m
                 .trim_start_matches("http://")
                 .trim_start_matches("https://");
@@ -86,14 +91,11 @@ impl PullArgs {
             .filter(|m| !m.trim().is_empty())
             .map(|m| parse_map(m).map_err(anyhow::Error::msg))
             .collect::<Result<Vec<_>>>()?;
-        Ok((
-            PullSources {
-                mirrors,
-                maps,
-                dependency_proxy: proxy,
-                no_fallback: self.skip_default_registry_fallback,
-            },
-            insecure,
-        ))
+        Ok(PullSources {
+            mirrors,
+            maps,
+            dependency_proxy: proxy,
+            no_fallback: self.skip_default_registry_fallback,
+        })
     }
 }

@@ -40,7 +40,7 @@ fn is_docker_hub(registry: &str) -> bool {
 }
 
 /// `r` under `prefix` (`host[:port][/path]`): `prefix/<repository>`.
-fn under(prefix: &str, repository: &str, r: &Reference) -> Option<Reference> {
+fn under(prefix: &str, repository: &str, r: &Reference) -> Reference {
     let prefix = prefix.trim_end_matches('/');
     let (host, path) = match prefix.split_once('/') {
         Some((h, p)) => (h, Some(p)),
@@ -50,12 +50,12 @@ fn under(prefix: &str, repository: &str, r: &Reference) -> Option<Reference> {
         Some(p) => format!("{p}/{repository}"),
         None => repository.to_string(),
     };
-    Some(Reference {
+    Reference {
         registry: host.to_string(),
         repository: repo,
         tag: r.tag.clone(),
         digest: r.digest.clone(),
-    })
+    }
 }
 
 impl PullSources {
@@ -75,19 +75,19 @@ impl PullSources {
                     .repository
                     .strip_prefix("library/")
                     .unwrap_or(&r.repository);
-                out.extend(under(prefix, repo, r).map(|reference| Candidate {
-                    reference,
+                out.push(Candidate {
+                    reference: under(prefix, repo, r),
                     via: "dependency proxy",
-                }));
+                });
             }
             for m in &self.mirrors {
                 let m = m
                     .trim_start_matches("https://")
                     .trim_start_matches("http://");
-                out.extend(under(m, &r.repository, r).map(|reference| Candidate {
-                    reference,
+                out.push(Candidate {
+                    reference: under(m, &r.repository, r),
                     via: "mirror",
-                }));
+                });
             }
         }
         let full = format!(
@@ -130,10 +130,10 @@ impl PullSources {
                 } else {
                     new.clone()
                 };
-                out.extend(under(&prefix, &repo, r).map(|reference| Candidate {
-                    reference,
+                out.push(Candidate {
+                    reference: under(&prefix, &repo, r),
                     via: "registry map",
-                }));
+                });
             }
         }
         if out.is_empty() || !self.no_fallback {

@@ -51,7 +51,9 @@ pub fn copy_tree(src: &Path, dst: &Path, skip: &dyn Fn(&str) -> bool) -> io::Res
         } else if ft.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(e.path())?, &to)?;
         } else if ft.is_file() {
-            bytes += copy_file(e.path(), &to, &md)?;
+            // The content (the kernel may share extents) and the mode bits;
+            // setuid bits cleared by the chown below are put back there.
+            bytes += fs::copy(e.path(), &to)?;
         } else if ft.is_fifo() {
             nix::unistd::mkfifo(
                 &to,
@@ -70,15 +72,6 @@ pub fn copy_tree(src: &Path, dst: &Path, skip: &dyn Fn(&str) -> bool) -> io::Res
         set_mtime(d, md, false);
     }
     Ok(bytes)
-}
-
-/// One regular file: content (the kernel may share extents), mode and mtime.
-fn copy_file(from: &Path, to: &Path, md: &fs::Metadata) -> io::Result<u64> {
-    let n = fs::copy(from, to)?;
-    // fs::copy keeps the mode bits but not setuid where the owner changes: set
-    // them again after the owner is kept.
-    fs::set_permissions(to, fs::Permissions::from_mode(md.mode() & 0o7777))?;
-    Ok(n)
 }
 
 fn keep_owner(p: &Path, md: &fs::Metadata) {
