@@ -109,6 +109,15 @@ pub fn extents(own: u32, sub: &[(u32, u32)]) -> Vec<Extent> {
     out
 }
 
+/// The name of `uid` in passwd-format text.
+fn user_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == uid && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
 fn helper(name: &str) -> Option<PathBuf> {
     ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
         .iter()
@@ -120,12 +129,10 @@ fn helper(name: &str) -> Option<PathBuf> {
 pub fn plan() -> Result<(Maps, PathBuf, PathBuf), String> {
     let uid = nix::unistd::Uid::effective();
     let gid = nix::unistd::Gid::effective();
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string());
     let read = |f: &str| std::fs::read_to_string(f).unwrap_or_default();
+    // /etc/passwd is read directly, not through NSS: the static kiln of the job
+    // image has no NSS modules to load. /etc/subuid may name the user by uid.
+    let name = user_name(&read("/etc/passwd"), uid.as_raw()).unwrap_or_else(|| uid.to_string());
     let subuid = ranges(&read("/etc/subuid"), &name, uid.as_raw());
     let subgid = ranges(&read("/etc/subgid"), &name, uid.as_raw());
     if subuid.is_empty() || subgid.is_empty() {
@@ -261,6 +268,15 @@ mod tests {
         );
         assert_eq!(ranges(text, "dave", 1001), vec![(300000, 10)]);
         assert!(ranges(text, "carol", 5).is_empty());
+    }
+
+    #[test]
+    fn user_names_come_from_passwd_text() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\n# junk\nbad\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(user_name(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name(passwd, 7), None);
     }
 
     #[test]
