@@ -394,6 +394,49 @@ fn only_the_stages_the_target_needs_are_built() {
 }
 
 #[test]
+fn without_dockerfile_flag_the_contexts_dockerfile_is_built_not_the_current_dirs() {
+    let cwd = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY wrong /wrong\n"),
+        ("wrong", "x"),
+        ("app/Dockerfile", "FROM scratch\nCOPY right /right\n"),
+        ("app/right", "y"),
+        ("app/wrong", "z"),
+    ]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let layout = out_dir.path().join("oci");
+    let res = run(kiln()
+        .current_dir(cwd.path())
+        .args([
+            "build",
+            "--no-push",
+            "--context",
+            "app",
+            "--oci-layout-path",
+        ])
+        .arg(&layout));
+    assert!(res.status.success(), "{}", stderr(&res));
+    let root = unpack(&format!("oci:{}:latest", layout.display()), out_dir.path());
+    assert!(root.join("right").is_file());
+    assert!(!root.join("wrong").exists());
+    // A relative --dockerfile is read from the current directory first (kaniko).
+    let res = run(kiln()
+        .current_dir(cwd.path())
+        .args([
+            "build",
+            "--no-push",
+            "--context",
+            "app",
+            "--dockerfile",
+            "Dockerfile",
+            "--oci-layout-path",
+        ])
+        .arg(&layout));
+    assert!(res.status.success(), "{}", stderr(&res));
+    let root = unpack(&format!("oci:{}:latest", layout.display()), out_dir.path());
+    assert!(root.join("wrong").is_file());
+}
+
+#[test]
 fn readme_main_command_builds_the_example_offline() {
     let out_dir = tempfile::tempdir().unwrap();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello");

@@ -86,8 +86,9 @@ pub struct BuildArgs {
     #[arg(short = 'c', long, default_value = ".")]
     pub context: String,
     /// Dockerfile path (relative to the current directory, else to the context).
-    #[arg(short = 'f', long, default_value = "Dockerfile")]
-    pub dockerfile: PathBuf,
+    /// Default: `Dockerfile` in the context, as docker build and buildx read it.
+    #[arg(short = 'f', long)]
+    pub dockerfile: Option<PathBuf>,
     /// Image reference to push to. Repeatable.
     #[arg(short = 'd', long)]
     pub destination: Vec<String>,
@@ -596,9 +597,15 @@ impl BuildArgs {
             .iter()
             .map(|s| ssh_agent(s))
             .collect::<Result<Vec<_>>>()?;
+        // Without --dockerfile, the context's (never a Dockerfile that happens
+        // to be in the current directory).
+        let dockerfile = match &self.dockerfile {
+            Some(f) => f.clone(),
+            None => context.join("Dockerfile"),
+        };
         Ok(BuildRequest {
             context,
-            dockerfile: self.dockerfile.clone(),
+            dockerfile,
             destinations,
             build_args,
             target: self.target.clone(),
