@@ -2,7 +2,8 @@
 //! and a token server behaving like GitLab's `/jwt/auth`: Basic
 //! `gitlab-ci-token:<job token>` in, `{"token": <RS256 JWT>}` out with no
 //! `expires_in`, `kid` = libtrust fingerprint of the signing key; pull+push on the
-//! job's own project, pull on allowlisted projects, nothing elsewhere.
+//! job's own project (and the names below it), pull on allowlisted projects,
+//! nothing elsewhere.
 #![allow(dead_code)]
 
 use super::{check, Registry};
@@ -15,7 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-/// A CA and a server certificate for 127.0.0.1 and localhost.
+/// A name for 127.0.0.1 that only a test's DNS server knows (tests/job_image.rs);
+/// the server certificate holds it too.
+pub const REGISTRY_NAME: &str = "registry.kiln.test";
+
+/// A CA and a server certificate for 127.0.0.1, localhost and [`REGISTRY_NAME`].
 pub struct Pki {
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
@@ -40,10 +45,14 @@ impl Pki {
         let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = KeyPair::generate().expect("key");
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("params")
-            .signed_by(&leaf_key, &issuer)
-            .expect("leaf");
+        let leaf = CertificateParams::new(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+            REGISTRY_NAME.to_string(),
+        ])
+        .expect("params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf");
         let ca = dir.path().join("knut-ca.pem");
         let cert = dir.path().join("server.pem");
         let key = dir.path().join("server.key");
@@ -251,9 +260,17 @@ impl TokenServer {
                         continue;
                     }
                     let (name, wanted) = (parts[1], parts[2].split(',').collect::<Vec<_>>());
-                    let granted: Vec<&str> = if admin || name == cfg.project {
+                    // A project's registry holds its path and names below it
+                    // ($CI_REGISTRY_IMAGE/app, …/cache), as GitLab's does.
+                    let of = |project: &str| {
+                        name == project
+                            || name
+                                .strip_prefix(project)
+                                .is_some_and(|r| r.starts_with('/'))
+                    };
+                    let granted: Vec<&str> = if admin || of(&cfg.project) {
                         wanted.clone()
-                    } else if cfg.allowlist.iter().any(|a| a == name) {
+                    } else if cfg.allowlist.iter().any(|a| of(a)) {
                         wanted.iter().copied().filter(|a| *a == "pull").collect()
                     } else {
                         vec![]
