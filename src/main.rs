@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(kiln::cli::kaniko::argv(std::env::args_os().collect()));
     // kaniko's --verbosity=debug|trace count as -v and -vv.
     let verbose = match &cli.command {
         Cmd::Build(a) => cli.verbose.max(a.kaniko.verbose()),

@@ -6,6 +6,30 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use std::ffi::OsString;
+use std::path::Path;
+
+/// kaniko's binary names: run as `executor` (`/kaniko/executor`), kiln is
+/// `kiln build`; as `warmer`, `kiln warm`. So an unchanged kaniko job runs kiln
+/// from the job image's symlinks. `executor version` prints the version.
+pub fn argv(mut args: Vec<OsString>) -> Vec<OsString> {
+    let name = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let sub = match name {
+        "executor" => "build",
+        "warmer" => "warm",
+        _ => return args,
+    };
+    if args.get(1).is_some_and(|a| a == "version") {
+        args[1] = "--version".into();
+    } else {
+        args.insert(1, sub.into());
+    }
+    args
+}
 
 #[derive(Debug, Args, Default)]
 pub struct KanikoArgs {
@@ -147,5 +171,37 @@ impl KanikoArgs {
                 _ => bail!("--annotation {a:?}: use KEY=VALUE"),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argv;
+    use std::ffi::OsString;
+
+    fn v(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn kanikos_binary_names_are_kiln_build_and_warm() {
+        assert_eq!(
+            argv(v(&["/kaniko/executor", "--context", "."])),
+            v(&["/kaniko/executor", "build", "--context", "."])
+        );
+        assert_eq!(argv(v(&["executor"])), v(&["executor", "build"]));
+        assert_eq!(
+            argv(v(&["/kaniko/warmer", "--image", "x"])),
+            v(&["/kaniko/warmer", "warm", "--image", "x"])
+        );
+        assert_eq!(
+            argv(v(&["executor", "version"])),
+            v(&["executor", "--version"])
+        );
+        assert_eq!(argv(v(&["kiln", "build"])), v(&["kiln", "build"]));
+        assert_eq!(
+            argv(v(&["/usr/bin/executor-x"])),
+            v(&["/usr/bin/executor-x"])
+        );
     }
 }
