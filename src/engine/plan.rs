@@ -382,7 +382,10 @@ impl Plan {
     pub fn unused_build_args(&self, used: &std::collections::HashSet<String>) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (k, _) in &self.input.build_args {
-            if !used.contains(k) && !is_predefined_arg(k) && !out.contains(k) {
+            // A meta ARG (before the first FROM) consumes its build arg, as in
+            // BuildKit: FROM and --platform read it.
+            let meta = self.meta_args.iter().any(|(m, _)| m == k);
+            if !used.contains(k) && !meta && !is_predefined_arg(k) && !out.contains(k) {
                 out.push(k.clone());
             }
         }

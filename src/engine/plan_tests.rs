@@ -121,6 +121,17 @@ fn stage_args_prefer_build_args_and_mark_them_used() {
 }
 
 #[test]
+fn a_meta_arg_consumes_its_build_arg() {
+    let p = plan_with(
+        "ARG REGISTRY\nFROM ${REGISTRY}/a\n",
+        &[("REGISTRY", "r.example"), ("NOPE", "1")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(p.unused_build_args(&Default::default()), ["NOPE"]);
+}
+
+#[test]
 fn automatic_platform_args() {
     let p = plan("FROM img:$TARGETARCH\nARG TARGETOS\nARG TARGETARCH=override\n");
     assert_eq!(image(&p, 0), "img:arm64");
