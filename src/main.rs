@@ -33,6 +33,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
+        // Colours on a terminal and in GitLab's log, which renders them; never
+        // escape codes in a plain file or pipe.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                || std::env::var("GITLAB_CI").is_ok_and(|v| v == "true"),
+        )
         .init();
     if let Some(code) = rootless_reexec(&cli) {
         return code;

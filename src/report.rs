@@ -4,6 +4,8 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Reporter {
@@ -176,6 +178,48 @@ impl Reporter {
         eprintln!("warning: {msg}");
     }
 
+    /// A progress bar for a transfer, only on a terminal: the bytes `live` has
+    /// counted since now, of `total` when known, with the rate. Cleared when
+    /// dropped; plain timed lines say what happened.
+    pub fn transfer(
+        &self,
+        msg: &str,
+        total: Option<u64>,
+        live: Arc<AtomicU64>,
+    ) -> Option<Transfer> {
+        if !self.tty {
+            return None;
+        }
+        let template = match total {
+            Some(_) => {
+                "{spinner} {msg} {bar:24} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}"
+            }
+            None => "{spinner} {msg} {bytes} {binary_bytes_per_sec} {elapsed}",
+        };
+        let pb = match total {
+            Some(t) => ProgressBar::new(t),
+            None => ProgressBar::new_spinner(),
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(msg.to_string());
+        pb.tick();
+        let start = live.load(Ordering::Relaxed);
+        let bar = pb.clone();
+        let poll = std::thread::spawn(move || {
+            while !bar.is_finished() {
+                bar.set_position(live.load(Ordering::Relaxed).saturating_sub(start));
+                bar.tick();
+                std::thread::park_timeout(Duration::from_millis(120));
+            }
+        });
+        Some(Transfer {
+            pb,
+            poll: Some(poll),
+        })
+    }
+
     /// A spinner for a long operation, only on a terminal.
     pub fn spinner(&self, msg: &str) -> Option<ProgressBar> {
         if !self.tty {
@@ -188,5 +232,21 @@ impl Reporter {
         pb.set_message(msg.to_string());
         pb.enable_steady_tick(Duration::from_millis(120));
         Some(pb)
+    }
+}
+
+/// A transfer's progress bar (see [`Reporter::transfer`]).
+pub struct Transfer {
+    pb: ProgressBar,
+    poll: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.pb.finish_and_clear();
+        if let Some(t) = self.poll.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::process::Command;
 use support::*;
 
 #[test]
@@ -98,4 +99,79 @@ fn sections_dotenv_and_the_json_report() {
     assert_eq!(steps[1]["layer"]["digest"], layers[1]);
     assert_eq!(steps[2]["layer"]["digest"], layers[2]);
     assert!(r["bytes_up"].as_u64().unwrap() > 0);
+}
+
+/// kiln's output for a build that pulls a base, runs a step and pushes, on a
+/// terminal (a pty from util-linux `script`) or not.
+fn progress_output(tty: bool) -> String {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!("FROM {}/base\nCOPY big /big\nRUN test -s /big\n", reg.addr),
+    )]);
+    // Random bytes, so the layer stays big compressed and the push takes a while.
+    let mut big = vec![0u8; 8 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for b in big.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(ctx.path().join("big"), &big).expect("write");
+    let home = tempfile::tempdir().expect("home");
+    let args = format!(
+        "{} build --insecure-registry {} --context {} --destination {}/app:1",
+        env!("CARGO_BIN_EXE_kiln"),
+        reg.addr,
+        ctx.path().display(),
+        reg.addr
+    );
+    let mut c = if tty {
+        let mut c = Command::new("script");
+        c.args(["-q", "-e", "-c", &args, "/dev/null"])
+            .env("TERM", "xterm");
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &args]);
+        c
+    };
+    let out = run(c
+        .env("HOME", home.path())
+        .env_remove("GITLAB_CI")
+        .env_remove("CI")
+        .env_remove("SOURCE_DATE_EPOCH"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn progress_bars_on_a_terminal_and_plain_timed_lines_elsewhere() {
+    let tty = progress_output(true);
+    assert!(tty.contains("pulling layers"), "no download bar:\n{tty}");
+    assert!(tty.contains("pushing 127.0.0.1:"), "no upload bar:\n{tty}");
+    assert!(tty.contains("MiB"), "no byte counts:\n{tty}");
+    let plain = progress_output(false);
+    for line in [
+        "[stage-0 2/3] COPY big /big",
+        "[push] 127.0.0.1:",
+        "built sha256:",
+    ] {
+        assert!(plain.contains(line), "no {line:?} line:\n{plain}");
+    }
+    assert!(
+        !plain.contains("pulling layers") && !plain.contains("pushing 127.0.0.1"),
+        "{plain}"
+    );
+    assert!(
+        !plain.contains('\u{1b}') && !plain.contains('\r'),
+        "control characters in a log:\n{plain:?}"
+    );
 }

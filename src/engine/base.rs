@@ -229,6 +229,22 @@ impl Session<'_> {
         }
         let applied = stage.rootfs.as_ref().map(|r| r.applied).unwrap_or(0);
         let pending: Vec<Layer> = stage.layers[applied..].to_vec();
+        // What is still to download, for the progress bar (a terminal only).
+        let mut missing = 0;
+        for l in pending.iter().filter(|_| self.report.tty) {
+            if !self.store.has(&l.desc.digest) {
+                missing += l.desc.size;
+            }
+        }
+        let _bar = (missing > 0)
+            .then(|| {
+                self.report.transfer(
+                    "pulling layers",
+                    Some(missing),
+                    self.client.counters.bytes_down.clone(),
+                )
+            })
+            .flatten();
         for l in pending {
             let path = self.blob(&l).await?;
             let mut rootfs = stage

@@ -102,12 +102,14 @@ pub async fn deliver(sess: &Session<'_>, mut stage: Stage) -> Result<Delivered> 
             let sibling = req.destinations[..i]
                 .iter()
                 .find(|d| d.registry == dest.registry && d.repository != dest.repository);
-            let spinner = sess.report.spinner(&format!("pushing {dest}"));
+            let bar = sess.report.transfer(
+                &format!("pushing {dest}"),
+                None,
+                sess.client.counters.streamed_up.clone(),
+            );
             let before = sess.client.counters.snapshot();
             sink::push_blobs(&sess.client, &sess.store, dest, &out, &origins, sibling).await?;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
+            drop(bar);
             let d = sess.client.counters.snapshot().since(&before);
             let note = format!(
                 "{} uploaded ({}), {} mounted, {} already there",

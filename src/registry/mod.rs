@@ -14,6 +14,7 @@ mod token;
 use crate::image::Reference;
 use auth::parse_challenge;
 use base64::Engine as _;
+use futures_util::TryStreamExt as _;
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -85,8 +86,12 @@ pub struct Options {
 
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Bytes of blobs the registry accepted.
     pub bytes_up: AtomicU64,
-    pub bytes_down: AtomicU64,
+    /// Bytes received, as they arrive (progress bars read it live).
+    pub bytes_down: std::sync::Arc<AtomicU64>,
+    /// Bytes of upload bodies sent so far, retries included (progress bars).
+    pub streamed_up: std::sync::Arc<AtomicU64>,
     pub blobs_up: AtomicU64,
     pub blobs_skipped: AtomicU64,
     pub blobs_mounted: AtomicU64,
@@ -413,7 +418,11 @@ impl Client {
                     f.seek(std::io::SeekFrom::Start(*off)).await.map_err(|e| {
                         RegistryError::Other(format!("cannot read {}: {e}", p.display()))
                     })?;
-                    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(*len), 1 << 20);
+                    let sent = self.counters.streamed_up.clone();
+                    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(*len), 1 << 20)
+                        .inspect_ok(move |b| {
+                            sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+                        });
                     req.header(CONTENT_LENGTH, *len)
                         .body(reqwest::Body::wrap_stream(stream))
                 }
