@@ -7,6 +7,7 @@ use crate::registry;
 use anyhow::{bail, Context, Result};
 pub mod kaniko;
 pub mod pull;
+mod tar_context;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -534,12 +535,21 @@ impl BuildArgs {
         for n in self.kaniko.check()? {
             eprintln!("{n}");
         }
-        // kaniko's tar://, s3:// and git:// contexts: not directories.
-        if self.context.contains("://") && !self.context.starts_with("dir://") {
-            bail!("--context {}: kiln takes a directory (dir:// or a path); unpack the archive first, or let GitLab check the project out", self.context);
-        }
-        let mut context =
-            PathBuf::from(self.context.strip_prefix("dir://").unwrap_or(&self.context));
+        // kaniko's tar:// contexts are unpacked; its s3://, gs://, … are not
+        // kiln's business.
+        let (mut context, context_guard) = match self.context.strip_prefix("tar://") {
+            Some(spec) => {
+                let dir = tar_context::unpack(spec, self.work_dir.as_deref())?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+            None if self.context.contains("://") && !self.context.starts_with("dir://") => {
+                bail!("--context {}: kiln takes a directory (dir:// or a path) or a tar archive (tar://PATH, tar://stdin); fetch other sources in an earlier script line, or let GitLab check the project out", self.context);
+            }
+            None => (
+                PathBuf::from(self.context.strip_prefix("dir://").unwrap_or(&self.context)),
+                None,
+            ),
+        };
         if let Some(sub) = &self.kaniko.context_sub_path {
             context = context.join(sub.trim_start_matches('/'));
         }
@@ -605,6 +615,7 @@ impl BuildArgs {
         };
         Ok(BuildRequest {
             context,
+            context_guard,
             dockerfile,
             destinations,
             build_args,

@@ -54,6 +54,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
     pub context: PathBuf,
+    /// Keeps an unpacked `tar://` context for as long as the request lives.
+    pub context_guard: Option<std::sync::Arc<tempfile::TempDir>>,
     pub dockerfile: PathBuf,
     pub destinations: Vec<Reference>,
     /// `--build-arg`, already resolved (a bare `K` took its value from the environment).

@@ -7,5 +7,5 @@ pub mod tee;
 pub mod writer;
 
 pub use writer::{
-    open_tar, BuiltLayer, Codec, LayerWriter, Meta, MEDIA_TYPE_GZIP, MEDIA_TYPE_ZSTD,
+    open_tar, tar_reader, BuiltLayer, Codec, LayerWriter, Meta, MEDIA_TYPE_GZIP, MEDIA_TYPE_ZSTD,
 };

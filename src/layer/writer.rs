@@ -392,9 +392,15 @@ impl<R: Read> Read for CountingReader<'_, R> {
 
 /// Open a layer blob for reading its tar stream, whatever its compression.
 pub fn open_tar(path: &std::path::Path) -> io::Result<Box<dyn Read + Send>> {
-    let mut f = io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    tar_reader(io::BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(path)?,
+    ))
+}
+
+/// A tar stream from `f`, decompressed by its magic bytes (gzip, zstd, plain).
+pub fn tar_reader(mut f: impl io::BufRead + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let magic = {
-        use std::io::BufRead;
         let buf = f.fill_buf()?;
         buf.get(..4).map(|b| b.to_vec()).unwrap_or_default()
     };
