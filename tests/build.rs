@@ -455,6 +455,69 @@ fn readme_main_command_builds_the_example_offline() {
     );
 }
 
+/// The image's layers go up while later steps still run: the RUN after the
+/// COPY waits until the registry has a blob of the destination's repository.
+/// A builder stage's layers, which are not in the image, are never sent, and a
+/// build that fails after an early upload tags nothing.
+#[test]
+fn layers_are_uploaded_while_later_steps_run() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base");
+    let wait_for_blob = format!(
+        "i=0; while [ $i -lt 300 ]; do /bin/busybox wget -q -O - http://{}/v2/_catalog | grep -q early/app && exit 0; sleep 0.1; i=$((i+1)); done; echo no early upload; exit 1",
+        reg.addr
+    );
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {0}/base AS builder\nCOPY junk /junk\n\nFROM {0}/base\nCOPY app /app\nRUN {wait_for_blob}\nCOPY --from=builder /junk /j2\n",
+                reg.addr
+            ),
+        ),
+        ("app", &"the app ".repeat(50_000)),
+        ("junk", "builder only\n"),
+    ]);
+    let go = |dest: &str, extra: &[&str]| {
+        run(kiln()
+            .args(["build", "--cache=false", "--insecure-registry", &reg.addr])
+            .args(["--destination", &format!("{}/{dest}", reg.addr)])
+            .args(extra)
+            .arg("--context")
+            .arg(ctx.path()))
+    };
+    let out = go("early/app:1", &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("while the build ran"), "{err}");
+    // The image has base, /app, the RUN's (empty: none), /j2 layers; only the
+    // builder's own /junk layer stayed home.
+    let manifest: serde_json::Value = serde_json::from_str(&check(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/early/app:1", reg.addr)),
+    ))
+    .unwrap();
+    let layers = manifest["layers"].as_array().unwrap().len();
+    let blobs = reg.count_requests(0, "PUT", "/v2/early/app/blobs/uploads/");
+    assert_eq!(
+        blobs,
+        layers - 1 + 1,
+        "the new layers and the config, nothing else"
+    );
+    // A failing step after an early upload: no tag.
+    std::fs::write(ctx.path().join("app"), "changed").unwrap();
+    let df = std::fs::read_to_string(ctx.path().join("Dockerfile")).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        df.replace("COPY --from=builder /junk /j2", "RUN false"),
+    )
+    .unwrap();
+    let out = go("early/app:2", &[]);
+    assert!(!out.status.success());
+    assert!(!reg.has_tag("early/app", "2"), "{}", stderr(&out));
+}
+
 #[test]
 fn push_falls_back_to_chunked_upload_when_monolithic_put_is_refused() {
     let reg = Registry::start();

@@ -45,13 +45,15 @@ fn an_upload_that_breaks_off_starts_a_new_session() {
         ("Dockerfile", "FROM scratch\nCOPY data /data\n"),
         ("data", &data),
     ]);
-    // The first PUT of a layer's body in each of the two builds breaks off halfway.
+    // The layer's first three PUTs break off halfway: in the first build its
+    // upload while the build runs and the push's own attempt, in the second its
+    // upload while the build runs, which then retries in a new session.
     let puts = Arc::new(AtomicUsize::new(0));
     let seen = puts.clone();
     let proxy = FaultProxy::start(&reg.addr, move |req| {
         if req.is("PUT", "/blobs/uploads/")
             && req.body_len > 100_000
-            && seen.fetch_add(1, Ordering::SeqCst) < 2
+            && seen.fetch_add(1, Ordering::SeqCst) < 3
         {
             return Fault::DropMidBody;
         }

@@ -21,6 +21,7 @@ pub mod cache;
 mod config;
 pub mod copy;
 mod copy_step;
+mod early_push;
 mod git_source;
 pub mod mirrors;
 mod mount_sources;
@@ -176,6 +177,13 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     let cache = StepCache::new(&sess)?;
     let target = plan.target;
     let mut e = Engine::new(sess, plan, cache, Some(target));
+    let cache_registry = e.cache.push_registry(e.sess.req.no_push_cache);
+    e.early = Some(early_push::EarlyPush::new(
+        &e.sess,
+        &e.plan,
+        target,
+        cache_registry,
+    ));
     for idx in e.plan.order(&[target]) {
         e.build_stage(idx).await?;
     }
@@ -199,7 +207,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
         }
     }
     let layers = stage.layers.len();
-    let d = output::deliver(&e.sess, stage).await?;
+    let d = output::deliver(&e.sess, stage, e.early.as_mut()).await?;
     e.cache.finish(&e.sess).await;
     output::write_digest_files(&e.sess, &d.out.manifest_digest, d.size)?;
     Ok(Outcome {
@@ -303,6 +311,8 @@ struct Engine<'a> {
     used_args: HashSet<String>,
     /// The stage the build is for (others feed it); None for `kiln warm`.
     target: Option<usize>,
+    /// Layers sent to the destinations while the build runs (not for warm).
+    early: Option<early_push::EarlyPush>,
 }
 
 impl<'a> Engine<'a> {
@@ -315,6 +325,7 @@ impl<'a> Engine<'a> {
             runner: Runner::default(),
             used_args: HashSet::new(),
             target,
+            early: None,
         }
     }
 
@@ -636,6 +647,9 @@ impl<'a> Engine<'a> {
                 .step(&step.label, &step.ins.text, t.elapsed(), &note);
             if let Some(l) = stage.layers.get(layers_before) {
                 self.sess.report.layer(&l.desc.digest, l.desc.size);
+                if let Some(early) = self.early.as_mut() {
+                    early.offer(&self.sess, idx, &l.desc, l.origin.as_ref());
+                }
             }
         }
         Ok(())

@@ -22,7 +22,12 @@ pub struct Delivered {
 }
 
 /// Final config, manifest, local outputs and pushes.
-pub async fn deliver(sess: &Session<'_>, mut stage: Stage) -> Result<Delivered> {
+/// `early`: the uploads to the destinations that started while the build ran.
+pub async fn deliver(
+    sess: &Session<'_>,
+    mut stage: Stage,
+    early: Option<&mut super::early_push::EarlyPush>,
+) -> Result<Delivered> {
     let req = sess.req;
     if !req.labels.is_empty() {
         let labels = stage.config.config.labels.get_or_insert_with(BTreeMap::new);
@@ -97,8 +102,14 @@ pub async fn deliver(sess: &Session<'_>, mut stage: Stage) -> Result<Delivered> 
             .collect();
         // Every blob in every destination first; the tags come after, so a
         // failure part-way leaves no destination tagged.
+        // The push's time starts with the wait for uploads still under way.
+        let started = Instant::now();
+        let early = match early {
+            Some(e) => e.wait().await,
+            None => Default::default(),
+        };
         for (i, dest) in req.destinations.iter().enumerate() {
-            let t = Instant::now();
+            let t = if i == 0 { started } else { Instant::now() };
             let sibling = req.destinations[..i]
                 .iter()
                 .find(|d| d.registry == dest.registry && d.repository != dest.repository);
@@ -111,12 +122,19 @@ pub async fn deliver(sess: &Session<'_>, mut stage: Stage) -> Result<Delivered> 
             sink::push_blobs(&sess.client, &sess.store, dest, &out, &origins, sibling).await?;
             drop(bar);
             let d = sess.client.counters.snapshot().since(&before);
+            // Blobs sent while the build ran count as uploaded, not as found.
+            let (en, eb) = early.get(&dest.to_string()).copied().unwrap_or_default();
+            let during = if en > 0 {
+                format!(", {en} while the build ran")
+            } else {
+                String::new()
+            };
             let note = format!(
-                "{} uploaded ({}), {} mounted, {} already there",
-                d.blobs_up,
-                crate::report::human_bytes(d.bytes_up),
+                "{} uploaded ({}{during}), {} mounted, {} already there",
+                d.blobs_up + en,
+                crate::report::human_bytes(d.bytes_up + eb),
                 d.blobs_mounted,
-                d.blobs_skipped
+                d.blobs_skipped.saturating_sub(en)
             );
             sess.report
                 .step("push", &format!("{dest}"), t.elapsed(), &note);

@@ -14,7 +14,7 @@ use anyhow::{anyhow, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 /// Concurrent blob uploads per push.
-const PUSH_CONCURRENCY: usize = 3;
+pub(crate) const PUSH_CONCURRENCY: usize = 3;
 
 pub struct Assembled {
     pub config: Vec<u8>,

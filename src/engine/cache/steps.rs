@@ -339,8 +339,14 @@ impl StepCache {
         }
     }
 
-    /// Wait for the cache entries pushed in the background. A failure there is a
-    /// warning, never a failed build. Then the summary line.
+    /// The registry this build pushes cache entries to, if it does.
+    pub fn push_registry(&self, no_push_cache: bool) -> Option<&str> {
+        self.remote
+            .as_ref()
+            .filter(|_| !no_push_cache)
+            .map(|r| r.repo.registry.as_str())
+    }
+
     /// Wait for the background pushes to the cache repo: then the outputs can
     /// mount those layers instead of uploading them a second time. A failure is
     /// a warning, never a failed build.

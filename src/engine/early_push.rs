@@ -1,0 +1,129 @@
+//! Layers uploaded while the build still runs. Each layer of the image (a stage
+//! on the target's FROM chain) that has no origin to mount it from is sent to the
+//! first destination of each registry as soon as it is written, so the push at
+//! the end finds it there and only the config and the tags are left. Blobs only:
+//! tags come at the end, so a failed build tags nothing (and its unreferenced
+//! blobs are the registry's garbage). A registry the cache repo is on is left
+//! out while the build pushes cache entries there: those uploads already overlap
+//! the build, and the destinations mount from them.
+//!
+//! A failed early upload is only logged: the push at the end uploads the blob.
+
+use super::plan::{Base, Plan};
+use super::session::Session;
+use super::sink::PUSH_CONCURRENCY;
+use crate::image::manifest::LayerDesc;
+use crate::image::Reference;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// What the early uploads sent, per destination (as `Reference::to_string`):
+/// (blobs, bytes).
+pub type EarlyStats = HashMap<String, (u64, u64)>;
+
+pub struct EarlyPush {
+    dests: Vec<Reference>,
+    /// Stages whose layers end up in the image.
+    stages: HashSet<usize>,
+    offered: HashSet<String>,
+    tasks: JoinSet<(String, u64, Result<bool, String>)>,
+    permits: Arc<Semaphore>,
+}
+
+impl EarlyPush {
+    /// Nothing happens unless the build pushes. `cache_registry`: the registry
+    /// the build's cache entries are pushed to, if they are.
+    pub fn new(
+        sess: &Session,
+        plan: &Plan,
+        target: usize,
+        cache_registry: Option<&str>,
+    ) -> EarlyPush {
+        let mut dests: Vec<Reference> = Vec::new();
+        // KILN_EARLY_PUSH=0 leaves every upload to the end (ci/bench measures both).
+        let off = std::env::var("KILN_EARLY_PUSH").is_ok_and(|v| v == "0");
+        if !sess.req.no_push && !off {
+            for d in &sess.req.destinations {
+                if Some(d.registry.as_str()) != cache_registry
+                    && !dests.iter().any(|e| e.registry == d.registry)
+                {
+                    dests.push(d.clone());
+                }
+            }
+        }
+        // The target, the stage it is FROM, that one's, …
+        let mut stages = HashSet::from([target]);
+        let mut s = target;
+        while let Ok(Base::Stage(j)) = plan.base(s) {
+            if !stages.insert(j) {
+                break;
+            }
+            s = j;
+        }
+        EarlyPush {
+            dests,
+            stages,
+            offered: HashSet::new(),
+            tasks: JoinSet::new(),
+            permits: Arc::new(Semaphore::new(PUSH_CONCURRENCY)),
+        }
+    }
+
+    /// A layer stage `stage` now has; `origin`: where it can be mounted from.
+    pub fn offer(
+        &mut self,
+        sess: &Session,
+        stage: usize,
+        layer: &LayerDesc,
+        origin: Option<&Reference>,
+    ) {
+        if origin.is_some()
+            || !self.stages.contains(&stage)
+            || !self.offered.insert(layer.digest.clone())
+        {
+            return;
+        }
+        let Ok(path) = sess.store.blob_path(&layer.digest) else {
+            return;
+        };
+        for dest in &self.dests {
+            let (client, dest, digest) = (sess.client.clone(), dest.clone(), layer.digest.clone());
+            let (size, path, permits) = (layer.size, path.clone(), self.permits.clone());
+            self.tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let res = async {
+                    if client.blob_size(&dest, &digest).await?.is_some() {
+                        return Ok(false);
+                    }
+                    client.push_blob(&dest, &digest, size, &path).await?;
+                    Ok::<_, crate::registry::RegistryError>(true)
+                }
+                .await
+                .map_err(|e| format!("{e}"));
+                (dest.to_string(), size, res)
+            });
+        }
+    }
+
+    /// Wait for the uploads under way; what they sent, per destination.
+    pub async fn wait(&mut self) -> EarlyStats {
+        let mut stats = EarlyStats::new();
+        while let Some(done) = self.tasks.join_next().await {
+            match done {
+                Ok((dest, size, Ok(true))) => {
+                    let e = stats.entry(dest).or_default();
+                    e.0 += 1;
+                    e.1 += size;
+                }
+                Ok((_, _, Ok(false))) => {}
+                Ok((dest, _, Err(e))) => {
+                    tracing::debug!("early upload to {dest} failed ({e}); the push uploads it")
+                }
+                Err(e) => tracing::debug!("early upload task: {e}"),
+            }
+        }
+        stats
+    }
+}
