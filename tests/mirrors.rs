@@ -187,3 +187,73 @@ fn the_dependency_proxy_serves_docker_hub_references_with_its_credentials() {
         );
     }
 }
+
+/// Mirrors that fail each way a mirror fails: 503, 429 with a long Retry-After,
+/// 404 (the mirror lacks the image), a TLS certificate kiln does not trust, and
+/// a registry that wants credentials. Each falls through to the next source
+/// with one warning line, and fast: a source with another after it is tried
+/// twice at most, and a 429's two-minute Retry-After is not waited out.
+#[test]
+fn each_way_a_mirror_fails_falls_through_with_one_warning() {
+    use support::proxy::{Fault, FaultProxy};
+    let good = Registry::start();
+    push_busybox_base(&good, "library/busybox");
+    let empty = Registry::start();
+    let p503 = FaultProxy::start(&good.addr, |_| Fault::Respond(503, vec![]));
+    let p429 = FaultProxy::start(&good.addr, |_| {
+        Fault::Respond(429, vec![("Retry-After", "120".into())])
+    });
+    let untrusted = GitLab::start(300);
+    let locked = GitLab::start(300);
+    let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "x")]);
+    let t = std::time::Instant::now();
+    let out = run(kiln()
+        .args(["build", "--no-push", "--context"])
+        .arg(ctx.path())
+        .arg("--oci-layout-path")
+        .arg(ctx.path().join("oci"))
+        .args([
+            "--registry-certificate",
+            &format!("{}={}", locked.registry.addr, locked.pki.ca.display()),
+        ])
+        .args(["--registry-mirror", &format!("http://{}", p503.addr)])
+        .args(["--registry-mirror", &format!("http://{}", p429.addr)])
+        .args(["--registry-mirror", &format!("http://{}", empty.addr)])
+        .args(["--registry-mirror", &untrusted.registry.addr])
+        .args(["--registry-mirror", &locked.registry.addr])
+        .args(["--registry-mirror", &format!("http://{}", good.addr)]));
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    for bad in [
+        &p503.addr,
+        &p429.addr,
+        &empty.addr,
+        &untrusted.registry.addr,
+        &locked.registry.addr,
+    ] {
+        assert_eq!(
+            log.matches(&format!("mirror {bad} failed for")).count(),
+            1,
+            "{bad}:\n{log}"
+        );
+    }
+    assert!(
+        log.contains(&format!("pulled from mirror {}/library/busybox", good.addr)),
+        "{log}"
+    );
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.starts_with("warning:"))
+        .count();
+    assert_eq!(warnings, 5, "one line per failed mirror:\n{log}");
+    for p in [&p503, &p429] {
+        let tries = p.count("/v2/library/busybox/manifests/");
+        assert!(
+            (1..=2).contains(&tries),
+            "{} tried {tries} times:\n{log}",
+            p.addr
+        );
+    }
+    // Not the 120 s the 429 asked for, nor the 60 s retry window.
+    assert!(t.elapsed().as_secs() < 60, "{:?}:\n{log}", t.elapsed());
+}

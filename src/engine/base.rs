@@ -59,7 +59,13 @@ impl Session<'_> {
         let n = cands.len();
         for (i, c) in cands.iter().enumerate() {
             let last = i + 1 == n;
-            match self.pull_from(r, &c.reference, platform, local, last).await {
+            let attempt = self.pull_from(r, &c.reference, platform, local, last);
+            let res = if last {
+                attempt.await
+            } else {
+                registry::falling_through(attempt).await
+            };
+            match res {
                 Ok(stage) => {
                     if !c.via.is_empty() {
                         self.report

@@ -97,6 +97,18 @@ pub struct Counters {
     pub blobs_mounted: AtomicU64,
 }
 
+tokio::task_local! {
+    /// Set while a pull tries a source that has another after it.
+    static FALLS_THROUGH: ();
+}
+
+/// Run `f`, a pull from a mirror, a registry map or the Dependency Proxy with
+/// another source after it: it fails fast, so the next source is tried instead
+/// of this one's retries waited out.
+pub async fn falling_through<F: std::future::Future>(f: F) -> F::Output {
+    FALLS_THROUGH.scope((), f).await
+}
+
 /// A point-in-time copy of [`Counters`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CounterSnapshot {
@@ -344,10 +356,17 @@ impl Client {
             .await
     }
 
-    /// The retry policy for a request: pushes are anything that writes.
+    /// The retry policy for a request: pushes are anything that writes. A pull
+    /// from a source with another after it (see [`falling_through`]) retries
+    /// once, briefly, and a 429 that asks for a longer wait falls through.
     fn policy(&self, push: bool, method: &Method) -> retry::Policy {
         if push || !matches!(*method, Method::GET | Method::HEAD) {
             self.push_retry
+        } else if FALLS_THROUGH.try_with(|_| ()).is_ok() {
+            retry::Policy {
+                retries: self.pull_retry.retries.min(1),
+                window: Duration::from_secs(5),
+            }
         } else {
             self.pull_retry
         }
@@ -371,13 +390,19 @@ impl Client {
         } else {
             ""
         };
-        tracing::warn!(
+        let line = format!(
             "registry {}: {what} {why}; retry {} of {} in {:.1}s{asked}",
             r.registry,
             attempts.made,
             attempts.allowed(),
             wait.as_secs_f64()
         );
+        // A source with another after it says one line when it gives up.
+        if FALLS_THROUGH.try_with(|_| ()).is_ok() {
+            tracing::debug!("{line}");
+        } else {
+            tracing::warn!("{line}");
+        }
         tokio::time::sleep(wait).await;
         true
     }
@@ -588,18 +613,9 @@ impl Client {
                 self.denied(r, status, &detail, push)
             }
             // Still limited after the retries waited as Retry-After asked.
-            StatusCode::TOO_MANY_REQUESTS => RegistryError::Other(format!(
-                "registry {} rate-limited the {method} of {path} (429 Too Many Requests{detail}){}",
-                r.registry,
-                if matches!(
-                    r.registry.as_str(),
-                    "docker.io" | "index.docker.io" | "registry-1.docker.io"
-                ) {
-                    ": Docker Hub allows 100 anonymous pulls per 6 hours; pull through a mirror (--registry-mirror, --registry-map) or GitLab's Dependency Proxy (--dependency-proxy auto)"
-                } else {
-                    "; try again later"
-                }
-            )),
+            StatusCode::TOO_MANY_REQUESTS => {
+                RegistryError::Other(rate_limited(&r.registry, method, path, &detail))
+            }
             _ => RegistryError::Status {
                 registry: r.registry.clone(),
                 method: method.into(),
@@ -623,9 +639,40 @@ fn url_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// A 429 that outlasted the retries: what it is, and for Docker Hub the way
+/// around its pull limit.
+fn rate_limited(registry: &str, method: &str, path: &str, detail: &str) -> String {
+    let hint = if matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    ) {
+        ": Docker Hub allows 100 anonymous pulls per 6 hours; pull through a mirror (--registry-mirror, --registry-map) or GitLab's Dependency Proxy (--dependency-proxy auto)"
+    } else {
+        "; try again later"
+    };
+    format!("registry {registry} rate-limited the {method} of {path} (429 Too Many Requests{detail}){hint}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_docker_hub_rate_limit_says_what_it_is_and_the_way_around() {
+        let hub = rate_limited("docker.io", "GET", "/v2/library/node/manifests/22", "");
+        assert!(hub.contains("429 Too Many Requests"), "{hub}");
+        assert!(hub.contains("100 anonymous pulls per 6 hours"), "{hub}");
+        assert!(
+            hub.contains("--registry-mirror") && hub.contains("--dependency-proxy auto"),
+            "{hub}"
+        );
+        let other = rate_limited("quay.io", "GET", "/v2/x/manifests/1", ": slow down");
+        assert!(
+            other.contains("(429 Too Many Requests: slow down); try again later"),
+            "{other}"
+        );
+        assert!(!other.contains("Docker Hub"), "{other}");
+    }
 
     #[test]
     fn error_details_are_short() {
