@@ -403,36 +403,20 @@ fn without_dockerfile_flag_the_contexts_dockerfile_is_built_not_the_current_dirs
         ("app/wrong", "z"),
     ]);
     let out_dir = tempfile::tempdir().unwrap();
-    let layout = out_dir.path().join("oci");
-    let res = run(kiln()
-        .current_dir(cwd.path())
-        .args([
-            "build",
-            "--no-push",
-            "--context",
-            "app",
-            "--oci-layout-path",
-        ])
-        .arg(&layout));
-    assert!(res.status.success(), "{}", stderr(&res));
-    let root = unpack(&format!("oci:{}:latest", layout.display()), out_dir.path());
+    let build = |extra: &[&str]| {
+        build_cmd_and_unpack(
+            kiln()
+                .current_dir(cwd.path())
+                .args(["build", "--context", "app"])
+                .args(extra),
+            out_dir.path(),
+        )
+    };
+    let root = build(&[]);
     assert!(root.join("right").is_file());
     assert!(!root.join("wrong").exists());
     // A relative --dockerfile is read from the current directory first (kaniko).
-    let res = run(kiln()
-        .current_dir(cwd.path())
-        .args([
-            "build",
-            "--no-push",
-            "--context",
-            "app",
-            "--dockerfile",
-            "Dockerfile",
-            "--oci-layout-path",
-        ])
-        .arg(&layout));
-    assert!(res.status.success(), "{}", stderr(&res));
-    let root = unpack(&format!("oci:{}:latest", layout.display()), out_dir.path());
+    let root = build(&["--dockerfile", "Dockerfile"]);
     assert!(root.join("wrong").is_file());
 }
 

@@ -69,11 +69,7 @@ fn glci(dir: &Path, args: &[&str]) -> (bool, String) {
         .env("HOME", dir)
         .env("NO_COLOR", "1")
         .env("FORCE_COLOR", "0"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     (out.status.success(), text)
 }
 
@@ -311,11 +307,7 @@ fn run_jobs(dir: &Path, vars: &[String], jobs: &[&str]) -> String {
         )
         .env_remove("SOURCE_DATE_EPOCH");
     let out = run(&mut c);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(out.status.success(), "the pipeline failed:\n{text}");
     text
 }

@@ -143,11 +143,7 @@ fn progress_output(tty: bool) -> String {
         .env_remove("GITLAB_CI")
         .env_remove("CI")
         .env_remove("SOURCE_DATE_EPOCH"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     text
 }

@@ -44,11 +44,7 @@ fn the_static_kiln_needs_no_shared_library() {
     );
     // ldd exits non-zero on a static binary; its words are what count.
     let ldd = run(Command::new("ldd").arg(bin));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&ldd.stdout),
-        String::from_utf8_lossy(&ldd.stderr)
-    );
+    let text = output_text(&ldd);
     assert!(
         text.contains("statically linked") || text.contains("not a dynamic executable"),
         "{text}"
@@ -394,11 +390,7 @@ env -u CI_REGISTRY_USER -u CI_REGISTRY_PASSWORD -u CI_JOB_TOKEN \
         .env("HOME", "/root");
     in_container(&mut job, &root);
     let res = run(&mut job);
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&res.stdout),
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let log = output_text(&res);
     assert!(res.status.success(), "the job failed:\n{log}");
     let queries = std::fs::read_to_string(&dns.log).unwrap_or_default();
     assert!(

@@ -236,19 +236,10 @@ fn tar_contexts_from_a_file_and_from_stdin() {
             .arg(ctx.path())
             .arg("."),
     );
-    let layout = work.path().join("file-oci");
-    let res = run(kiln()
-        .args(["build", "--no-push", "--oci-layout-path"])
-        .arg(&layout)
-        .arg("--context")
-        .arg(format!("tar://{}", tgz.display())));
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let root = unpack(
-        &format!("oci:{}:latest", layout.display()),
+    let root = build_cmd_and_unpack(
+        kiln()
+            .args(["build", "--context"])
+            .arg(format!("tar://{}", tgz.display())),
         &work.path().join("f"),
     );
     assert_eq!(
@@ -257,7 +248,6 @@ fn tar_contexts_from_a_file_and_from_stdin() {
     );
     assert!(!root.join("app/skip.md").exists(), ".dockerignore applies");
     // tar cf - . | kiln build --context tar://stdin
-    let layout = work.path().join("stdin-oci");
     let mut tar = Command::new("tar")
         .arg("cf")
         .arg("-")
@@ -267,26 +257,13 @@ fn tar_contexts_from_a_file_and_from_stdin() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let res = run(kiln()
-        .args([
-            "build",
-            "--no-push",
-            "--context",
-            "tar://stdin",
-            "--oci-layout-path",
-        ])
-        .arg(&layout)
-        .stdin(tar.stdout.take().unwrap()));
-    let _ = tar.wait();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let root = unpack(
-        &format!("oci:{}:latest", layout.display()),
+    let root = build_cmd_and_unpack(
+        kiln()
+            .args(["build", "--context", "tar://stdin"])
+            .stdin(tar.stdout.take().unwrap()),
         &work.path().join("u"),
     );
+    let _ = tar.wait();
     assert_eq!(
         std::fs::read_to_string(root.join("app/a.txt")).unwrap(),
         "a\n"

@@ -418,20 +418,33 @@ pub fn unpack(source: &str, work: &Path) -> PathBuf {
 /// `kiln build --no-push` of `ctx` into an OCI layout under `out`, then unpack it
 /// with umoci; returns the rootfs. Panics with kiln's stderr if the build fails.
 pub fn build_and_unpack(ctx: &Path, out: &Path, extra: &[&str]) -> PathBuf {
+    build_cmd_and_unpack(
+        kiln().arg("build").arg("--context").arg(ctx).args(extra),
+        out,
+    )
+}
+
+/// Run `build` (a `kiln build` with its context) with `--no-push` into an OCI
+/// layout under `out`, then unpack it with umoci; returns the rootfs. Panics
+/// with kiln's stderr if the build fails.
+pub fn build_cmd_and_unpack(build: &mut Command, out: &Path) -> PathBuf {
     let layout = out.join("oci");
-    let res = run(kiln()
-        .args(["build", "--no-push"])
-        .arg("--context")
-        .arg(ctx)
-        .arg("--oci-layout-path")
-        .arg(&layout)
-        .args(extra));
+    let res = run(build.arg("--no-push").arg("--oci-layout-path").arg(&layout));
     assert!(
         res.status.success(),
         "kiln build failed:\n{}",
         String::from_utf8_lossy(&res.stderr)
     );
     unpack(&format!("oci:{}:latest", layout.display()), out)
+}
+
+/// A process's stdout, then its stderr, as text.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
