@@ -241,3 +241,65 @@ fn manifests_over_4_mib_are_refused() {
         "{err}"
     );
 }
+
+/// A base's layers download side by side (each blob answer takes 300 ms here),
+/// and are still applied in order: the top layer's file wins.
+#[test]
+fn base_layers_download_concurrently_and_apply_in_order() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base");
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {}/base\nCOPY a /layer\nCOPY b /layer\nCOPY c /layer\n",
+                reg.addr
+            ),
+        ),
+        ("a", "a\n"),
+        ("b", "b\n"),
+        ("c", "c\n"),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let out = run(kiln()
+        .env("HOME", home.path())
+        .args(["build", "--cache=false", "--insecure-registry", &reg.addr])
+        .args(["--destination", &format!("{}/multi:1", reg.addr)])
+        .arg("--context")
+        .arg(ctx.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (now, peak) = (in_flight.clone(), most.clone());
+    let proxy = FaultProxy::start(&reg.addr, move |req| {
+        if req.is("GET", "/blobs/sha256:") {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(n, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            now.fetch_sub(1, Ordering::SeqCst);
+        }
+        Fault::Forward
+    });
+    let ctx2 = context(&[(
+        "Dockerfile",
+        &format!("FROM {}/multi:1\nRUN cat /layer > /seen\n", proxy.addr),
+    )]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let home2 = tempfile::tempdir().unwrap();
+    let root = build_cmd_and_unpack(
+        kiln()
+            .env("HOME", home2.path())
+            .args([
+                "build",
+                "--cache=false",
+                "--insecure-registry",
+                &proxy.addr,
+                "--context",
+            ])
+            .arg(ctx2.path()),
+        out_dir.path(),
+    );
+    assert_eq!(std::fs::read_to_string(root.join("seen")).unwrap(), "c\n");
+    let peak = most.load(Ordering::SeqCst);
+    assert!(peak >= 2, "at most {peak} blob download(s) at once");
+}

@@ -13,7 +13,11 @@ use crate::image::manifest::{self, LayerDesc, Platform};
 use crate::image::{ImageConfig, Reference};
 use crate::registry;
 use anyhow::{anyhow, bail, Context, Result};
+use futures_util::StreamExt as _;
 use std::path::PathBuf;
+
+/// Base layers downloaded at once while a stage's rootfs is materialized.
+const DOWNLOADS: usize = 3;
 
 impl Session<'_> {
     /// Resolve `r` to the manifest for `platform`: (bytes, media type, digest).
@@ -251,8 +255,15 @@ impl Session<'_> {
                 )
             })
             .flatten();
-        for l in pending {
-            let path = self.blob(&l).await?;
+        // Up to DOWNLOADS layers download at once; each is applied, in order, as
+        // soon as it and the ones below it are there.
+        let mut paths =
+            futures_util::stream::iter(pending.iter().map(|l| self.blob(l))).buffered(DOWNLOADS);
+        for l in pending.iter() {
+            let path = paths
+                .next()
+                .await
+                .ok_or_else(|| anyhow!("layer download stream ended early"))??;
             let mut rootfs = stage
                 .rootfs
                 .take()
