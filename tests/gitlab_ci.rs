@@ -203,13 +203,14 @@ fn the_templates_inputs_are_declared_used_and_applied() {
         "platform",
         "extra-flags",
         "image",
+        "ca-cert",
     ] {
         assert!(declared.contains(&input), "no `{input}` input");
     }
     // Every input given: the job is named and placed by them, and `.kiln-build`
     // is there to extend.
     let pipeline = format!(
-        "include:\n  - local: {TEMPLATE}\n    inputs:\n      job: app-image\n      stage: test\n      image: registry.example/kiln:1\n      dockerfile: docker/Dockerfile\n      destinations: $CI_REGISTRY_IMAGE:a $CI_REGISTRY_IMAGE:b\n      build-args: A=1 B\n      target: runtime\n      cache: false\n      platform: linux/arm64\n      extra-flags: --reproducible\n\nsecond:\n  extends: .kiln-build\n  stage: test\n  variables:\n    KILN_TARGET: debug\n"
+        "include:\n  - local: {TEMPLATE}\n    inputs:\n      job: app-image\n      stage: test\n      image: registry.example/kiln:1\n      dockerfile: docker/Dockerfile\n      destinations: $CI_REGISTRY_IMAGE:a $CI_REGISTRY_IMAGE:b\n      build-args: A=1 B\n      target: runtime\n      cache: false\n      platform: linux/arm64\n      extra-flags: --reproducible\n      ca-cert: $KNUT_CA\n\nsecond:\n  extends: .kiln-build\n  stage: test\n  variables:\n    KILN_TARGET: debug\n"
     );
     let dir = project(&pipeline, &[]);
     let merged = preview(dir.path());
@@ -225,6 +226,7 @@ fn the_templates_inputs_are_declared_used_and_applied() {
         "KILN_CACHE: 'false'",
         "KILN_PLATFORM: linux/arm64",
         "KILN_EXTRA_FLAGS: '--reproducible'",
+        "KILN_CA_CERT: $KNUT_CA",
         "stage: test",
     ] {
         assert!(merged.contains(want), "no {want:?} in:\n{merged}");
