@@ -346,6 +346,38 @@ fn local_outputs_are_readable_and_kiln_push_sends_them() {
     );
 }
 
+/// Outputs are the user's files: their mode is 0666 less the umask, as any
+/// tool's (they were 0600, unreadable to a later job running as another user).
+#[test]
+fn local_outputs_follow_the_umask() {
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")]);
+    let out = ctx.path().join("out");
+    let cmd = format!(
+        "umask 027 && exec {} build --no-push --context {} --tar-path {}/img.tar --oci-layout-path {}/oci --digest-file {}/digest",
+        env!("CARGO_BIN_EXE_kiln"),
+        ctx.path().display(),
+        out.display(),
+        out.display(),
+        out.display()
+    );
+    let res = run(Command::new("sh").args(["-c", &cmd]));
+    assert!(res.status.success(), "{}", stderr(&res));
+    let mut files = vec![
+        out.join("img.tar"),
+        out.join("digest"),
+        out.join("oci/index.json"),
+        out.join("oci/oci-layout"),
+    ];
+    for e in std::fs::read_dir(out.join("oci/blobs/sha256")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    assert!(files.len() >= 7, "{files:?}");
+    for f in files {
+        let mode = std::fs::metadata(&f).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{}", f.display());
+    }
+}
+
 #[test]
 fn add_extracts_local_tar_archives() {
     let ctx = context(&[

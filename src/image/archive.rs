@@ -31,7 +31,7 @@ pub fn write(path: &Path, image: &LocalImage, repo_tags: &[String]) -> Result<()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = tempfile::Builder::new().prefix(".kiln-").tempfile_in(dir)?;
+    let tmp = super::output_tempfile(dir)?;
     let mut tar = tar::Builder::new(io::BufWriter::with_capacity(
         1 << 20,
         tmp.as_file().try_clone()?,

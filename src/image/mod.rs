@@ -57,6 +57,29 @@ impl LocalImage {
     }
 }
 
+/// The mode of a file kiln writes for the user (an output, not its own state):
+/// 0666 less the umask, as `docker save` or `cp` would make it.
+pub(crate) fn output_mode() -> u32 {
+    let umask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022);
+    0o666 & !umask
+}
+
+/// A temporary file in `dir` for an output, renamed into place when complete.
+pub(crate) fn output_tempfile(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::Builder::new().prefix(".kiln-").tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(output_mode()))?;
+    Ok(tmp)
+}
+
 /// Copy a file into place atomically: hardlink when possible, else copy.
 pub(crate) fn place_file(src: &std::path::Path, dest: &std::path::Path) -> std::io::Result<()> {
     if dest.exists() {
@@ -70,6 +93,10 @@ pub(crate) fn place_file(src: &std::path::Path, dest: &std::path::Path) -> std::
     if std::fs::hard_link(src, &tmp_path).is_err() {
         std::fs::copy(src, &tmp_path)?;
     }
+    // A hardlink shares the store's inode: readable per the umask is fine there
+    // too, as the store's directories stay the user's own.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(output_mode()))?;
     tmp_path.persist(dest).map_err(|e| e.error)?;
     Ok(())
 }
