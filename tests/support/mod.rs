@@ -234,9 +234,25 @@ impl Registry {
     }
 }
 
+/// Run `cmd` to completion. A binary a test has just copied can be briefly
+/// "busy" (ETXTBSY): a child forked by another test thread meanwhile holds the
+/// copy's write descriptor until it execs. That is retried, a few times.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    let mut tries = 0;
+    loop {
+        let res = cmd.output();
+        let busy = match &res {
+            Err(e) => e.raw_os_error() == Some(libc::ETXTBSY),
+            Ok(o) => {
+                !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Text file busy")
+            }
+        };
+        if !busy || tries == 5 {
+            return res.unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        }
+        tries += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 pub fn check(cmd: &mut Command) -> String {
