@@ -257,3 +257,57 @@ fn each_way_a_mirror_fails_falls_through_with_one_warning() {
     // Not the 120 s the 429 asked for, nor the 60 s retry window.
     assert!(t.elapsed().as_secs() < 60, "{:?}:\n{log}", t.elapsed());
 }
+
+/// The Dependency Proxy failing (here: it refuses the job's credentials) falls
+/// through, with one warning, to the next source: a Docker Hub mirror.
+#[test]
+fn a_failing_dependency_proxy_falls_through_to_a_mirror() {
+    let gl = GitLab::start(300);
+    let proxy_path = "group/dependency_proxy/containers";
+    seed_busybox(&gl, &format!("{proxy_path}/busybox"));
+    let mirror = Registry::start();
+    push_busybox_base(&mirror, "library/busybox");
+    let reg = gl.registry.addr.clone();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "x")]);
+    let out = run(kiln()
+        .args(["build", "--no-push", "--context"])
+        .arg(ctx.path())
+        .arg("--oci-layout-path")
+        .arg(ctx.path().join("oci"))
+        .args(["--ca-cert", &gl.pki.ca.display().to_string()])
+        .args(["--dependency-proxy", "group"])
+        .args(["--registry-mirror", &format!("http://{}", mirror.addr)])
+        .env("GITLAB_CI", "true")
+        .env(
+            "CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX",
+            format!("{reg}/{proxy_path}"),
+        )
+        .env("CI_DEPENDENCY_PROXY_SERVER", &reg)
+        .env("CI_DEPENDENCY_PROXY_USER", "gitlab-ci-token")
+        .env("CI_DEPENDENCY_PROXY_PASSWORD", "not-the-job-token"));
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    assert_eq!(
+        log.matches(&format!(
+            "dependency proxy {reg} failed for docker.io/library/busybox"
+        ))
+        .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "pulled from mirror {}/library/busybox",
+            mirror.addr
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains("not-the-job-token"),
+        "the password was printed:\n{log}"
+    );
+    assert_eq!(
+        manifest(&ctx.path().join("oci"))["annotations"]["org.opencontainers.image.base.name"],
+        "docker.io/library/busybox:latest"
+    );
+}
