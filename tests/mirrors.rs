@@ -24,6 +24,21 @@ fn manifest(layout: &std::path::Path) -> serde_json::Value {
     .unwrap()
 }
 
+/// `log` has one warning that `failed` (e.g. "mirror HOST") failed for busybox,
+/// and busybox came from the mirror at `served_by`.
+fn fell_through(log: &str, failed: &str, served_by: &str) {
+    assert_eq!(
+        log.matches(&format!("{failed} failed for docker.io/library/busybox"))
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("pulled from mirror {served_by}/library/busybox")),
+        "{log}"
+    );
+}
+
 fn closed_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let a = l.local_addr().unwrap().to_string();
@@ -61,18 +76,7 @@ fn docker_hub_mirrors_fall_through_and_maps_reach_any_registry() {
         &format!("http://{}", mirror.addr),
     ]);
     assert!(ok, "{log}");
-    assert_eq!(
-        log.matches(&format!("mirror {dead} failed for")).count(),
-        1,
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "pulled from mirror {}/library/busybox",
-            mirror.addr
-        )),
-        "{log}"
-    );
+    fell_through(&log, &format!("mirror {dead}"), &mirror.addr);
     let m = manifest(&ctx.path().join("oci"));
     assert_eq!(
         m["annotations"]["org.opencontainers.image.base.name"], "docker.io/library/busybox:latest",
@@ -287,21 +291,7 @@ fn a_failing_dependency_proxy_falls_through_to_a_mirror() {
         .env("CI_DEPENDENCY_PROXY_PASSWORD", "not-the-job-token"));
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{log}");
-    assert_eq!(
-        log.matches(&format!(
-            "dependency proxy {reg} failed for docker.io/library/busybox"
-        ))
-        .count(),
-        1,
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "pulled from mirror {}/library/busybox",
-            mirror.addr
-        )),
-        "{log}"
-    );
+    fell_through(&log, &format!("dependency proxy {reg}"), &mirror.addr);
     assert!(
         !log.contains("not-the-job-token"),
         "the password was printed:\n{log}"
