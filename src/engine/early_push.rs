@@ -19,16 +19,23 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// What the early uploads sent, per destination (as `Reference::to_string`):
-/// (blobs, bytes).
-pub type EarlyStats = HashMap<String, (u64, u64)>;
+/// What the early uploads sent to one destination.
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub bytes: u64,
+    /// The blobs' digests: the push need not ask for them again.
+    pub digests: HashSet<String>,
+}
+
+/// [`Sent`] per destination (as `Reference::to_string`).
+pub type EarlyStats = HashMap<String, Sent>;
 
 pub struct EarlyPush {
     dests: Vec<Reference>,
     /// Stages whose layers end up in the image.
     stages: HashSet<usize>,
     offered: HashSet<String>,
-    tasks: JoinSet<(String, u64, Result<bool, String>)>,
+    tasks: JoinSet<(String, String, u64, Result<bool, String>)>,
     permits: Arc<Semaphore>,
 }
 
@@ -93,16 +100,11 @@ impl EarlyPush {
             let (size, path, permits) = (layer.size, path.clone(), self.permits.clone());
             self.tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let res = async {
-                    if client.blob_size(&dest, &digest).await?.is_some() {
-                        return Ok(false);
-                    }
-                    client.push_blob(&dest, &digest, size, &path).await?;
-                    Ok::<_, crate::registry::RegistryError>(true)
-                }
-                .await
-                .map_err(|e| format!("{e}"));
-                (dest.to_string(), size, res)
+                let res = client
+                    .push_blob(&dest, &digest, size, &path)
+                    .await
+                    .map_err(|e| format!("{e}"));
+                (dest.to_string(), digest, size, res)
             });
         }
     }
@@ -112,13 +114,13 @@ impl EarlyPush {
         let mut stats = EarlyStats::new();
         while let Some(done) = self.tasks.join_next().await {
             match done {
-                Ok((dest, size, Ok(true))) => {
-                    let e = stats.entry(dest).or_default();
-                    e.0 += 1;
-                    e.1 += size;
+                Ok((dest, digest, size, Ok(true))) => {
+                    let sent = stats.entry(dest).or_default();
+                    sent.bytes += size;
+                    sent.digests.insert(digest);
                 }
-                Ok((_, _, Ok(false))) => {}
-                Ok((dest, _, Err(e))) => {
+                Ok((_, _, _, Ok(false))) => {}
+                Ok((dest, _, _, Err(e))) => {
                     tracing::debug!("early upload to {dest} failed ({e}); the push uploads it")
                 }
                 Err(e) => tracing::debug!("early upload task: {e}"),

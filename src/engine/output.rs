@@ -108,6 +108,7 @@ pub async fn deliver(
             Some(e) => e.wait().await,
             None => Default::default(),
         };
+        let no_blobs = std::collections::HashSet::new();
         for (i, dest) in req.destinations.iter().enumerate() {
             let t = if i == 0 { started } else { Instant::now() };
             let sibling = req.destinations[..i]
@@ -119,11 +120,22 @@ pub async fn deliver(
                 sess.client.counters.streamed_up.clone(),
             );
             let before = sess.client.counters.snapshot();
-            sink::push_blobs(&sess.client, &sess.store, dest, &out, &origins, sibling).await?;
+            let sent = early.get(&dest.to_string());
+            let present = sent.map(|s| &s.digests).unwrap_or(&no_blobs);
+            sink::push_blobs(
+                &sess.client,
+                &sess.store,
+                dest,
+                &out,
+                &origins,
+                sibling,
+                present,
+            )
+            .await?;
             drop(bar);
             let d = sess.client.counters.snapshot().since(&before);
-            // Blobs sent while the build ran count as uploaded, not as found.
-            let (en, eb) = early.get(&dest.to_string()).copied().unwrap_or_default();
+            // Blobs sent while the build ran count as uploaded.
+            let (en, eb) = sent.map_or((0, 0), |s| (s.digests.len() as u64, s.bytes));
             let during = if en > 0 {
                 format!(", {en} while the build ran")
             } else {
@@ -134,7 +146,7 @@ pub async fn deliver(
                 d.blobs_up + en,
                 crate::report::human_bytes(d.bytes_up + eb),
                 d.blobs_mounted,
-                d.blobs_skipped.saturating_sub(en)
+                d.blobs_skipped
             );
             sess.report
                 .step("push", &format!("{dest}"), t.elapsed(), &note);

@@ -137,6 +137,7 @@ async fn ensure_blob(
 /// Put a built image's blobs into `dest`: layers (concurrently), then the
 /// config. `sibling` is an earlier destination on the same registry that already
 /// holds them: blobs are mounted from it, so each layer is uploaded once.
+/// `present`: layers this build already uploaded to `dest`, not asked about.
 pub async fn push_blobs(
     client: &Client,
     store: &Store,
@@ -144,8 +145,10 @@ pub async fn push_blobs(
     out: &Assembled,
     layers: &[(LayerDesc, Option<Reference>)],
     sibling: Option<&Reference>,
+    present: &std::collections::HashSet<String>,
 ) -> Result<()> {
-    stream::iter(layers.iter().map(|(l, origin)| {
+    let missing = layers.iter().filter(|(l, _)| !present.contains(&l.digest));
+    stream::iter(missing.map(|(l, origin)| {
         ensure_blob(
             client,
             store,
@@ -200,7 +203,7 @@ pub async fn push_files(
             .map(|b| async move { client.push_blob(dest, &b.digest, b.size, &b.path).await }),
     )
     .buffer_unordered(PUSH_CONCURRENCY)
-    .try_collect::<Vec<()>>()
+    .try_collect::<Vec<bool>>()
     .await?;
     for (digest, mt, bytes) in children {
         client.put_manifest(dest, digest, bytes, mt).await?;

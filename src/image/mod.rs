@@ -60,15 +60,19 @@ impl LocalImage {
 /// The mode of a file kiln writes for the user (an output, not its own state):
 /// 0666 less the umask, as `docker save` or `cp` would make it.
 pub(crate) fn output_mode() -> u32 {
-    let umask = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Umask:"))
-                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        })
-        .unwrap_or(0o022);
-    0o666 & !umask
+    // Read once: a layout writes one file per blob.
+    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022);
+        0o666 & !umask
+    })
 }
 
 /// A temporary file in `dir` for an output, renamed into place when complete.

@@ -24,19 +24,19 @@ fn worth_a_new_session(e: &RegistryError) -> bool {
 }
 
 impl Client {
-    /// Upload a blob from a file, unless the registry has it. Each attempt is a
-    /// new session; the body is read again from the file.
+    /// Upload a blob from a file, unless the registry has it (false then). Each
+    /// attempt is a new session; the body is read again from the file.
     pub async fn push_blob(
         &self,
         r: &Reference,
         digest: &str,
         size: u64,
         path: &Path,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if self.blob_exists(r, digest).await? {
             tracing::debug!("{digest}: already in {}", r.name());
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return Ok(false);
         }
         tracing::debug!("{digest}: uploading {size} bytes to {}", r.name());
         let mut attempts = retry::Attempts::new(self.push_retry);
@@ -44,7 +44,7 @@ impl Client {
             let err = match self.upload_once(r, digest, size, path).await {
                 Ok(()) => {
                     self.uploaded(size);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(e) if worth_a_new_session(&e) => e,
                 Err(e) => return Err(e),
@@ -58,7 +58,7 @@ impl Client {
             // The failed session may have completed after all.
             if self.blob_exists(r, digest).await? {
                 self.uploaded(size);
-                return Ok(());
+                return Ok(true);
             }
         }
     }
@@ -177,6 +177,7 @@ impl Client {
             .map_err(|e| RegistryError::Other(format!("temporary file: {e}")))?;
         self.push_blob(r, digest, data.len() as u64, tmp.path())
             .await
+            .map(|_| ())
     }
 
     pub async fn blob_exists(&self, r: &Reference, digest: &str) -> Result<bool> {
