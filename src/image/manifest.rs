@@ -165,7 +165,9 @@ pub struct LayerDesc {
 
 /// Serialize an OCI image manifest for a config blob and layers.
 /// `annotations` go on the manifest only when there are any, so images without
-/// them keep their digests.
+/// them keep their digests. They are written sorted by key: oci-spec keeps them
+/// in a hash map, whose order changes from process to process, and the same
+/// inputs must give the same manifest digest.
 pub fn build_manifest(
     config_digest: &str,
     config_size: u64,
@@ -194,5 +196,39 @@ pub fn build_manifest(
     if !annotations.is_empty() {
         m.set_annotations(Some(annotations.iter().cloned().collect()));
     }
-    serde_json::to_vec(&m).map_err(|e| e.to_string())
+    let mut v = serde_json::to_value(&m).map_err(|e| e.to_string())?;
+    if let Some(a) = v.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+        a.sort_keys();
+    }
+    serde_json::to_vec(&v).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_are_written_sorted_whatever_their_order() {
+        let layer = LayerDesc {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 3,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            diff_id: format!("sha256:{}", "b".repeat(64)),
+        };
+        let mut ann: Vec<(String, String)> = (0..12)
+            .map(|i| (format!("org.example.k{i:02}"), format!("v{i}")))
+            .collect();
+        let config = format!("sha256:{}", "c".repeat(64));
+        let first = build_manifest(&config, 10, std::slice::from_ref(&layer), &ann).unwrap();
+        for _ in 0..16 {
+            ann.reverse();
+            let again = build_manifest(&config, 10, std::slice::from_ref(&layer), &ann).unwrap();
+            assert_eq!(first, again);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        let keys: Vec<&String> = v["annotations"].as_object().unwrap().keys().collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
 }
