@@ -156,9 +156,10 @@ impl Session<'_> {
         // fetch_blob checks the digest of what it downloads and of what the
         // cache dir already held.
         let cpath = self.client.fetch_blob(src, &cdigest, &self.store).await?;
-        let config: ImageConfig =
+        let mut config: ImageConfig =
             serde_json::from_slice(&crate::image::read_json_blob(&cpath, &cdigest)?)
                 .with_context(|| format!("{r}: invalid image config"))?;
+        config.as_base();
         if config.rootfs.diff_ids.len() != m.layers().len() {
             bail!(
                 "{r}: manifest lists {} layers but its config {} diffIDs",

@@ -293,7 +293,7 @@ mod tests {
         vars.insert("A".into(), "apple".into());
         vars.insert("EMPTY".into(), String::new());
         let lexer = Lexer::default();
-        let mut image = ImageConfig::scratch("linux", "amd64", None);
+        let mut image = ImageConfig::default();
         let mut shell = vec!["/bin/sh".to_string(), "-c".to_string()];
         let mut history = Vec::new();
         for (i, ins) in df.instructions.iter().enumerate().skip(1) {
@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn an_entrypoint_drops_the_base_cmd_unless_the_stage_set_one() {
-        let mut image = ImageConfig::scratch("linux", "amd64", None);
+        let mut image = ImageConfig::default();
         image.config.cmd = Some(vec!["from-base".into()]);
         let lexer = Lexer::default();
         let vars = Vars::new();

@@ -100,10 +100,7 @@ fn run_env(plan: &Plan, stage: &Stage) -> Vec<(String, String)> {
         }
     }
     if !has(&env, "PATH") {
-        env.push((
-            "PATH".into(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        ));
+        env.push(("PATH".into(), crate::image::config::DEFAULT_PATH.into()));
     }
 
     for k in [

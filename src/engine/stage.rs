@@ -39,10 +39,8 @@ pub struct Stage {
 impl Stage {
     /// `FROM scratch` for a platform.
     pub fn scratch(p: &Platform) -> Stage {
-        let mut config = ImageConfig::scratch(&p.os, &p.arch, p.variant.as_deref());
-        config.config.env = None;
         Stage {
-            config,
+            config: ImageConfig::scratch(&p.os, &p.arch, p.variant.as_deref()),
             layers: vec![],
             rootfs: None,
             args: vec![],

@@ -110,13 +110,47 @@ pub struct History {
     pub empty_layer: bool,
 }
 
+/// The PATH BuildKit puts in an image that has none (`FROM scratch`, or a base
+/// without one), and that a RUN step gets.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 impl ImageConfig {
+    /// `FROM scratch` as BuildKit starts it: WorkingDir `/` and the default PATH.
     pub fn scratch(os: &str, arch: &str, variant: Option<&str>) -> ImageConfig {
-        ImageConfig {
+        let mut c = ImageConfig {
             architecture: arch.to_string(),
             os: os.to_string(),
             variant: variant.map(str::to_string),
             ..Default::default()
+        };
+        c.config.working_dir = Some("/".into());
+        c.ensure_path();
+        c
+    }
+
+    /// A base image's config as a build starts from it, as BuildKit reads it:
+    /// the empty strings that buildah's and podman's Docker format and Docker's
+    /// classic builder write for unset fields (`"WorkingDir": ""`, `"User": ""`)
+    /// mean unset (Go's `omitempty` drops them again on output), and an image
+    /// without PATH gets the default one.
+    pub fn as_base(&mut self) {
+        for f in [
+            &mut self.config.user,
+            &mut self.config.working_dir,
+            &mut self.config.stop_signal,
+        ] {
+            if f.as_deref() == Some("") {
+                *f = None;
+            }
+        }
+        self.ensure_path();
+    }
+
+    /// Append the default PATH when the environment has none (BuildKit does
+    /// this for every stage; Windows images are left to the OS).
+    fn ensure_path(&mut self) {
+        if self.os != "windows" && !self.env_pairs().iter().any(|(k, _)| k == "PATH") {
+            self.set_env("PATH", DEFAULT_PATH);
         }
     }
 
@@ -175,7 +209,7 @@ mod tests {
 
     #[test]
     fn set_env_replaces_in_place() {
-        let mut c = ImageConfig::scratch("linux", "amd64", None);
+        let mut c = ImageConfig::default();
         c.set_env("A", "1");
         c.set_env("B", "2");
         c.set_env("A", "3");
@@ -183,5 +217,31 @@ mod tests {
             c.config.env,
             Some(vec!["A=3".to_string(), "B=2".to_string()])
         );
+    }
+
+    #[test]
+    fn scratch_starts_as_buildkit_starts_it() {
+        let c = ImageConfig::scratch("linux", "arm64", None);
+        assert_eq!(c.config.working_dir.as_deref(), Some("/"));
+        assert_eq!(c.config.env, Some(vec![format!("PATH={DEFAULT_PATH}")]));
+    }
+
+    #[test]
+    fn a_base_reads_empty_fields_as_unset_and_gets_a_path() {
+        // As buildah's Docker format writes an image with nothing set.
+        let src = r#"{"architecture":"amd64","os":"linux","config":{"Hostname":"","User":"","Env":null,"Cmd":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null,"StopSignal":""},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let mut c: ImageConfig = serde_json::from_str(src).unwrap();
+        c.as_base();
+        assert_eq!(c.config.working_dir, None);
+        assert_eq!(c.config.user, None);
+        assert_eq!(c.config.stop_signal, None);
+        assert_eq!(c.config.env, Some(vec![format!("PATH={DEFAULT_PATH}")]));
+        // A PATH of its own is kept, and nothing is added beside it.
+        let mut d: ImageConfig = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/x","A=1"]},"rootfs":{"type":"layers"}}"#,
+        )
+        .unwrap();
+        d.as_base();
+        assert_eq!(d.config.env, Some(vec!["PATH=/x".into(), "A=1".into()]));
     }
 }
