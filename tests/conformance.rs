@@ -23,6 +23,11 @@ const REF: &str = "Dockerfile reference, Environment replacement";
 const POSIX: &str = "POSIX 2.6.2 Parameter Expansion";
 const POSIX_SP: &str = "POSIX 2.5.2 Special Parameters (never set in a Dockerfile)";
 const POSIX_PAT: &str = "POSIX 2.13 Pattern Matching Notation";
+/// Where BuildKit's code departs from POSIX, the code wins: its lexer
+/// (`frontend/dockerfile/shell/lex.go`: `processName`, `processDollar`,
+/// `convertShellPatternToRegex`) and its tests (`lex_test.go`,
+/// `TestProcessWithMatches`).
+const BK: &str = "BuildKit shell/lex.go and lex_test.go";
 
 /// (word, expected expansion, source)
 const WORDS: &[(&str, &str, &str)] = &[
@@ -47,8 +52,9 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("${A#x}", "apple", POSIX),
     ("${UNSET#a}", "", POSIX),
     ("${A#a?p}", "le", POSIX_PAT),
-    ("${A#[a-c]}", "pple", POSIX_PAT),
-    ("${A#[!a]}", "apple", POSIX_PAT),
+    // No bracket expressions in BuildKit: `[` is itself.
+    ("${A#[a-c]}", "apple", BK),
+    ("${A#[!a]}", "apple", BK),
     ("${A#\"a\"*}", "pple", POSIX_PAT),
     ("${A#\\*}", "apple", POSIX_PAT),
     // Replacement.
@@ -57,7 +63,16 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("${P//\\//-}", "a-b-c", REF),
     ("${A/p*/X}", "aX", REF),
     ("${A/z/X}", "apple", REF),
-    ("${A/p}", "aple", REF),
+    ("${A/p/}", "aple", BK),
+    // Empty and escaped patterns, and replacements that keep their escapes.
+    ("${A/$EMPTY/ww}", "wwapple", BK),
+    ("${A///}", "apple", BK),
+    ("${A//$EMPTY/-}", "-a-p-p-l-e-", BK),
+    ("${P//\\//\\/}", "a\\/b\\/c", BK),
+    ("${P/\\//}", "ab/c", BK),
+    ("${A%\\*}", "apple", BK),
+    // Quotes do not make a wildcard literal: the pattern is read after them.
+    ("${A##'*'}", "", BK),
     // Positional and special parameters.
     ("Costs $5", "Costs ", POSIX_SP),
     ("${@}", "", POSIX_SP),
@@ -73,6 +88,16 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("${1}", "", POSIX_SP),
     ("${10}", "", POSIX_SP),
     ("${1:-d}", "d", POSIX_SP),
+    // Every digit is the name; special parameters take operators.
+    ("$999", "", BK),
+    ("$001x", "x", BK),
+    ("a$10b", "ab", BK),
+    ("${@:-x}", "x", BK),
+    ("${*:+x}", "", BK),
+    ("${#:-x}", "x", BK),
+    ("${?-y}", "y", BK),
+    ("${!:+z}w", "w", BK),
+    ("${--d}", "d", BK),
     // The escape character.
     (
         "hello\\",
@@ -105,6 +130,12 @@ const WORD_ERRORS: &[(&str, &str, &str)] = &[
     ("${A", "missing '}'", REF),
     ("${}", "bad substitution", POSIX),
     ("${A#x", "missing '}'", REF),
+    // `/` needs its second `/`: `${A/p/}` removes p.
+    ("${A/p}", "missing '/'", BK),
+    ("${A//ww}", "missing '/'", BK),
+    ("${A//}", "missing '/'", BK),
+    ("${A#\\x}", "invalid escape", BK),
+    ("${#A}", "unsupported modifier", BK),
 ];
 
 #[test]
@@ -433,7 +464,12 @@ const IGNORE: &[(&str, &str, bool, &str)] = &[
     ("a.c", "abc", false, IGN),
     ("lit\\*", "lit*", true, IGN),
     ("lit\\*", "litx", false, IGN),
-    ("[]]x", "]x", true, IGN),
+    (
+        "[\\]]x",
+        "]x",
+        true,
+        "Go filepath.Match: an escaped ] is a member",
+    ),
     (
         "[a&&b]",
         "&",
@@ -463,6 +499,13 @@ fn dockerignore_errors_name_the_line() {
         ("ok\n!\n", ".dockerignore:2"),
         ("[z-a]\n", ".dockerignore:1"),
         ("ok\n[abc\n", ".dockerignore:2"),
+        // Malformed classes and a trailing escape: Go's filepath.Match returns
+        // ErrBadPattern for each (patternmatcher checks every pattern with it).
+        ("[]a]\n", ".dockerignore:1"),
+        ("ok\n[-]\n", ".dockerignore:2"),
+        ("[x-]\n", ".dockerignore:1"),
+        ("[a-b-c]\n", ".dockerignore:1"),
+        ("ok\nok\nend\\\n", ".dockerignore:3"),
     ] {
         let err = Ignore::parse(".dockerignore", text)
             .expect_err(text)

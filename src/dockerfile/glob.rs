@@ -1,7 +1,7 @@
 //! Shell patterns for the `${VAR#pat}`, `${VAR%pat}` and `${VAR/pat/rep}` forms
-//! of word expansion (POSIX "Pattern Matching Notation", which BuildKit's
-//! lexer follows): `*`, `?`, and bracket expressions `[abc]`, `[a-z]`, `[!a]`
-//! and `[^a]`, matched per character. Quoted or escaped characters are literal.
+//! of word expansion, as BuildKit's lexer matches them: `*` and `?`, every
+//! other character literal (BuildKit has no bracket expressions: `[a-z]` is
+//! those five characters). The lexer says which characters are wildcards.
 //!
 //! Matching runs as a set of pattern positions advanced one character at a
 //! time, so one pass answers "which prefixes match" with no backtracking, and
@@ -12,8 +12,6 @@ enum Tok {
     Lit(char),
     Any,
     Star,
-    /// (negated, ranges)
-    Class(bool, Vec<(char, char)>),
 }
 
 #[derive(Debug, Clone)]
@@ -42,13 +40,6 @@ impl Pattern {
                     }
                 }
                 '?' => toks.push(Tok::Any),
-                '[' => match class(&chars[i..]) {
-                    Some((tok, used)) => {
-                        toks.push(tok);
-                        i += used;
-                    }
-                    None => toks.push(Tok::Lit('[')),
-                },
                 c => toks.push(Tok::Lit(c)),
             }
         }
@@ -81,7 +72,6 @@ impl Pattern {
                 }
                 Tok::Lit(l) => *l == c,
                 Tok::Any => true,
-                Tok::Class(neg, ranges) => ranges.iter().any(|(a, b)| *a <= c && c <= *b) != *neg,
             };
             if ok {
                 next[k + 1] = true;
@@ -151,56 +141,38 @@ impl Pattern {
     }
 
     /// `${v/p/r}` (`all`: `//`): the longest match at the leftmost position
-    /// replaced by `rep` (every non-overlapping one with `all`). An empty match
-    /// replaces nothing, as in bash.
+    /// replaced by `rep` (every non-overlapping one with `all`). Empty matches
+    /// count as in Go's regexp, which BuildKit uses: `${V/$EMPTY/x}` puts `x`
+    /// in front, and an empty match right after a match is skipped.
     pub fn replace(&self, v: &str, rep: &str, all: bool) -> Result<String, String> {
         let s: Vec<char> = v.chars().collect();
         let mut budget = BUDGET;
         let mut out = String::new();
         let mut i = 0;
         let mut done = false;
-        while i < s.len() {
+        let mut last_end = None;
+        while i <= s.len() {
             if !done {
                 let ok = self.prefixes(&s[i..], &mut budget)?;
-                if let Some(n) = ok.iter().rposition(|b| *b).filter(|n| *n > 0) {
-                    out.push_str(rep);
-                    i += n;
-                    done = !all;
-                    continue;
+                if let Some(n) = ok.iter().rposition(|b| *b) {
+                    if n > 0 || last_end != Some(i) {
+                        out.push_str(rep);
+                        done = !all;
+                        last_end = Some(i + n);
+                        if n > 0 {
+                            i += n;
+                            continue;
+                        }
+                    }
                 }
             }
-            out.push(s[i]);
+            if let Some(c) = s.get(i) {
+                out.push(*c);
+            }
             i += 1;
         }
         Ok(out)
     }
-}
-
-/// A bracket expression after its `[`: the token and how many characters it
-/// used (the closing `]` included), or None when it does not close.
-fn class(rest: &[(char, bool)]) -> Option<(Tok, usize)> {
-    let mut i = 0;
-    let neg = matches!(rest.first(), Some(('!' | '^', true)));
-    if neg {
-        i += 1;
-    }
-    let mut ranges = Vec::new();
-    let start = i;
-    while i < rest.len() {
-        let (c, active) = rest[i];
-        // `]` first is a member, not the end.
-        if c == ']' && active && i > start {
-            return Some((Tok::Class(neg, ranges), i + 1));
-        }
-        if i + 2 < rest.len() && rest[i + 1] == ('-', true) && rest[i + 2].0 != ']' {
-            ranges.push((c, rest[i + 2].0));
-            i += 3;
-        } else {
-            ranges.push((c, c));
-            i += 1;
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -229,9 +201,9 @@ mod tests {
         );
         assert_eq!(p("").strip_prefix("abc", true).unwrap(), "abc");
         assert_eq!(p("?").strip_suffix("héllo", false).unwrap(), "héll");
-        assert_eq!(p("[0-9]*").strip_prefix("3rd", false).unwrap(), "rd");
-        assert_eq!(p("[!a]").strip_prefix("ba", false).unwrap(), "a");
-        assert_eq!(p("[^a]").strip_prefix("ab", false).unwrap(), "ab");
+        // No bracket expressions: brackets are themselves.
+        assert_eq!(p("[0-9]*").strip_prefix("3rd", false).unwrap(), "3rd");
+        assert_eq!(p("[0-9]*").strip_prefix("[0-9]x", true).unwrap(), "");
     }
 
     #[test]
@@ -244,16 +216,21 @@ mod tests {
             "longest match"
         );
         assert_eq!(p("a").replace("bbb", "X", true).unwrap(), "bbb");
-        assert_eq!(p("*").replace("", "X", true).unwrap(), "");
+        // Empty matches as Go's regexp (BuildKit) counts them.
+        assert_eq!(p("*").replace("", "X", true).unwrap(), "X");
+        assert_eq!(p("").replace("xxyy", "ww", false).unwrap(), "wwxxyy");
+        assert_eq!(p("").replace("xy", "-", true).unwrap(), "-x-y-");
+        assert_eq!(p("").replace("xxyy", "", true).unwrap(), "xxyy");
+        assert_eq!(p("*").replace("ab", "X", true).unwrap(), "X");
     }
 
     #[test]
-    fn literal_characters_and_unclosed_brackets() {
+    fn literal_characters() {
         let lit = Pattern::compile(&[('*', false)]);
         assert_eq!(lit.strip_prefix("*x", false).unwrap(), "x");
         assert_eq!(lit.strip_prefix("ax", false).unwrap(), "ax");
         assert_eq!(p("[a").strip_prefix("[ab", false).unwrap(), "b");
-        assert_eq!(p("[]]").strip_prefix("]x", false).unwrap(), "x");
+        assert_eq!(p("[]]").strip_prefix("[]]x", false).unwrap(), "x");
     }
 
     #[test]

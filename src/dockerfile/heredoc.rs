@@ -61,8 +61,12 @@ fn shell_words(s: &str, escape: char) -> Vec<String> {
     words
 }
 
-/// A delimiter word without its quotes and escapes, and whether it had any.
-fn unquote(word: &str, escape: char) -> (String, bool) {
+/// A delimiter word without its quotes and escapes, and whether quotes were
+/// used in it; None when a quote does not close (then, as in BuildKit, the
+/// word opens no here-document). As BuildKit decides it, only quotes stop the
+/// body's expansion: `<<E\OF` and `<<eo\'f` expand (BuildKit compares the
+/// quote characters left after lexing with and without raw quotes).
+fn unquote(word: &str, escape: char) -> Option<(String, bool)> {
     let mut out = String::new();
     let mut quoted = false;
     let mut quote: Option<char> = None;
@@ -70,13 +74,20 @@ fn unquote(word: &str, escape: char) -> (String, bool) {
     while let Some(c) = chars.next() {
         match quote {
             Some(q) if c == q => quote = None,
+            Some('"') if c == escape => {
+                if let Some(n) = chars.next() {
+                    if !matches!(n, '"' | '$') && n != escape {
+                        out.push(c);
+                    }
+                    out.push(n);
+                }
+            }
             Some(_) => out.push(c),
             None if c == '\'' || c == '"' => {
                 quoted = true;
                 quote = Some(c);
             }
             None if c == escape => {
-                quoted = true;
                 if let Some(n) = chars.next() {
                     out.push(n);
                 }
@@ -84,7 +95,7 @@ fn unquote(word: &str, escape: char) -> (String, bool) {
             None => out.push(c),
         }
     }
-    (out, quoted)
+    quote.is_none().then_some((out, quoted))
 }
 
 /// The keyword that takes heredocs (RUN, COPY, ADD) and its arguments, looking
@@ -149,7 +160,9 @@ pub fn scan(text: &str, escape: char) -> (Vec<Marker>, Vec<String>) {
         } else {
             after.to_string()
         };
-        let (name, quoted) = unquote(&delim, escape);
+        let Some((name, quoted)) = unquote(&delim, escape) else {
+            continue;
+        };
         if name.is_empty() {
             continue;
         }
@@ -214,6 +227,10 @@ mod tests {
             vec![("A".to_string(), true, true), n("B", true)]
         );
         assert_eq!(names("COPY <<EOF /dest"), vec![n("EOF", true)]);
+        // Only quotes stop expansion in BuildKit; an escaped quote is a
+        // character of the name.
+        assert_eq!(names("RUN cat <<eo\\'f"), vec![n("eo'f", true)]);
+        assert_eq!(names("RUN cat <<E\\OF"), vec![n("EOF", true)]);
     }
 
     #[test]
@@ -227,6 +244,9 @@ mod tests {
             "RUN [\"sh\", \"-c\", \"cat <<EOF\"]",
             "ENV A <<EOF",
             "RUN cat <<",
+            // A quote that does not close: no here-document (BuildKit's
+            // lexer fails on the word, and the line keeps it as text).
+            "RUN cat <<eo'f",
         ] {
             assert!(names(text).is_empty(), "{text}");
         }

@@ -208,6 +208,7 @@ fn matches_self_or_parent(m: &Match, rel: &str) -> bool {
 /// escapes, `[` and `]` keep their class meaning (Go's, so `[!a]` is not a
 /// negation). A pattern with no wildcard matches without a regex.
 fn compile(pattern: &str) -> Result<Match, String> {
+    go_syntax(pattern)?;
     #[derive(PartialEq)]
     enum Kind {
         Exact,
@@ -342,6 +343,55 @@ fn compile(pattern: &str) -> Result<Match, String> {
         })
 }
 
+/// The pattern syntax Go's `filepath.Match` accepts (patternmatcher checks
+/// every pattern with it): a class needs at least one member, a range's ends
+/// may be neither `-` nor `]` (so `[]a]`, `[-]`, `[x-]` and `[a-b-c]` are
+/// malformed), and an escape needs a character after it.
+fn go_syntax(pattern: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("malformed pattern {pattern:?}: {why}"));
+    let mut chars = pattern.chars().peekable();
+    // One end of a range: a character, or an escaped one; `-` and `]` are not.
+    fn end(chars: &mut std::iter::Peekable<std::str::Chars>) -> bool {
+        match chars.next() {
+            None | Some('-') | Some(']') => false,
+            Some('\\') => chars.next().is_some(),
+            Some(_) => true,
+        }
+    }
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.next().is_none() => return bad("it ends with an escape"),
+            '[' => {
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                }
+                let mut members = 0;
+                loop {
+                    if chars.peek() == Some(&']') && members > 0 {
+                        chars.next();
+                        break;
+                    }
+                    if !end(&mut chars) {
+                        return bad("a character class is empty, unclosed, or has a range with no start or end");
+                    }
+                    if chars.peek() == Some(&'-') {
+                        chars.next();
+                        if !end(&mut chars) {
+                            return bad("a range in a character class has no end");
+                        }
+                    }
+                    if chars.peek().is_none() {
+                        return bad("a character class is not closed");
+                    }
+                    members += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +478,21 @@ mod tests {
         assert!(!i.is_ignored("filea.txt"));
         assert!(i.is_ignored("lit*"));
         assert!(!i.is_ignored("litx"));
+    }
+
+    #[test]
+    fn malformed_classes_are_errors_as_in_go() {
+        // filepath.Match's ErrBadPattern cases, which patternmatcher reports.
+        for bad in [
+            "[]a]", "[-]", "[x-]", "[a-b-c]", "a\\", "[", "[a", "[^]", "[a-", "[\\",
+        ] {
+            assert!(Ignore::parse(".dockerignore", bad).is_err(), "{bad:?}");
+        }
+        for ok in [
+            "[a]", "[^a]", "[a-c]", "[a-cx]", "[\\]]", "[\\-]", "a\\*", "[*]",
+        ] {
+            assert!(Ignore::parse(".dockerignore", ok).is_ok(), "{ok:?}");
+        }
     }
 
     #[test]

@@ -380,6 +380,17 @@ impl Parser {
 
     /// Split on unquoted whitespace, keeping quotes and escapes for word expansion.
     fn words(&self, line: usize, s: &str) -> Result<Vec<String>, DockerfileError> {
+        let (words, closed) = self.split_words(s);
+        if !closed {
+            return Err(self.err(line, "unterminated quote"));
+        }
+        Ok(words)
+    }
+
+    /// [`Self::words`], and whether every quote closed. BuildKit's parser
+    /// splits words the same way and never fails on a quote; its expansion
+    /// does, when a built stage uses the value.
+    fn split_words(&self, s: &str) -> (Vec<String>, bool) {
         let mut words = Vec::new();
         let mut cur = String::new();
         let mut quote: Option<char> = None;
@@ -416,13 +427,10 @@ impl Parser {
                 }
             }
         }
-        if quote.is_some() {
-            return Err(self.err(line, "unterminated quote"));
-        }
         if in_word {
             words.push(cur);
         }
-        Ok(words)
+        (words, quote.is_none())
     }
 
     /// ENV and LABEL: `key=value ...`, or the legacy `key value with spaces`.
@@ -432,9 +440,15 @@ impl Parser {
         kw: &str,
         rest: &str,
     ) -> Result<Vec<KeyValue>, DockerfileError> {
-        let words = self.words(line, rest)?;
+        let (words, closed) = self.split_words(rest);
         let first_has_eq = words.first().is_some_and(|w| w.contains('='));
+        if first_has_eq && !closed {
+            return Err(self.err(line, "unterminated quote"));
+        }
         if !first_has_eq {
+            // The value is taken as written; a quote in it that does not close
+            // is an error where the value is expanded (a built stage), as in
+            // BuildKit: `ENV a 'x\'y'` in an unused stage is fine.
             // Legacy form: the first word is the key, the rest of the line the value.
             let key = words.first().cloned().unwrap_or_default();
             let value = rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..].trim();

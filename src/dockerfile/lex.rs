@@ -242,12 +242,17 @@ impl<'a> State<'a> {
                 self.depth -= 1;
                 v?
             }
-            Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+            Some(c) if c.is_alphabetic() || c == '_' => {
                 let name = self.name();
                 self.vars.get(&name).cloned().unwrap_or_default()
             }
             // Positional and special parameters are never set in a Dockerfile.
-            Some(c) if c.is_ascii_digit() || SPECIAL.contains(c) => {
+            // BuildKit reads every digit as the name (`$10` is parameter 10).
+            Some(c) if c.is_ascii_digit() => {
+                self.digits();
+                String::new()
+            }
+            Some(c) if SPECIAL.contains(c) => {
                 self.pos += 1;
                 String::new()
             }
@@ -259,10 +264,17 @@ impl<'a> State<'a> {
         Ok(Some(value))
     }
 
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    /// A variable name: letters (any script, as BuildKit's), digits, `_`.
     fn name(&mut self) -> String {
         let mut name = String::new();
         while let Some(c) = self.peek() {
-            if c.is_ascii_alphanumeric() || c == '_' {
+            if c.is_alphanumeric() || c == '_' {
                 name.push(c);
                 self.pos += 1;
             } else {
@@ -276,14 +288,14 @@ impl<'a> State<'a> {
         let mut name = self.name();
         if name.is_empty() {
             // ${1}, ${10}, ${@}, ${#}...: never set.
+            // Never set; the operators apply as to any unset variable
+            // (`${@:-x}` is `x`).
             match self.peek() {
                 Some(c) if c.is_ascii_digit() => {
-                    while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                        self.pos += 1;
-                    }
+                    self.digits();
                     name = "positional parameter".into();
                 }
-                Some(c) if SPECIAL.contains(c) && self.chars.get(self.pos + 1) == Some(&'}') => {
+                Some(c) if SPECIAL.contains(c) => {
                     self.pos += 1;
                     name = format!("${c}");
                 }
@@ -329,58 +341,62 @@ impl<'a> State<'a> {
     }
 
     /// `${VAR#pat}`, `##`, `%`, `%%`, `/pat/rep` and `//pat/rep`, after the
-    /// operator's first character.
+    /// operator's first character. As BuildKit reads them: the pattern and the
+    /// replacement keep their escapes (the pattern's are read by
+    /// [`shell_pattern`]), and `/` needs its second `/` (`${A/p}` is an error;
+    /// `${A/p/}` removes `p`).
     fn pattern_op(&mut self, op: char, value: String) -> Result<String, String> {
         let twice = self.peek() == Some(op);
         if twice {
             self.pos += 1;
         }
-        let (pat, stop) = self.until_pattern(op == '/')?;
-        let pat = super::glob::Pattern::compile(&pat);
-        match op {
-            '#' => pat.strip_prefix(&value, twice),
-            '%' => pat.strip_suffix(&value, twice),
-            _ => {
-                let rep = if stop == '/' {
-                    self.until_brace()?
-                } else {
-                    String::new()
-                };
-                pat.replace(&value, &rep, twice)
-            }
+        if op != '/' {
+            let raw = self.until_raw('}')?;
+            let pat = super::glob::Pattern::compile(&shell_pattern(&raw)?);
+            return if op == '#' {
+                pat.strip_prefix(&value, twice)
+            } else {
+                pat.strip_suffix(&value, twice)
+            };
         }
+        let raw = self
+            .until_raw('/')
+            .map_err(|_| "missing '/' in ${...}: write ${VAR/pattern/replacement}".to_string())?;
+        let pat = super::glob::Pattern::compile(&shell_pattern(&raw)?);
+        let rep = self.until_raw('}')?;
+        pat.replace(&value, &rep, twice)
     }
 
-    /// A pattern up to `}` (or `/` with `slash`): each character marked
-    /// active (may be a glob character) or literal (quoted or escaped). What a
-    /// `$VAR` inside it expands to is active, as in the shell.
-    fn until_pattern(&mut self, slash: bool) -> Result<(Vec<(char, bool)>, char), String> {
-        let mut out: Vec<(char, bool)> = Vec::new();
+    /// Up to `stop`, with quotes and `$` processed and escapes kept as
+    /// written (BuildKit's raw escapes for patterns and replacements).
+    fn until_raw(&mut self, stop: char) -> Result<String, String> {
+        let mut out = String::new();
         loop {
             let Some(c) = self.peek() else {
-                return Err("missing '}' in ${...}".into());
+                return Err(format!("missing '{stop}' in ${{...}}"));
             };
             self.pos += 1;
-            if c == '}' || (slash && c == '/') {
-                return Ok((out, c));
+            if c == stop {
+                return Ok(out);
             } else if c == self.escape {
+                out.push(c);
                 if let Some(n) = self.peek() {
                     self.pos += 1;
-                    out.push((n, false));
+                    out.push(n);
                 }
             } else if c == '\'' {
                 let q = self.single_quoted()?;
-                out.extend(q.chars().map(|c| (c, false)));
+                out.push_str(&q);
             } else if c == '"' {
                 let q = self.double_quoted()?;
-                out.extend(q.chars().map(|c| (c, false)));
+                out.push_str(&q);
             } else if c == '$' {
                 match self.dollar(out.len())? {
-                    Some(v) => out.extend(v.chars().map(|c| (c, true))),
-                    None => out.push(('$', false)),
+                    Some(v) => out.push_str(&v),
+                    None => out.push('$'),
                 }
             } else {
-                out.push((c, true));
+                out.push(c);
             }
         }
     }
@@ -415,6 +431,28 @@ impl<'a> State<'a> {
             }
         }
     }
+}
+
+/// A pattern as BuildKit reads it (its `convertShellPatternToRegex`): `*` and
+/// `?` are wildcards, even where quotes held them (the quoting is gone by
+/// then); `\*`, `\?` and `\\` are literal; `\}` and `\/` are `}` and `/`;
+/// any other escape is an error. Everything else is literal, brackets
+/// included: BuildKit has no bracket expressions.
+fn shell_pattern(raw: &str) -> Result<Vec<(char, bool)>, String> {
+    let mut out = Vec::new();
+    let mut it = raw.chars();
+    while let Some(c) = it.next() {
+        match c {
+            '*' | '?' => out.push((c, true)),
+            '\\' => match it.next() {
+                Some(n @ ('*' | '?' | '\\' | '}' | '/')) => out.push((n, false)),
+                Some(n) => return Err(format!("invalid escape '\\{n}' in a pattern")),
+                None => return Err("invalid escape at the end of a pattern".into()),
+            },
+            c => out.push((c, false)),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
