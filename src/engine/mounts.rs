@@ -154,11 +154,17 @@ fn parse_size(v: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// The target as an absolute, cleaned path (as BuildKit joins and cleans it),
+/// so `/x/` and `/x` are one target, and one cache when the id defaults to it.
 fn absolute(target: &str, workdir: &str) -> String {
-    if target.starts_with('/') {
+    let joined = if target.starts_with('/') {
         target.to_string()
     } else {
-        format!("{}/{target}", workdir.trim_end_matches('/'))
+        format!("/{workdir}/{target}")
+    };
+    match crate::dockerfile::ignore::clean(&joined).as_str() {
+        "." => "/".to_string(),
+        c => format!("/{c}"),
     }
 }
 
@@ -372,6 +378,12 @@ mod tests {
         let m = p("type=cache,id=$ID,dst=.cache,sharing=locked,mode=0700,uid=1000,gid=1000,ro")
             .unwrap();
         assert_eq!(m.target, "/work/.cache", "relative to WORKDIR");
+        // A trailing slash or a dot names the same target, and the same cache.
+        for t in ["/root/.cache/", "/root/./.cache", "/root//.cache/"] {
+            let m = p(&format!("type=cache,target={t}")).unwrap();
+            assert_eq!(m.target, "/root/.cache", "{t}");
+            assert!(matches!(m.kind, Kind::Cache { ref id, .. } if id == "/root/.cache"));
+        }
         assert!(matches!(
             m.kind,
             Kind::Cache { ref id, sharing: Sharing::Locked, ro: true, mode: 0o700, uid: 1000, gid: 1000, .. } if id == "pip"
