@@ -34,6 +34,45 @@ fn wait(pid: libc::pid_t) -> io::Result<i32> {
     })
 }
 
+/// Wait for the step `pid` while reaping, as an init does, the orphans of its
+/// process tree that the kernel re-parents to kiln (chroot mode: kiln is their
+/// subreaper), so that none stays a zombie until the step ends. kiln's own
+/// other children (helpers it runs) are left to whoever waits for them: they
+/// share kiln's session, and no process of the step does (the step starts a
+/// session of its own).
+fn wait_reaping(pid: libc::pid_t) -> io::Result<i32> {
+    // SAFETY: getsid(0) has no pointer arguments.
+    let kiln_session = unsafe { libc::getsid(0) };
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with a valid siginfo pointer; WNOWAIT leaves the
+        // child waitable, so kiln's own children stay their owners' to reap.
+        let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid filled the siginfo of a child state change.
+        let child = unsafe { info.si_pid() };
+        if child == pid {
+            return wait(pid);
+        }
+        // SAFETY: getsid on a child's pid (a zombie keeps its session).
+        if unsafe { libc::getsid(child) } != kiln_session {
+            let mut status = 0;
+            // SAFETY: waitpid on our own exited child, without blocking.
+            unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
+        } else {
+            // One of kiln's helpers: its owner reaps it in a moment.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
 /// Become the subreaper of what steps leave behind (chroot mode): an orphaned
 /// process of a step is re-parented to kiln instead of the job's PID 1.
 pub fn become_subreaper() -> io::Result<()> {
@@ -187,10 +226,11 @@ pub fn spawn(
     // does, so that the pipe reaches EOF at once. This thread streams meanwhile.
     let mode = plan.mode;
     let waiter = std::thread::spawn(move || {
-        let code = wait(pid);
-        if mode == Mode::Chroot {
-            kill_leftovers();
+        if mode != Mode::Chroot {
+            return wait(pid);
         }
+        let code = wait_reaping(pid);
+        kill_leftovers();
         code
     });
     let mut tail: std::collections::VecDeque<String> =
