@@ -398,23 +398,45 @@ pub fn open_tar(path: &std::path::Path) -> io::Result<Box<dyn Read + Send>> {
     ))
 }
 
-/// A tar stream from `f`, decompressed by its magic bytes (gzip, zstd, plain).
+/// A tar stream from `f`, decompressed by its magic bytes (gzip, zstd, bzip2,
+/// xz, plain), as BuildKit's ADD and containerd's layer readers detect them.
 pub fn tar_reader(mut f: impl io::BufRead + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let magic = {
         let buf = f.fill_buf()?;
-        buf.get(..4).map(|b| b.to_vec()).unwrap_or_default()
+        buf.get(..6).map(|b| b.to_vec()).unwrap_or_default()
     };
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(f)))
-    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(f)?))
-    } else if magic.starts_with(b"BZh") || magic.starts_with(&[0xfd, b'7', b'z', b'X']) {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "bzip2/xz-compressed archives are not supported yet (gzip and plain tar are)",
-        ))
-    } else {
-        Ok(Box::new(f))
+    Ok(match Packed::sniff(&magic) {
+        Packed::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+        Packed::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(f)?),
+        Packed::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(f)),
+        Packed::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(f)),
+        Packed::None => Box::new(f),
+    })
+}
+
+/// The compression of a stream, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Packed {
+    None,
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+impl Packed {
+    fn sniff(head: &[u8]) -> Packed {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Packed::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Packed::Zstd
+        } else if head.starts_with(b"BZh") {
+            Packed::Bzip2
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Packed::Xz
+        } else {
+            Packed::None
+        }
     }
 }
 
@@ -520,5 +542,50 @@ mod tests {
             mtime_nsec: 0,
         };
         assert!(w.file("f", &m, 10, &b"short"[..]).is_err());
+    }
+
+    #[test]
+    fn tar_streams_are_read_whatever_their_compression() {
+        use std::io::Write;
+        let mut plain = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut plain);
+            let mut h = tar::Header::new_ustar();
+            h.set_size(5);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, "f", &b"hello"[..]).unwrap();
+            b.finish().unwrap();
+        }
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+            e.write_all(&plain).unwrap();
+            e.finish().unwrap()
+        };
+        let zst = zstd::encode_all(&plain[..], 3).unwrap();
+        let bz = {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+            e.write_all(&plain).unwrap();
+            e.finish().unwrap()
+        };
+        let xz = {
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+            e.write_all(&plain).unwrap();
+            e.finish().unwrap()
+        };
+        for (name, packed) in [
+            ("plain", plain.clone()),
+            ("gzip", gz),
+            ("zstd", zst),
+            ("bzip2", bz),
+            ("xz", xz),
+        ] {
+            let mut out = Vec::new();
+            tar_reader(io::Cursor::new(packed))
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, plain, "{name}");
+        }
     }
 }
