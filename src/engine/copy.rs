@@ -14,6 +14,7 @@
 //!
 //! It knows no Dockerfile: `copy_step` turns a COPY/ADD line into a [`CopySpec`].
 
+use super::chmod::Chmod;
 use crate::dockerfile::Ignore;
 use crate::fs::resolve::{resolve, Confine, ResolveError};
 use crate::fs::Rootfs;
@@ -22,7 +23,7 @@ use crate::store::Store;
 use globset::GlobBuilder;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -36,10 +37,14 @@ pub enum Source<'a> {
 pub struct CopySpec {
     pub sources: Vec<String>,
     pub heredocs: Vec<(String, String)>, // (name, content)
+    /// ADD's fetched URLs: (file name, where it is on the host).
+    pub fetched: Vec<(String, PathBuf)>,
+    /// ADD `--unpack=true`: fetched archives are unpacked too.
+    pub unpack_fetched: bool,
     /// Absolute destination in the image, as written (a trailing `/` matters).
     pub dest: String,
     pub chown: Option<(u32, u32)>,
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
     pub is_add: bool,
     /// `--exclude` patterns (`.dockerignore` syntax, relative to each source).
     pub exclude: Vec<String>,
@@ -74,7 +79,11 @@ fn has_glob(s: &str) -> bool {
 /// One source as found: its host path, its path relative to its root, its metadata.
 struct Found {
     host: PathBuf,
+    /// The path resolved (a symlink source is read through its target).
     rel: String,
+    /// The name the source is copied as: its own, even when it is a symlink
+    /// (BuildKit follows the link for the content, not for the name).
+    name: String,
     md: fs::Metadata,
     /// With `--parents`: the path the source keeps under the destination.
     keep: Option<String>,
@@ -168,12 +177,8 @@ fn find_sources(src: &Source, pattern: &str, kw: &str) -> io::Result<Vec<Found>>
                 out.push(found(root, &rel, confine, kw, pattern)?);
             }
         }
-        if out.is_empty() {
-            return Err(user_err(format!(
-                "{kw}: no source files match {pattern:?}{}",
-                in_what(src)
-            )));
-        }
+        // A wildcard that matches nothing copies nothing (BuildKit allows
+        // empty wildcards); a plain path that is missing is an error below.
         return Ok(out);
     }
     if cleaned != "." && ignore.is_some_and(|i| i.is_ignored(&cleaned)) {
@@ -182,13 +187,6 @@ fn find_sources(src: &Source, pattern: &str, kw: &str) -> io::Result<Vec<Found>>
         )));
     }
     Ok(vec![found(root, &cleaned, confine, kw, pattern)?])
-}
-
-fn in_what(src: &Source) -> &'static str {
-    match src {
-        Source::Context { .. } => " in the build context",
-        Source::Rootfs(_) => " in the source stage",
-    }
 }
 
 fn found(root: &Path, rel: &str, confine: Confine, kw: &str, pattern: &str) -> io::Result<Found> {
@@ -206,6 +204,10 @@ fn found(root: &Path, rel: &str, confine: Confine, kw: &str, pattern: &str) -> i
         }
         Err(ResolveError::Io(e)) => return Err(e),
     };
+    let name = Path::new(rel)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let host = crate::fs::resolve::host_path(root, &resolved);
     let md = fs::metadata(&host).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -217,31 +219,27 @@ fn found(root: &Path, rel: &str, confine: Confine, kw: &str, pattern: &str) -> i
     Ok(Found {
         host,
         rel: resolved,
+        name,
         md,
         keep: None,
     })
 }
 
+/// A tar archive, plain or compressed (gzip, zstd, bzip2, xz), as ADD unpacks:
+/// its first header, once decompressed, says `ustar`. Anything else is copied
+/// as a file, as BuildKit does.
 fn is_archive(path: &Path) -> bool {
-    let Ok(f) = fs::File::open(path) else {
+    let Ok(mut tar) = crate::layer::open_tar(path) else {
         return false;
     };
-    let mut r = io::BufReader::new(f);
-    let head = match r.fill_buf() {
-        Ok(b) => b.to_vec(),
-        Err(_) => return false,
-    };
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let mut gz = flate2::read::GzDecoder::new(&head[..]);
-        let mut buf = [0u8; 262];
-        return gz.read_exact(&mut buf).is_ok() && &buf[257..262] == b"ustar";
-    }
-    head.len() >= 262 && &head[257..262] == b"ustar"
+    let mut head = [0u8; 262];
+    tar.read_exact(&mut head).is_ok() && &head[257..262] == b"ustar"
 }
 
 /// Build the layer of a COPY/ADD into `dst`. With `apply`, the same tar stream is
 /// also extracted onto `dst` while the layer is written (one read of the sources,
-/// no decompression afterwards), and the layer counts as applied.
+/// no decompression afterwards), and the layer counts as applied. None when
+/// there is nothing to copy (wildcards that matched nothing).
 pub fn copy_layer(
     store: &Store,
     codec: crate::layer::Codec,
@@ -249,16 +247,21 @@ pub fn copy_layer(
     spec: &CopySpec,
     dst: &mut Rootfs,
     apply: bool,
-) -> io::Result<BuiltLayer> {
+) -> io::Result<Option<BuiltLayer>> {
     let kw = if spec.is_add { "ADD" } else { "COPY" };
     let exclude = Exclude::new(&spec.exclude)?;
     let mut found = Vec::new();
-    let mut globbed = false;
     for s in &spec.sources {
-        globbed |= has_glob(s);
         found.extend(select(src, s, kw, &exclude, spec.parents)?);
     }
-    let many = found.len() + spec.heredocs.len() > 1 || globbed;
+    let others = spec.heredocs.len() + spec.fetched.len();
+    if found.is_empty() && others == 0 && !spec.sources.is_empty() {
+        // Only wildcards that matched nothing: nothing to copy, no layer.
+        return Ok(None);
+    }
+    // A wildcard that matches one file copies it like a plain path would
+    // (`COPY fo? /foo2` writes the file /foo2).
+    let many = found.len() + others > 1;
     let dest_is_dir_syntax =
         spec.dest.ends_with('/') || spec.dest.ends_with("/.") || spec.dest == "/";
     let dest_rel = dst.resolve(&spec.dest, true)?;
@@ -278,17 +281,33 @@ pub fn copy_layer(
         let m = m.max(0) as u64;
         spec.clamp_mtime.map_or(m, |c| m.min(c))
     };
-    let meta_of = |md: &fs::Metadata| Meta {
-        mode: spec.chmod.unwrap_or(md.mode() & 0o7777),
-        uid: owner.0,
-        gid: owner.1,
-        mtime: mtime(md.mtime()),
-        // Kept unless the epoch clamp moved the second.
-        mtime_nsec: if mtime(md.mtime()) == md.mtime().max(0) as u64 {
-            md.mtime_nsec() as u32
-        } else {
-            0
-        },
+    // Files from the build context become 0:0; from a stage or an image they
+    // keep the owner they have there (BuildKit's copy keeps it; only the
+    // context's transfer resets it). `--chown` sets it in both cases.
+    let owner_of = |md: &fs::Metadata, host: &Path| -> (u32, u32) {
+        match (spec.chown, src) {
+            (Some(o), _) => o,
+            (None, Source::Rootfs(r)) => {
+                let rel = host.strip_prefix(r.dir()).unwrap_or(host);
+                r.owner(&rel.to_string_lossy(), md.uid(), md.gid())
+            }
+            (None, Source::Context { .. }) => (0, 0),
+        }
+    };
+    let meta_of = |md: &fs::Metadata, host: &Path| {
+        let (uid, gid) = owner_of(md, host);
+        Meta {
+            mode: mode_of(spec.chmod.as_ref(), md),
+            uid,
+            gid,
+            mtime: mtime(md.mtime()),
+            // Kept unless the epoch clamp moved the second.
+            mtime_nsec: if mtime(md.mtime()) == md.mtime().max(0) as u64 {
+                md.mtime_nsec() as u32
+            } else {
+                0
+            },
+        }
     };
     let join = |dir: &str, name: &str| {
         if dir.is_empty() {
@@ -301,10 +320,7 @@ pub fn copy_layer(
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
     let mut archives: Vec<(PathBuf, String)> = Vec::new();
     for f in &found {
-        let base = Path::new(&f.rel)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let base = &f.name;
         if f.md.is_dir() {
             let dest = match &f.keep {
                 Some(k) if !k.is_empty() => join(&dest_rel, k),
@@ -315,7 +331,7 @@ pub fn copy_layer(
                     dest.clone(),
                     Item {
                         content: Content::Dir,
-                        meta: meta_of(&f.md),
+                        meta: meta_of(&f.md, &f.host),
                     },
                 );
             }
@@ -325,7 +341,7 @@ pub fn copy_layer(
         } else if f.md.is_file() {
             let target = match &f.keep {
                 Some(k) => join(&dest_rel, k),
-                None if into_dir => join(&dest_rel, &base),
+                None if into_dir => join(&dest_rel, base),
                 None => dest_rel.clone(),
             };
             items.insert(
@@ -335,7 +351,7 @@ pub fn copy_layer(
                         path: f.host.clone(),
                         size: f.md.len(),
                     },
-                    meta: meta_of(&f.md),
+                    meta: meta_of(&f.md, &f.host),
                 },
             );
         } else {
@@ -345,6 +361,28 @@ pub fn copy_layer(
             )));
         }
     }
+    for (name, host) in &spec.fetched {
+        if spec.unpack_fetched && is_archive(host) {
+            archives.push((host.clone(), dest_rel.clone()));
+            continue;
+        }
+        let md = fs::metadata(host)?;
+        let target = if into_dir {
+            join(&dest_rel, name)
+        } else {
+            dest_rel.clone()
+        };
+        items.insert(
+            target,
+            Item {
+                content: Content::File {
+                    path: host.clone(),
+                    size: md.len(),
+                },
+                meta: meta_of(&md, host),
+            },
+        );
+    }
     for (name, content) in &spec.heredocs {
         let target = if into_dir {
             join(&dest_rel, name)
@@ -352,7 +390,7 @@ pub fn copy_layer(
             dest_rel.clone()
         };
         let meta = Meta {
-            mode: spec.chmod.unwrap_or(0o644),
+            mode: spec.chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false)),
             uid: owner.0,
             gid: owner.1,
             mtime: spec.default_mtime,
@@ -393,7 +431,7 @@ pub fn copy_layer(
     let mut w = LayerWriter::new(store, codec)?;
     if !apply {
         write_items(&mut w, &items, archives, spec)?;
-        return w.finish();
+        return w.finish().map(Some);
     }
     let (tx, rx) = crate::layer::tee::channel();
     w.tee(tx);
@@ -410,7 +448,7 @@ pub fn copy_layer(
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("extraction thread panicked")));
         match (built, applied) {
-            (Ok(b), Ok(())) => Ok(b),
+            (Ok(b), Ok(())) => Ok(Some(b)),
             // The extraction's own error says more than the broken pipe it caused.
             (_, Err(e)) => Err(io::Error::new(
                 e.kind(),
@@ -449,6 +487,12 @@ fn write_items(
     Ok(())
 }
 
+/// A copied entry's mode: its own, or what `--chmod` makes of it.
+fn mode_of(chmod: Option<&Chmod>, md: &fs::Metadata) -> u32 {
+    let own = md.mode() & 0o7777;
+    chmod.map_or(own, |c| c.apply(own, md.is_dir()))
+}
+
 fn ensure_dir(
     dst: &Rootfs,
     rel: &str,
@@ -458,8 +502,9 @@ fn ensure_dir(
 ) {
     let meta = match dst.stat(rel) {
         Some((md, m)) if md.is_dir() => m,
+        // New directories get `--chmod` too, as BuildKit >= 0.21 gives them.
         _ => Meta {
-            mode: 0o755,
+            mode: spec.chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true)),
             uid: owner.0,
             gid: owner.1,
             mtime: spec.default_mtime,
@@ -525,7 +570,7 @@ fn walk_dir(
     src: &Source,
     f: &Found,
     dest_rel: &str,
-    meta_of: &dyn Fn(&fs::Metadata) -> Meta,
+    meta_of: &dyn Fn(&fs::Metadata, &Path) -> Meta,
     exclude: &Exclude,
     items: &mut BTreeMap<String, Item>,
 ) -> io::Result<()> {
@@ -557,7 +602,7 @@ fn walk_dir(
             );
             return Ok(());
         };
-        let mut meta = meta_of(&md);
+        let mut meta = meta_of(&md, e.path());
         if ft.is_symlink() {
             meta.mode = 0o777;
         }
@@ -672,7 +717,7 @@ fn hash_files(files: &[&Path]) -> io::Result<Vec<String>> {
 /// What a COPY/ADD selects from its source, for [`context_digest`].
 pub struct Selection<'a> {
     pub sources: &'a [String],
-    pub chmod: Option<u32>,
+    pub chmod: Option<&'a Chmod>,
     pub is_add: bool,
     pub exclude: &'a [String],
 }
@@ -700,7 +745,7 @@ pub fn context_digest(
         let mode = if ft.is_symlink() {
             0o777
         } else {
-            chmod.unwrap_or(md.mode() & 0o7777)
+            mode_of(chmod, md)
         };
         let what = if ft.is_dir() {
             "dir".to_string()
@@ -723,7 +768,8 @@ pub fn context_digest(
     };
     for s in sources {
         for f in select(&src, s, kw, &exclude, false)? {
-            describe(f.rel.clone(), &f.host, &f.md)?;
+            // The name it is copied as too: a symlink source keeps its own.
+            describe(format!("{}\0{}", f.rel, f.name), &f.host, &f.md)?;
             if f.md.is_dir() {
                 walk_found(&f, Some(ignore), &exclude, |inner, e| {
                     let rel = if f.rel.is_empty() {

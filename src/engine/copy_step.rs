@@ -21,12 +21,13 @@ pub struct CopyPrep {
     pub chown: Option<String>,
     /// `--from`, after expansion.
     pub from: Option<String>,
-    /// ADD's URL sources (then `spec.sources` is filled once they are fetched).
+    /// ADD's URL sources (`spec.sources` holds the local ones beside them).
     pub urls: Vec<String>,
     /// ADD `--checksum`, expanded.
     pub checksum: Option<String>,
-    /// The directory the URLs were fetched into (when fetched to key the step).
-    pub fetched: Option<std::path::PathBuf>,
+    /// The directory the URLs were fetched into and the files' names, when
+    /// they were fetched to key the step.
+    pub fetched: Option<(std::path::PathBuf, Vec<String>)>,
     /// ADD of a git repository, and the commit its ref named when keyed.
     pub git: Option<(super::git_source::GitRef, Option<String>)>,
     /// ADD `--keep-git-dir`.
@@ -89,13 +90,10 @@ pub fn prepare(
             ));
         }
     }
+    // URLs and local files may share an ADD, as in BuildKit: each is copied
+    // into the destination.
     let urls: Vec<String> = sources.iter().filter(|s| is_url(s)).cloned().collect();
-    if !urls.is_empty() && urls.len() != sources.len() {
-        return Err(plan.err(
-            line,
-            "ADD with both URLs and local sources: put the URLs in an ADD of their own",
-        ));
-    }
+    sources.retain(|s| !is_url(s));
     let checksum = match &c.checksum {
         Some(v) => Some(plan.word(line, v, &vars)?),
         None => None,
@@ -113,9 +111,6 @@ pub fn prepare(
         if urls.len() != 1 {
             return Err(plan.err(line, "ADD --checksum needs exactly one URL source"));
         }
-    }
-    if !urls.is_empty() {
-        sources.clear();
     }
     let heredocs = c
         .heredocs
@@ -147,15 +142,8 @@ pub fn prepare(
     let chmod = match &c.chmod {
         None => None,
         Some(m) => Some(
-            u32::from_str_radix(&plan.word(line, m, &vars)?, 8)
-                .ok()
-                .filter(|m| *m <= 0o7777)
-                .ok_or_else(|| {
-                    plan.err(
-                        line,
-                        format!("{kw} --chmod={m}: use an octal mode such as 0755"),
-                    )
-                })?,
+            super::chmod::Chmod::parse(&plan.word(line, m, &vars)?)
+                .map_err(|e| plan.err(line, format!("{kw} --chmod: {e}")))?,
         ),
     };
     let chown = match &c.chown {
@@ -166,15 +154,17 @@ pub fn prepare(
         None => None,
         Some(f) => Some(plan.word(line, f, &vars)?),
     };
-    // A fetched file is copied as it is; an archive is unpacked only with --unpack.
-    let unpack = c.unpack.unwrap_or(urls.is_empty());
+    // A fetched file is copied as it is, a local archive unpacked, unless
+    // --unpack says otherwise.
     let spec = copy::CopySpec {
         sources,
         heredocs,
+        fetched: vec![],
+        unpack_fetched: c.unpack == Some(true),
         dest,
         chown: None,
         chmod,
-        is_add: is_add && unpack,
+        is_add: is_add && c.unpack.unwrap_or(true),
         exclude: c
             .exclude
             .iter()
@@ -259,28 +249,29 @@ pub async fn perform(
 ) -> Result<Option<BuiltLayer>> {
     sess.materialize(stage).await?;
     let mut spec = prep.spec.clone();
-    // ADD URLs: fetched when the step was keyed, or now (keyed by --checksum).
-    let fetched = match (&prep.fetched, prep.urls.is_empty()) {
-        _ if prep.git.is_some() => {
-            let Some((g, Some(commit))) = &prep.git else {
-                return Err(plan.err(line, "ADD: the repository's commit was not resolved"));
-            };
+    let git_dir = match &prep.git {
+        Some((g, Some(commit))) => {
             let dir =
                 super::git_source::checkout(sess, plan, line, g, commit, prep.keep_git_dir).await?;
             spec.sources = vec![".".into()];
             Some(dir)
         }
-        (_, true) => None,
-        (Some(dir), false) => Some(dir.clone()),
-        (None, false) => {
-            let (dir, names) = fetch_urls(sess, plan, line, prep).await?;
-            spec.sources = names;
-            Some(dir)
+        Some((_, None)) => {
+            return Err(plan.err(line, "ADD: the repository's commit was not resolved"))
         }
+        None => None,
     };
+    // ADD URLs: fetched when the step was keyed, or now (keyed by --checksum).
+    if !prep.urls.is_empty() {
+        let (dir, names) = match &prep.fetched {
+            Some(f) => f.clone(),
+            None => fetch_urls(sess, plan, line, prep).await?,
+        };
+        spec.fetched = names.iter().map(|n| (n.clone(), dir.join(n))).collect();
+    }
     spec.chown = match &prep.chown {
         None => None,
-        Some(c) => Some(resolve_owner(plan, line, stage, c)?),
+        Some(c) => Some(resolve_owner(plan, line, stage, c, "--chown")?),
     };
     let src_rootfs = match source {
         Some(s) => {
@@ -296,7 +287,7 @@ pub async fn perform(
     };
     let store = sess.store.clone();
     let level = sess.codec();
-    let (context, ignore) = match fetched {
+    let (context, ignore) = match git_dir {
         Some(dir) => (dir, crate::dockerfile::Ignore::default()),
         None => (sess.req.context.clone(), sess.ignore.clone()),
     };
@@ -324,11 +315,18 @@ pub async fn perform(
     if let (Some(s), Some(r)) = (src_stage, src_rootfs) {
         s.rootfs = Some(r);
     }
-    Ok(Some(out.map_err(|e| plan.err(line, e))?))
+    out.map_err(|e| plan.err(line, e))
 }
 
-/// `--chown=user[:group]`, names resolved in the stage's /etc/passwd and /etc/group.
-fn resolve_owner(plan: &Plan, line: usize, stage: &Stage, spec: &str) -> Result<(u32, u32)> {
+/// `user[:group]` (`--chown`, or USER for WORKDIR), names resolved in the
+/// stage's /etc/passwd and /etc/group; `what` names the flag in errors.
+pub fn resolve_owner(
+    plan: &Plan,
+    line: usize,
+    stage: &Stage,
+    spec: &str,
+    what: &str,
+) -> Result<(u32, u32)> {
     let rootfs = stage
         .rootfs
         .as_ref()
@@ -342,7 +340,7 @@ fn resolve_owner(plan: &Plan, line: usize, stage: &Stage, spec: &str) -> Result<
         Err(_) => rootfs.lookup_user(user).ok_or_else(|| {
             plan.err(
                 line,
-                format!("--chown: no user {user:?} in the stage's /etc/passwd"),
+                format!("{what}: no user {user:?} in the stage's /etc/passwd"),
             )
         })?,
     };
@@ -359,7 +357,7 @@ fn resolve_owner(plan: &Plan, line: usize, stage: &Stage, spec: &str) -> Result<
             Err(_) => rootfs.lookup_group(g).ok_or_else(|| {
                 plan.err(
                     line,
-                    format!("--chown: no group {g:?} in the stage's /etc/group"),
+                    format!("{what}: no group {g:?} in the stage's /etc/group"),
                 )
             })?,
         },

@@ -18,6 +18,7 @@
 
 mod base;
 pub mod cache;
+mod chmod;
 mod config;
 pub mod copy;
 mod copy_step;
@@ -32,6 +33,7 @@ mod run;
 mod session;
 pub mod sink;
 mod stage;
+mod workdir_step;
 
 pub use config::parse_duration;
 
@@ -280,8 +282,9 @@ pub async fn warm(req: &BuildRequest, report: &Reporter) -> Result<WarmOutcome> 
 
 /// A layer step as planned: what it needs, from the stage state at its position.
 enum Prepared {
-    Copy(CopyPrep, Option<SourceKey>),
+    Copy(Box<CopyPrep>, Option<SourceKey>),
     Run(RunPrep),
+    Workdir(workdir_step::WorkdirPrep),
 }
 
 struct LayerStep {
@@ -452,6 +455,25 @@ impl<'a> Engine<'a> {
                 }
                 StepKind::Arg => self.apply_arg(stage, ins)?,
                 StepKind::Config => self.apply_config(idx, stage, ins)?,
+                StepKind::Workdir => {
+                    self.apply_config(idx, stage, ins)?;
+                    if let Some(prep) = workdir_step::WorkdirPrep::of(stage) {
+                        let key = self.cache.workdir_key(&self.sess, &stage.key, &prep);
+                        if let Some(k) = &key {
+                            stage.key = k.clone();
+                        }
+                        let history_idx = stage.config.history.len() - 1;
+                        stage.config.history[history_idx].empty_layer = false;
+                        planned.push(Planned::Layer(Box::new(LayerStep {
+                            label,
+                            ins: ins.clone(),
+                            prep: Prepared::Workdir(prep),
+                            key,
+                            history_idx,
+                        })));
+                        continue;
+                    }
+                }
             }
             planned.push(Planned::Meta {
                 label,
@@ -480,10 +502,8 @@ impl<'a> Engine<'a> {
                 }
                 // ADD URLs without --checksum are fetched now: their content keys the step.
                 if !cp.urls.is_empty() && cp.checksum.is_none() && self.cache.keyed() {
-                    let (dir, names) =
-                        copy_step::fetch_urls(&self.sess, &self.plan, line, &cp).await?;
-                    cp.spec.sources = names;
-                    cp.fetched = Some(dir);
+                    cp.fetched =
+                        Some(copy_step::fetch_urls(&self.sess, &self.plan, line, &cp).await?);
                 }
                 let from = match &cp.from {
                     None => None,
@@ -504,12 +524,10 @@ impl<'a> Engine<'a> {
                         cp.keep_git_dir
                     )
                 });
-                let source = match (&from, &source_key, &cp.fetched, &cp.checksum) {
+                let source = match (&from, &source_key) {
                     _ if git_id.is_some() => CopySource::Git(git_id.as_deref().unwrap_or("")),
-                    (Some(SourceKey::Stage(_)), Some(k), _, _) => CopySource::Stage(k),
-                    (Some(SourceKey::Image(_)), Some(k), _, _) => CopySource::Image(k),
-                    (_, _, Some(dir), _) => CopySource::Fetched(dir),
-                    (_, _, None, Some(sum)) => CopySource::Checksum(&cp.urls, sum),
+                    (Some(SourceKey::Stage(_)), Some(k)) => CopySource::Stage(k),
+                    (Some(SourceKey::Image(_)), Some(k)) => CopySource::Image(k),
                     _ => CopySource::Context,
                 };
                 let key = self
@@ -517,7 +535,7 @@ impl<'a> Engine<'a> {
                     .copy_key(&self.sess, &stage.key, &cp, source)
                     .await
                     .map_err(|e| self.plan.err(line, format!("{e:#}")))?;
-                Ok((Prepared::Copy(cp, from), key))
+                Ok((Prepared::Copy(Box::new(cp), from), key))
             }
             Command::Run {
                 cmd,
@@ -709,6 +727,10 @@ impl<'a> Engine<'a> {
                     .await?;
                 (built, Some(timing))
             }
+            Prepared::Workdir(wp) => (
+                workdir_step::perform(&self.sess, &self.plan, stage, step.ins.line, wp).await?,
+                None,
+            ),
         };
         let desc = built.as_ref().map(|l| LayerDesc {
             digest: l.digest.clone(),

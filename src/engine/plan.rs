@@ -32,6 +32,8 @@ pub enum StepKind {
     Config,
     /// `RUN`, `COPY`, `ADD`: a layer, keyed and cached.
     Layer,
+    /// `WORKDIR`: a config edit, and a layer when the directory is new.
+    Workdir,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +47,7 @@ impl Step {
         let kind = match &ins.command {
             Command::Arg(_) => StepKind::Arg,
             Command::Run { .. } | Command::Copy(_) | Command::Add(_) => StepKind::Layer,
+            Command::Workdir(_) => StepKind::Workdir,
             Command::From { .. } => return Err("FROM inside a stage".into()),
             _ => StepKind::Config,
         };

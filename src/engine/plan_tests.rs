@@ -52,10 +52,15 @@ fn image(p: &Plan, idx: usize) -> String {
 
 #[test]
 fn steps_are_classified() {
-    let p = plan("FROM a\nARG X\nENV A=1\nRUN true\nCOPY . /\nADD x /y\nUSER 1\nLABEL a=b\n");
+    let p = plan(
+        "FROM a\nARG X\nENV A=1\nRUN true\nCOPY . /\nADD x /y\nUSER 1\nLABEL a=b\nWORKDIR /w\n",
+    );
     let kinds: Vec<StepKind> = p.stages[0].steps.iter().map(|s| s.kind).collect();
     use StepKind::*;
-    assert_eq!(kinds, [Arg, Config, Layer, Layer, Layer, Config, Config]);
+    assert_eq!(
+        kinds,
+        [Arg, Config, Layer, Layer, Layer, Config, Config, Workdir]
+    );
 }
 
 #[test]

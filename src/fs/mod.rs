@@ -123,21 +123,7 @@ impl Rootfs {
         };
         let mut after = snapshot::walk(&self.dir)?;
         after.kiln_touched = std::mem::take(&mut self.kiln_touched);
-        let me = nix::unistd::Uid::effective().as_raw();
-        let privileged = self.privileged;
-        let recorded = &self.recorded;
-        let owner = |p: &str, uid: u32, gid: u32| -> (u32, u32) {
-            match recorded.get(p) {
-                // Privileged, the record holds only ids the namespace cannot map; a
-                // step that chowned such a file changed its owner on disk.
-                Some(_) if privileged && uid != me => (uid, gid),
-                Some(m) => (m.uid, m.gid),
-                None if privileged => (uid, gid),
-                // Unprivileged (user namespace): our own uid is root inside.
-                None if uid == me => (0, 0),
-                None => (uid, gid),
-            }
-        };
+        let owner = |p: &str, uid: u32, gid: u32| self.owner(p, uid, gid);
         let mut w = LayerWriter::new(store, codec)?;
         let stats = snapshot::write_diff(&self.dir, &before, &after, &mut w, &owner, clamp_mtime)?;
         self.baseline = Some(after);
@@ -147,6 +133,22 @@ impl Rootfs {
         let layer = w.finish()?;
         self.applied += 1;
         Ok(Some(layer))
+    }
+
+    /// The owner the image gives `rel` (relative to the root), whose owner on
+    /// disk is `uid:gid`.
+    pub fn owner(&self, rel: &str, uid: u32, gid: u32) -> (u32, u32) {
+        let me = nix::unistd::Uid::effective().as_raw();
+        match self.recorded.get(rel) {
+            // Privileged, the record holds only ids the namespace cannot map; a
+            // step that chowned such a file changed its owner on disk.
+            Some(_) if self.privileged && uid != me => (uid, gid),
+            Some(m) => (m.uid, m.gid),
+            None if self.privileged => (uid, gid),
+            // Unprivileged (user namespace): our own uid is root inside.
+            None if uid == me => (0, 0),
+            None => (uid, gid),
+        }
     }
 
     /// Resolve an absolute image path as a container would see it.

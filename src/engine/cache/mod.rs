@@ -4,11 +4,12 @@
 //!
 //! # Cache keys
 //!
-//! Only steps that produce layers (COPY, ADD, RUN) have keys. A key is the sha256 of
+//! Only steps that produce layers (COPY, ADD, RUN, and WORKDIR other than `/`) have keys. A key is the sha256 of
 //! a sequence of **length-prefixed** fields (8-byte big-endian length, then the bytes),
 //! so no two different field lists can hash alike however their contents look:
 //!
-//! 1. a version tag (`kiln-cache-v1`);
+//! 1. a version tag (`kiln-cache-v2`; v2 since COPY --from keeps owners, as
+//!    BuildKit does, so v1 layers of the same steps hold other bytes);
 //! 2. the parent: the key of the previous layer step of the stage, or for the first
 //!    one the base: the platform-resolved manifest digest of the base image,
 //!    `scratch/<platform>`, or the last key of the stage it builds on;
@@ -21,7 +22,8 @@
 //!    image's digest, `--chown`, `--chmod`), the absolute destination, and a Merkle digest
 //!    over every selected source after `.dockerignore`: for each entry, in sorted order,
 //!    its path relative to the source root, type, resulting mode and owner, and the
-//!    sha256 of its content or its link target. mtimes are left out.
+//!    sha256 of its content or its link target. mtimes are left out;
+//! 6. WORKDIR: the directory and the USER that owns what it creates.
 //!
 //! Inputs that do not change the layer stay out: LABEL, EXPOSE, CMD and other
 //! metadata; the owner of context files (COPY writes 0:0 or `--chown`).
@@ -53,7 +55,7 @@ pub struct KeyBuilder(Sha256);
 impl KeyBuilder {
     pub fn new(parent: &str, kind: &str) -> KeyBuilder {
         let mut k = KeyBuilder(Sha256::new());
-        k.field(b"kiln-cache-v1");
+        k.field(b"kiln-cache-v2");
         k.field(parent.as_bytes());
         k.field(kind.as_bytes());
         k
@@ -229,7 +231,7 @@ impl LocalCache {
 /// cannot be set by a process, so an edit that restores size and mtime is still seen.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct FileDigests {
-    entries: std::collections::HashMap<String, (u64, i64, i64, u64, String)>,
+    entries: std::collections::BTreeMap<String, (u64, i64, i64, u64, String)>,
     #[serde(skip)]
     dirty: bool,
 }

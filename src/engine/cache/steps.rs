@@ -27,10 +27,6 @@ pub enum CopySource<'a> {
     Context,
     Stage(&'a str),
     Image(&'a str),
-    /// ADD's URLs, fetched into this directory.
-    Fetched(&'a std::path::Path),
-    /// ADD's URL with `--checksum`: keyed by it, fetched only on a miss.
-    Checksum(&'a [String], &'a str),
     /// ADD of a git repository: its URL, commit, subdir and `--keep-git-dir`.
     Git(&'a str),
 }
@@ -103,7 +99,7 @@ impl StepCache {
         k.list(&spec.sources)
             .str(&spec.dest)
             .str(prep.chown.as_deref().unwrap_or(""))
-            .str(&spec.chmod.map(|m| format!("{m:o}")).unwrap_or_default());
+            .str(&spec.chmod.as_ref().map(|m| m.key()).unwrap_or_default());
         for (name, content) in &spec.heredocs {
             k.str(name).str(content);
         }
@@ -114,13 +110,37 @@ impl StepCache {
         if spec.parents {
             k.str("parents");
         }
+        // ADD's URLs: their content when fetched to key the step, or the
+        // `--checksum` that promises it (then they are fetched only on a miss).
+        match (&prep.fetched, &prep.checksum) {
+            (Some((dir, names)), _) => {
+                let (dir, names) = (dir.clone(), names.clone());
+                let merkle = tokio::task::spawn_blocking(move || {
+                    let sel = copy::Selection {
+                        sources: &names,
+                        chmod: None,
+                        is_add: false,
+                        exclude: &[],
+                    };
+                    copy::context_digest(&dir, &crate::dockerfile::Ignore::default(), &sel, None)
+                })
+                .await??;
+                k.str("url").str(&merkle);
+            }
+            (None, Some(sum)) => {
+                k.str("url").list(&prep.urls).str(sum);
+            }
+            (None, None) => {}
+        }
         match source {
+            // An ADD of URLs only reads nothing from the context.
+            CopySource::Context if spec.sources.is_empty() && !prep.urls.is_empty() => {}
             CopySource::Context => {
                 let merkle = self
                     .context_digest(
                         sess,
                         spec.sources.clone(),
-                        spec.chmod,
+                        spec.chmod.clone(),
                         spec.is_add,
                         spec.exclude.clone(),
                     )
@@ -132,23 +152,6 @@ impl StepCache {
             }
             CopySource::Image(key) => {
                 k.str("image").str(key);
-            }
-            CopySource::Fetched(dir) => {
-                let (dir, sources) = (dir.to_path_buf(), spec.sources.clone());
-                let merkle = tokio::task::spawn_blocking(move || {
-                    let sel = copy::Selection {
-                        sources: &sources,
-                        chmod: None,
-                        is_add: false,
-                        exclude: &[],
-                    };
-                    copy::context_digest(&dir, &crate::dockerfile::Ignore::default(), &sel, None)
-                })
-                .await??;
-                k.str("url").str(&merkle);
-            }
-            CopySource::Checksum(urls, sum) => {
-                k.str("url").list(urls).str(sum);
             }
             CopySource::Git(id) => {
                 k.str("git").str(id);
@@ -163,7 +166,7 @@ impl StepCache {
         &self,
         sess: &Session<'_>,
         sources: Vec<String>,
-        chmod: Option<u32>,
+        chmod: Option<crate::engine::chmod::Chmod>,
         is_add: bool,
         exclude: Vec<String>,
     ) -> Result<String> {
@@ -173,7 +176,7 @@ impl StepCache {
             let mut guard = digests.as_ref().and_then(|d| d.lock().ok());
             let sel = copy::Selection {
                 sources: &sources,
-                chmod,
+                chmod: chmod.as_ref(),
                 is_add,
                 exclude: &exclude,
             };
@@ -244,6 +247,24 @@ impl StepCache {
         if let Some(script) = &prep.script {
             k.str("script").str(script);
         }
+        Some(k.finish())
+    }
+
+    /// The key of a WORKDIR's `mkdir -p`: the directory and the USER that owns
+    /// what it creates.
+    pub fn workdir_key(
+        &self,
+        sess: &Session,
+        parent: &str,
+        prep: &crate::engine::workdir_step::WorkdirPrep,
+    ) -> Option<String> {
+        if !self.keyed() {
+            return None;
+        }
+        let mut k = KeyBuilder::new(parent, "WORKDIR");
+        k.str(sess.codec().name())
+            .str(&prep.dir)
+            .str(prep.user.as_deref().unwrap_or(""));
         Some(k.finish())
     }
 
