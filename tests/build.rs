@@ -147,8 +147,8 @@ fn multi_stage_copy_build_pushes_a_correct_image() {
     assert_eq!(c["Cmd"], serde_json::json!(["echo $GREETING"]));
     assert_eq!(
         cfg["rootfs"]["diff_ids"].as_array().unwrap().len(),
-        1 + 4,
-        "base layer + one per COPY"
+        1 + 1 + 4,
+        "base layer, WORKDIR's new directory (as BuildKit commits it), one per COPY"
     );
     assert!(cfg["history"].as_array().unwrap().len() >= 5);
 
