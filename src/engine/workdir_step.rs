@@ -88,13 +88,7 @@ pub async fn perform(
         .take()
         .ok_or_else(|| anyhow!("rootfs missing"))?;
     let (built, dst) = tokio::task::spawn_blocking(move || {
-        // No source is read: the copy has none.
-        let empty = crate::dockerfile::Ignore::default();
-        let src = copy::Source::Context {
-            dir: std::path::Path::new("/"),
-            ignore: &empty,
-        };
-        let built = copy::copy_layer(&store, codec, &src, &spec, &mut dst, true);
+        let built = copy::copy_layer(&store, codec, &copy::Source::Nothing, &spec, &mut dst, true);
         (built, dst)
     })
     .await?;

@@ -32,8 +32,14 @@ use std::path::{Path, PathBuf};
 
 /// Where sources are read from.
 pub enum Source<'a> {
-    Context { dir: &'a Path, ignore: &'a Ignore },
+    Context {
+        dir: &'a Path,
+        ignore: &'a Ignore,
+    },
     Rootfs(&'a Rootfs),
+    /// No source at all: a copy of nothing into a directory destination is
+    /// `mkdir -p` (WORKDIR).
+    Nothing,
 }
 
 #[derive(Debug, Clone)]
@@ -142,13 +148,10 @@ fn select(
 }
 
 fn find_sources(src: &Source, pattern: &str, kw: &str) -> io::Result<Vec<Found>> {
-    let (root, confine) = match src {
-        Source::Context { dir, .. } => (*dir, Confine::Refuse),
-        Source::Rootfs(r) => (r.dir(), Confine::Clamp),
-    };
-    let ignore = match src {
-        Source::Context { ignore, .. } => Some(*ignore),
-        Source::Rootfs(_) => None,
+    let (root, confine, ignore) = match src {
+        Source::Context { dir, ignore } => (*dir, Confine::Refuse, Some(*ignore)),
+        Source::Rootfs(r) => (r.dir(), Confine::Clamp, None),
+        Source::Nothing => return Ok(vec![]),
     };
     let cleaned = crate::dockerfile::ignore::clean(pattern.trim_start_matches('/'));
     if cleaned == ".." || cleaned.starts_with("../") {
@@ -294,7 +297,7 @@ pub fn copy_layer(
                 let rel = host.strip_prefix(r.dir()).unwrap_or(host);
                 r.owner(&rel.to_string_lossy(), md.uid(), md.gid())
             }
-            (None, Source::Context { .. }) => (0, 0),
+            (None, Source::Context { .. } | Source::Nothing) => (0, 0),
         }
     };
     let meta_of = |md: &fs::Metadata, host: &Path| {
@@ -579,7 +582,7 @@ fn walk_dir(
 ) -> io::Result<()> {
     let ignore = match src {
         Source::Context { ignore, .. } => Some(*ignore),
-        Source::Rootfs(_) => None,
+        Source::Rootfs(_) | Source::Nothing => None,
     };
     walk_found(f, ignore, exclude, |inner, e| {
         let target = if dest_rel.is_empty() {
