@@ -301,87 +301,157 @@ fn archive(dir: &Path, name: &str, flag: &str) {
     std::fs::remove_dir_all(&src).unwrap();
 }
 
+/// One COPY/ADD case: `steps` after `FROM scratch`, built in the sandbox from a
+/// context of `files` (`prepare` adds links, modes, archives); the image's files.
+fn copy_case(
+    steps: &str,
+    files: &[(&str, &str)],
+    prepare: impl Fn(&Path),
+    extra: &[&str],
+) -> (tempfile::TempDir, PathBuf) {
+    let reg = Registry::start();
+    let mut all = vec![("Dockerfile", format!("FROM scratch\n{steps}"))];
+    all.extend(files.iter().map(|(p, c)| (*p, c.to_string())));
+    let refs: Vec<(&str, &str)> = all.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let ctx = context(&refs);
+    prepare(ctx.path());
+    let out = tempfile::tempdir().unwrap();
+    let root = job_build(&reg, ctx.path(), out.path(), extra).rootfs();
+    (out, root)
+}
+
+fn read(root: &Path, p: &str) -> String {
+    std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
 #[test]
-fn copy_and_add_select_and_name_sources_as_buildkit_does() {
-    if !need_root("copy_and_add_select_and_name_sources_as_buildkit_does") {
+fn a_wildcard_matching_one_file_copies_into_a_file_destination() {
+    if !need_root("a_wildcard_matching_one_file_copies_into_a_file_destination") {
         return;
     }
-    let reg = Registry::start();
-    let b = base(&reg);
+    let (_out, root) = copy_case("COPY fo? /foo2\n", &[("foo", "the foo")], |_| {}, &[]);
+    assert_eq!(read(&root, "foo2"), "the foo");
+}
+
+#[test]
+fn a_wildcard_matching_nothing_copies_nothing() {
+    if !need_root("a_wildcard_matching_nothing_copies_nothing") {
+        return;
+    }
+    let (_out, root) = copy_case(
+        "COPY nomatch* /none/\nCOPY f /f\n",
+        &[("f", "x")],
+        |_| {},
+        &[],
+    );
+    assert!(!root.join("none").exists());
+    assert_eq!(read(&root, "f"), "x");
+}
+
+#[test]
+fn a_symlink_source_is_copied_under_its_own_name() {
+    if !need_root("a_symlink_source_is_copied_under_its_own_name") {
+        return;
+    }
+    let (_out, root) = copy_case(
+        "COPY link /l/\n",
+        &[("target.txt", "through the link")],
+        |ctx| std::os::unix::fs::symlink("target.txt", ctx.join("link")).unwrap(),
+        &[],
+    );
+    assert_eq!(read(&root, "l/link"), "through the link");
+    assert!(!root.join("l/target.txt").exists());
+}
+
+#[test]
+fn a_url_and_a_local_file_share_an_add() {
+    if !need_root("a_url_and_a_local_file_share_an_add") {
+        return;
+    }
     let pki = support::gitlab::Pki::new();
     let web_root = tempfile::tempdir().unwrap();
     std::fs::write(web_root.path().join("remote.txt"), "from-url").unwrap();
     let web = support::https::StaticServer::start(web_root.path(), &pki.cert, &pki.key);
-    let ctx = context(&[
-        (
-            "Dockerfile",
-            &format!(
-                "FROM {b}\n\
-                 COPY fo? /foo2\n\
-                 COPY nomatch* /none/\n\
-                 COPY link /l/\n\
-                 ADD https://{}/remote.txt local.txt /mixed/\n\
-                 COPY <<A <<B /out/\n\
-                 a-body\n\
-                 A\n\
-                 b-body\n\
-                 B\n\
-                 COPY --chmod=go=u secret /sym/secret\n\
-                 COPY --chmod=u=rwX,go=rX tool /sym/tool\n\
-                 COPY --chmod=0750 local.txt /newp/deeper/f\n\
-                 ADD a.tar.bz2 /bz/\n\
-                 ADD a.tar.xz /xz/\n",
-                web.addr
-            ),
-        ),
-        ("foo", "the foo"),
-        ("target.txt", "through the link"),
-        ("local.txt", "local"),
-        ("secret", "s"),
-        ("tool", "#!/bin/sh\n"),
-    ]);
-    std::os::unix::fs::symlink("target.txt", ctx.path().join("link")).unwrap();
-    std::fs::set_permissions(
-        ctx.path().join("secret"),
-        std::fs::Permissions::from_mode(0o640),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        ctx.path().join("tool"),
-        std::fs::Permissions::from_mode(0o700),
-    )
-    .unwrap();
-    archive(ctx.path(), "a.tar.bz2", "-j");
-    archive(ctx.path(), "a.tar.xz", "-J");
-    let out = tempfile::tempdir().unwrap();
     let ca = pki.ca.display().to_string();
-    let built = job_build(&reg, ctx.path(), out.path(), &["--ca-cert", &ca]);
-    let root = built.rootfs();
-    let read =
-        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
-    // A wildcard that matches one file copies it to a file destination.
-    assert_eq!(read("foo2"), "the foo");
-    // One that matches nothing copies nothing.
-    assert!(!root.join("none").exists());
-    // A symlink source: the target's content under the link's own name.
-    assert_eq!(read("l/link"), "through the link");
-    assert!(!root.join("l/target.txt").exists());
-    // A URL and a local file in one ADD.
-    assert_eq!(read("mixed/remote.txt"), "from-url");
-    assert_eq!(read("mixed/local.txt"), "local");
-    // Two here-documents in one COPY.
-    assert_eq!(read("out/A"), "a-body\n");
-    assert_eq!(read("out/B"), "b-body\n");
-    // Symbolic --chmod.
+    let (_out, root) = copy_case(
+        &format!("ADD https://{}/remote.txt local.txt /mixed/\n", web.addr),
+        &[("local.txt", "local")],
+        |_| {},
+        &["--ca-cert", &ca],
+    );
+    assert_eq!(read(&root, "mixed/remote.txt"), "from-url");
+    assert_eq!(mode(&root.join("mixed/remote.txt")), 0o600);
+    assert_eq!(read(&root, "mixed/local.txt"), "local");
+}
+
+#[test]
+fn two_heredocs_in_one_copy() {
+    if !need_root("two_heredocs_in_one_copy") {
+        return;
+    }
+    let (_out, root) = copy_case(
+        "COPY <<A <<B /out/\na-body\nA\nb-body\nB\n",
+        &[],
+        |_| {},
+        &[],
+    );
+    assert_eq!(read(&root, "out/A"), "a-body\n");
+    assert_eq!(read(&root, "out/B"), "b-body\n");
+}
+
+#[test]
+fn chmod_takes_symbolic_modes() {
+    if !need_root("chmod_takes_symbolic_modes") {
+        return;
+    }
+    let (_out, root) = copy_case(
+        "COPY --chmod=go=u secret /sym/secret\nCOPY --chmod=u=rwX,go=rX tool /sym/tool\n",
+        &[("secret", "s"), ("tool", "#!/bin/sh\n")],
+        |ctx| {
+            let set = |f: &str, m: u32| {
+                std::fs::set_permissions(ctx.join(f), std::fs::Permissions::from_mode(m)).unwrap()
+            };
+            set("secret", 0o640);
+            set("tool", 0o700);
+        },
+        &[],
+    );
     assert_eq!(mode(&root.join("sym/secret")), 0o666);
     assert_eq!(mode(&root.join("sym/tool")), 0o755);
-    // --chmod on the directories COPY creates (BuildKit >= 0.21).
+}
+
+#[test]
+fn chmod_applies_to_the_directories_copy_creates() {
+    if !need_root("chmod_applies_to_the_directories_copy_creates") {
+        return;
+    }
+    let (_out, root) = copy_case(
+        "COPY --chmod=0750 f /newp/deeper/f\n",
+        &[("f", "x")],
+        |_| {},
+        &[],
+    );
     assert_eq!(mode(&root.join("newp")), 0o750);
     assert_eq!(mode(&root.join("newp/deeper")), 0o750);
     assert_eq!(mode(&root.join("newp/deeper/f")), 0o750);
-    // bzip2 and xz archives are unpacked.
-    assert_eq!(read("bz/inner/x.txt"), "a.tar.bz2");
-    assert_eq!(read("xz/inner/x.txt"), "a.tar.xz");
+}
+
+#[test]
+fn add_unpacks_bzip2_and_xz_archives() {
+    if !need_root("add_unpacks_bzip2_and_xz_archives") {
+        return;
+    }
+    let (_out, root) = copy_case(
+        "ADD a.tar.bz2 /bz/\nADD a.tar.xz /xz/\n",
+        &[],
+        |ctx| {
+            archive(ctx, "a.tar.bz2", "-j");
+            archive(ctx, "a.tar.xz", "-J");
+        },
+        &[],
+    );
+    assert_eq!(read(&root, "bz/inner/x.txt"), "a.tar.bz2");
+    assert_eq!(read(&root, "xz/inner/x.txt"), "a.tar.xz");
 }
 
 #[test]
@@ -404,28 +474,39 @@ fn a_wildcard_matching_several_files_still_needs_a_directory() {
 }
 
 #[test]
-fn small_differences_orphans_cache_targets_env_quotes_and_heredoc_names() {
-    if !need_root("small_differences_orphans_cache_targets_env_quotes_and_heredoc_names") {
+fn an_orphan_of_a_step_is_reaped_while_the_step_runs() {
+    if !need_root("an_orphan_of_a_step_is_reaped_while_the_step_runs") {
         return;
     }
     let reg = Registry::start();
     let b = base(&reg);
-    let dockerfile = |built_env: &str| {
-        format!(
-            "FROM {b} AS unused\n\
-             ENV a 'x\\'y'\n\
-             FROM {b}\n\
-             {built_env}\
-             RUN (sleep 0.2 &) ; sleep 2; echo zombies=$(ps -o stat | grep -c '^Z')\n\
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {b}\nRUN (sleep 0.2 &) ; sleep 2; echo zombies=$(ps -o stat | grep -c '^Z')\n"
+        ),
+    )]);
+    let out = tempfile::tempdir().unwrap();
+    let built = job_build(&reg, ctx.path(), out.path(), &[]);
+    assert!(built.ok, "{}", built.log);
+    assert!(built.log.contains("│ zombies=0"), "{}", built.log);
+}
+
+#[test]
+fn a_cache_mount_target_with_or_without_a_slash_is_one_cache() {
+    if !need_root("a_cache_mount_target_with_or_without_a_slash_is_one_cache") {
+        return;
+    }
+    let reg = Registry::start();
+    let b = base(&reg);
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {b}\n\
              RUN --mount=type=cache,target=/c/ echo one > /c/f\n\
-             RUN --mount=type=cache,target=/c cat /c/f > /from-cache\n\
-             ARG V=expanded\n\
-             COPY <<eo\\'f /h.txt\n\
-             v=$V\n\
-             eo'f\n"
-        )
-    };
-    let ctx = context(&[("Dockerfile", &dockerfile(""))]);
+             RUN --mount=type=cache,target=/c cat /c/f > /from-cache\n"
+        ),
+    )]);
     let out = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let built = job_build(
@@ -434,28 +515,42 @@ fn small_differences_orphans_cache_targets_env_quotes_and_heredoc_names() {
         out.path(),
         &["--cache-dir", cache.path().to_str().unwrap()],
     );
+    assert_eq!(read(&built.rootfs(), "from-cache"), "one\n");
+}
+
+#[test]
+fn an_env_quote_that_does_not_close_fails_only_where_it_is_expanded() {
+    if !need_root("an_env_quote_that_does_not_close_fails_only_where_it_is_expanded") {
+        return;
+    }
+    let reg = Registry::start();
+    let dockerfile = |built: &str| {
+        format!("FROM scratch AS unused\nENV a 'x\\'y'\nFROM scratch\n{built}COPY f /f\n")
+    };
+    let ctx = context(&[("Dockerfile", &dockerfile("")), ("f", "x")]);
+    let out = tempfile::tempdir().unwrap();
+    let built = job_build(&reg, ctx.path(), out.path(), &[]);
     assert!(built.ok, "{}", built.log);
-    // An orphan of the step is reaped while the step runs, not at its end.
-    assert!(built.log.contains("│ zombies=0"), "{}", built.log);
-    let root = built.rootfs();
-    // `/c/` and `/c` are one cache.
-    assert_eq!(
-        std::fs::read_to_string(root.join("from-cache")).unwrap(),
-        "one\n"
-    );
-    // An escaped quote in a heredoc's name does not stop its expansion.
-    assert_eq!(
-        std::fs::read_to_string(root.join("h.txt")).unwrap(),
-        "v=expanded\n"
-    );
-    // The ENV whose quote does not close is fine in a stage that is not built,
-    // and an error at its line in one that is.
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile("ENV b 'x\\'y'\n")).unwrap();
     let out2 = tempfile::tempdir().unwrap();
     let failed = job_build(&reg, ctx.path(), out2.path(), &[]);
     assert!(!failed.ok, "{}", failed.log);
     assert!(failed.log.contains("Dockerfile:4"), "{}", failed.log);
     assert!(failed.log.contains("quote"), "{}", failed.log);
+}
+
+#[test]
+fn an_escaped_quote_in_a_heredoc_name_does_not_stop_its_expansion() {
+    if !need_root("an_escaped_quote_in_a_heredoc_name_does_not_stop_its_expansion") {
+        return;
+    }
+    let (_out, root) = copy_case(
+        "ARG V=expanded\nCOPY <<eo\\'f /h.txt\nv=$V\neo'f\n",
+        &[],
+        |_| {},
+        &[],
+    );
+    assert_eq!(read(&root, "h.txt"), "v=expanded\n");
 }
 
 #[test]
