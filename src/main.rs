@@ -18,7 +18,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(kiln::cli::kaniko::argv(std::env::args_os().collect()));
     // kaniko's --verbosity=debug|trace count as -v and -vv.
     let verbose = match &cli.command {
-        Cmd::Build(a) => cli.verbose.max(a.kaniko.verbose()),
+        Cmd::Build(a) => cli.verbose.max(a.kaniko.shared.verbose()),
+        Cmd::Warm(a) => cli.verbose.max(a.kaniko.verbose()),
         _ => cli.verbose,
     };
     let level = match verbose {
@@ -104,6 +105,13 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Build(args) => {
             let req = args.request()?;
+            if args.kaniko.dryrun {
+                for l in kiln::engine::plan_only(&req)? {
+                    report.line(&l);
+                }
+                report.line("dry run: nothing was pulled, built, written or pushed");
+                return Ok(());
+            }
             let out = kiln::engine::build(&req, &report).await?;
             report.line(&format!(
                 "built {} ({} layer{}, {}) in {:.2}s",

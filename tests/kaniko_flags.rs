@@ -170,6 +170,85 @@ fn every_kaniko_executor_flag_has_an_outcome() {
             Refused("ADD it in the Dockerfile"),
         ),
         (vec!["--log-format=json".into()], Refused("--report FILE")),
+        // pflag's spellings: an on/off flag takes =true/=false (and Go's other
+        // ParseBool spellings), and -v takes a log level.
+        (vec!["--no-push=true".into()], Ok(None)),
+        (vec!["--reproducible=true".into()], Ok(None)),
+        (vec!["--reproducible=false".into()], Ok(None)),
+        (vec!["--insecure=false".into()], Ok(None)),
+        (vec!["--skip-tls-verify=True".into()], Ok(None)),
+        (vec!["--no-push-cache=1".into()], Ok(None)),
+        (vec!["--skip-push-permission-check=t".into()], Ok(None)),
+        (
+            vec!["--force=true".into()],
+            Ok(Some("--force changes nothing")),
+        ),
+        (vec!["--cleanup=false".into()], Ok(None)),
+        (
+            vec!["--log-timestamp=true".into()],
+            Ok(Some("--log-timestamp changes nothing")),
+        ),
+        (
+            vec!["--cache-copy-layers=TRUE".into()],
+            Ok(Some("--cache-copy-layers is not needed")),
+        ),
+        (vec!["--single-snapshot=false".into()], Ok(None)),
+        (
+            vec!["--single-snapshot=true".into()],
+            Refused("one layer per step"),
+        ),
+        (vec!["-v".into(), "debug".into()], Ok(Some("DEBUG"))),
+        (vec!["-v".into(), "info".into()], Ok(None)),
+        (vec!["-v=trace".into()], Ok(Some("DEBUG"))),
+        (vec!["-vdebug".into()], Ok(Some("DEBUG"))),
+        (vec!["--no-push=perhaps".into()], Refused("--no-push")),
+        // Flags of kaniko v1.24 and the fork v1.28 that kiln did not know.
+        (vec!["--image-format=oci".into()], Ok(None)),
+        (
+            vec!["--image-format=docker".into()],
+            Refused("drop --oci-layout-path"),
+        ),
+        (
+            vec!["--image-format=docker".into(), "--compression=zstd".into()],
+            Refused("--compression gzip"),
+        ),
+        (
+            vec!["--credential-helpers=ecr".into()],
+            Ok(Some("--credential-helpers changes nothing")),
+        ),
+        (
+            vec!["--credential-helpers=".into()],
+            Ok(Some("--credential-helpers changes nothing")),
+        ),
+        (
+            vec!["--pre-cleanup".into()],
+            Ok(Some("--pre-cleanup changes nothing")),
+        ),
+        (
+            vec!["--force-build-metadata".into()],
+            Ok(Some("--force-build-metadata changes nothing")),
+        ),
+        (
+            vec!["--dryrun".into()],
+            Ok(Some("dry run: nothing was pulled")),
+        ),
+        (vec!["--customPlatform=linux/amd64".into()], Ok(None)),
+        (
+            vec![format!("--tarPath={}", p.join("img2.tar").display())],
+            Ok(None),
+        ),
+        (
+            vec!["--snapshotMode=full".into()],
+            Ok(Some("--snapshot-mode changes nothing")),
+        ),
+        (
+            vec!["--whitelist-var-run=false".into()],
+            Ok(Some("--ignore-var-run changes nothing")),
+        ),
+        (
+            vec!["--bucket=my-bucket".into()],
+            Refused("--context tar://FILE"),
+        ),
     ];
     let mut bad = Vec::new();
     for (args, want) in &cases {
@@ -321,5 +400,132 @@ fn kiln_warm_takes_the_warmers_short_flags() {
     assert!(
         std::fs::read_dir(cache.path()).unwrap().next().is_some(),
         "the cache dir was filled"
+    );
+}
+
+/// kaniko's warmer flags for logs and pulls, as the executor takes them.
+#[test]
+fn kiln_warm_takes_the_warmers_log_and_pull_flags() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let cache = tempfile::tempdir().unwrap();
+    let image = format!("{}/base/busybox:latest", reg.addr);
+    let warm = |extra: &[&str]| {
+        run(kiln()
+            .args(["warm", "--insecure-registry", &reg.addr, "-i", &image, "-c"])
+            .arg(cache.path())
+            .args(extra))
+    };
+    for (extra, note) in [
+        (vec!["--verbosity=debug"], Some("DEBUG")),
+        (vec!["-v", "info"], None),
+        (vec!["--log-format=text"], None),
+        (
+            vec!["--log-timestamp"],
+            Some("--log-timestamp changes nothing"),
+        ),
+        (vec!["--customPlatform=linux/amd64"], None),
+    ] {
+        let out = warm(&extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {err}");
+        if let Some(n) = note {
+            assert!(err.contains(n), "{extra:?}: {err}");
+        }
+    }
+    for (extra, why) in [
+        (vec!["--insecure-pull"], "--insecure-registry HOST"),
+        (
+            vec!["--skip-tls-verify-pull"],
+            "--skip-tls-verify-registry HOST",
+        ),
+        (vec!["--log-format=json"], "--report FILE"),
+    ] {
+        let out = warm(&extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{extra:?}: {err}"
+        );
+    }
+}
+
+/// `--image-format=docker` pushes Docker v2 schema 2 media types, which skopeo
+/// reads as such; `--dryrun` prints the plan and writes nothing.
+#[test]
+fn image_format_docker_and_dryrun() {
+    let reg = Registry::start();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM scratch AS a\nCOPY f /f\nFROM a\nLABEL x=y\n",
+        ),
+        ("f", "x"),
+    ]);
+    let out = run(kiln()
+        .args([
+            "build",
+            "--image-format=docker",
+            "--insecure-registry",
+            &reg.addr,
+        ])
+        .args(["--destination", &format!("{}/app/docker:1", reg.addr)])
+        .arg("--context")
+        .arg(ctx.path()));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let raw = check(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/app/docker:1", reg.addr)),
+    );
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert_eq!(
+        config_of(&reg, "app/docker:1")["config"]["Labels"]["x"],
+        "y"
+    );
+    let dry = ctx.path().join("dry");
+    let out = run(kiln()
+        .args([
+            "build",
+            "--dryrun",
+            "--destination",
+            "registry.invalid/app:1",
+            "--context",
+        ])
+        .arg(ctx.path())
+        .arg("--oci-layout-path")
+        .arg(&dry));
+    let log = output_text(&out);
+    assert!(out.status.success(), "{log}");
+    for want in [
+        "[a 1/2] FROM scratch",
+        "[a 2/2] COPY f /f",
+        "[stage-1 2/2] LABEL x=y",
+    ] {
+        assert!(log.contains(want), "{want}:\n{log}");
+    }
+    assert!(!dry.exists(), "a dry run writes nothing");
+    // A Dockerfile error is still reported at its line.
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nBOGUS x\n").unwrap();
+    let out = run(kiln()
+        .args(["build", "--dryrun", "--no-push", "--context"])
+        .arg(ctx.path()));
+    assert!(!out.status.success());
+    assert!(
+        output_text(&out).contains("Dockerfile:2"),
+        "{}",
+        output_text(&out)
     );
 }

@@ -2,6 +2,7 @@
 //! Flag names follow kaniko's executor where kaniko has the same option.
 
 use crate::engine::BuildRequest;
+use crate::image::manifest::Format;
 use crate::image::{Platform, Reference};
 use crate::registry;
 use anyhow::{bail, Context, Result};
@@ -14,6 +15,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
+    // A flag given twice keeps its last value, as kaniko's pflag does.
+    args_override_self = true,
     name = "kiln",
     version,
     about = "Build OCI images from Dockerfiles without a daemon or privileges"
@@ -40,6 +43,12 @@ pub enum Cmd {
 pub enum CompressionArg {
     Gzip,
     Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageFormatArg {
+    Oci,
+    Docker,
 }
 
 #[derive(Debug, Args)]
@@ -106,7 +115,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_push: bool,
     /// Write a docker-archive tarball (docker load, podman load, skopeo).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, alias = "tarPath", value_name = "FILE")]
     pub tar_path: Option<PathBuf>,
     /// Write an OCI image layout directory (skopeo, umoci).
     #[arg(long, value_name = "DIR")]
@@ -120,8 +129,12 @@ pub struct BuildArgs {
     /// Byte-identical output for identical inputs: timestamps from SOURCE_DATE_EPOCH, or 0.
     #[arg(long)]
     pub reproducible: bool,
+    /// The image's media types: oci (default, as BuildKit) or docker (v2 schema 2,
+    /// for registries and tools that want it; gzip layers, no annotations).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub image_format: Option<ImageFormatArg>,
     /// Target platform os/arch[/variant] (default: the host's).
-    #[arg(long, alias = "custom-platform", value_name = "OS/ARCH")]
+    #[arg(long, aliases = ["custom-platform", "customPlatform"], value_name = "OS/ARCH")]
     pub platform: Option<String>,
     /// A secret for `RUN --mount=type=secret`, as buildx takes it: id=ID,src=FILE
     /// or id=ID,env=VAR (a bare id=ID reads $ID). In GitLab, give a File-type
@@ -306,7 +319,7 @@ pub struct WarmArgs {
     pub build_arg: Vec<String>,
     #[arg(long)]
     pub target: Option<String>,
-    #[arg(long, alias = "custom-platform", value_name = "OS/ARCH")]
+    #[arg(long, aliases = ["custom-platform", "customPlatform"], value_name = "OS/ARCH")]
     pub platform: Option<String>,
     #[command(flatten)]
     pub cache_args: CacheArgs,
@@ -315,6 +328,9 @@ pub struct WarmArgs {
     pub compression: CompressionArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// kaniko's warmer flags for logs and pulls.
+    #[command(flatten)]
+    pub kaniko: kaniko::SharedArgs,
 }
 
 /// Default gzip level. Chosen by measurement (README, "Benchmark"): on real trees
@@ -363,6 +379,9 @@ impl WarmArgs {
         }
         if self.force {
             eprintln!("note: --force changes nothing in kiln warm: what the cache dir holds is verified, and what is missing is fetched");
+        }
+        for n in self.kaniko.check()? {
+            eprintln!("{n}");
         }
         let cache_repo = match &self.dockerfile {
             Some(_) => cache_repo(self.cache_args.cache_repo.as_deref())?,
@@ -613,7 +632,23 @@ impl BuildArgs {
             Some(f) => f.clone(),
             None => context.join("Dockerfile"),
         };
+        let image_format = match self.image_format {
+            None | Some(ImageFormatArg::Oci) => Format::Oci,
+            Some(ImageFormatArg::Docker) => {
+                if self.compression.zstd() {
+                    bail!("--image-format=docker: Docker's image format has no zstd layers; use --compression gzip, or --image-format=oci");
+                }
+                if self.oci_layout_path.is_some() {
+                    bail!("--image-format=docker: an OCI layout holds OCI manifests (skopeo and umoci read no other); drop --oci-layout-path (--tar-path and registries take Docker's format), or use --image-format=oci");
+                }
+                if !self.kaniko.annotation.is_empty() {
+                    bail!("--image-format=docker: Docker's image format has no annotations; drop --annotation, or use --image-format=oci");
+                }
+                Format::Docker
+            }
+        };
         Ok(BuildRequest {
+            image_format,
             context,
             context_guard,
             dockerfile,

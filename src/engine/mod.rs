@@ -56,6 +56,8 @@ use std::time::{Duration, Instant};
 /// Everything `kiln build` was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
+    /// OCI (default) or Docker v2 schema 2 media types for the image.
+    pub image_format: crate::image::manifest::Format,
     pub context: PathBuf,
     /// Keeps an unpacked `tar://` context for as long as the request lives.
     pub context_guard: Option<std::sync::Arc<tempfile::TempDir>>,
@@ -162,6 +164,31 @@ async fn check_push_access(sess: &Session<'_>) -> Result<()> {
         r.map_err(|e| anyhow!("cannot push to {d} (checked before the build): {e}"))?;
     }
     Ok(())
+}
+
+/// `--dryrun` (kaniko's fork): the Dockerfile parsed and planned, every stage the
+/// target needs with its steps, as the build would log them; nothing is pulled,
+/// built, written or pushed. A Dockerfile error is reported at its line.
+pub fn plan_only(req: &BuildRequest) -> Result<Vec<String>> {
+    let plan = Plan::new(read_dockerfile(req)?, plan_input(req))?;
+    let mut lines = Vec::new();
+    for idx in plan.order(&[plan.target]) {
+        let steps = &plan.stages[idx].steps;
+        let total = steps.len() + 1;
+        lines.push(format!(
+            "[{}] FROM {}",
+            plan.label(idx, 1, total),
+            plan.from_name(idx)?
+        ));
+        for (n, step) in steps.iter().enumerate() {
+            lines.push(format!(
+                "[{}] {}",
+                plan.label(idx, n + 2, total),
+                step.ins.text
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 /// Run a build end to end.

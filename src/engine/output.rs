@@ -8,7 +8,7 @@
 use super::session::Session;
 use super::sink;
 use super::stage::Stage;
-use crate::image::manifest::LayerDesc;
+use crate::image::manifest::{Format, LayerDesc};
 use crate::image::Reference;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -55,7 +55,18 @@ pub async fn deliver(
         })
         .chain(req.annotations.iter().cloned())
         .collect();
-    let out = sink::Assembled::new(&sess.store, &stage.config, &layers, &annotations)?;
+    // Docker's format has no annotations: the base is not named there.
+    let annotations = match req.image_format {
+        Format::Oci => annotations,
+        Format::Docker => vec![],
+    };
+    let out = sink::Assembled::new(
+        &sess.store,
+        &stage.config,
+        &layers,
+        &annotations,
+        req.image_format,
+    )?;
     let mut pushed = Vec::new();
     if req.tar_path.is_some() || req.oci_layout_path.is_some() {
         for l in &stage.layers {

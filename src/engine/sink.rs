@@ -6,7 +6,7 @@
 //! writes, and in what order, is `output`'s.
 
 use crate::digest::sha256_bytes;
-use crate::image::manifest::{build_manifest, LayerDesc, OCI_CONFIG, OCI_MANIFEST};
+use crate::image::manifest::{build_manifest, Format, LayerDesc};
 use crate::image::{BlobFile, ImageConfig, LocalImage, Reference};
 use crate::registry::Client;
 use crate::store::Store;
@@ -22,6 +22,7 @@ pub struct Assembled {
     pub manifest: Vec<u8>,
     pub manifest_digest: String,
     pub layers: Vec<LayerDesc>,
+    pub format: Format,
 }
 
 impl Assembled {
@@ -30,11 +31,18 @@ impl Assembled {
         config: &ImageConfig,
         layers: &[LayerDesc],
         annotations: &[(String, String)],
+        format: Format,
     ) -> Result<Assembled> {
         let cbytes = config.to_bytes();
         let config_digest = store.put_bytes(&cbytes)?;
-        let manifest = build_manifest(&config_digest, cbytes.len() as u64, layers, annotations)
-            .map_err(|e| anyhow!(e))?;
+        let manifest = build_manifest(
+            format,
+            &config_digest,
+            cbytes.len() as u64,
+            layers,
+            annotations,
+        )
+        .map_err(|e| anyhow!(e))?;
         let manifest_digest = store.put_bytes(&manifest)?;
         Ok(Assembled {
             config: cbytes,
@@ -42,6 +50,7 @@ impl Assembled {
             manifest,
             manifest_digest,
             layers: layers.to_vec(),
+            format,
         })
     }
 
@@ -50,11 +59,11 @@ impl Assembled {
         Ok(LocalImage {
             manifest: self.manifest.clone(),
             manifest_digest: self.manifest_digest.clone(),
-            manifest_media_type: OCI_MANIFEST.into(),
+            manifest_media_type: self.format.manifest_type().into(),
             config: BlobFile {
                 digest: self.config_digest.clone(),
                 size: self.config.len() as u64,
-                media_type: OCI_CONFIG.into(),
+                media_type: self.format.config_type().into(),
                 path: store.blob_path(&self.config_digest)?,
             },
             layers: self
@@ -182,7 +191,7 @@ pub async fn push_manifest(client: &Client, dest: &Reference, out: &Assembled) -
         .clone()
         .unwrap_or_else(|| out.manifest_digest.clone());
     client
-        .put_manifest(dest, &reference, &out.manifest, OCI_MANIFEST)
+        .put_manifest(dest, &reference, &out.manifest, out.format.manifest_type())
         .await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! `<hex>.json`, each layer uncompressed as `<diffID hex>/layer.tar`), read by
 //! `docker load`, `podman load` and skopeo's `docker-archive:` transport.
 
-use super::manifest::{build_manifest, LayerDesc, OCI_CONFIG, OCI_MANIFEST};
+use super::manifest::{build_manifest, Format, LayerDesc, OCI_CONFIG, OCI_MANIFEST};
 use super::{BlobFile, ImageConfig, LocalImage};
 use crate::digest::{hex_of, sha256_bytes};
 use crate::layer::writer::{compress_stream, diff_id_of, store_stream};
@@ -203,8 +203,14 @@ pub fn read(
             path: store.blob_path(digest)?,
         });
     }
-    let manifest = build_manifest(&config_digest, config_bytes.len() as u64, &descs, &[])
-        .map_err(|e| anyhow!(e))?;
+    let manifest = build_manifest(
+        Format::Oci,
+        &config_digest,
+        config_bytes.len() as u64,
+        &descs,
+        &[],
+    )
+    .map_err(|e| anyhow!(e))?;
     let tags = entry
         .get("RepoTags")
         .and_then(Value::as_array)

@@ -57,6 +57,55 @@ pub fn oci_layer_type(media_type: &str) -> String {
     }
 }
 
+/// The media types an image is written with: OCI's (the default, as BuildKit's),
+/// or Docker's v2 schema 2 for registries and tools that want it (the kaniko
+/// fork's `--image-format=docker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Oci,
+    Docker,
+}
+
+impl Format {
+    pub fn manifest_type(self) -> &'static str {
+        match self {
+            Format::Oci => OCI_MANIFEST,
+            Format::Docker => DOCKER_MANIFEST,
+        }
+    }
+
+    pub fn config_type(self) -> &'static str {
+        match self {
+            Format::Oci => OCI_CONFIG,
+            Format::Docker => DOCKER_CONFIG,
+        }
+    }
+
+    /// A layer's media type in this format; an error for a layer the format
+    /// cannot name (Docker's has no zstd).
+    pub fn layer_type(self, media_type: &str) -> Result<String, String> {
+        let oci = oci_layer_type(media_type);
+        if self == Format::Oci {
+            return Ok(oci);
+        }
+        match oci.as_str() {
+            "application/vnd.oci.image.layer.v1.tar+gzip" => {
+                Ok("application/vnd.docker.image.rootfs.diff.tar.gzip".into())
+            }
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => {
+                Ok("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into())
+            }
+            "application/vnd.oci.image.layer.v1.tar" => {
+                Ok("application/vnd.docker.image.rootfs.diff.tar".into())
+            }
+            other => Err(format!(
+                "Docker's image format has no media type for a {other} layer: use --image-format=oci, or gzip layers (--compression gzip)"
+            )),
+        }
+    }
+}
+
 /// A platform: `os/arch[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
@@ -163,12 +212,13 @@ pub struct LayerDesc {
     pub diff_id: String,
 }
 
-/// Serialize an OCI image manifest for a config blob and layers.
+/// Serialize an image manifest in `format` for a config blob and layers.
 /// `annotations` go on the manifest only when there are any, so images without
 /// them keep their digests. They are written sorted by key: oci-spec keeps them
 /// in a hash map, whose order changes from process to process, and the same
 /// inputs must give the same manifest digest.
 pub fn build_manifest(
+    format: Format,
     config_digest: &str,
     config_size: u64,
     layers: &[LayerDesc],
@@ -179,7 +229,7 @@ pub fn build_manifest(
         .map(|l| -> Result<Descriptor, String> {
             let d: oci_spec::image::Digest = l.digest.parse().map_err(|e| format!("{e}"))?;
             Ok(Descriptor::new(
-                MediaType::from(oci_layer_type(&l.media_type).as_str()),
+                MediaType::from(format.layer_type(&l.media_type)?.as_str()),
                 l.size,
                 d,
             ))
@@ -188,8 +238,12 @@ pub fn build_manifest(
     let cd: oci_spec::image::Digest = config_digest.parse().map_err(|e| format!("{e}"))?;
     let mut m: ImageManifest = ImageManifestBuilder::default()
         .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(MediaType::ImageConfig, config_size, cd))
+        .media_type(MediaType::from(format.manifest_type()))
+        .config(Descriptor::new(
+            MediaType::from(format.config_type()),
+            config_size,
+            cd,
+        ))
         .layers(descs)
         .build()
         .map_err(|e| e.to_string())?;
@@ -219,10 +273,13 @@ mod tests {
             .map(|i| (format!("org.example.k{i:02}"), format!("v{i}")))
             .collect();
         let config = format!("sha256:{}", "c".repeat(64));
-        let first = build_manifest(&config, 10, std::slice::from_ref(&layer), &ann).unwrap();
+        let first =
+            build_manifest(Format::Oci, &config, 10, std::slice::from_ref(&layer), &ann).unwrap();
         for _ in 0..16 {
             ann.reverse();
-            let again = build_manifest(&config, 10, std::slice::from_ref(&layer), &ann).unwrap();
+            let again =
+                build_manifest(Format::Oci, &config, 10, std::slice::from_ref(&layer), &ann)
+                    .unwrap();
             assert_eq!(first, again);
         }
         let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
@@ -230,5 +287,40 @@ mod tests {
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn docker_format_names_docker_media_types_or_refuses() {
+        let layer = |mt: &str| LayerDesc {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 3,
+            media_type: mt.into(),
+            diff_id: format!("sha256:{}", "b".repeat(64)),
+        };
+        let config = format!("sha256:{}", "c".repeat(64));
+        let m = build_manifest(
+            Format::Docker,
+            &config,
+            10,
+            &[layer("application/vnd.oci.image.layer.v1.tar+gzip")],
+            &[],
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        assert_eq!(v["mediaType"], DOCKER_MANIFEST);
+        assert_eq!(v["config"]["mediaType"], DOCKER_CONFIG);
+        assert_eq!(
+            v["layers"][0]["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        let e = build_manifest(
+            Format::Docker,
+            &config,
+            10,
+            &[layer("application/vnd.oci.image.layer.v1.tar+zstd")],
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("--image-format=oci"), "{e}");
     }
 }
