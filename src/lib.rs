@@ -4,6 +4,7 @@
 //! See README.md, section "Architecture".
 
 pub mod cli;
+pub mod clip;
 pub mod digest;
 pub mod dockerfile;
 pub mod engine;

@@ -231,3 +231,43 @@ fn bad_inputs_fail_cleanly() {
         f.stderr
     );
 }
+
+/// A hostile input a megabyte long is cut in the error that quotes it: the
+/// message names the file and line and stays short.
+#[test]
+fn a_megabyte_of_input_is_cut_in_the_error() {
+    let reg = Registry::start();
+    let huge = "[".to_string() + &"a".repeat(1 << 20);
+    let f = fails(
+        &reg,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY a /a\n"),
+            ("a", ""),
+            (".dockerignore", &format!("ok\n{huge}\n")),
+        ],
+        &[],
+    );
+    assert!(
+        f.stderr.contains(".dockerignore:2:"),
+        "{}",
+        &f.stderr[..200.min(f.stderr.len())]
+    );
+    assert!(
+        f.stderr.contains("bytes cut"),
+        "{}",
+        &f.stderr[..200.min(f.stderr.len())]
+    );
+    assert!(f.stderr.len() < 4096, "{} bytes of error", f.stderr.len());
+    let word = "x".repeat(1 << 20);
+    let f = fails(
+        &reg,
+        &[("Dockerfile", &format!("FROM scratch\nBOGUS{word}\n"))],
+        &[],
+    );
+    assert!(
+        f.stderr.contains("Dockerfile:2:"),
+        "{}",
+        &f.stderr[..200.min(f.stderr.len())]
+    );
+    assert!(f.stderr.len() < 4096, "{} bytes of error", f.stderr.len());
+}

@@ -119,8 +119,8 @@ impl Ignore {
             let bad = |reason: String| IgnoreError {
                 file: file.to_string(),
                 line: i + 1,
-                pattern: line.to_string(),
-                reason,
+                pattern: crate::clip::clip(line),
+                reason: crate::clip::clip(&reason),
             };
             let (exclusion, pat) = match line.strip_prefix('!') {
                 Some(p) if p.trim().is_empty() => {
@@ -348,7 +348,7 @@ fn compile(pattern: &str) -> Result<Match, String> {
 /// may be neither `-` nor `]` (so `[]a]`, `[-]`, `[x-]` and `[a-b-c]` are
 /// malformed), and an escape needs a character after it.
 fn go_syntax(pattern: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("malformed pattern {pattern:?}: {why}"));
+    let bad = |why: &str| Err(format!("malformed pattern: {why}"));
     let mut chars = pattern.chars().peekable();
     // One end of a range: a character, or an escaped one; `-` and `]` are not.
     fn end(chars: &mut std::iter::Peekable<std::str::Chars>) -> bool {

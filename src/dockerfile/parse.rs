@@ -226,7 +226,7 @@ impl Parser {
         DockerfileError {
             file: self.file.clone(),
             line,
-            message: message.into(),
+            message: crate::clip::clip_to(&message.into(), crate::clip::MAX_MESSAGE),
         }
     }
 

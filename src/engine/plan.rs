@@ -170,7 +170,12 @@ impl Plan {
 
     /// An error at a line of the Dockerfile.
     pub fn err(&self, line: usize, msg: impl std::fmt::Display) -> anyhow::Error {
-        anyhow!("{}:{}: {}", self.file, line, msg)
+        anyhow!(
+            "{}:{}: {}",
+            self.file,
+            line,
+            crate::clip::clip_to(&msg.to_string(), crate::clip::MAX_MESSAGE)
+        )
     }
 
     /// Expand a word with `vars`, the error naming the line.

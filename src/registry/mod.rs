@@ -210,7 +210,7 @@ fn error_detail(body: &str) -> String {
                 })
                 .collect();
             if !parts.is_empty() {
-                return format!(": {}", parts.join("; "));
+                return format!(": {}", crate::clip::clip(&parts.join("; ")));
             }
         }
     }
