@@ -303,3 +303,29 @@ fn base_layers_download_concurrently_and_apply_in_order() {
     let peak = most.load(Ordering::SeqCst);
     assert!(peak >= 2, "at most {peak} blob download(s) at once");
 }
+
+/// A 429 with `Retry-After` on a blob PUT: the upload waits what the registry
+/// asks and tries again in a new session, within the retry window, and the
+/// image is pushed.
+#[test]
+fn a_rate_limited_blob_upload_waits_and_retries() {
+    let reg = Registry::start();
+    let limited = Arc::new(AtomicUsize::new(0));
+    let seen = limited.clone();
+    let proxy = FaultProxy::start(&reg.addr, move |req| {
+        if req.is("PUT", "/blobs/uploads/") && seen.fetch_add(1, Ordering::SeqCst) < 2 {
+            return Fault::Respond(429, vec![("Retry-After", "1".into())]);
+        }
+        Fault::Forward
+    });
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a\n")]);
+    let out = push_through(&proxy, ctx.path(), "limited", &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("as Retry-After asks"), "{err}");
+    assert!(
+        limited.load(Ordering::SeqCst) >= 3,
+        "the PUT was tried again"
+    );
+    assert!(reg.has_tag("faults/app", "limited"));
+}

@@ -66,6 +66,12 @@ pub enum RegistryError {
         what: String,
         cause: String,
     },
+    /// 429 Too Many Requests, and how long the registry asked to wait.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -606,16 +612,23 @@ impl Client {
         push: bool,
     ) -> RegistryError {
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry::parse_retry_after);
         let body = resp.text().await.unwrap_or_default();
         let detail = error_detail(&body);
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 self.denied(r, status, &detail, push)
             }
-            // Still limited after the retries waited as Retry-After asked.
-            StatusCode::TOO_MANY_REQUESTS => {
-                RegistryError::Other(rate_limited(&r.registry, method, path, &detail))
-            }
+            // Still limited after the retries waited as Retry-After asked, or
+            // a request whose body is replayed by its caller (an upload).
+            StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
+                message: rate_limited(&r.registry, method, path, &detail),
+                retry_after,
+            },
             _ => RegistryError::Status {
                 registry: r.registry.clone(),
                 method: method.into(),

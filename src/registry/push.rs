@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 /// Failures after which a new upload session may succeed.
 fn worth_a_new_session(e: &RegistryError) -> bool {
     match e {
-        RegistryError::Unreachable { .. } => true,
+        RegistryError::Unreachable { .. } | RegistryError::RateLimited { .. } => true,
         RegistryError::Status { status, .. } => retry::retryable_status(*status) || *status == 404,
         _ => false,
     }
@@ -52,7 +52,13 @@ impl Client {
             let why = err.to_string();
             let why = format!("failed ({})", why.lines().next().unwrap_or(""));
             let what = format!("upload of {digest}");
-            if !self.backoff(r, &what, &why, &mut attempts, None).await {
+            // A rate limit on the upload waits what Retry-After asks, within
+            // the retry window, like one on any other request.
+            let asked = match &err {
+                RegistryError::RateLimited { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            if !self.backoff(r, &what, &why, &mut attempts, asked).await {
                 return Err(err);
             }
             // The failed session may have completed after all.
