@@ -3,8 +3,8 @@
 //! Every path is resolved through the confined resolver first, so a base image
 //! whose `/etc` or `/dev` is a symlink out of the root cannot make kiln write on
 //! the host: a link's target is followed as the step would see it, inside the
-//! root. `/dev`, `/proc` and `/sys` must be real directories (or absent, and then
-//! created): they are mount points or hold device nodes.
+//! root. `/dev`, `/proc` and `/sys` must lead to directories (or to nothing,
+//! and then they are created): they are mount points or hold device nodes.
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -74,21 +74,49 @@ impl Injected {
     }
 
     /// A directory that must be a real one: `name` at the top of the rootfs.
+    /// When the image makes it a symlink (even one out of the root), the link
+    /// is followed as the step would follow it, inside the root, and what it
+    /// leads to is used, created (and taken out again) when missing.
     fn top_dir(&mut self, rootfs: &Path, name: &str) -> io::Result<PathBuf> {
         let p = rootfs.join(name);
-        match std::fs::symlink_metadata(&p) {
+        let target = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => return Ok(p),
+            Ok(m) if m.file_type().is_symlink() => {
+                inside(rootfs, &format!("/{name}"), true).map_err(|e| {
+                    io::Error::other(format!(
+                        "the image's /{name} is a symlink that leads nowhere usable ({e}); RUN needs a directory there"
+                    ))
+                })?
+            }
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "the image's /{name} is a file; RUN needs a directory there"
+                )))
+            }
+            Err(_) => p,
+        };
+        match std::fs::symlink_metadata(&target) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 return Err(io::Error::other(format!(
-                    "the image's /{name} is not a directory (a symlink or a file); RUN needs a directory there"
+                    "the image's /{name} leads to a file; RUN needs a directory there"
                 )))
             }
             Err(_) => {
-                std::fs::create_dir(&p)?;
-                self.created.push(p.clone());
+                // Each missing directory on the way, inside the root (the
+                // resolver followed every link there is).
+                let rel = target.strip_prefix(rootfs).map_err(io::Error::other)?;
+                let mut at = rootfs.to_path_buf();
+                for c in rel.components() {
+                    at.push(c);
+                    if std::fs::symlink_metadata(&at).is_err() {
+                        std::fs::create_dir(&at)?;
+                        self.created.push(at.clone());
+                    }
+                }
             }
         }
-        Ok(p)
+        Ok(target)
     }
 
     /// Where `p` (a host path kiln chose inside the rootfs) is now, resolved
