@@ -155,7 +155,8 @@ async fn push(args: PushArgs, report: &Reporter) -> Result<()> {
     let dest = Reference::parse(&args.destination)?;
     let client = Client::new(&args.registry.options(vec![dest.registry.clone()])?)?;
     client.declare(&dest, true);
-    let work = tempfile::tempdir()?;
+    // A kiln work dir: locked while the push lives, reclaimed if it is killed.
+    let work = kiln::fs::workdir::WorkDir::create(&std::env::temp_dir())?;
     let source = args.source.as_str();
     let (kind, spec) = if let Some(s) = source.strip_prefix("oci:") {
         ("oci", s)

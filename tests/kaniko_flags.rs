@@ -529,3 +529,64 @@ fn image_format_docker_and_dryrun() {
         output_text(&out)
     );
 }
+
+/// A build killed with -9 while it unpacks a `tar://stdin` context leaves its
+/// directory behind; the next build reclaims it.
+#[test]
+fn a_killed_builds_tar_context_is_reclaimed_by_the_next_build() {
+    use std::io::Write;
+    let parent = tempfile::tempdir().unwrap();
+    let mut child = kiln()
+        .args(["build", "--no-push", "--tar-path"])
+        .arg(parent.path().join("killed.tar"))
+        .args(["--context", "tar://stdin", "--work-dir"])
+        .arg(parent.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The start of a tar: a header for a 1 MiB file and a few of its bytes; the
+    // build waits for the rest, its context dir made.
+    let mut stdin = child.stdin.take().unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("big").unwrap();
+    h.set_size(1 << 20);
+    h.set_mode(0o644);
+    h.set_cksum();
+    stdin.write_all(h.as_bytes()).unwrap();
+    stdin.write_all(&[b'x'; 100]).unwrap();
+    stdin.flush().unwrap();
+    let ours = |p: &std::path::Path| {
+        std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-"))
+            .count()
+    };
+    for _ in 0..200 {
+        if ours(parent.path()) > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        ours(parent.path()),
+        1,
+        "the context dir exists while it unpacks"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(ours(parent.path()), 1, "kill -9 left it behind");
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")]);
+    let out = run(kiln()
+        .args(["build", "--no-push", "--tar-path"])
+        .arg(parent.path().join("next.tar"))
+        .arg("--work-dir")
+        .arg(parent.path())
+        .arg("--context")
+        .arg(ctx.path()));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(ours(parent.path()), 0, "the next build reclaimed it");
+}

@@ -558,8 +558,8 @@ impl BuildArgs {
         // kiln's business.
         let (mut context, context_guard) = match self.context.strip_prefix("tar://") {
             Some(spec) => {
-                let dir = tar_context::unpack(spec, self.work_dir.as_deref())?;
-                (dir.path().to_path_buf(), Some(dir))
+                let (work, dir) = tar_context::unpack(spec, self.work_dir.as_deref())?;
+                (dir, Some(work))
             }
             None if self.context.contains("://") && !self.context.starts_with("dir://") => {
                 bail!("--context {}: kiln takes a directory (dir:// or a path) or a tar archive (tar://PATH, tar://stdin); fetch other sources in an earlier script line, or let GitLab check the project out", self.context);

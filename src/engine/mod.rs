@@ -60,7 +60,7 @@ pub struct BuildRequest {
     pub image_format: crate::image::manifest::Format,
     pub context: PathBuf,
     /// Keeps an unpacked `tar://` context for as long as the request lives.
-    pub context_guard: Option<std::sync::Arc<tempfile::TempDir>>,
+    pub context_guard: Option<std::sync::Arc<crate::fs::workdir::WorkDir>>,
     pub dockerfile: PathBuf,
     pub destinations: Vec<Reference>,
     /// `--build-arg`, already resolved (a bare `K` took its value from the environment).

@@ -13,6 +13,7 @@ use std::path::Path;
 
 const LOCK: &str = ".lock";
 
+#[derive(Debug)]
 pub struct WorkDir {
     dir: tempfile::TempDir,
     // Held for the build's life; released (and the dir removed) on drop.

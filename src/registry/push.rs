@@ -23,6 +23,24 @@ fn worth_a_new_session(e: &RegistryError) -> bool {
     }
 }
 
+/// Where an upload's body comes from: a file (layers; read again on each
+/// attempt) or memory (configs and other small blobs).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Source<'a> {
+    /// The body for `len` bytes from `off`.
+    fn body(self, off: u64, len: u64) -> Body<'a> {
+        match self {
+            Source::File(p) => Body::File(p, off, len),
+            Source::Bytes(b) => Body::Bytes(&b[off as usize..(off + len) as usize]),
+        }
+    }
+}
+
 impl Client {
     /// Upload a blob from a file, unless the registry has it (false then). Each
     /// attempt is a new session; the body is read again from the file.
@@ -33,6 +51,17 @@ impl Client {
         size: u64,
         path: &Path,
     ) -> Result<bool> {
+        self.push_blob_from(r, digest, size, Source::File(path))
+            .await
+    }
+
+    async fn push_blob_from(
+        &self,
+        r: &Reference,
+        digest: &str,
+        size: u64,
+        src: Source<'_>,
+    ) -> Result<bool> {
         if self.blob_exists(r, digest).await? {
             tracing::debug!("{digest}: already in {}", r.name());
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
@@ -41,7 +70,7 @@ impl Client {
         tracing::debug!("{digest}: uploading {size} bytes to {}", r.name());
         let mut attempts = retry::Attempts::new(self.push_retry);
         loop {
-            let err = match self.upload_once(r, digest, size, path).await {
+            let err = match self.upload_once(r, digest, size, src).await {
                 Ok(()) => {
                     self.uploaded(size);
                     return Ok(true);
@@ -72,7 +101,13 @@ impl Client {
     /// One upload session: POST, then a monolithic PUT, falling back to chunked
     /// PATCHes when the registry refuses the single PUT. The session's requests
     /// are not retried here (see [`Client::push_blob`]).
-    async fn upload_once(&self, r: &Reference, digest: &str, size: u64, path: &Path) -> Result<()> {
+    async fn upload_once(
+        &self,
+        r: &Reference,
+        digest: &str,
+        size: u64,
+        src: Source<'_>,
+    ) -> Result<()> {
         let start = self.url(r, "blobs/uploads/")?;
         let resp = self
             .send(
@@ -103,7 +138,7 @@ impl Client {
                 Method::PUT,
                 put,
                 h.clone(),
-                Body::File(path, 0, size),
+                src.body(0, size),
                 false,
             )
             .await?;
@@ -145,7 +180,7 @@ impl Client {
                     Method::PATCH,
                     loc.clone(),
                     ph,
-                    Body::File(path, off, len),
+                    src.body(off, len),
                     false,
                 )
                 .await?;
@@ -174,14 +209,10 @@ impl Client {
         self.counters.bytes_up.fetch_add(size, Ordering::Relaxed);
     }
 
-    /// Upload a small blob held in memory (through a temporary file, so the upload
-    /// path and its retries are the same as for layers).
+    /// Upload a small blob held in memory, with the same sessions and retries
+    /// as a layer (and no temporary file that a killed build would leave).
     pub async fn push_blob_bytes(&self, r: &Reference, digest: &str, data: &[u8]) -> Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new()
-            .map_err(|e| RegistryError::Other(format!("temporary file: {e}")))?;
-        std::io::Write::write_all(&mut tmp, data)
-            .map_err(|e| RegistryError::Other(format!("temporary file: {e}")))?;
-        self.push_blob(r, digest, data.len() as u64, tmp.path())
+        self.push_blob_from(r, digest, data.len() as u64, Source::Bytes(data))
             .await
             .map(|_| ())
     }
