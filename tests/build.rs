@@ -642,3 +642,55 @@ fn zstd_layers_push_and_read_back() {
         "b\n"
     );
 }
+
+/// An output path that is a FIFO or a device (`--tar-path /dev/null`) is
+/// written into, never replaced by a file; a symlink stays a link and its
+/// target gets the output.
+#[test]
+fn outputs_write_into_fifos_and_through_symlinks_without_replacing_them() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")]);
+    let out = tempfile::tempdir().unwrap();
+    let fifo = out.path().join("archive.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut data = Vec::new();
+            std::fs::File::open(&fifo)
+                .unwrap()
+                .read_to_end(&mut data)
+                .unwrap();
+            data
+        })
+    };
+    let target = out.path().join("real-digest");
+    std::fs::write(&target, "old").unwrap();
+    let link = out.path().join("digest-link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let res = run(kiln()
+        .args(["build", "--no-push", "--context"])
+        .arg(ctx.path())
+        .arg("--tar-path")
+        .arg(&fifo)
+        .arg("--digest-file")
+        .arg(&link));
+    assert!(res.status.success(), "{}", output_text(&res));
+    let archive = reader.join().unwrap();
+    assert!(
+        archive.windows(13).any(|w| w == b"manifest.json"),
+        "the docker-archive went through the FIFO"
+    );
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read_to_string(&target)
+        .unwrap()
+        .starts_with("sha256:"));
+}

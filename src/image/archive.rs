@@ -31,11 +31,9 @@ pub fn write(path: &Path, image: &LocalImage, repo_tags: &[String]) -> Result<()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = super::output_tempfile(dir)?;
-    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(
-        1 << 20,
-        tmp.as_file().try_clone()?,
-    ));
+    let out =
+        super::Output::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out.file()));
     let config_name = format!(
         "{}.json",
         hex_of(&image.config.digest).map_err(|e| anyhow!(e))?
@@ -79,8 +77,8 @@ pub fn write(path: &Path, image: &LocalImage, repo_tags: &[String]) -> Result<()
     let mut w = tar.into_inner()?;
     io::Write::flush(&mut w)?;
     drop(w);
-    tmp.persist(path)
-        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    out.finish()
+        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(())
 }
 

@@ -63,11 +63,11 @@ pub fn write(dir: &Path, image: &LocalImage, tag: &str) -> Result<()> {
 }
 
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = super::output_tempfile(dir)?;
-    std::io::Write::write_all(&mut tmp, data)?;
-    tmp.persist(path)
-        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    let out =
+        super::Output::create(path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut out.file(), data)?;
+    out.finish()
+        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(())
 }
 

@@ -75,6 +75,53 @@ pub(crate) fn output_mode() -> u32 {
     })
 }
 
+/// A file output (`--tar-path`, an OCI layout's index, `--digest-file`, ...)
+/// being written: to a temporary file beside it, renamed into place when
+/// complete; or, when the path is a device or a FIFO (`--tar-path /dev/null`,
+/// `--digest-file /dev/stdout`), into that path itself, which is never replaced.
+/// A symlink is followed: the link stays, its target is written.
+pub(crate) struct Output {
+    file: std::fs::File,
+    tmp: Option<(tempfile::NamedTempFile, std::path::PathBuf)>,
+}
+
+impl Output {
+    pub(crate) fn create(path: &std::path::Path) -> std::io::Result<Output> {
+        use std::os::unix::fs::FileTypeExt;
+        let dest = match std::fs::metadata(path) {
+            Ok(md) if md.file_type().is_char_device() || md.file_type().is_fifo() => {
+                let file = std::fs::OpenOptions::new().write(true).open(path)?;
+                return Ok(Output { file, tmp: None });
+            }
+            Ok(_) => std::fs::canonicalize(path)?,
+            Err(_) => path.to_path_buf(),
+        };
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let tmp = output_tempfile(dir)?;
+        let file = tmp.as_file().try_clone()?;
+        Ok(Output {
+            file,
+            tmp: Some((tmp, dest)),
+        })
+    }
+
+    /// Where to write.
+    pub(crate) fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    /// Put the complete output in place.
+    pub(crate) fn finish(self) -> std::io::Result<()> {
+        match self.tmp {
+            Some((tmp, dest)) => tmp.persist(dest).map(|_| ()).map_err(|e| e.error),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A temporary file in `dir` for an output, renamed into place when complete.
 pub(crate) fn output_tempfile(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
     use std::os::unix::fs::PermissionsExt;
