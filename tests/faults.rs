@@ -329,3 +329,52 @@ fn a_rate_limited_blob_upload_waits_and_retries() {
     );
     assert!(reg.has_tag("faults/app", "limited"));
 }
+
+/// Two destinations: the manifest goes to each by digest before any tag, so a
+/// registry that refuses the image leaves no tag anywhere; a tag that fails at
+/// the end is named, with the tags that exist.
+#[test]
+fn a_refused_manifest_leaves_no_tag_and_a_failed_tag_says_which_exist() {
+    let reg = Registry::start();
+    let mode = Arc::new(AtomicUsize::new(0));
+    let m = mode.clone();
+    let proxy = FaultProxy::start(&reg.addr, move |req| {
+        let refuse = match m.load(Ordering::SeqCst) {
+            // The second destination refuses the image itself.
+            0 => req.is("PUT", "/v2/multi/two/manifests/"),
+            // It takes the image by digest, but refuses the tag.
+            _ => req.is("PUT", "/v2/multi/two/manifests/t"),
+        };
+        if refuse {
+            return Fault::Respond(400, vec![]);
+        }
+        Fault::Forward
+    });
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a\n")]);
+    let both = |tag: &str| {
+        run(kiln()
+            .args(["build", "--insecure-registry", &proxy.addr])
+            .args(["--destination", &format!("{}/multi/one:{tag}", proxy.addr)])
+            .args(["--destination", &format!("{}/multi/two:{tag}", proxy.addr)])
+            .arg("--context")
+            .arg(ctx.path()))
+    };
+    let out = both("t1");
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no destination was tagged"), "{err}");
+    assert!(!reg.has_tag("multi/one", "t1"), "{err}");
+    mode.store(1, Ordering::SeqCst);
+    let out = both("t2");
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("tagged: {}/multi/one:t2", proxy.addr)),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("not tagged: {}/multi/two:t2", proxy.addr)),
+        "{err}"
+    );
+    assert!(reg.has_tag("multi/one", "t2") && !reg.has_tag("multi/two", "t2"));
+}

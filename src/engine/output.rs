@@ -162,15 +162,52 @@ pub async fn deliver(
             sess.report
                 .step("push", &format!("{dest}"), t.elapsed(), &note);
         }
-        for dest in &req.destinations {
-            sink::push_manifest(&sess.client, dest, &out).await?;
-            pushed.push(format!("{}@{}", dest.name(), out.manifest_digest));
-        }
+        pushed = tag_everywhere(sess, &out).await?;
     }
     let size = out.manifest.len() as u64
         + out.config.len() as u64
         + layers.iter().map(|l| l.size).sum::<u64>();
     Ok(Delivered { out, size, pushed })
+}
+
+/// The manifest by digest in every destination, then the tags: a registry that
+/// refuses the image fails the build before any destination is tagged. A tag
+/// that still fails after the retries is an error that says exactly which tags
+/// exist. Returns `name@digest` for each destination.
+async fn tag_everywhere(sess: &Session<'_>, out: &sink::Assembled) -> Result<Vec<String>> {
+    let req = sess.req;
+    let digest = &out.manifest_digest;
+    for dest in &req.destinations {
+        sink::put_manifest(&sess.client, dest, out, digest)
+            .await
+            .with_context(|| format!("no destination was tagged: {dest} refused the image"))?;
+    }
+    let mut tagged: Vec<String> = Vec::new();
+    for (i, dest) in req.destinations.iter().enumerate() {
+        let Some(tag) = &dest.tag else { continue };
+        if let Err(e) = sink::put_manifest(&sess.client, dest, out, tag).await {
+            let rest: Vec<String> = req.destinations[i..]
+                .iter()
+                .filter(|d| d.tag.is_some())
+                .map(|d| d.to_string())
+                .collect();
+            let done = if tagged.is_empty() {
+                "none".to_string()
+            } else {
+                tagged.join(", ")
+            };
+            return Err(anyhow::anyhow!(
+                "{e:#}\ntagged: {done}; not tagged: {}; every destination holds the image as {digest}",
+                rest.join(", ")
+            ));
+        }
+        tagged.push(dest.to_string());
+    }
+    Ok(req
+        .destinations
+        .iter()
+        .map(|d| format!("{}@{digest}", d.name()))
+        .collect())
 }
 
 /// `--digest-file` and `--image-name-with-digest-file`, written atomically.

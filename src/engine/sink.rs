@@ -183,15 +183,16 @@ pub async fn push_blobs(
     .await
 }
 
-/// Tag the image in `dest`, once every destination has its blobs: a build that
-/// fails part-way tags nothing anywhere.
-pub async fn push_manifest(client: &Client, dest: &Reference, out: &Assembled) -> Result<()> {
-    let reference = dest
-        .tag
-        .clone()
-        .unwrap_or_else(|| out.manifest_digest.clone());
+/// Put the image's manifest in `dest` under `reference`: its digest (before any
+/// destination is tagged) or its tag.
+pub async fn put_manifest(
+    client: &Client,
+    dest: &Reference,
+    out: &Assembled,
+    reference: &str,
+) -> Result<()> {
     client
-        .put_manifest(dest, &reference, &out.manifest, out.format.manifest_type())
+        .put_manifest(dest, reference, &out.manifest, out.format.manifest_type())
         .await?;
     Ok(())
 }
