@@ -29,18 +29,33 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        // Colours on a terminal and in GitLab's log, which renders them; never
-        // escape codes in a plain file or pipe.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                || std::env::var("GITLAB_CI").is_ok_and(|v| v == "true"),
-        )
-        .init();
+    let json = match &cli.command {
+        Cmd::Build(a) => a.kaniko.shared.json(),
+        Cmd::Warm(a) => a.kaniko.json(),
+        _ => false,
+    };
+    if json {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        kiln::report::json::enable();
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(kiln::report::json::Layer)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .without_time()
+            .with_target(false)
+            // Colours on a terminal and in GitLab's log, which renders them; never
+            // escape codes in a plain file or pipe.
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    || std::env::var("GITLAB_CI").is_ok_and(|v| v == "true"),
+            )
+            .init();
+    }
     if let Some(code) = rootless_reexec(&cli) {
         return code;
     }
@@ -50,14 +65,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            kiln::report::error(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            kiln::report::error(&format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -113,16 +128,33 @@ async fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let out = kiln::engine::build(&req, &report).await?;
-            report.line(&format!(
-                "built {} ({} layer{}, {}) in {:.2}s",
+            let seconds = report.start.elapsed().as_secs_f64();
+            let line = format!(
+                "built {} ({} layer{}, {}) in {seconds:.2}s",
                 out.digest,
                 out.layers,
                 if out.layers == 1 { "" } else { "s" },
                 human_bytes(out.size),
-                report.start.elapsed().as_secs_f64()
-            ));
-            for p in &out.pushed {
-                report.line(&format!("pushed {p}"));
+            );
+            if kiln::report::json::on() {
+                use serde_json::json;
+                kiln::report::json::emit(
+                    "info",
+                    "built",
+                    &line,
+                    kiln::report::json::fields([
+                        ("digest", json!(out.digest)),
+                        ("layers", json!(out.layers)),
+                        ("size", json!(out.size)),
+                        ("seconds", json!((seconds * 1000.0).round() / 1000.0)),
+                        ("pushed", json!(out.pushed)),
+                    ]),
+                );
+            } else {
+                report.line(&line);
+                for p in &out.pushed {
+                    report.line(&format!("pushed {p}"));
+                }
             }
             println!("{}", out.digest);
             Ok(())

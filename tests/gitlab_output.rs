@@ -171,3 +171,129 @@ fn progress_bars_on_a_terminal_and_plain_timed_lines_elsewhere() {
         "control characters in a log:\n{plain:?}"
     );
 }
+
+/// `--log-format=json`: every line on stderr is one JSON object (jq reads them
+/// one by one) with `time`, `level`, `event` and `msg`; a build's events are
+/// the pull, each step's start and end (cache result, time, layer), the RUN's
+/// output, the push and the result; a failure ends with an `error` event.
+#[test]
+fn json_logs_are_one_object_per_event() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {}/base/busybox\nCOPY f /f\nRUN echo from-the-step\nENV A=1\n",
+                reg.addr
+            ),
+        ),
+        ("f", "x"),
+    ]);
+    let dest = format!("{}/json/app:1", reg.addr);
+    let build = |extra: &[&str]| {
+        run(kiln()
+            .args([
+                "build",
+                "--log-format=json",
+                "--insecure-registry",
+                &reg.addr,
+            ])
+            .args(["--destination", &dest, "--context"])
+            .arg(ctx.path())
+            .args(extra))
+    };
+    let out = build(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let events = parse_with_jq(&err);
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["event"] == kind).collect()
+    };
+    for e in &events {
+        for k in ["time", "level", "event", "msg"] {
+            assert!(e.get(k).is_some(), "{k} missing in {e}");
+        }
+    }
+    assert_eq!(
+        of("pull")[0]["image"],
+        format!("{}/base/busybox:latest", reg.addr)
+    );
+    let copy = of("step")
+        .into_iter()
+        .find(|e| e["instruction"] == "COPY f /f")
+        .expect("the COPY's step event");
+    assert_eq!(copy["result"], "BUILT");
+    assert!(copy["layer"]["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(copy["seconds"].is_number());
+    assert!(of("step_start")
+        .iter()
+        .any(|e| e["instruction"] == "COPY f /f"));
+    if is_root() {
+        assert!(
+            of("run_output").iter().any(|e| e["msg"] == "from-the-step"),
+            "{err}"
+        );
+    }
+    assert_eq!(of("push")[0]["destination"], dest);
+    assert!(of("built")[0]["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    // A second build: the COPY is CACHED, and said so.
+    let out = build(&[
+        "--cache",
+        "--cache-dir",
+        ctx.path().join(".c").to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let out = build(&[
+        "--cache",
+        "--cache-dir",
+        ctx.path().join(".c").to_str().unwrap(),
+    ]);
+    let events = parse_with_jq(&String::from_utf8_lossy(&out.stderr));
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "step" && e["result"] == "CACHED"));
+    // A failing build: its last line is the error, as JSON.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY missing /m\n",
+    )
+    .unwrap();
+    let out = build(&[]);
+    assert!(!out.status.success());
+    let events = parse_with_jq(&String::from_utf8_lossy(&out.stderr));
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["level"], "error");
+    assert!(
+        last["msg"].as_str().unwrap().contains("Dockerfile:2"),
+        "{last}"
+    );
+}
+
+/// Each line of `text` through `jq -c .` on its own: every one must be a JSON
+/// object.
+fn parse_with_jq(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| {
+            let mut jq = Command::new("jq")
+                .args(["-c", "."])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("jq must be installed");
+            std::io::Write::write_all(&mut jq.stdin.take().unwrap(), line.as_bytes()).unwrap();
+            let out = jq.wait_with_output().unwrap();
+            assert!(out.status.success(), "jq refused the line: {line}");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(v.is_object(), "{line}");
+            v
+        })
+        .collect()
+}

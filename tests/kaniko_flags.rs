@@ -169,7 +169,10 @@ fn every_kaniko_executor_flag_has_an_outcome() {
             vec!["--git=branch=main".into()],
             Refused("ADD it in the Dockerfile"),
         ),
-        (vec!["--log-format=json".into()], Refused("--report FILE")),
+        (
+            vec!["--log-format=json".into()],
+            Ok(Some("\"event\":\"built\"")),
+        ),
         // pflag's spellings: an on/off flag takes =true/=false (and Go's other
         // ParseBool spellings), and -v takes a log level.
         (vec!["--no-push=true".into()], Ok(None)),
@@ -420,6 +423,7 @@ fn kiln_warm_takes_the_warmers_log_and_pull_flags() {
         (vec!["--verbosity=debug"], Some("DEBUG")),
         (vec!["-v", "info"], None),
         (vec!["--log-format=text"], None),
+        (vec!["--log-format=json"], Some("\"event\":\"message\"")),
         (
             vec!["--log-timestamp"],
             Some("--log-timestamp changes nothing"),
@@ -439,7 +443,6 @@ fn kiln_warm_takes_the_warmers_log_and_pull_flags() {
             vec!["--skip-tls-verify-pull"],
             "--skip-tls-verify-registry HOST",
         ),
-        (vec!["--log-format=json"], "--report FILE"),
     ] {
         let out = warm(&extra);
         let err = String::from_utf8_lossy(&out.stderr);

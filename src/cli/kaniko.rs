@@ -153,8 +153,8 @@ impl SharedArgs {
             );
         }
         if let Some(f) = &self.log_format {
-            if !matches!(f.as_str(), "text" | "color") {
-                bail!("--log-format={f}: kiln writes text logs (use --report FILE for a JSON report of the build)");
+            if !matches!(f.as_str(), "text" | "color" | "json") {
+                bail!("--log-format={f}: use text, color or json");
             }
         }
         if let Some(v) = &self.verbosity {
@@ -169,6 +169,11 @@ impl SharedArgs {
             bail!("--skip-tls-verify-pull: trust the registry's CA with --ca-cert, or name it: --skip-tls-verify-registry HOST");
         }
         Ok(notes)
+    }
+
+    /// `--log-format=json`: one JSON object per event.
+    pub fn json(&self) -> bool {
+        self.log_format.as_deref() == Some("json")
     }
 
     /// `-v` levels from `--verbosity`.

@@ -378,10 +378,10 @@ impl WarmArgs {
             bail!("nothing to warm: give --image REF and/or --dockerfile PATH");
         }
         if self.force {
-            eprintln!("note: --force changes nothing in kiln warm: what the cache dir holds is verified, and what is missing is fetched");
+            crate::report::message("note: --force changes nothing in kiln warm: what the cache dir holds is verified, and what is missing is fetched");
         }
         for n in self.kaniko.check()? {
-            eprintln!("{n}");
+            crate::report::message(&n);
         }
         let cache_repo = match &self.dockerfile {
             Some(_) => cache_repo(self.cache_args.cache_repo.as_deref())?,
@@ -544,7 +544,9 @@ impl BuildArgs {
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         let on = self.cache.unwrap_or(in_ci && repo.is_some());
         if self.cache_copy_layers {
-            eprintln!("note: --cache-copy-layers is not needed: kiln always caches COPY");
+            crate::report::message(
+                "note: --cache-copy-layers is not needed: kiln always caches COPY",
+            );
         }
         let dir = self.cache_args.dir();
         Ok((on, dir, repo, self.cache_args.ttl_secs()?))
@@ -552,7 +554,7 @@ impl BuildArgs {
 
     pub fn request(&self) -> Result<BuildRequest> {
         for n in self.kaniko.check()? {
-            eprintln!("{n}");
+            crate::report::message(&n);
         }
         // kaniko's tar:// contexts are unpacked; its s3://, gs://, … are not
         // kiln's business.

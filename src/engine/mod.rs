@@ -663,6 +663,7 @@ impl<'a> Engine<'a> {
                 Planned::Layer(step) => step,
             };
             let t = Instant::now();
+            self.sess.report.step_start(&step.label, &step.ins.text);
             let layers_before = stage.layers.len();
             let hit = step.key.as_ref().and_then(|k| hits.remove(k));
             let note = match (hit, &step.key) {
@@ -687,11 +688,15 @@ impl<'a> Engine<'a> {
                     self.perform(stage, &step, fs_needed_later).await?
                 }
             };
-            self.sess
-                .report
-                .step(&step.label, &step.ins.text, t.elapsed(), &note);
-            if let Some(l) = stage.layers.get(layers_before) {
-                self.sess.report.layer(&l.desc.digest, l.desc.size);
+            let layer = stage.layers.get(layers_before);
+            self.sess.report.step_with_layer(
+                &step.label,
+                &step.ins.text,
+                t.elapsed(),
+                &note,
+                layer.map(|l| (l.desc.digest.as_str(), l.desc.size)),
+            );
+            if let Some(l) = layer {
                 if let Some(early) = self.early.as_mut() {
                     early.offer(&self.sess, idx, &l.desc, l.origin.as_ref());
                 }

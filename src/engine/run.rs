@@ -354,7 +354,7 @@ impl Runner {
         let store = sess.store.clone();
         let level = sess.codec();
         let clamp = sess.req.source_date_epoch;
-        let prefix = format!("[{label}] │ ");
+        let step_label = label.to_string();
         // GitLab: the step's output in a collapsed section (the step line and,
         // on failure, its last output lines follow outside it).
         let section = format!("kiln_step_{label}");
@@ -368,7 +368,7 @@ impl Runner {
                 let t = Instant::now();
                 rootfs.ensure_baseline()?;
                 let mut snapshot = t.elapsed();
-                let out = crate::exec::run(rootfs.dir(), mode, &spec, &mut |l| eprintln!("{prefix}{l}"))?;
+                let out = crate::exec::run(rootfs.dir(), mode, &spec, &mut |l| crate::report::run_output(&step_label, l))?;
                 let t = Instant::now();
                 rootfs.kiln_touched(&out.touched);
                 let layer = if out.code == 0 { rootfs.commit_changes(&store, level, clamp)? } else { None };

@@ -88,7 +88,7 @@ impl Client {
             match self.fetch_once(&http, &parsed, dest).await {
                 Ok(f) => return Ok(f),
                 Err((e, retryable)) if retryable && attempt < 4 => {
-                    eprintln!("ADD {url}: {e}; retrying");
+                    crate::report::warning(&format!("ADD {url}: {e}; retrying"));
                     tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt)))
                         .await;
                 }

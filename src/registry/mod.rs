@@ -318,7 +318,7 @@ impl Client {
             .entry(registry.to_string())
             .or_insert_with(|| {
                 let f = self.creds.lookup(registry);
-                eprintln!("credentials for {registry} from {}", f.source);
+                crate::report::message(&format!("credentials for {registry} from {}", f.source));
                 f
             })
             .clone()

@@ -244,7 +244,7 @@ pub fn client_for(
         b = b.identity(id);
     }
     if host.skip_verify {
-        eprintln!("warning: TLS verification is OFF for {host_name} (--skip-tls-verify-registry): anyone on the network path can impersonate it");
+        crate::report::warning(&format!("TLS verification is OFF for {host_name} (--skip-tls-verify-registry): anyone on the network path can impersonate it"));
         b = b.danger_accept_invalid_certs(true);
     }
     b.build()

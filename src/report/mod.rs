@@ -2,7 +2,10 @@
 //! end, progress bars only when stderr is a terminal. Details go through `tracing`
 //! (`-v`).
 
+pub mod json;
+
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json as j;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,6 +60,47 @@ impl Default for Reporter {
     }
 }
 
+/// A line for the user (a note, a summary), in either log format.
+pub fn message(msg: &str) {
+    if json::on() {
+        json::emit("info", "message", msg, Default::default());
+    } else {
+        eprintln!("{msg}");
+    }
+}
+
+/// A warning, in either log format.
+pub fn warning(msg: &str) {
+    if json::on() {
+        json::emit("warning", "warning", msg, Default::default());
+    } else {
+        eprintln!("warning: {msg}");
+    }
+}
+
+/// A line of a RUN step's output, in either log format.
+pub fn run_output(label: &str, text: &str) {
+    if json::on() {
+        json::emit(
+            "info",
+            "run_output",
+            text,
+            json::fields([("step", j!(label))]),
+        );
+    } else {
+        eprintln!("[{label}] │ {text}");
+    }
+}
+
+/// The error that ends the run, in either log format.
+pub fn error(msg: &str) {
+    if json::on() {
+        json::emit("error", "error", msg, Default::default());
+    } else {
+        eprintln!("error: {msg}");
+    }
+}
+
 /// A GitLab section name: letters, digits, `_`, `.` and `-` only.
 fn section_name(name: &str) -> String {
     name.chars()
@@ -95,47 +139,94 @@ pub fn human_bytes(n: u64) -> String {
 impl Reporter {
     /// `[stage 2/5] COPY src/ /app/                                0.12s`
     pub fn step(&self, label: &str, text: &str, took: Duration, note: &str) {
+        self.step_with_layer(label, text, took, note, None);
+    }
+
+    /// A step begins (a JSON event; text mode prints the step when it ends).
+    pub fn step_start(&self, label: &str, text: &str) {
+        if json::on() {
+            json::emit(
+                "info",
+                "step_start",
+                &format!("[{label}] {text}"),
+                json::fields([("step", j!(label)), ("instruction", j!(text))]),
+            );
+        }
+    }
+
+    /// A step's line, with the layer it added (digest, size).
+    pub fn step_with_layer(
+        &self,
+        label: &str,
+        text: &str,
+        took: Duration,
+        note: &str,
+        layer: Option<(&str, u64)>,
+    ) {
         let mut t: String = text.chars().take(70).collect();
         if text.chars().count() > 70 {
             t.push('…');
         }
-        let note = if note.is_empty() {
+        let shown = if note.is_empty() {
             String::new()
         } else {
             format!("  {note}")
         };
-        eprintln!("[{label}] {t:<72} {:>6.2}s{note}", took.as_secs_f64());
+        let line = format!("[{label}] {t:<72} {:>6.2}s{shown}", took.as_secs_f64());
+        let result = note
+            .split_whitespace()
+            .next()
+            .filter(|w| matches!(*w, "BUILT" | "CACHED" | "WARMED"))
+            .unwrap_or("")
+            .to_string();
+        let seconds = (took.as_secs_f64() * 1000.0).round() / 1000.0;
+        let layer = layer.map(|(digest, size)| LayerRecord {
+            digest: digest.to_string(),
+            size,
+        });
+        if json::on() {
+            // `push` and `output` lines are the pushes and the local outputs.
+            let (event, what) = match label {
+                "push" => ("push", "destination"),
+                "output" => ("output", "output"),
+                _ => ("step", "instruction"),
+            };
+            let mut f = json::fields([
+                (what, j!(text)),
+                ("seconds", j!(seconds)),
+                ("note", j!(note)),
+            ]);
+            if event == "step" {
+                f.insert("step".into(), j!(label));
+                f.insert("result".into(), j!(result));
+                f.insert("layer".into(), j!(layer));
+            }
+            let msg = format!("[{label}] {text} {:.2}s{shown}", took.as_secs_f64());
+            json::emit("info", event, &msg, f);
+        } else {
+            eprintln!("{line}");
+        }
         if let Ok(mut r) = self.record.lock() {
-            let result = note
-                .split_whitespace()
-                .next()
-                .filter(|w| matches!(*w, "BUILT" | "CACHED" | "WARMED"))
-                .unwrap_or("")
-                .to_string();
             r.steps.push(StepRecord {
                 step: label.to_string(),
                 instruction: text.to_string(),
                 result,
-                seconds: (took.as_secs_f64() * 1000.0).round() / 1000.0,
-                layer: None,
+                seconds,
+                layer,
             });
-        }
-    }
-
-    /// The layer the last step line's step added.
-    pub fn layer(&self, digest: &str, size: u64) {
-        if let Ok(mut r) = self.record.lock() {
-            if let Some(s) = r.steps.last_mut() {
-                s.layer = Some(LayerRecord {
-                    digest: digest.to_string(),
-                    size,
-                });
-            }
         }
     }
 
     /// A base image the build pulled.
     pub fn base(&self, name: &str, digest: &str) {
+        if json::on() {
+            json::emit(
+                "info",
+                "pull",
+                &format!("pulled {name} as {digest}"),
+                json::fields([("image", j!(name)), ("digest", j!(digest))]),
+            );
+        }
         if let Ok(mut r) = self.record.lock() {
             r.bases.push(BaseRecord {
                 name: name.to_string(),
@@ -150,7 +241,7 @@ impl Reporter {
 
     /// In GitLab CI, open a collapsible log section (`id` unique in the job).
     pub fn section_start(&self, id: &str, header: &str, collapsed: bool) {
-        if self.gitlab {
+        if self.gitlab && !json::on() {
             eprintln!(
                 "\x1b[0Ksection_start:{}:{}{}\r\x1b[0K{header}",
                 unix_now(),
@@ -161,7 +252,7 @@ impl Reporter {
     }
 
     pub fn section_end(&self, id: &str) {
-        if self.gitlab {
+        if self.gitlab && !json::on() {
             eprintln!(
                 "\x1b[0Ksection_end:{}:{}\r\x1b[0K",
                 unix_now(),
@@ -171,11 +262,11 @@ impl Reporter {
     }
 
     pub fn line(&self, msg: &str) {
-        eprintln!("{msg}");
+        message(msg);
     }
 
     pub fn warn(&self, msg: &str) {
-        eprintln!("warning: {msg}");
+        warning(msg);
     }
 
     /// A progress bar for a transfer, only on a terminal: the bytes `live` has
@@ -187,7 +278,7 @@ impl Reporter {
         total: Option<u64>,
         live: Arc<AtomicU64>,
     ) -> Option<Transfer> {
-        if !self.tty {
+        if !self.tty || json::on() {
             return None;
         }
         let template = match total {
@@ -222,7 +313,7 @@ impl Reporter {
 
     /// A spinner for a long operation, only on a terminal.
     pub fn spinner(&self, msg: &str) -> Option<ProgressBar> {
-        if !self.tty {
+        if !self.tty || json::on() {
             return None;
         }
         let pb = ProgressBar::new_spinner();
