@@ -694,3 +694,52 @@ fn outputs_write_into_fifos_and_through_symlinks_without_replacing_them() {
         .unwrap()
         .starts_with("sha256:"));
 }
+
+/// kaniko's `--single-snapshot`: the base's layers and one more, which holds
+/// what every step changed, deletions of the base's files included.
+#[test]
+fn single_snapshot_puts_every_steps_changes_in_one_layer() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base");
+    let run_step = if is_root() {
+        "RUN rm /a /to-delete/sub/file && echo ran > /ran\n"
+    } else {
+        ""
+    };
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {}/base\nCOPY a /a\nCOPY b /b\n{run_step}ENV X=1\n",
+                reg.addr
+            ),
+        ),
+        ("a", "a"),
+        ("b", "b"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let root = build_and_unpack(
+        ctx.path(),
+        out.path(),
+        &["--single-snapshot", "--insecure-registry", &reg.addr],
+    );
+    let layout = out.path().join("oci");
+    let raw = check(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:latest", layout.display())),
+    );
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["layers"].as_array().unwrap().len(), 2, "base + one: {m}");
+    assert_eq!(std::fs::read_to_string(root.join("b")).unwrap(), "b");
+    if is_root() {
+        assert!(!root.join("a").exists(), "a file a later step removed");
+        assert!(
+            !root.join("to-delete/sub/file").exists(),
+            "a base file a step removed: a whiteout in the one layer"
+        );
+        assert_eq!(std::fs::read_to_string(root.join("ran")).unwrap(), "ran\n");
+    } else {
+        assert_eq!(std::fs::read_to_string(root.join("a")).unwrap(), "a");
+    }
+}

@@ -152,11 +152,11 @@ fn every_kaniko_executor_flag_has_an_outcome() {
             vec!["--push-ignore-immutable-tag-errors".into()],
             Ok(Some("--push-ignore-immutable-tag-errors changes nothing")),
         ),
-        // Refused, with the kiln way.
         (
             vec!["--single-snapshot".into()],
-            Refused("one layer per step"),
+            Ok(Some("--single-snapshot")),
         ),
+        // Refused, with the kiln way.
         (
             vec!["--insecure-pull".into()],
             Refused("--insecure-registry HOST"),
@@ -198,7 +198,7 @@ fn every_kaniko_executor_flag_has_an_outcome() {
         (vec!["--single-snapshot=false".into()], Ok(None)),
         (
             vec!["--single-snapshot=true".into()],
-            Refused("one layer per step"),
+            Ok(Some("--single-snapshot: 1 step layer(s) in one")),
         ),
         (vec!["-v".into(), "debug".into()], Ok(Some("DEBUG"))),
         (vec!["-v".into(), "info".into()], Ok(None)),

@@ -251,6 +251,7 @@ pub struct KanikoArgs {
     // Refused, with the kiln way.
     #[arg(long, hide = true, value_name = "BUCKET")]
     pub bucket: Option<String>,
+    /// The image is its base and one layer of every step's changes.
     #[arg(long, hide = true)]
     pub single_snapshot: bool,
     #[arg(long, hide = true, value_name = "OPTIONS")]
@@ -287,9 +288,6 @@ impl KanikoArgs {
             .map(|(_, flag, why)| format!("note: --{flag} changes nothing in kiln: {why}"))
             .collect();
         notes.extend(self.shared.check()?);
-        if self.single_snapshot {
-            bail!("--single-snapshot: kiln keeps one layer per step (so caches and pulls share them); squash the image afterwards if one layer is needed");
-        }
         if self.bucket.is_some() {
             bail!("--bucket: kiln reads no context from object storage; fetch it in the job and pass --context DIR or --context tar://FILE");
         }

@@ -651,6 +651,7 @@ impl BuildArgs {
         };
         Ok(BuildRequest {
             image_format,
+            single_snapshot: self.kaniko.single_snapshot,
             context,
             context_guard,
             dockerfile,

@@ -196,6 +196,7 @@ impl Session<'_> {
                 res?;
             }
         }
+        let base_layers = layers.len();
         Ok(Stage {
             config,
             layers,
@@ -203,6 +204,7 @@ impl Session<'_> {
             args: vec![],
             shell: vec![],
             base: Some((r.to_string(), resolved.clone())),
+            base_layers,
             key: resolved,
         })
     }

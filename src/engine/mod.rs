@@ -32,6 +32,7 @@ pub mod plan;
 mod run;
 mod session;
 pub mod sink;
+mod squash;
 mod stage;
 mod workdir_step;
 
@@ -58,6 +59,8 @@ use std::time::{Duration, Instant};
 pub struct BuildRequest {
     /// OCI (default) or Docker v2 schema 2 media types for the image.
     pub image_format: crate::image::manifest::Format,
+    /// kaniko's `--single-snapshot`: the steps' changes in one layer.
+    pub single_snapshot: bool,
     pub context: PathBuf,
     /// Keeps an unpacked `tar://` context for as long as the request lives.
     pub context_guard: Option<std::sync::Arc<crate::fs::workdir::WorkDir>>,
@@ -207,12 +210,16 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     let target = plan.target;
     let mut e = Engine::new(sess, plan, cache, Some(target));
     let cache_registry = e.cache.push_registry(e.sess.req.no_push_cache);
-    e.early = Some(early_push::EarlyPush::new(
-        &e.sess,
-        &e.plan,
-        target,
-        cache_registry,
-    ));
+    // With --single-snapshot the steps' layers are not the image's: none is
+    // sent before the end.
+    if !req.single_snapshot {
+        e.early = Some(early_push::EarlyPush::new(
+            &e.sess,
+            &e.plan,
+            target,
+            cache_registry,
+        ));
+    }
     for idx in e.plan.order(&[target]) {
         e.build_stage(idx).await?;
     }
@@ -234,6 +241,9 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
         if let Some(repo) = e.cache.holds(&l.desc.digest) {
             l.origin = Some(repo.clone());
         }
+    }
+    if req.single_snapshot {
+        squash::single_snapshot(&e.sess, &mut stage).await?;
     }
     let layers = stage.layers.len();
     let d = output::deliver(&e.sess, stage, e.early.as_mut()).await?;

@@ -34,6 +34,8 @@ pub struct Stage {
     /// The base image as written and its manifest digest, for the
     /// `org.opencontainers.image.base.*` annotations (None for scratch).
     pub base: Option<(String, String)>,
+    /// How many of `layers` came with FROM (the rest are the stage's steps').
+    pub base_layers: usize,
 }
 
 impl Stage {
@@ -47,6 +49,7 @@ impl Stage {
             shell: vec![],
             key: format!("scratch/{p}"),
             base: None,
+            base_layers: 0,
         }
     }
 
@@ -61,6 +64,7 @@ impl Stage {
             shell: self.shell.clone(),
             key: self.key.clone(),
             base: self.base.clone(),
+            base_layers: self.layers.len(),
         }
     }
 

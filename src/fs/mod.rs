@@ -89,6 +89,16 @@ impl Rootfs {
         Ok(())
     }
 
+    /// Apply a layer over the baseline taken before it, so that the next
+    /// [`Rootfs::commit_changes`] diffs against what was there before it
+    /// (`--single-snapshot`: every step's layer in one).
+    pub fn apply_over_baseline(&mut self, blob: &Path) -> io::Result<()> {
+        let baseline = self.baseline.take();
+        self.apply(blob)?;
+        self.baseline = baseline;
+        Ok(())
+    }
+
     /// Take the metadata walk a RUN's changes are compared with (kept from the
     /// previous RUN when nothing was applied since).
     pub fn ensure_baseline(&mut self) -> io::Result<()> {
