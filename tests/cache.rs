@@ -702,3 +702,74 @@ fn kilns_own_dirs_inside_the_context_stay_out_of_the_image_and_the_key() {
         );
     }
 }
+
+/// The same build's digest, whatever happened to its cache dir before: a clean
+/// build, two builds at once on one cache dir, and a rebuild after a build was
+/// killed with -9 in the middle of a step all give one digest; the killed
+/// build's work dir is reclaimed.
+#[test]
+fn a_killed_or_concurrent_build_leaves_the_next_digest_unchanged() {
+    if !need_root("a_killed_or_concurrent_build_leaves_the_next_digest_unchanged") {
+        return;
+    }
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {}/base/busybox\nCOPY f /f\nRUN sleep 1 && echo a > /a\nRUN echo b > /b\nLABEL l=v\n",
+                reg.addr
+            ),
+        ),
+        ("f", "same file\n"),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let digest_of = |cache: &Path, n: &str| -> std::process::Command {
+        let mut c = kiln();
+        c.args(["build", "--no-push", "--reproducible", "--cache"])
+            .args(["--insecure-registry", &reg.addr])
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("--work-dir")
+            .arg(work.path())
+            .arg("--digest-file")
+            .arg(work.path().join(format!("digest-{n}")))
+            .arg("--context")
+            .arg(ctx.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let read = |n: &str| std::fs::read_to_string(work.path().join(format!("digest-{n}"))).unwrap();
+    let clean = tempfile::tempdir().unwrap();
+    let out = digest_of(clean.path(), "clean").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reference = read("clean");
+    // Two at once on one cache dir.
+    let shared = tempfile::tempdir().unwrap();
+    let a = digest_of(shared.path(), "a").spawn().unwrap();
+    let b = digest_of(shared.path(), "b").spawn().unwrap();
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(read("a"), reference);
+    assert_eq!(read("b"), reference);
+    // Killed with -9 during the first RUN, then built again on its cache dir.
+    let killed = tempfile::tempdir().unwrap();
+    let mut c = digest_of(killed.path(), "killed").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let out = digest_of(killed.path(), "again").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read("again"), reference);
+    let left: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "work dirs left behind: {left:?}");
+}
