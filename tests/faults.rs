@@ -28,6 +28,20 @@ fn push_through(
         .args(extra))
 }
 
+/// A build pushed to `multi/one:TAG` and `multi/two:TAG` through `proxy`.
+fn to_two_destinations(
+    proxy: &FaultProxy,
+    ctx: &std::path::Path,
+    tag: &str,
+) -> std::process::Output {
+    run(kiln()
+        .args(["build", "--insecure-registry", &proxy.addr])
+        .args(["--destination", &format!("{}/multi/one:{tag}", proxy.addr)])
+        .args(["--destination", &format!("{}/multi/two:{tag}", proxy.addr)])
+        .arg("--context")
+        .arg(ctx))
+}
+
 #[test]
 fn an_upload_that_breaks_off_starts_a_new_session() {
     let reg = Registry::start();
@@ -160,14 +174,7 @@ fn several_destinations_get_their_blobs_first_and_their_tags_last() {
         Fault::Forward
     });
     let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a\n")]);
-    let both = |tag: &str| {
-        run(kiln()
-            .args(["build", "--insecure-registry", &proxy.addr])
-            .args(["--destination", &format!("{}/multi/one:{tag}", proxy.addr)])
-            .args(["--destination", &format!("{}/multi/two:{tag}", proxy.addr)])
-            .arg("--context")
-            .arg(ctx.path()))
-    };
+    let both = |tag: &str| to_two_destinations(&proxy, ctx.path(), tag);
     let out = both("1");
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
@@ -185,12 +192,7 @@ fn several_destinations_get_their_blobs_first_and_their_tags_last() {
         ("Dockerfile", "FROM scratch\nCOPY b /b\n"),
         ("b", "new content\n"),
     ]);
-    let out = run(kiln()
-        .args(["build", "--insecure-registry", &proxy.addr])
-        .args(["--destination", &format!("{}/multi/one:2", proxy.addr)])
-        .args(["--destination", &format!("{}/multi/two:2", proxy.addr)])
-        .arg("--context")
-        .arg(ctx2.path()));
+    let out = to_two_destinations(&proxy, ctx2.path(), "2");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(reg.has_tag("multi/one", "2") && reg.has_tag("multi/two", "2"));
     let log: Vec<String> = proxy.log.lock().unwrap()[before..].to_vec();
@@ -351,14 +353,7 @@ fn a_refused_manifest_leaves_no_tag_and_a_failed_tag_says_which_exist() {
         Fault::Forward
     });
     let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a\n")]);
-    let both = |tag: &str| {
-        run(kiln()
-            .args(["build", "--insecure-registry", &proxy.addr])
-            .args(["--destination", &format!("{}/multi/one:{tag}", proxy.addr)])
-            .args(["--destination", &format!("{}/multi/two:{tag}", proxy.addr)])
-            .arg("--context")
-            .arg(ctx.path()))
-    };
+    let both = |tag: &str| to_two_destinations(&proxy, ctx.path(), tag);
     let out = both("t1");
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
