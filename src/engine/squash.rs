@@ -41,23 +41,17 @@ pub async fn single_snapshot(sess: &Session<'_>, stage: &mut Stage) -> Result<()
     })
     .await
     .map_err(|e| anyhow!("--single-snapshot: {e}"))??;
-    // The steps' history entries stay, as layers no more; one entry for the
-    // layer that holds them all.
-    let first_step = stage
+    // The steps' history entries stay, as layers no more (the last `steps`
+    // entries with a layer); one entry for the layer that holds them all.
+    for h in stage
         .config
         .history
-        .iter()
+        .iter_mut()
+        .rev()
         .filter(|h| !h.empty_layer)
-        .count()
-        .saturating_sub(steps);
-    let mut seen = 0;
-    for h in stage.config.history.iter_mut() {
-        if !h.empty_layer {
-            if seen >= first_step {
-                h.empty_layer = true;
-            }
-            seen += 1;
-        }
+        .take(steps)
+    {
+        h.empty_layer = true;
     }
     stage.layers.truncate(base);
     stage.config.rootfs.diff_ids.truncate(base);

@@ -2,13 +2,16 @@
 //! one layer, with Docker's rules:
 //!
 //! - a source directory contributes its contents, not itself;
-//! - several sources (or a wildcard) need a directory destination;
+//! - several things to copy need a directory destination; a wildcard that
+//!   matches one file is one, one that matches nothing copies nothing;
 //! - a destination without a trailing `/` is a file, unless it is an existing directory;
-//! - owners become 0:0 unless `--chown`; modes are kept unless `--chmod`;
-//! - missing parent directories are created (0755, owned like the copied files);
-//!   existing ones keep the metadata the image gives them;
+//! - a symlink source is copied as its target's content under its own name;
+//! - owners become 0:0 from the context, are kept from a stage or an image, and
+//!   are `--chown`'s when given; modes are kept unless `--chmod`;
+//! - missing parent directories are created (0755, or `--chmod`'s mode; owned
+//!   like the copied files); existing ones keep the metadata the image gives them;
 //! - destinations resolve through symlinks in the rootfs, as inside a container;
-//! - ADD of a local tar archive (plain or gzip) unpacks it.
+//! - ADD of a local tar archive (plain, gzip, zstd, bzip2, xz) unpacks it.
 //!
 //! Entries are written sorted by path, so the layer depends only on its inputs.
 //!
@@ -235,7 +238,10 @@ fn found(root: &Path, rel: &str, confine: Confine, kw: &str, pattern: &str) -> i
 /// its first header, once decompressed, says `ustar`. Anything else is copied
 /// as a file, as BuildKit does.
 fn is_archive(path: &Path) -> bool {
-    let Ok(mut tar) = crate::layer::open_tar(path) else {
+    // A small buffer: this looks at the start of every file ADD names.
+    let Ok(mut tar) = fs::File::open(path)
+        .and_then(|f| crate::layer::tar_reader(io::BufReader::with_capacity(8 << 10, f)))
+    else {
         return false;
     };
     let mut head = [0u8; 262];
