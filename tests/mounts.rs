@@ -7,6 +7,7 @@
 mod support;
 
 use sha2::Digest as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use support::sandbox::gitlab_job;
@@ -609,5 +610,72 @@ fn bind_from_an_image_and_a_cache_seeded_from_a_stage() {
         ] {
             assert!(log.contains(&format!("│ {want}")), "{mode}: {want}:\n{log}");
         }
+    }
+}
+
+/// A cache mount outlives the build with what the step wrote as root, setuid
+/// binaries included. On a shell-executor runner other local users share the
+/// machine: none of them may reach those files, neither while the build runs
+/// nor after it (issue #25's hostile case), and a cache dir an older kiln left
+/// open is closed.
+#[test]
+fn a_setuid_file_in_a_cache_mount_is_out_of_other_users_reach() {
+    if !need_root("a_setuid_file_in_a_cache_mount_is_out_of_other_users_reach") {
+        return;
+    }
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let base = format!("{}/base/busybox", reg.addr);
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN --mount=type=cache,target=/c,id=tools cp /bin/busybox /c/su && chmod 4755 /c/su && echo setuid-placed\n"
+        ),
+    )]);
+    for mode in ["chroot", "namespaces"] {
+        let cache = tempfile::tempdir().unwrap();
+        // The cache dir as a job might keep it: in the project, open to all.
+        std::fs::set_permissions(cache.path(), PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::create_dir(cache.path().join("mounts")).unwrap();
+        std::fs::set_permissions(
+            cache.path().join("mounts"),
+            PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mut cmd = kiln();
+        cmd.args(["build", "--no-push", "--isolation", mode, "--context"])
+            .arg(ctx.path())
+            .args(["--insecure-registry", &reg.addr, "--cache-dir"])
+            .arg(cache.path())
+            .arg("--oci-layout-path")
+            .arg(ctx.path().join(format!("oci-{mode}")));
+        if mode == "chroot" {
+            gitlab_job(&mut cmd);
+        }
+        let out = run(&mut cmd);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{mode}:\n{log}");
+        assert!(log.contains("│ setuid-placed"), "{mode}:\n{log}");
+        let su = std::fs::read_dir(cache.path().join("mounts"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("su"))
+            .find(|p| p.exists())
+            .expect("the cache mount keeps the step's file");
+        let m = std::fs::metadata(&su).unwrap().permissions().mode();
+        assert_eq!(m & 0o4000, 0o4000, "{mode}: the step's setuid bit is kept");
+        // Another local user (nobody) cannot run it. (The shell execs it: setpriv
+        // itself keeps root's capabilities up to its own exec.)
+        let other = run(Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["/bin/sh", "-c", "exec \"$0\" true"])
+            .arg(&su));
+        let err = String::from_utf8_lossy(&other.stderr).into_owned();
+        assert!(
+            !other.status.success() && err.contains("Permission denied"),
+            "{mode}: another user reached {}: {err}",
+            su.display()
+        );
     }
 }

@@ -111,7 +111,7 @@ pub fn resolve_mounts(
                 ..
             } => {
                 let base = sess.req.cache_dir.join("mounts");
-                std::fs::create_dir_all(&base)
+                private_dir(&base)
                     .map_err(|e| err(m, format!("cannot create {}: {e}", base.display())))?;
                 let seed = match root {
                     Some(r) => Some(in_root(r, source).map_err(|e| err(m, e))?),
@@ -199,6 +199,20 @@ pub fn resolve_mounts(
 }
 
 /// `source` inside a stage's root, as the stage sees it.
+/// Create `dir` (and its parents) and make it 0700. Cache mounts hold what
+/// steps wrote as root, setuid binaries included: on a shared machine (a
+/// shell-executor runner) no other local user may reach them, during the build
+/// or after it. A dir made by an older kiln is tightened.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 fn in_root(root: &Path, source: &str) -> Result<PathBuf, String> {
     let rel = resolve(root, source, true, Confine::Clamp).map_err(|e| e.to_string())?;
     Ok(host_path(root, &rel))
