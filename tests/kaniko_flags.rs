@@ -26,6 +26,32 @@ fn every_kaniko_executor_flag_has_an_outcome() {
     ]);
     let p = ctx.path().to_path_buf();
     let cache = p.join("cache-dir");
+    // A CA and a client certificate and key, as files kaniko's flags name.
+    let (ca, cert, key) = (p.join("ca.pem"), p.join("client.pem"), p.join("client.key"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=kiln-test-client",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .status()
+        .expect("openssl");
+    assert!(ok.success());
+    std::fs::copy(&cert, &ca).unwrap();
     let cases: Vec<(Vec<String>, Want)> = vec![
         // Same name and meaning.
         (vec!["--build-arg=A=1".into()], Ok(None)),
@@ -252,6 +278,46 @@ fn every_kaniko_executor_flag_has_an_outcome() {
             vec!["--bucket=my-bucket".into()],
             Refused("--context tar://FILE"),
         ),
+        (
+            vec!["-b".into(), "my-bucket".into()],
+            Refused("--context tar://FILE"),
+        ),
+        // kaniko's other short flags.
+        (
+            vec![
+                "-f".into(),
+                "sub/Dockerfile".into(),
+                "-c".into(),
+                p.join("sub").display().to_string(),
+            ],
+            Ok(None),
+        ),
+        (vec!["-d".into(), "registry.invalid/app:2".into()], Ok(None)),
+        // TLS per registry, as kaniko takes it.
+        (
+            vec![format!(
+                "--registry-certificate=registry.invalid={}",
+                ca.display()
+            )],
+            Ok(None),
+        ),
+        (
+            vec![format!(
+                "--registry-client-cert=registry.invalid={},{}",
+                cert.display(),
+                key.display()
+            )],
+            Ok(None),
+        ),
+        (
+            vec!["--registry-client-cert=registry.invalid=only-one-file".into()],
+            Refused("HOST=CERT,KEY"),
+        ),
+        // Hidden in both kaniko binaries (a vendored Azure library's).
+        (
+            vec!["--azure-container-registry-config=/etc/kubernetes/azure.json".into()],
+            Ok(Some("--azure-container-registry-config changes nothing")),
+        ),
     ];
     let mut bad = Vec::new();
     for (args, want) in &cases {
@@ -429,6 +495,16 @@ fn kiln_warm_takes_the_warmers_log_and_pull_flags() {
             Some("--log-timestamp changes nothing"),
         ),
         (vec!["--customPlatform=linux/amd64"], None),
+        (
+            vec!["--azure-container-registry-config=/etc/kubernetes/azure.json"],
+            Some("--azure-container-registry-config changes nothing"),
+        ),
+        (
+            vec!["--registry-certificate=registry.invalid=/etc/ssl/certs/ca-certificates.crt"],
+            None,
+        ),
+        (vec!["--skip-default-registry-fallback"], None),
+        (vec!["--cache-ttl=6h"], None),
     ] {
         let out = warm(&extra);
         let err = String::from_utf8_lossy(&out.stderr);

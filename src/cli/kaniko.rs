@@ -140,6 +140,9 @@ pub struct SharedArgs {
     pub insecure_pull: bool,
     #[arg(long, hide = true)]
     pub skip_tls_verify_pull: bool,
+    /// A hidden flag both kaniko binaries inherit from a vendored Azure library.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub azure_container_registry_config: Option<String>,
 }
 
 impl SharedArgs {
@@ -149,6 +152,12 @@ impl SharedArgs {
         if self.log_timestamp {
             notes.push(
                 "note: --log-timestamp changes nothing in kiln: each step line has its time"
+                    .to_string(),
+            );
+        }
+        if self.azure_container_registry_config.is_some() {
+            notes.push(
+                "note: --azure-container-registry-config changes nothing in kiln: for ACR, name docker-credential-acr-env in config.json's credHelpers, or log in with --username/--password"
                     .to_string(),
             );
         }
@@ -249,7 +258,7 @@ pub struct KanikoArgs {
     #[arg(long, hide = true)]
     pub dryrun: bool,
     // Refused, with the kiln way.
-    #[arg(long, hide = true, value_name = "BUCKET")]
+    #[arg(long, short = 'b', hide = true, value_name = "BUCKET")]
     pub bucket: Option<String>,
     /// The image is its base and one layer of every step's changes.
     #[arg(long, hide = true)]
