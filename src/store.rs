@@ -15,11 +15,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tempfile::NamedTempFile;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     root: PathBuf,
     /// Digests this process wrote or re-hashed: their files are known good.
     verified: Arc<Mutex<HashSet<String>>>,
+    /// Who wants the next blob a layer writer starts, while it is written.
+    announced: Arc<Mutex<Option<crate::layer::live::Hook>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
 }
 
 impl Store {
@@ -31,7 +39,26 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             verified: Arc::default(),
+            announced: Arc::default(),
         })
+    }
+
+    /// Hand the next layer blob a writer starts to `hook` while it is written
+    /// (one blob only; [`Store::unannounce`] withdraws an unused hook).
+    pub fn announce(&self, hook: crate::layer::live::Hook) {
+        if let Ok(mut a) = self.announced.lock() {
+            *a = Some(hook);
+        }
+    }
+
+    /// Take the hook for the blob being started, if any.
+    pub fn take_announced(&self) -> Option<crate::layer::live::Hook> {
+        self.announced.lock().ok().and_then(|mut a| a.take())
+    }
+
+    /// Withdraw a hook no writer took.
+    pub fn unannounce(&self) {
+        drop(self.take_announced());
     }
 
     pub fn root(&self) -> &Path {

@@ -59,15 +59,16 @@ fn an_upload_that_breaks_off_starts_a_new_session() {
         ("Dockerfile", "FROM scratch\nCOPY data /data\n"),
         ("data", &data),
     ]);
-    // The layer's first three PUTs break off halfway: in the first build its
-    // upload while the build runs and the push's own attempt, in the second its
-    // upload while the build runs, which then retries in a new session.
+    // The layer's first five uploads break off halfway. In the first build: its
+    // upload while it is written (a streamed PATCH), that upload's fallback from
+    // the finished file (a PUT), and the push's own attempt. In the second: the
+    // streamed upload and its fallback, which then retries in a new session.
     let puts = Arc::new(AtomicUsize::new(0));
     let seen = puts.clone();
     let proxy = FaultProxy::start(&reg.addr, move |req| {
-        if req.is("PUT", "/blobs/uploads/")
+        if (req.is("PUT", "/blobs/uploads/") || req.is("PATCH", "/blobs/uploads/"))
             && req.body_len > 100_000
-            && seen.fetch_add(1, Ordering::SeqCst) < 3
+            && seen.fetch_add(1, Ordering::SeqCst) < 5
         {
             return Fault::DropMidBody;
         }
@@ -372,4 +373,60 @@ fn a_refused_manifest_leaves_no_tag_and_a_failed_tag_says_which_exist() {
         "{err}"
     );
     assert!(reg.has_tag("multi/one", "t2") && !reg.has_tag("multi/two", "t2"));
+}
+
+/// A layer's upload starts with its first compressed bytes, not after its last:
+/// the streamed PATCH reaches the registry before the step that writes the layer
+/// has ended, and the pushed image is whole. (On a slow link the last layer is
+/// then not left to the end; `ci/bench --only-slow-link` measures that.)
+#[test]
+fn a_layer_goes_up_while_it_is_written() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg.addr, |_| Fault::Forward);
+    // Incompressible, so writing the layer takes a while.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY big /big\nCOPY small /small\n",
+        ),
+        ("small", "s\n"),
+    ]);
+    std::fs::write(ctx.path().join("big"), &big).unwrap();
+    let out = push_through(&proxy, ctx.path(), "1", &["--log-format=json"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let copy_end = events
+        .iter()
+        .find(|e| e["event"] == "step" && e["instruction"] == "COPY big /big")
+        .and_then(|e| e["time"].as_str())
+        .expect("the COPY's end event");
+    let copy_end = humantime::parse_rfc3339(copy_end).expect("an RFC 3339 time");
+    let arrivals = proxy.arrivals.lock().unwrap().clone();
+    let patch = arrivals
+        .iter()
+        .find(|(what, _)| what.starts_with("PATCH /v2/faults/app/blobs/uploads/"))
+        .map(|(_, at)| *at)
+        .unwrap_or_else(|| panic!("no streamed upload: {arrivals:#?}"));
+    assert!(
+        patch < copy_end,
+        "the upload began before the layer was finished ({patch:?} vs {copy_end:?})\n{arrivals:#?}"
+    );
+    let root = unpack(
+        &format!("docker://{}/faults/app:1", reg.addr),
+        ctx.path().join("check").as_path(),
+    );
+    assert_eq!(std::fs::read(root.join("big")).unwrap(), big);
 }

@@ -14,7 +14,9 @@ use super::session::Session;
 use super::sink::PUSH_CONCURRENCY;
 use crate::image::manifest::LayerDesc;
 use crate::image::Reference;
+use crate::layer::live::Tail;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -30,13 +32,30 @@ pub struct Sent {
 /// [`Sent`] per destination (as `Reference::to_string`).
 pub type EarlyStats = HashMap<String, Sent>;
 
+/// An upload's outcome: (destination, digest, size, sent or already there).
+type Outcome = (String, String, u64, Result<bool, String>);
+
 pub struct EarlyPush {
     dests: Vec<Reference>,
     /// Stages whose layers end up in the image.
     stages: HashSet<usize>,
     offered: HashSet<String>,
-    tasks: JoinSet<(String, String, u64, Result<bool, String>)>,
+    tasks: JoinSet<Outcome>,
+    /// Uploads started by a layer writer (from its thread): see [`EarlyPush::arm`].
+    live: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<Outcome>>>>,
     permits: Arc<Semaphore>,
+}
+
+/// A step's layer is being uploaded while it is written, if `taken`.
+pub struct Armed {
+    taken: Arc<AtomicBool>,
+}
+
+impl Armed {
+    /// Whether the step's layer writer took the upload.
+    pub fn taken(&self) -> bool {
+        self.taken.load(Ordering::SeqCst)
+    }
 }
 
 impl EarlyPush {
@@ -74,21 +93,75 @@ impl EarlyPush {
             stages,
             offered: HashSet::new(),
             tasks: JoinSet::new(),
+            live: Arc::default(),
             permits: Arc::new(Semaphore::new(PUSH_CONCURRENCY)),
         }
     }
 
-    /// A layer stage `stage` now has; `origin`: where it can be mounted from.
+    /// Before a step of `stage` that misses the cache: the layer it writes goes
+    /// to the destinations while it is written (see [`crate::layer::live`]),
+    /// rather than after. Its upload starts with the layer's first compressed
+    /// bytes, so on a slow link the last layer is not left to the end. Call
+    /// `sess.store.unannounce()` after the step.
+    pub fn arm(&mut self, sess: &Session, stage: usize) -> Option<Armed> {
+        if self.dests.is_empty() || !self.stages.contains(&stage) {
+            return None;
+        }
+        let taken = Arc::new(AtomicBool::new(false));
+        let (flag, live) = (taken.clone(), self.live.clone());
+        let (client, dests, permits) = (
+            sess.client.clone(),
+            self.dests.clone(),
+            self.permits.clone(),
+        );
+        let store = sess.store.clone();
+        let rt = tokio::runtime::Handle::current();
+        sess.store.announce(Box::new(move |tail: Tail| {
+            flag.store(true, Ordering::SeqCst);
+            for dest in dests {
+                let (client, tail, permits, store) =
+                    (client.clone(), tail.clone(), permits.clone(), store.clone());
+                let task = rt.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let to = dest.to_string();
+                    match client.push_blob_live(&dest, &tail).await {
+                        Ok((digest, size)) => (to, digest, size, Ok(true)),
+                        Err(e) => {
+                            // The finished blob goes up from its file, as any other.
+                            let Some((digest, size)) = tail.finished().await else {
+                                return (to, String::new(), 0, Ok(false));
+                            };
+                            tracing::debug!("streamed upload of {digest} to {to} failed ({e}); uploading the finished blob");
+                            let res = match store.blob_path(&digest) {
+                                Ok(path) => client.push_blob(&dest, &digest, size, &path).await.map_err(|e| format!("{e}")),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            (to, digest, size, res)
+                        }
+                    }
+                });
+                if let Ok(mut l) = live.lock() {
+                    l.push(task);
+                }
+            }
+        }));
+        Some(Armed { taken })
+    }
+
+    /// A layer stage `stage` now has; `origin`: where it can be mounted from;
+    /// `live`: its upload already started while it was written.
     pub fn offer(
         &mut self,
         sess: &Session,
         stage: usize,
         layer: &LayerDesc,
         origin: Option<&Reference>,
+        live: bool,
     ) {
         if origin.is_some()
             || !self.stages.contains(&stage)
             || !self.offered.insert(layer.digest.clone())
+            || live
         {
             return;
         }
@@ -112,6 +185,17 @@ impl EarlyPush {
     /// Wait for the uploads under way; what they sent, per destination.
     pub async fn wait(&mut self) -> EarlyStats {
         let mut stats = EarlyStats::new();
+        let live: Vec<_> = self
+            .live
+            .lock()
+            .map(|mut l| l.drain(..).collect())
+            .unwrap_or_default();
+        for task in live {
+            self.tasks.spawn(async move {
+                task.await
+                    .unwrap_or_else(|e| (String::new(), String::new(), 0, Err(e.to_string())))
+            });
+        }
         while let Some(done) = self.tasks.join_next().await {
             match done {
                 Ok((dest, digest, size, Ok(true))) => {

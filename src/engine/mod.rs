@@ -610,6 +610,7 @@ impl<'a> Engine<'a> {
             self.sess.report.step_start(&step.label, &step.ins.text);
             let layers_before = stage.layers.len();
             let hit = step.key.as_ref().and_then(|k| hits.remove(k));
+            let mut armed = None;
             let note = match (hit, &step.key) {
                 (Some(hit), Some(key)) if self.sess.req.warm => {
                     self.cache.warm(&self.sess, key, &hit).await?;
@@ -629,7 +630,10 @@ impl<'a> Engine<'a> {
                     if key.is_some() {
                         self.cache.misses += 1;
                     }
-                    self.perform(stage, &step, fs_needed_later).await?
+                    armed = self.early.as_mut().and_then(|e| e.arm(&self.sess, idx));
+                    let done = self.perform(stage, &step, fs_needed_later).await;
+                    self.sess.store.unannounce();
+                    done?
                 }
             };
             let layer = stage.layers.get(layers_before);
@@ -642,7 +646,8 @@ impl<'a> Engine<'a> {
             );
             if let Some(l) = layer {
                 if let Some(early) = self.early.as_mut() {
-                    early.offer(&self.sess, idx, &l.desc, l.origin.as_ref());
+                    let live = armed.as_ref().is_some_and(|a| a.taken());
+                    early.offer(&self.sess, idx, &l.desc, l.origin.as_ref(), live);
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! safe extraction with whiteouts. Nothing here knows about Dockerfiles.
 
 pub mod extract;
+pub mod live;
 pub mod pgzip;
 pub mod tee;
 pub mod writer;

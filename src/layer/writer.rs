@@ -10,6 +10,7 @@
 //! atime/ctime), so the same inputs give the same bytes.
 
 use crate::digest::HashWriter;
+use crate::layer::live::Published;
 use crate::layer::pgzip::ParGz;
 use crate::layer::tee::{ChunkSender, Tee};
 use crate::store::Store;
@@ -124,7 +125,7 @@ pub struct BuiltLayer {
     pub media_type: String,
 }
 
-type Sink = HashWriter<Tee<Compressor<HashWriter<BufWriter<std::fs::File>>>>>;
+type Sink = HashWriter<Tee<Compressor<HashWriter<BufWriter<Published<std::fs::File>>>>>>;
 
 pub struct LayerWriter {
     tar: tar::Builder<Sink>,
@@ -318,7 +319,11 @@ impl LayerWriter {
 /// The one-pass pipeline into a temporary file of the store.
 fn open_sink(store: &Store, codec: Codec) -> io::Result<(Sink, NamedTempFile)> {
     let tmp = store.temp()?;
-    let file = tmp.as_file().try_clone()?;
+    let file = Published::new(tmp.as_file().try_clone()?);
+    // Someone waits for the next layer's bytes (an upload while it is written).
+    if let Some(hook) = store.take_announced() {
+        hook(file.tail(tmp.reopen()?));
+    }
     let compressed = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
     Ok((
         HashWriter::new(Tee {
@@ -332,10 +337,10 @@ fn open_sink(store: &Store, codec: Codec) -> io::Result<(Sink, NamedTempFile)> {
 /// Close the pipeline and move the blob into the store under its digest.
 fn seal(sink: Sink, tmp: NamedTempFile, store: &Store, codec: Codec) -> io::Result<BuiltLayer> {
     let (tee, diff_id, uncompressed_size) = sink.finish();
-    let (mut buf, digest, size) = tee.finish()?.finish()?.finish();
-    buf.flush()?;
-    drop(buf);
+    let (buf, digest, size) = tee.finish()?.finish()?.finish();
+    let published = buf.into_inner().map_err(|e| e.into_error())?;
     store.commit(tmp, &digest)?;
+    published.seal(&digest, size);
     Ok(BuiltLayer {
         digest,
         diff_id,

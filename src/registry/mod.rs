@@ -261,6 +261,9 @@ enum Body<'a> {
     Bytes(&'a [u8]),
     /// (path, offset, length)
     File(&'a Path, u64, u64),
+    /// A layer still being written: its length is not known yet. The counter
+    /// says how much of it the connection has taken.
+    Live(&'a crate::layer::live::Tail, std::sync::Arc<AtomicU64>),
 }
 
 impl Client {
@@ -456,6 +459,16 @@ impl Client {
                         });
                     req.header(CONTENT_LENGTH, *len)
                         .body(reqwest::Body::wrap_stream(stream))
+                }
+                Body::Live(tail, pulled) => {
+                    let sent = self.counters.streamed_up.clone();
+                    let pulled = pulled.clone();
+                    pulled.store(0, Ordering::Relaxed);
+                    let stream = tail.stream().inspect_ok(move |b| {
+                        sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+                        pulled.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    });
+                    req.body(reqwest::Body::wrap_stream(stream))
                 }
             };
             // Errors without the URL: an upload's has the session state in it.

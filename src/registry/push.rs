@@ -9,10 +9,12 @@
 
 use super::{retry, Body, Client, RegistryError, Result, UPLOAD_CHUNK};
 use crate::image::Reference;
+use crate::layer::live::Tail;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Failures after which a new upload session may succeed.
 fn worth_a_new_session(e: &RegistryError) -> bool {
@@ -20,6 +22,26 @@ fn worth_a_new_session(e: &RegistryError) -> bool {
         RegistryError::Unreachable { .. } | RegistryError::RateLimited { .. } => true,
         RegistryError::Status { status, .. } => retry::retryable_status(*status) || *status == 404,
         _ => false,
+    }
+}
+
+/// How long a streamed upload may make no progress: the connection takes none
+/// of the bytes there are, or the registry does not answer once it has them all.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Resolves when a streamed upload has stalled (see [`STALL`]); never otherwise.
+async fn stalled(tail: &Tail, pulled: &AtomicU64) {
+    let (mut seen, mut since) = (u64::MAX, std::time::Instant::now());
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let (avail, sealed) = tail.available();
+        let now = pulled.load(Ordering::Relaxed);
+        // Bytes taken, or all taken while the writer is still at work: no stall.
+        if now != seen || (now >= avail && !sealed) {
+            (seen, since) = (now, std::time::Instant::now());
+        } else if since.elapsed() > STALL {
+            return;
+        }
     }
 }
 
@@ -202,6 +224,88 @@ impl Client {
                 .await);
         }
         Ok(())
+    }
+
+    /// Upload a layer while it is being written: POST, one PATCH whose body is
+    /// the blob's bytes as they arrive (streamed: its length is not known yet),
+    /// and the PUT with the digest once the writer has sealed the blob. One
+    /// session and no retries: after a failure the caller uploads the finished
+    /// blob from its file as usual. The digest and size it uploaded.
+    pub async fn push_blob_live(&self, r: &Reference, tail: &Tail) -> Result<(String, u64)> {
+        let start = self.url(r, "blobs/uploads/")?;
+        let empty = HeaderMap::new;
+        let resp = self
+            .send_with(r, true, Method::POST, start, empty(), Body::Empty, false)
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.fail(r, "POST", "blob upload", resp, true).await);
+        }
+        let session = self.location(r, &resp)?;
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            "application/octet-stream"
+                .parse()
+                .map_err(|_| RegistryError::Other("header".into()))?,
+        );
+        let pulled = Arc::new(AtomicU64::new(0));
+        let patch = self.send_with(
+            r,
+            true,
+            Method::PATCH,
+            session.clone(),
+            h.clone(),
+            Body::Live(tail, pulled.clone()),
+            false,
+        );
+        let sent = tokio::select! {
+            sent = patch => sent,
+            () = stalled(tail, &pulled) => Err(RegistryError::Other(format!(
+                "registry {}: the streamed upload stalled",
+                r.registry
+            ))),
+        };
+        let resp = match sent {
+            Ok(resp) if resp.status() == StatusCode::ACCEPTED => resp,
+            other => {
+                // Give the session back rather than leave it for the registry's
+                // purge (a refusal here changes nothing).
+                let _ = self
+                    .send_with(
+                        r,
+                        true,
+                        Method::DELETE,
+                        session,
+                        empty(),
+                        Body::Empty,
+                        false,
+                    )
+                    .await;
+                return Err(match other {
+                    Ok(resp) => {
+                        self.fail(r, "PATCH", "streamed blob upload", resp, true)
+                            .await
+                    }
+                    Err(e) => e,
+                });
+            }
+        };
+        let mut put = self.location(r, &resp)?;
+        let (digest, size) = tail
+            .finished()
+            .await
+            .ok_or_else(|| RegistryError::Other("the layer was not finished".into()))?;
+        put.query_pairs_mut().append_pair("digest", &digest);
+        let resp = self
+            .send_with(r, true, Method::PUT, put, h, Body::Empty, false)
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self
+                .fail(r, "PUT", &format!("blob {digest}"), resp, true)
+                .await);
+        }
+        self.uploaded(size);
+        Ok((digest, size))
     }
 
     fn uploaded(&self, size: u64) {

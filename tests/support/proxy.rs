@@ -43,6 +43,8 @@ pub struct FaultProxy {
     pub addr: String,
     /// "METHOD path -> what happened", one per request.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// "METHOD path" and when its head arrived (before its body), one per request.
+    pub arrivals: Arc<Mutex<Vec<(String, std::time::SystemTime)>>>,
 }
 
 impl FaultProxy {
@@ -53,17 +55,23 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
         let rule: Arc<Rule> = Arc::new(rule);
         let upstream = upstream.to_string();
-        let shared_log = log.clone();
+        let (shared_log, shared_arrivals) = (log.clone(), arrivals.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { continue };
                 let (upstream, rule, log) = (upstream.clone(), rule.clone(), shared_log.clone());
-                std::thread::spawn(move || serve(client, &upstream, &*rule, &log));
+                let arrivals = shared_arrivals.clone();
+                std::thread::spawn(move || serve(client, &upstream, &*rule, &log, &arrivals));
             }
         });
-        FaultProxy { addr, log }
+        FaultProxy {
+            addr,
+            log,
+            arrivals,
+        }
     }
 
     pub fn count(&self, what: &str) -> usize {
@@ -77,10 +85,17 @@ impl FaultProxy {
 }
 
 /// One request per connection (the proxy asks for `Connection: close`).
-fn serve(mut client: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<String>>) {
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    rule: &Rule,
+    log: &Mutex<Vec<String>>,
+    arrivals: &Mutex<Vec<(String, std::time::SystemTime)>>,
+) {
     let mut reader = BufReader::new(client.try_clone().expect("clone"));
     let mut head = Vec::new();
     let mut length = 0usize;
+    let mut chunked = false;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -96,8 +111,32 @@ fn serve(mut client: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Str
         if lower.starts_with("connection:") {
             continue;
         }
+        // A streamed body (kiln's upload of a layer still being written) is
+        // read whole here and forwarded with its length.
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+            continue;
+        }
         head.push(line);
     }
+    if let Some(first) = head.first() {
+        let mut p = first.split_whitespace();
+        let what = format!("{} {}", p.next().unwrap_or(""), p.next().unwrap_or(""));
+        arrivals
+            .lock()
+            .unwrap()
+            .push((what, std::time::SystemTime::now()));
+    }
+    let streamed = if chunked {
+        let Some(body) = read_chunked(&mut reader) else {
+            return;
+        };
+        length = body.len();
+        head.push(format!("Content-Length: {length}\r\n"));
+        Some(body)
+    } else {
+        None
+    };
     let first = head.first().cloned().unwrap_or_default();
     let mut parts = first.split_whitespace();
     let req = Req {
@@ -112,16 +151,24 @@ fn serve(mut client: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Str
             .push(format!("{} {} -> {what}", req.method, req.path));
     };
     if let Fault::DropMidBody = fault {
-        let mut half = vec![0u8; length / 2];
-        let _ = reader.read_exact(&mut half);
+        if streamed.is_none() {
+            let mut half = vec![0u8; length / 2];
+            let _ = reader.read_exact(&mut half);
+        }
         note("dropped mid-body");
         let _ = client.shutdown(std::net::Shutdown::Both);
         return;
     }
-    let mut body = vec![0u8; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
+    let body = match streamed {
+        Some(b) => b,
+        None => {
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            body
+        }
+    };
     match fault {
         Fault::Respond(status, headers) => answer(&mut client, status, headers, &[], note),
         Fault::RespondWith(status, headers, body) => {
@@ -150,6 +197,32 @@ fn serve(mut client: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Str
             }
         }
         Fault::DropMidBody => unreachable!("handled above"),
+    }
+}
+
+/// An HTTP/1.1 chunked body, decoded; None when the connection broke off.
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            loop {
+                let mut t = String::new();
+                if reader.read_line(&mut t).ok()? == 0 || t == "\r\n" {
+                    return Some(body);
+                }
+            }
+        }
+        let at = body.len();
+        body.resize(at + size, 0);
+        reader.read_exact(&mut body[at..]).ok()?;
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf).ok()?;
     }
 }
 
