@@ -177,6 +177,15 @@ pub async fn deliver(
 async fn tag_everywhere(sess: &Session<'_>, out: &sink::Assembled) -> Result<Vec<String>> {
     let req = sess.req;
     let digest = &out.manifest_digest;
+    // One destination with a tag: the PUT by tag alone is already all or nothing.
+    if let [dest] = req.destinations.as_slice() {
+        if let Some(tag) = &dest.tag {
+            sink::put_manifest(&sess.client, dest, out, tag)
+                .await
+                .with_context(|| format!("not tagged: {dest} refused the image"))?;
+            return Ok(vec![format!("{}@{digest}", dest.name())]);
+        }
+    }
     for dest in &req.destinations {
         sink::put_manifest(&sess.client, dest, out, digest)
             .await
