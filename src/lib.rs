@@ -13,6 +13,7 @@ pub mod fs;
 pub mod fuzzing;
 pub mod image;
 pub mod layer;
+pub mod platform;
 pub mod registry;
 pub mod report;
 pub mod store;

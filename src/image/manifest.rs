@@ -106,101 +106,16 @@ impl Format {
     }
 }
 
-/// A platform: `os/arch[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub arch: String,
-    pub variant: Option<String>,
-}
+pub use crate::platform::Platform;
 
-impl Platform {
-    pub fn parse(s: &str) -> Result<Platform, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let (os, arch, variant) = match parts.as_slice() {
-            [os, arch] => (*os, *arch, None),
-            [os, arch, v] => (*os, *arch, Some(v.to_string())),
-            _ => {
-                return Err(format!(
-                    "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/amd64"
-                ))
-            }
-        };
-        if os.is_empty() || arch.is_empty() {
-            return Err(format!(
-                "invalid platform {s:?}: expected os/arch[/variant]"
-            ));
-        }
-        Ok(Platform {
-            os: os.to_string(),
-            arch: arch.to_string(),
-            variant,
-        })
-    }
-
-    /// The platform kiln runs on.
-    pub fn host() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            "arm" => "arm",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            arch: arch.into(),
-            variant: if arch == "arm" {
-                Some("v7".into())
-            } else {
-                None
-            },
-        }
-    }
-
-    fn matches(&self, d: &Descriptor) -> bool {
-        let Some(p) = d.platform() else { return false };
-        let variant_ok = match (&self.variant, p.variant()) {
-            (None, _) => true,
-            (Some(want), Some(have)) => want == have,
-            // arm64 images usually omit the v8 variant.
-            (Some(want), None) => self.arch == "arm64" && want == "v8",
-        };
-        p.os().to_string() == self.os && p.architecture().to_string() == self.arch && variant_ok
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.arch)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Pick the manifest for `platform` from an index.
+/// Pick the manifest for `platform` from an index (see [`crate::platform::select`]).
 pub fn select(index: &ImageIndex, platform: &Platform) -> Option<Descriptor> {
-    index
-        .manifests()
-        .iter()
-        .find(|d| platform.matches(d))
-        .cloned()
+    crate::platform::select(index, platform)
 }
 
 /// Available platforms of an index, for error messages.
 pub fn platforms(index: &ImageIndex) -> Vec<String> {
-    index
-        .manifests()
-        .iter()
-        .filter_map(|d| d.platform().as_ref())
-        .map(|p| match p.variant() {
-            Some(v) => format!("{}/{}/{}", p.os(), p.architecture(), v),
-            None => format!("{}/{}", p.os(), p.architecture()),
-        })
-        .collect()
+    crate::platform::listed(index)
 }
 
 /// A layer as the manifest lists it.
