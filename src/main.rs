@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use clap::Parser;
-use kiln::cli::{Cli, Cmd, PushArgs};
+use kiln::cli::{Cli, Cmd, IndexArgs, PushArgs};
 use kiln::engine::sink::push_files;
 use kiln::image::{layout, Reference};
 use kiln::registry::Client;
@@ -160,6 +160,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Push(args) => push(*args, &report).await,
+        Cmd::Index(args) => index(*args, &report).await,
         Cmd::Warm(args) => {
             let req = args.request()?;
             let out = kiln::engine::warm(&req, &report).await?;
@@ -181,6 +182,56 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn index(args: IndexArgs, report: &Reporter) -> Result<()> {
+    let dest = Reference::parse(&args.destination).context("in --destination")?;
+    let sources = args
+        .sources
+        .iter()
+        .map(|s| Reference::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let platforms = match &args.platforms {
+        Some(l) => Some(
+            kiln::platform::Platform::parse_list(l)
+                .map_err(|e| anyhow::anyhow!("--platforms: {e}"))?,
+        ),
+        None => None,
+    };
+    let client = Client::new(&args.registry.options(vec![dest.registry.clone()])?)?;
+    client.declare(&dest, true);
+    for s in &sources {
+        client.declare(s, false);
+    }
+    // Blobs copied across registries pass through a work dir of kiln's.
+    let work = kiln::fs::workdir::WorkDir::create(&std::env::temp_dir())?;
+    let store = kiln::store::Store::open(work.path())?;
+    let req = kiln::engine::index::IndexRequest {
+        destination: dest.clone(),
+        sources,
+        platforms,
+    };
+    let out = kiln::engine::index::index(&client, &store, &req).await?;
+    let name_digest = format!("{}@{}", dest.name(), out.digest);
+    if let Some(p) = &args.digest_file {
+        layout::write_atomic(p, out.digest.as_bytes())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if let Some(p) = &args.image_name_with_digest_file {
+        layout::write_atomic(p, format!("{name_digest}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    report.line(&format!(
+        "index {dest}: {} ({} blob(s) already there, {} mounted, {} copied) in {:.2}s",
+        out.platforms.join(", "),
+        out.present,
+        out.mounted,
+        out.copied,
+        report.start.elapsed().as_secs_f64()
+    ));
+    report.line(&format!("pushed {name_digest}"));
+    println!("{}", out.digest);
+    Ok(())
 }
 
 async fn push(args: PushArgs, report: &Reporter) -> Result<()> {

@@ -547,6 +547,7 @@ fn the_corpus_parses_and_its_mounts_are_understood() {
             build_args: vec![],
             target: None,
             platform: None,
+            label_prefix: String::new(),
         };
         if let Err(e) = kiln::engine::plan::Plan::new(d.clone(), input) {
             panic!("{name}: {e:#}");

@@ -37,6 +37,9 @@ pub enum Cmd {
     Push(Box<PushArgs>),
     /// Fetch base images and cache entries into the cache dir, for cache-warming jobs.
     Warm(Box<WarmArgs>),
+    /// Assemble single-platform images (one per native runner) into one image
+    /// index under the destination's tag.
+    Index(Box<IndexArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,9 +136,13 @@ pub struct BuildArgs {
     /// for registries and tools that want it; gzip layers, no annotations).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub image_format: Option<ImageFormatArg>,
-    /// Target platform os/arch[/variant] (default: the host's).
-    #[arg(long, aliases = ["custom-platform", "customPlatform"], value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    /// Target platform(s), os/arch[/variant]: comma-separated or repeated, as
+    /// buildx takes them (default: the host's). Several make an image index.
+    #[arg(long, value_name = "OS/ARCH[,...]")]
+    pub platform: Vec<String>,
+    /// kaniko's --custom-platform: one platform.
+    #[arg(long, hide = true, alias = "customPlatform", value_name = "OS/ARCH")]
+    pub custom_platform: Option<String>,
     /// A secret for `RUN --mount=type=secret`, as buildx takes it: id=ID,src=FILE
     /// or id=ID,env=VAR (a bare id=ID reads $ID). In GitLab, give a File-type
     /// variable as src. Never in a layer, the config, the cache key or a log.
@@ -319,8 +326,9 @@ pub struct WarmArgs {
     pub build_arg: Vec<String>,
     #[arg(long)]
     pub target: Option<String>,
-    #[arg(long, aliases = ["custom-platform", "customPlatform"], value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    /// Platform(s) whose base images to fetch (comma-separated or repeated).
+    #[arg(long, aliases = ["custom-platform", "customPlatform"], value_name = "OS/ARCH[,...]")]
+    pub platform: Vec<String>,
     #[command(flatten)]
     pub cache_args: CacheArgs,
     /// The build's compression settings: they are part of every cache key.
@@ -393,12 +401,7 @@ impl WarmArgs {
             build_args: resolve_build_args(&self.build_arg),
             target: self.target.clone(),
             no_push: true,
-            platform: self
-                .platform
-                .as_deref()
-                .map(Platform::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?,
+            platforms: platform_list(&self.platform, None)?,
             registry: self.registry.options(vec![])?,
             pull: self.registry.pull.sources()?,
             compression_level: self.compression.level()?,
@@ -440,6 +443,51 @@ pub struct PushArgs {
     pub digest_file: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Where the index goes (its tag is set last).
+    #[arg(long, short = 'd', value_name = "REF")]
+    pub destination: String,
+    /// The platforms the index must hold, each once and no other (comma-separated,
+    /// as --platform takes them).
+    #[arg(long, value_name = "LIST")]
+    pub platforms: Option<String>,
+    /// Write the index digest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+    /// Write `name@digest` of the index to this file.
+    #[arg(long, value_name = "FILE")]
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// The single-platform images, by tag or digest.
+    #[arg(required = true, value_name = "SRC")]
+    pub sources: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `--platform` values (each a comma-separated list), or kaniko's one
+/// `--custom-platform`; each platform once. Empty: the host's.
+fn platform_list(given: &[String], custom: Option<&str>) -> Result<Vec<Platform>> {
+    let mut out: Vec<Platform> = Vec::new();
+    for g in given {
+        for p in Platform::parse_list(g).map_err(|e| anyhow::anyhow!("--platform: {e}"))? {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    if let Some(c) = custom {
+        if !out.is_empty() {
+            bail!("give --platform or kaniko's --custom-platform, not both");
+        }
+        if c.contains(',') {
+            bail!("--custom-platform {c:?}: kaniko's flag takes one platform; for several, use --platform {c}");
+        }
+        out.push(Platform::parse(c).map_err(|e| anyhow::anyhow!("--custom-platform: {e}"))?);
+    }
+    Ok(out)
 }
 
 fn split_kv(s: &str, what: &str) -> Result<(String, String)> {
@@ -603,12 +651,7 @@ impl BuildArgs {
         };
         let source_date_epoch = sde.or(if self.reproducible { Some(0) } else { None });
         let (cache, cache_dir, cache_repo, cache_ttl_secs) = self.cache_settings()?;
-        let platform = self
-            .platform
-            .as_deref()
-            .map(Platform::parse)
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
+        let platforms = platform_list(&self.platform, self.custom_platform.as_deref())?;
         let dest_hosts: Vec<String> = destinations.iter().map(|d| d.registry.clone()).collect();
         let mut registry = self.registry.options(hosts)?;
         if self.kaniko.insecure {
@@ -665,7 +708,7 @@ impl BuildArgs {
             digest_file: self.digest_file.clone(),
             image_name_with_digest_file: self.image_name_with_digest_file.clone(),
             source_date_epoch,
-            platform,
+            platforms,
             registry,
             run_ca,
             secrets,

@@ -24,9 +24,11 @@ pub mod copy;
 mod copy_step;
 mod early_push;
 mod git_source;
+pub mod index;
 pub mod mirrors;
 mod mount_sources;
 pub mod mounts;
+mod multi;
 mod output;
 pub mod plan;
 mod run;
@@ -79,7 +81,9 @@ pub struct BuildRequest {
     pub image_name_with_digest_file: Option<PathBuf>,
     /// Fixed timestamps: Some(epoch) from `SOURCE_DATE_EPOCH`, or 0 with `--reproducible`.
     pub source_date_epoch: Option<u64>,
-    pub platform: Option<Platform>,
+    /// The target platforms (`--platform a,b`); none: the host's. Several make
+    /// an image index.
+    pub platforms: Vec<Platform>,
     pub registry: registry::Options,
     pub work_dir: Option<PathBuf>,
     /// Compression level (gzip 0-9, zstd 1-19).
@@ -137,11 +141,12 @@ fn read_dockerfile(req: &BuildRequest) -> Result<Dockerfile> {
     )?)
 }
 
-fn plan_input(req: &BuildRequest) -> PlanInput {
+fn plan_input(req: &BuildRequest, platform: Option<&Platform>) -> PlanInput {
     PlanInput {
         build_args: req.build_args.clone(),
         target: req.target.clone(),
-        platform: req.platform.clone(),
+        platform: platform.cloned(),
+        label_prefix: String::new(),
     }
 }
 
@@ -167,7 +172,10 @@ async fn check_push_access(sess: &Session<'_>) -> Result<()> {
 /// target needs with its steps, as the build would log them; nothing is pulled,
 /// built, written or pushed. A Dockerfile error is reported at its line.
 pub fn plan_only(req: &BuildRequest) -> Result<Vec<String>> {
-    let plan = Plan::new(read_dockerfile(req)?, plan_input(req))?;
+    let plan = Plan::new(
+        read_dockerfile(req)?,
+        plan_input(req, req.platforms.first()),
+    )?;
     let mut lines = Vec::new();
     for idx in plan.order(&[plan.target]) {
         let steps = &plan.stages[idx].steps;
@@ -197,9 +205,42 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
             "note: # syntax={syntax} is ignored: kiln parses the Dockerfile itself"
         ));
     }
+    if req.platforms.len() > 1 {
+        return multi::build(req, report, df).await;
+    }
     let sess = Session::new(req, report)?;
-    let plan = Plan::new(df, plan_input(req))?;
     check_push_access(&sess).await?;
+    let input = plan_input(req, req.platforms.first());
+    let mut t = build_target(sess, df, input).await?;
+    let layers = t.stage.layers.len();
+    let d = output::deliver(&t.sess, t.stage, t.early.as_mut()).await?;
+    t.cache.finish(&t.sess).await;
+    output::write_digest_files(&t.sess, &d.out.manifest_digest, d.size, &[])?;
+    Ok(Outcome {
+        digest: d.out.manifest_digest.clone(),
+        size: d.size,
+        layers,
+        pushed: d.pushed,
+    })
+}
+
+/// One platform's target stage, built, with what it still needs for its outputs.
+struct Built<'a> {
+    sess: Session<'a>,
+    stage: Stage,
+    early: Option<early_push::EarlyPush>,
+    cache: StepCache,
+}
+
+/// Build the target stage of `input`'s plan (its platform's), with the
+/// stages it needs; the layers the cache repo holds get it as their origin.
+async fn build_target<'a>(
+    sess: Session<'a>,
+    df: Dockerfile,
+    input: PlanInput,
+) -> Result<Built<'a>> {
+    let req = sess.req;
+    let plan = Plan::new(df, input)?;
     let cache = StepCache::new(&sess)?;
     let target = plan.target;
     let mut e = Engine::new(sess, plan, cache, Some(target));
@@ -219,7 +260,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     }
     let unused = e.plan.unused_build_args(&e.used_args);
     if !unused.is_empty() {
-        report.warn(&format!(
+        e.sess.report.warn(&format!(
             "build-arg(s) not used by any built stage: {}",
             unused.join(", ")
         ));
@@ -239,15 +280,11 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
     if req.single_snapshot {
         squash::single_snapshot(&e.sess, &mut stage).await?;
     }
-    let layers = stage.layers.len();
-    let d = output::deliver(&e.sess, stage, e.early.as_mut()).await?;
-    e.cache.finish(&e.sess).await;
-    output::write_digest_files(&e.sess, &d.out.manifest_digest, d.size)?;
-    Ok(Outcome {
-        digest: d.out.manifest_digest.clone(),
-        size: d.size,
-        layers,
-        pushed: d.pushed,
+    Ok(Built {
+        sess: e.sess,
+        stage,
+        early: e.early,
+        cache: e.cache,
     })
 }
 

@@ -9,7 +9,7 @@ use super::session::Session;
 use super::sink;
 use super::stage::Stage;
 use crate::image::manifest::{Format, LayerDesc};
-use crate::image::Reference;
+use crate::image::{LocalImage, Reference};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -21,13 +21,9 @@ pub struct Delivered {
     pub pushed: Vec<String>,
 }
 
-/// Final config, manifest, local outputs and pushes.
-/// `early`: the uploads to the destinations that started while the build ran.
-pub async fn deliver(
-    sess: &Session<'_>,
-    mut stage: Stage,
-    early: Option<&mut super::early_push::EarlyPush>,
-) -> Result<Delivered> {
+/// The target stage's final config (`--label`, `created`) and its manifest,
+/// with the base named in annotations (OCI format only).
+pub fn assemble(sess: &Session<'_>, stage: &mut Stage) -> Result<sink::Assembled> {
     let req = sess.req;
     if !req.labels.is_empty() {
         let labels = stage.config.config.labels.get_or_insert_with(BTreeMap::new);
@@ -60,26 +56,38 @@ pub async fn deliver(
         Format::Oci => annotations,
         Format::Docker => vec![],
     };
-    let out = sink::Assembled::new(
+    sink::Assembled::new(
         &sess.store,
         &stage.config,
         &layers,
         &annotations,
         req.image_format,
-    )?;
+    )
+}
+
+/// The image as a local image: every layer's bytes in the store.
+pub async fn local(sess: &Session<'_>, stage: &Stage, out: &sink::Assembled) -> Result<LocalImage> {
+    for l in &stage.layers {
+        sess.blob(l).await?;
+    }
+    out.local(&sess.store)
+}
+
+/// Final config, manifest, local outputs and pushes.
+/// `early`: the uploads to the destinations that started while the build ran.
+pub async fn deliver(
+    sess: &Session<'_>,
+    mut stage: Stage,
+    early: Option<&mut super::early_push::EarlyPush>,
+) -> Result<Delivered> {
+    let req = sess.req;
+    let out = assemble(sess, &mut stage)?;
     let mut pushed = Vec::new();
     if req.tar_path.is_some() || req.oci_layout_path.is_some() {
-        for l in &stage.layers {
-            sess.blob(l).await?;
-        }
-        let local = out.local(&sess.store)?;
+        let local = local(sess, &stage, &out).await?;
         if let Some(p) = &req.oci_layout_path {
             let t = Instant::now();
-            let tag = req
-                .destinations
-                .first()
-                .and_then(|d| d.tag.clone())
-                .unwrap_or_else(|| "latest".into());
+            let tag = layout_tag(sess);
             crate::image::layout::write(p, &local, &tag)?;
             sess.report.step(
                 "output",
@@ -106,95 +114,140 @@ pub async fn deliver(
         }
     }
     if !req.no_push {
-        let origins: Vec<(LayerDesc, Option<Reference>)> = stage
-            .layers
-            .iter()
-            .map(|l| (l.desc.clone(), l.origin.clone()))
-            .collect();
-        // Every blob in every destination first; the tags come after, so a
-        // failure part-way leaves no destination tagged.
-        // The push's time starts with the wait for uploads still under way.
-        let started = Instant::now();
-        let early = match early {
-            Some(e) => e.wait().await,
-            None => Default::default(),
+        push_blobs(sess, &stage, &out, early).await?;
+        let doc = Doc {
+            bytes: &out.manifest,
+            media_type: out.format.manifest_type(),
+            digest: &out.manifest_digest,
         };
-        let no_blobs = std::collections::HashSet::new();
-        for (i, dest) in req.destinations.iter().enumerate() {
-            let t = if i == 0 { started } else { Instant::now() };
-            let sibling = req.destinations[..i]
-                .iter()
-                .find(|d| d.registry == dest.registry && d.repository != dest.repository);
-            let bar = sess.report.transfer(
-                &format!("pushing {dest}"),
-                None,
-                sess.client.counters.streamed_up.clone(),
-            );
-            let before = sess.client.counters.snapshot();
-            let sent = early.get(&dest.to_string());
-            let present = sent.map(|s| &s.digests).unwrap_or(&no_blobs);
-            sink::push_blobs(
-                &sess.client,
-                &sess.store,
-                dest,
-                &out,
-                &origins,
-                sibling,
-                present,
-            )
-            .await?;
-            drop(bar);
-            let d = sess.client.counters.snapshot().since(&before);
-            // Blobs sent while the build ran count as uploaded.
-            let (en, eb) = sent.map_or((0, 0), |s| (s.digests.len() as u64, s.bytes));
-            let during = if en > 0 {
-                format!(", {en} while the build ran")
-            } else {
-                String::new()
-            };
-            let note = format!(
-                "{} uploaded ({}{during}), {} mounted, {} already there",
-                d.blobs_up + en,
-                crate::report::human_bytes(d.bytes_up + eb),
-                d.blobs_mounted,
-                d.blobs_skipped
-            );
-            sess.report
-                .step("push", &format!("{dest}"), t.elapsed(), &note);
-        }
-        pushed = tag_everywhere(sess, &out).await?;
+        pushed = tag_everywhere(sess, &doc).await?;
     }
     let size = out.manifest.len() as u64
         + out.config.len() as u64
-        + layers.iter().map(|l| l.size).sum::<u64>();
+        + stage.layers.iter().map(|l| l.desc.size).sum::<u64>();
     Ok(Delivered { out, size, pushed })
+}
+
+/// The tag of the OCI layout's entry: the first destination's, else `latest`.
+pub fn layout_tag(sess: &Session<'_>) -> String {
+    sess.req
+        .destinations
+        .first()
+        .and_then(|d| d.tag.clone())
+        .unwrap_or_else(|| "latest".into())
+}
+
+/// Every blob of the image in every destination, one step line each.
+pub async fn push_blobs(
+    sess: &Session<'_>,
+    stage: &Stage,
+    out: &sink::Assembled,
+    early: Option<&mut super::early_push::EarlyPush>,
+) -> Result<()> {
+    let req = sess.req;
+    let origins: Vec<(LayerDesc, Option<Reference>)> = stage
+        .layers
+        .iter()
+        .map(|l| (l.desc.clone(), l.origin.clone()))
+        .collect();
+    // Every blob in every destination first; the tags come after, so a
+    // failure part-way leaves no destination tagged.
+    // The push's time starts with the wait for uploads still under way.
+    let started = Instant::now();
+    let early = match early {
+        Some(e) => e.wait().await,
+        None => Default::default(),
+    };
+    let no_blobs = std::collections::HashSet::new();
+    for (i, dest) in req.destinations.iter().enumerate() {
+        let t = if i == 0 { started } else { Instant::now() };
+        let sibling = req.destinations[..i]
+            .iter()
+            .find(|d| d.registry == dest.registry && d.repository != dest.repository);
+        let bar = sess.report.transfer(
+            &format!("pushing {dest}"),
+            None,
+            sess.client.counters.streamed_up.clone(),
+        );
+        let before = sess.client.counters.snapshot();
+        let sent = early.get(&dest.to_string());
+        let present = sent.map(|s| &s.digests).unwrap_or(&no_blobs);
+        sink::push_blobs(
+            &sess.client,
+            &sess.store,
+            dest,
+            out,
+            &origins,
+            sibling,
+            present,
+        )
+        .await?;
+        drop(bar);
+        let d = sess.client.counters.snapshot().since(&before);
+        // Blobs sent while the build ran count as uploaded.
+        let (en, eb) = sent.map_or((0, 0), |s| (s.digests.len() as u64, s.bytes));
+        let during = if en > 0 {
+            format!(", {en} while the build ran")
+        } else {
+            String::new()
+        };
+        let note = format!(
+            "{} uploaded ({}{during}), {} mounted, {} already there",
+            d.blobs_up + en,
+            crate::report::human_bytes(d.bytes_up + eb),
+            d.blobs_mounted,
+            d.blobs_skipped
+        );
+        sess.report
+            .step("push", &format!("{dest}"), t.elapsed(), &note);
+    }
+    Ok(())
+}
+
+/// A manifest or an index, as pushed.
+pub struct Doc<'b> {
+    pub bytes: &'b [u8],
+    pub media_type: &'b str,
+    pub digest: &'b str,
+}
+
+/// `doc` by digest in every destination (an index's platform images).
+pub async fn put_by_digest(sess: &Session<'_>, doc: &Doc<'_>) -> Result<()> {
+    for dest in &sess.req.destinations {
+        sess.client
+            .put_manifest(dest, doc.digest, doc.bytes, doc.media_type)
+            .await
+            .with_context(|| format!("no destination was tagged: {dest} refused the image"))?;
+    }
+    Ok(())
 }
 
 /// The manifest by digest in every destination, then the tags: a registry that
 /// refuses the image fails the build before any destination is tagged. A tag
 /// that still fails after the retries is an error that says exactly which tags
 /// exist. Returns `name@digest` for each destination.
-async fn tag_everywhere(sess: &Session<'_>, out: &sink::Assembled) -> Result<Vec<String>> {
+pub async fn tag_everywhere(sess: &Session<'_>, doc: &Doc<'_>) -> Result<Vec<String>> {
     let req = sess.req;
-    let digest = &out.manifest_digest;
+    let digest = doc.digest;
+    let put = |dest: Reference, reference: String| async move {
+        sess.client
+            .put_manifest(&dest, &reference, doc.bytes, doc.media_type)
+            .await
+    };
     // One destination with a tag: the PUT by tag alone is already all or nothing.
     if let [dest] = req.destinations.as_slice() {
         if let Some(tag) = &dest.tag {
-            sink::put_manifest(&sess.client, dest, out, tag)
+            put(dest.clone(), tag.clone())
                 .await
                 .with_context(|| format!("not tagged: {dest} refused the image"))?;
             return Ok(vec![format!("{}@{digest}", dest.name())]);
         }
     }
-    for dest in &req.destinations {
-        sink::put_manifest(&sess.client, dest, out, digest)
-            .await
-            .with_context(|| format!("no destination was tagged: {dest} refused the image"))?;
-    }
+    put_by_digest(sess, doc).await?;
     let mut tagged: Vec<String> = Vec::new();
     for (i, dest) in req.destinations.iter().enumerate() {
         let Some(tag) = &dest.tag else { continue };
-        if let Err(e) = sink::put_manifest(&sess.client, dest, out, tag).await {
+        if let Err(e) = put(dest.clone(), tag.clone()).await {
             let rest: Vec<String> = req.destinations[i..]
                 .iter()
                 .filter(|d| d.tag.is_some())
@@ -220,7 +273,13 @@ async fn tag_everywhere(sess: &Session<'_>, out: &sink::Assembled) -> Result<Vec
 }
 
 /// `--digest-file` and `--image-name-with-digest-file`, written atomically.
-pub fn write_digest_files(sess: &Session, digest: &str, size: u64) -> Result<()> {
+/// `platforms`: each platform's image digest when the digest is an index's.
+pub fn write_digest_files(
+    sess: &Session,
+    digest: &str,
+    size: u64,
+    platforms: &[(String, String)],
+) -> Result<()> {
     let req = sess.req;
     if let Some(p) = &req.dotenv {
         // For `artifacts:reports:dotenv`: later jobs use the exact digest.
@@ -228,8 +287,22 @@ pub fn write_digest_files(sess: &Session, digest: &str, size: u64) -> Result<()>
             Some(d) => (d.to_string(), format!("{}@{digest}", d.name())),
             None => (String::new(), String::new()),
         };
-        let text =
+        let mut text =
             format!("KILN_IMAGE={image}\nKILN_IMAGE_DIGEST={digest}\nKILN_IMAGE_REF={reference}\n");
+        // KILN_IMAGE_DIGEST_LINUX_ARM64=…, KILN_IMAGE_DIGEST_LINUX_ARM_V7=…
+        for (p, d) in platforms {
+            let var: String = p
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            text.push_str(&format!("KILN_IMAGE_DIGEST_{var}={d}\n"));
+        }
         crate::image::layout::write_atomic(p, text.as_bytes())
             .with_context(|| format!("cannot write --dotenv {}", p.display()))?;
     }
@@ -239,6 +312,10 @@ pub fn write_digest_files(sess: &Session, digest: &str, size: u64) -> Result<()>
         let json = serde_json::json!({
             "digest": digest,
             "size": size,
+            "platforms": platforms
+                .iter()
+                .map(|(p, d)| serde_json::json!({"platform": p, "digest": d}))
+                .collect::<Vec<_>>(),
             "destinations": req.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "bases": r.bases,
             "steps": r.steps,

@@ -21,6 +21,8 @@ pub struct PlanInput {
     pub target: Option<String>,
     /// `--platform`; the host's when None.
     pub platform: Option<Platform>,
+    /// Before every step label (`linux/arm64 app 2/5`), in a multi-platform build.
+    pub label_prefix: String,
 }
 
 /// How a step changes the stage.
@@ -215,16 +217,10 @@ impl Plan {
     /// platform ARGs unless a meta ARG overrides them.
     pub fn meta_vars_with_platform(&self) -> Vars {
         let mut v = self.meta_vars();
-        let target = self.platform();
-        let host = Platform::host();
-        v.entry("TARGETPLATFORM".into())
-            .or_insert_with(|| target.to_string());
-        v.entry("TARGETOS".into()).or_insert(target.os.clone());
-        v.entry("TARGETARCH".into()).or_insert(target.arch.clone());
-        v.entry("BUILDPLATFORM".into())
-            .or_insert_with(|| host.to_string());
-        v.entry("BUILDOS".into()).or_insert(host.os.clone());
-        v.entry("BUILDARCH".into()).or_insert(host.arch.clone());
+        let (target, host) = (self.platform(), Platform::host());
+        for (k, val) in target.args("TARGET").into_iter().chain(host.args("BUILD")) {
+            v.entry(k).or_insert(val);
+        }
         v
     }
 
@@ -291,9 +287,13 @@ impl Plan {
 
     /// The step label of the log: `name 2/5` or `stage-1 2/5`.
     pub fn label(&self, idx: usize, step: usize, total: usize) -> String {
-        match &self.stages[idx].name {
+        let label = match &self.stages[idx].name {
             Some(n) => format!("{n} {step}/{total}"),
             None => format!("stage-{idx} {step}/{total}"),
+        };
+        match self.input.label_prefix.as_str() {
+            "" => label,
+            prefix => format!("{prefix} {label}"),
         }
     }
 

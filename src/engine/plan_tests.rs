@@ -13,6 +13,7 @@ fn plan_with(text: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<
                 .collect(),
             target: target.map(String::from),
             platform: Some(Platform::parse("linux/arm64").map_err(|e| anyhow!(e))?),
+            label_prefix: String::new(),
         },
     )
 }

@@ -311,6 +311,20 @@ impl Runner {
             roots,
         } = step;
         let line = ins.line;
+        // A step of another architecture: the host's binfmt_misc handler, or a
+        // clear error before anything runs.
+        let target = crate::platform::Platform::new(
+            &stage.config.os,
+            &stage.config.architecture,
+            stage.config.variant.as_deref(),
+        );
+        let emulated = match crate::exec::emulate::plan(&target) {
+            Ok(crate::exec::emulate::Emulation::Native) => String::new(),
+            Ok(crate::exec::emulate::Emulation::HostBinfmt(h)) => {
+                format!("{target} by the host's binfmt_misc {h}, ")
+            }
+            Err(e) => return Err(plan.err(line, e)),
+        };
         let mode = self.isolation_mode(sess, plan, line)?;
         let (mut mounts, secret_env) =
             super::mount_sources::resolve_mounts(sess, plan, line, &prep.mounts, roots)?;
@@ -382,7 +396,7 @@ impl Runner {
         sess.report.section_end(&section);
         let (out, layer, snapshot) = res.map_err(|e| plan.err(line, format!("RUN: {e}")))?;
         let timing = format!(
-            "(rootfs {:.2}s, snapshot {:.2}s)",
+            "({emulated}rootfs {:.2}s, snapshot {:.2}s)",
             rootfs_time.as_secs_f64(),
             snapshot.as_secs_f64()
         );

@@ -183,20 +183,6 @@ pub async fn push_blobs(
     .await
 }
 
-/// Put the image's manifest in `dest` under `reference`: its digest (before any
-/// destination is tagged) or its tag.
-pub async fn put_manifest(
-    client: &Client,
-    dest: &Reference,
-    out: &Assembled,
-    reference: &str,
-) -> Result<()> {
-    client
-        .put_manifest(dest, reference, &out.manifest, out.format.manifest_type())
-        .await?;
-    Ok(())
-}
-
 /// Push blobs from files, then child manifests by digest, then the top manifest
 /// under the destination's tag (or its digest). Used by `kiln push`.
 pub async fn push_files(

@@ -27,6 +27,7 @@
 
 pub mod ca;
 pub(crate) mod child;
+pub mod emulate;
 pub mod mounts;
 mod mountsys;
 mod prepare;

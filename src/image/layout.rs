@@ -20,6 +20,38 @@ fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
 /// Write `image` into the layout at `dir` under `tag`, creating the layout if
 /// needed. An existing entry with the same tag is replaced; others are kept.
 pub fn write(dir: &Path, image: &LocalImage, tag: &str) -> Result<()> {
+    write_image(dir, image)?;
+    set_entry(
+        dir,
+        &image.manifest_media_type,
+        &image.manifest_digest,
+        image.manifest.len(),
+        tag,
+    )
+}
+
+/// Write the images of several platforms and their `index` (bytes, media type)
+/// into the layout at `dir`; the index is the entry under `tag`.
+pub fn write_index(
+    dir: &Path,
+    images: &[LocalImage],
+    index: &[u8],
+    media_type: &str,
+    tag: &str,
+) -> Result<()> {
+    for image in images {
+        write_image(dir, image)?;
+    }
+    let digest = sha256_bytes(index);
+    let ipath = blob_path(dir, &digest)?;
+    if !ipath.exists() {
+        write_atomic(&ipath, index)?;
+    }
+    set_entry(dir, media_type, &digest, index.len(), tag)
+}
+
+/// An image's blobs and manifest, and the `oci-layout` marker.
+fn write_image(dir: &Path, image: &LocalImage) -> Result<()> {
     fs::create_dir_all(dir.join("blobs/sha256"))
         .with_context(|| format!("cannot create OCI layout {}", dir.display()))?;
     for b in image.blobs() {
@@ -33,7 +65,11 @@ pub fn write(dir: &Path, image: &LocalImage, tag: &str) -> Result<()> {
     write_atomic(
         &dir.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
+    )
+}
+
+/// `index.json`'s entry for `tag`: this manifest or index, replacing the old one.
+fn set_entry(dir: &Path, media_type: &str, digest: &str, size: usize, tag: &str) -> Result<()> {
     let index_path = dir.join("index.json");
     let mut manifests: Vec<Value> = match fs::read(&index_path) {
         Ok(b) => {
@@ -52,9 +88,9 @@ pub fn write(dir: &Path, image: &LocalImage, tag: &str) -> Result<()> {
             != Some(tag)
     });
     manifests.push(json!({
-        "mediaType": image.manifest_media_type,
-        "digest": image.manifest_digest,
-        "size": image.manifest.len(),
+        "mediaType": media_type,
+        "digest": digest,
+        "size": size,
         "annotations": { REF_NAME: tag },
     }));
     let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
@@ -62,7 +98,7 @@ pub fn write(dir: &Path, image: &LocalImage, tag: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let out =
         super::Output::create(path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     std::io::Write::write_all(&mut out.file(), data)?;

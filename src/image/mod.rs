@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod reference;
