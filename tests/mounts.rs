@@ -587,19 +587,7 @@ fn bind_from_an_image_and_a_cache_seeded_from_a_stage() {
     ]);
     for mode in ["chroot", "namespaces"] {
         let cache = tempfile::tempdir().unwrap();
-        let mut cmd = kiln();
-        cmd.args(["build", "--no-push", "--isolation", mode, "--context"])
-            .arg(ctx.path())
-            .args(["--insecure-registry", &reg.addr, "--cache-dir"])
-            .arg(cache.path())
-            .arg("--oci-layout-path")
-            .arg(ctx.path().join(format!("oci-{mode}")));
-        if mode == "chroot" {
-            gitlab_job(&mut cmd);
-        }
-        let out = run(&mut cmd);
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{mode}:\n{log}");
+        let log = build_with_cache(mode, ctx.path(), &reg, cache.path());
         for want in [
             "image-bind-ok",
             "seeded-content",
@@ -643,19 +631,7 @@ fn a_setuid_file_in_a_cache_mount_is_out_of_other_users_reach() {
             PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let mut cmd = kiln();
-        cmd.args(["build", "--no-push", "--isolation", mode, "--context"])
-            .arg(ctx.path())
-            .args(["--insecure-registry", &reg.addr, "--cache-dir"])
-            .arg(cache.path())
-            .arg("--oci-layout-path")
-            .arg(ctx.path().join(format!("oci-{mode}")));
-        if mode == "chroot" {
-            gitlab_job(&mut cmd);
-        }
-        let out = run(&mut cmd);
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{mode}:\n{log}");
+        let log = build_with_cache(mode, ctx.path(), &reg, cache.path());
         assert!(log.contains("│ setuid-placed"), "{mode}:\n{log}");
         let su = std::fs::read_dir(cache.path().join("mounts"))
             .unwrap()
@@ -678,4 +654,23 @@ fn a_setuid_file_in_a_cache_mount_is_out_of_other_users_reach() {
             su.display()
         );
     }
+}
+
+/// `kiln build --no-push` of `ctx` in `mode` (chroot: in the unprivileged-job
+/// sandbox) with `cache` as the cache dir; its log, after checking it succeeded.
+fn build_with_cache(mode: &str, ctx: &Path, reg: &Registry, cache: &Path) -> String {
+    let mut cmd = kiln();
+    cmd.args(["build", "--no-push", "--isolation", mode, "--context"])
+        .arg(ctx)
+        .args(["--insecure-registry", &reg.addr, "--cache-dir"])
+        .arg(cache)
+        .arg("--oci-layout-path")
+        .arg(ctx.join(format!("oci-{mode}")));
+    if mode == "chroot" {
+        gitlab_job(&mut cmd);
+    }
+    let out = run(&mut cmd);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{mode}:\n{log}");
+    log
 }

@@ -214,16 +214,7 @@ impl Client {
             loc = self.location(r, &resp)?;
             off += len;
         }
-        loc.query_pairs_mut().append_pair("digest", digest);
-        let resp = self
-            .send_with(r, true, Method::PUT, loc, h, Body::Empty, false)
-            .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self
-                .fail(r, "PUT", &format!("blob {digest}"), resp, true)
-                .await);
-        }
-        Ok(())
+        self.finish_upload(r, loc, digest, h).await
     }
 
     /// Upload a layer while it is being written: POST, one PATCH whose body is
@@ -290,22 +281,34 @@ impl Client {
                 });
             }
         };
-        let mut put = self.location(r, &resp)?;
+        let put = self.location(r, &resp)?;
         let (digest, size) = tail
             .finished()
             .await
             .ok_or_else(|| RegistryError::Other("the layer was not finished".into()))?;
-        put.query_pairs_mut().append_pair("digest", &digest);
+        self.finish_upload(r, put, &digest, h).await?;
+        self.uploaded(size);
+        Ok((digest, size))
+    }
+
+    /// Close an upload session whose bytes are all sent: the PUT with the digest.
+    async fn finish_upload(
+        &self,
+        r: &Reference,
+        mut session: Url,
+        digest: &str,
+        h: HeaderMap,
+    ) -> Result<()> {
+        session.query_pairs_mut().append_pair("digest", digest);
         let resp = self
-            .send_with(r, true, Method::PUT, put, h, Body::Empty, false)
+            .send_with(r, true, Method::PUT, session, h, Body::Empty, false)
             .await?;
         if resp.status() != StatusCode::CREATED {
             return Err(self
                 .fail(r, "PUT", &format!("blob {digest}"), resp, true)
                 .await);
         }
-        self.uploaded(size);
-        Ok((digest, size))
+        Ok(())
     }
 
     fn uploaded(&self, size: u64) {
