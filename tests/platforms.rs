@@ -361,3 +361,54 @@ fn a_warm_two_platform_rebuild_is_all_hits_and_reproducible_digests_repeat() {
     let (third, _) = build(&["--reproducible"]);
     assert_eq!(third, first, "the run's own cache gives the same bytes");
 }
+
+/// A single-manifest base of another platform is used with a warning, unless
+/// the target also runs it (containerd's order: amd64 runs 386).
+#[test]
+fn a_base_of_another_platform_is_named_in_a_warning() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!("FROM {}/base/busybox\nCOPY f /f\n", reg.addr),
+        ),
+        ("f", "x"),
+    ]);
+    for (platform, warned) in [("linux/arm64", true), ("linux/amd64", false)] {
+        let out = run(kiln()
+            .args(["build", "--no-push", "--insecure-registry", &reg.addr])
+            .args(["--platform", platform, "--context"])
+            .arg(ctx.path()));
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        let said = err.contains(&format!("is linux/amd64, not the requested {platform}"));
+        assert_eq!(said, warned, "{platform}:\n{err}");
+    }
+    // A 386 base for an amd64 image: amd64 runs it, no warning.
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    let i386 = format!("{}/base/i386:1", reg.addr);
+    let out = run(kiln()
+        .args([
+            "build",
+            "--insecure-registry",
+            &reg.addr,
+            "--platform",
+            "linux/386",
+        ])
+        .args(["--destination", &i386, "--context"])
+        .arg(ctx.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {i386}\nCOPY f /g\n"),
+    )
+    .unwrap();
+    let out = run(kiln()
+        .args(["build", "--no-push", "--insecure-registry", &reg.addr])
+        .args(["--platform", "linux/amd64", "--context"])
+        .arg(ctx.path()));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("not the requested"), "{err}");
+}

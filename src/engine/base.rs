@@ -167,11 +167,11 @@ impl Session<'_> {
                 config.rootfs.diff_ids.len()
             );
         }
-        if config.os != platform.os || config.architecture != platform.arch {
-            self.report.warn(&format!(
-                "{r} is {}/{}, not the requested {platform}",
-                config.os, config.architecture
-            ));
+        // What the platform also runs (arm64 takes arm/v7, amd64 386) is no surprise.
+        let got = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+        if !platform.candidates().contains(&got) {
+            self.report
+                .warn(&format!("{r} is {got}, not the requested {platform}"));
         }
         let layers: Vec<Layer> = m
             .layers()
