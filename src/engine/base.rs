@@ -168,7 +168,7 @@ impl Session<'_> {
             );
         }
         // What the platform also runs (arm64 takes arm/v7, amd64 386) is no surprise.
-        let got = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+        let got = config.platform();
         if !platform.candidates().contains(&got) {
             self.report
                 .warn(&format!("{r} is {got}, not the requested {platform}"));

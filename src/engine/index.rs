@@ -5,7 +5,8 @@
 //! Each source's platform is read from its config ([`crate::image::index`]
 //! checks them). The destination repository gets every source's blobs first:
 //! nothing to do when they are there already, a cross-repository mount on the
-//! same registry (no byte is copied), else a copy through the local store.
+//! same registry (no byte is copied), else a copy through the local store: a
+//! build's own push mechanics (`sink::ensure_blob`, sizes checked too).
 //! Then each source's manifest by digest, then the index under the tag, so a
 //! failure on the way tags nothing.
 
@@ -83,34 +84,6 @@ async fn fetch(client: &Client, r: &Reference) -> Result<Fetched> {
     })
 }
 
-enum Moved {
-    Present,
-    Mounted,
-    Copied,
-}
-
-/// Make `digest` exist in `dest`, from `src`.
-async fn ensure_blob(
-    client: &Client,
-    store: &Store,
-    src: &Reference,
-    dest: &Reference,
-    (digest, size): &(String, u64),
-) -> Result<Moved> {
-    if src.registry == dest.registry && src.repository == dest.repository {
-        return Ok(Moved::Present);
-    }
-    if client.blob_exists(dest, digest).await? {
-        return Ok(Moved::Present);
-    }
-    if src.registry == dest.registry && client.mount_blob(dest, digest, &src.repository).await? {
-        return Ok(Moved::Mounted);
-    }
-    let path = client.fetch_blob(src, digest, store).await?;
-    client.push_blob(dest, digest, *size, &path).await?;
-    Ok(Moved::Copied)
-}
-
 /// Assemble and push the index; nothing is tagged unless every step before
 /// succeeded.
 pub async fn index(client: &Client, store: &Store, req: &IndexRequest) -> Result<IndexOutcome> {
@@ -126,23 +99,16 @@ pub async fn index(client: &Client, store: &Store, req: &IndexRequest) -> Result
         platforms: sources.iter().map(|s| s.platform.to_string()).collect(),
         ..Default::default()
     };
+    let before = client.counters.snapshot();
     for f in &fetched {
-        let moved: Vec<Moved> = stream::iter(
-            f.blobs
-                .iter()
-                .map(|b| ensure_blob(client, store, &f.reference, dest, b)),
-        )
+        // Present, mounted from the source's repository, or copied from it.
+        stream::iter(f.blobs.iter().map(|(digest, size)| {
+            super::sink::ensure_blob(client, store, dest, digest, *size, Some(&f.reference), None)
+        }))
         .buffer_unordered(3)
-        .try_collect()
+        .try_collect::<Vec<()>>()
         .await
         .with_context(|| format!("cannot put the blobs of {} into {dest}", f.reference))?;
-        for m in moved {
-            match m {
-                Moved::Present => out.present += 1,
-                Moved::Mounted => out.mounted += 1,
-                Moved::Copied => out.copied += 1,
-            }
-        }
         client
             .put_manifest(
                 dest,
@@ -153,6 +119,12 @@ pub async fn index(client: &Client, store: &Store, req: &IndexRequest) -> Result
             .await
             .with_context(|| format!("{dest} refused the manifest of {}", f.reference))?;
     }
+    let moved = client.counters.snapshot().since(&before);
+    (out.present, out.mounted, out.copied) = (
+        moved.blobs_skipped as usize,
+        moved.blobs_mounted as usize,
+        moved.blobs_up as usize,
+    );
     let digest = crate::digest::sha256_bytes(&index);
     let reference = dest.tag.clone().unwrap_or_else(|| digest.clone());
     client

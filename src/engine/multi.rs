@@ -67,18 +67,11 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
         }
         if !req.no_push {
             output::push_blobs(&t.sess, &t.stage, &out, t.early.as_mut()).await?;
-            let doc = Doc {
-                bytes: &out.manifest,
-                media_type: out.format.manifest_type(),
-                digest: &out.manifest_digest,
-            };
-            output::put_by_digest(&t.sess, &doc).await?;
+            output::put_by_digest(&t.sess, &Doc::manifest(&out)).await?;
         }
         t.cache.finish(&t.sess).await;
         layers += t.stage.layers.len();
-        size += out.manifest.len() as u64
-            + out.config.len() as u64
-            + t.stage.layers.iter().map(|l| l.desc.size).sum::<u64>();
+        size += output::image_size(&out, &t.stage);
         per_platform.push((p.to_string(), out.manifest_digest.clone()));
         sources.push(Source {
             name: p.to_string(),

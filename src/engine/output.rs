@@ -115,16 +115,9 @@ pub async fn deliver(
     }
     if !req.no_push {
         push_blobs(sess, &stage, &out, early).await?;
-        let doc = Doc {
-            bytes: &out.manifest,
-            media_type: out.format.manifest_type(),
-            digest: &out.manifest_digest,
-        };
-        pushed = tag_everywhere(sess, &doc).await?;
+        pushed = tag_everywhere(sess, &Doc::manifest(&out)).await?;
     }
-    let size = out.manifest.len() as u64
-        + out.config.len() as u64
-        + stage.layers.iter().map(|l| l.desc.size).sum::<u64>();
+    let size = image_size(&out, &stage);
     Ok(Delivered { out, size, pushed })
 }
 
@@ -209,6 +202,24 @@ pub struct Doc<'b> {
     pub bytes: &'b [u8],
     pub media_type: &'b str,
     pub digest: &'b str,
+}
+
+impl<'b> Doc<'b> {
+    /// An assembled image's manifest.
+    pub fn manifest(out: &'b sink::Assembled) -> Doc<'b> {
+        Doc {
+            bytes: &out.manifest,
+            media_type: out.format.manifest_type(),
+            digest: &out.manifest_digest,
+        }
+    }
+}
+
+/// The bytes of an image: manifest, config and layers.
+pub fn image_size(out: &sink::Assembled, stage: &Stage) -> u64 {
+    out.manifest.len() as u64
+        + out.config.len() as u64
+        + stage.layers.iter().map(|l| l.desc.size).sum::<u64>()
 }
 
 /// `doc` by digest in every destination (an index's platform images).

@@ -313,11 +313,7 @@ impl Runner {
         let line = ins.line;
         // A step of another architecture: the host's binfmt_misc handler, or a
         // clear error before anything runs.
-        let target = crate::platform::Platform::new(
-            &stage.config.os,
-            &stage.config.architecture,
-            stage.config.variant.as_deref(),
-        );
+        let target = stage.config.platform();
         let emulated = match crate::exec::emulate::plan(&target) {
             Ok(crate::exec::emulate::Emulation::Native) => String::new(),
             Ok(crate::exec::emulate::Emulation::HostBinfmt(h)) => {

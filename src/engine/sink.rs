@@ -86,7 +86,7 @@ impl Assembled {
 /// Make one blob present in `dest`: skip, mount (from its origin, or from
 /// `sibling`, an earlier destination of this build that has it), or upload
 /// (fetching it from its origin first if it is not local).
-async fn ensure_blob(
+pub(crate) async fn ensure_blob(
     client: &Client,
     store: &Store,
     dest: &Reference,

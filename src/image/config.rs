@@ -133,6 +133,11 @@ impl ImageConfig {
     /// classic builder write for unset fields (`"WorkingDir": ""`, `"User": ""`)
     /// mean unset (Go's `omitempty` drops them again on output), and an image
     /// without PATH gets the default one.
+    /// The platform the config says, normalized.
+    pub fn platform(&self) -> crate::platform::Platform {
+        crate::platform::Platform::new(&self.os, &self.architecture, self.variant.as_deref())
+    }
+
     pub fn as_base(&mut self) {
         for f in [
             &mut self.config.user,

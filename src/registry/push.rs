@@ -45,6 +45,16 @@ async fn stalled(tail: &Tail, pulled: &AtomicU64) {
     }
 }
 
+/// The headers of an upload's body.
+fn octet_stream() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/octet-stream"),
+    );
+    h
+}
+
 /// Where an upload's body comes from: a file (layers; read again on each
 /// attempt) or memory (configs and other small blobs).
 #[derive(Clone, Copy)]
@@ -146,13 +156,7 @@ impl Client {
         }
         let mut put = self.location(r, &resp)?;
         put.query_pairs_mut().append_pair("digest", digest);
-        let mut h = HeaderMap::new();
-        h.insert(
-            CONTENT_TYPE,
-            "application/octet-stream"
-                .parse()
-                .map_err(|_| RegistryError::Other("header".into()))?,
-        );
+        let h = octet_stream();
         let resp = self
             .send_with(
                 r,
@@ -232,13 +236,7 @@ impl Client {
             return Err(self.fail(r, "POST", "blob upload", resp, true).await);
         }
         let session = self.location(r, &resp)?;
-        let mut h = HeaderMap::new();
-        h.insert(
-            CONTENT_TYPE,
-            "application/octet-stream"
-                .parse()
-                .map_err(|_| RegistryError::Other("header".into()))?,
-        );
+        let h = octet_stream();
         let pulled = Arc::new(AtomicU64::new(0));
         let patch = self.send_with(
             r,
