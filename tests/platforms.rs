@@ -287,6 +287,8 @@ fn tar_path_and_a_foreign_run_without_emulator_are_refused_with_the_way_out() {
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n",
     )
     .unwrap();
+    // An emulator dir without one: the error names the file looked for too.
+    let empty = tempfile::tempdir().unwrap();
     let out = run(kiln()
         .args([
             "build",
@@ -295,7 +297,9 @@ fn tar_path_and_a_foreign_run_without_emulator_are_refused_with_the_way_out() {
             "linux/arm64",
             "--context",
         ])
-        .arg(ctx.path()));
+        .arg(ctx.path())
+        .arg("--emulator-dir")
+        .arg(empty.path()));
     let err = stderr(&out);
     assert!(!out.status.success());
     let last = err.lines().last().unwrap_or("");
@@ -306,6 +310,11 @@ fn tar_path_and_a_foreign_run_without_emulator_are_refused_with_the_way_out() {
     );
     assert!(
         last.contains("/proc/sys/fs/binfmt_misc/qemu-aarch64"),
+        "{err}"
+    );
+    let looked = empty.path().join("qemu-aarch64-static");
+    assert!(
+        last.contains(&looked.display().to_string()) && last.contains("--emulator-dir"),
         "{err}"
     );
 }

@@ -143,6 +143,12 @@ pub struct BuildArgs {
     /// kaniko's --custom-platform: one platform.
     #[arg(long, hide = true, alias = "customPlatform", value_name = "OS/ARCH")]
     pub custom_platform: Option<String>,
+    /// Where RUN steps of another architecture find static qemu-user emulators
+    /// (qemu-ARCH-static or qemu-ARCH, as Debian's qemu-user-static names them),
+    /// when the host has no binfmt_misc handler. Default: kiln's emulator job
+    /// image's libexec/kiln/emulators, then /usr/bin.
+    #[arg(long, env = "KILN_EMULATOR_DIR", value_name = "DIR")]
+    pub emulator_dir: Option<PathBuf>,
     /// A secret for `RUN --mount=type=secret`, as buildx takes it: id=ID,src=FILE
     /// or id=ID,env=VAR (a bare id=ID reads $ID). In GitLab, give a File-type
     /// variable as src. Never in a layer, the config, the cache key or a log.
@@ -709,6 +715,7 @@ impl BuildArgs {
             image_name_with_digest_file: self.image_name_with_digest_file.clone(),
             source_date_epoch,
             platforms,
+            emulator_dir: self.emulator_dir.clone(),
             registry,
             run_ca,
             secrets,

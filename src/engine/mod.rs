@@ -84,6 +84,8 @@ pub struct BuildRequest {
     /// The target platforms (`--platform a,b`); none: the host's. Several make
     /// an image index.
     pub platforms: Vec<Platform>,
+    /// `--emulator-dir`: where foreign RUN steps find qemu-user.
+    pub emulator_dir: Option<PathBuf>,
     pub registry: registry::Options,
     pub work_dir: Option<PathBuf>,
     /// Compression level (gzip 0-9, zstd 1-19).

@@ -330,6 +330,7 @@ pub fn write_digest_files(
             "destinations": req.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "bases": r.bases,
             "steps": r.steps,
+            "emulated": r.emulated,
             "bytes_up": c.bytes_up,
             "bytes_down": c.bytes_down,
             "seconds": (sess.report.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,

@@ -314,12 +314,20 @@ impl Runner {
         // A step of another architecture: the host's binfmt_misc handler, or a
         // clear error before anything runs.
         let target = stage.config.platform();
-        let emulated = match crate::exec::emulate::plan(&target) {
-            Ok(crate::exec::emulate::Emulation::Native) => String::new(),
-            Ok(crate::exec::emulate::Emulation::HostBinfmt(h)) => {
-                format!("{target} by the host's binfmt_misc {h}, ")
+        use crate::exec::emulate::{self, Emulation};
+        let emulation = emulate::plan(&target, sess.req.emulator_dir.as_deref())
+            .map_err(|e| plan.err(line, e))?;
+        let emulated = match &emulation {
+            Emulation::Native => String::new(),
+            e => {
+                sess.report
+                    .emulated(label, &target.to_string(), &e.describe());
+                format!("{target} {}, ", e.describe())
             }
-            Err(e) => return Err(plan.err(line, e)),
+        };
+        let emulator = match emulation {
+            Emulation::Traced { arch, emulator } => Some((arch, emulator)),
+            _ => None,
         };
         let mode = self.isolation_mode(sess, plan, line)?;
         let (mut mounts, secret_env) =
@@ -356,6 +364,7 @@ impl Runner {
             network_none: prep.network_none,
             mounts,
             secret_env,
+            emulator,
         };
         let mut rootfs = stage
             .rootfs

@@ -74,6 +74,7 @@ pub enum Stage {
     Capabilities,
     Ids,
     Seccomp,
+    Trace,
     Exec,
 }
 
@@ -94,6 +95,7 @@ impl Stage {
             Capabilities,
             Ids,
             Seccomp,
+            Trace,
             Exec,
         ]
         .into_iter()
@@ -115,6 +117,7 @@ impl Stage {
             Stage::Capabilities => "dropping capabilities",
             Stage::Ids => "switching to the USER's ids",
             Stage::Seccomp => "installing the /proc filter (seccomp user notification)",
+            Stage::Trace => "attaching kiln's exec tracer (ptrace and its seccomp filter)",
             Stage::Exec => "executing the command",
         }
     }
@@ -162,6 +165,10 @@ pub struct ChildPlan {
     pub filter: Vec<libc::sock_filter>,
     /// The filter hands kiln a listener (the /proc server); else it only refuses.
     pub notify: bool,
+    /// The exec tracer's filter (a foreign step under kiln's emulator): the
+    /// child is traced by the thread that forks it, and installs this before
+    /// anything of the step runs. Empty: not traced.
+    pub trace: Vec<libc::sock_filter>,
 }
 
 /// Descriptors the child uses.
@@ -247,6 +254,9 @@ pub unsafe fn start(plan: &ChildPlan, ptrs: &Ptrs, fds: &Fds) -> ! {
         if libc::setsid() < 0 || !die_with(plan.parent) {
             fail(fds, Stage::Setup);
         }
+        if !plan.trace.is_empty() && !super::emulate::tracer::child_attach() {
+            fail(fds, Stage::Trace);
+        }
         if libc::dup2(fds.stdin, 0) < 0
             || libc::dup2(fds.output, 1) < 0
             || libc::dup2(fds.output, 2) < 0
@@ -277,6 +287,11 @@ pub unsafe fn start(plan: &ChildPlan, ptrs: &Ptrs, fds: &Fds) -> ! {
         }
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(fds, Stage::Workdir);
+        }
+        // While the namespaces' root still has CAP_SYS_ADMIN (else with
+        // no_new_privs): every exec from here on stops for the tracer.
+        if !plan.trace.is_empty() && !super::emulate::tracer::child_install(&plan.trace) {
+            fail(fds, Stage::Trace);
         }
         for cap in 0..64u32 {
             if plan.caps & (1u64 << cap) == 0

@@ -180,6 +180,9 @@ pub struct RunSpec {
     pub mounts: Vec<mounts::Mount>,
     /// Secrets given to the step as environment variables.
     pub secret_env: mounts::SecretEnv,
+    /// A foreign step run by kiln's exec tracer: qemu's name of its
+    /// architecture and the static emulator (see [`emulate`]).
+    pub emulator: Option<(&'static str, std::path::PathBuf)>,
 }
 
 #[derive(Debug)]
@@ -272,7 +275,8 @@ pub fn run(
     if spec.ca.is_some() {
         ca::set_env(&mut env);
     }
-    let (injected, places) = prepare::prepare(rootfs, mode, serve, ca_files.as_deref())?;
+    let emulator = spec.emulator.as_ref().map(|(_, e)| e.as_path());
+    let (injected, places) = prepare::prepare(rootfs, mode, serve, ca_files.as_deref(), emulator)?;
     let mut placed = match mounts::place(rootfs, mode, &spec.mounts) {
         Ok(p) => p,
         Err(e) => {
@@ -286,18 +290,35 @@ pub fn run(
     }
     let mut touched = placed.touched.clone();
     touched.extend(injected.touched());
-    let result = plan(rootfs, mode, spec, &env, &program, &places).and_then(|mut plan| {
+    // A foreign program as the step's own command: under the emulator from
+    // the start (see `emulate::first_exec`).
+    let (program, argv) = spec
+        .emulator
+        .as_ref()
+        .and_then(|(arch, _)| emulate::first_exec(rootfs, &spec.cwd, &program, &spec.argv, arch))
+        .unwrap_or_else(|| (program.clone(), spec.argv.clone()));
+    let result = plan(rootfs, mode, spec, &env, &program, &argv, &places).and_then(|mut plan| {
         plan.mounts = std::mem::take(&mut placed.child);
         let no_net = spec.network_none && mode == Mode::Chroot;
         plan.filter = procfs::program(serve, no_net);
         plan.notify = serve && !plan.filter.is_empty();
+        if spec.emulator.is_some() {
+            plan.trace = emulate::tracer::filter();
+        }
         if no_net && plan.filter.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "RUN --network=none in chroot mode is enforced by a seccomp filter kiln builds for x86-64 only; remove the flag or build on x86-64",
             ));
         }
-        spawn::spawn(&plan, rootfs, on_line)
+        let tracer = spec
+            .emulator
+            .as_ref()
+            .map(|(arch, _)| emulate::tracer::Tracer {
+                arch,
+                root: (mode == Mode::Chroot).then(|| rootfs.to_path_buf()),
+            });
+        spawn::spawn(&plan, rootfs, tracer.as_ref(), on_line)
     });
     placed.undo();
     injected.cleanup();
@@ -330,6 +351,7 @@ fn plan(
     spec: &RunSpec,
     env: &[(String, String)],
     program: &str,
+    argv: &[String],
     places: &prepare::Places,
 ) -> io::Result<child::ChildPlan> {
     let nul = |what: &str| {
@@ -385,8 +407,7 @@ fn plan(
             .collect::<io::Result<_>>()?,
         cwd: c(&spec.cwd, "WORKDIR")?,
         program: c(program, "the command")?,
-        argv: spec
-            .argv
+        argv: argv
             .iter()
             .map(|a| c(a, "an argument"))
             .collect::<io::Result<_>>()?,
@@ -402,5 +423,6 @@ fn plan(
         caps: child::ChildPlan::caps_for(mode),
         filter: Vec::new(),
         notify: false,
+        trace: Vec::new(),
     })
 }

@@ -203,18 +203,21 @@ impl Injected {
 /// With `served`, kiln serves /proc to the step (chroot mode): /proc must be a
 /// real directory, and /dev gets Docker's `fd` and `std*` links into it.
 /// `dev_files` (name, content) go into the step's /dev: written there in chroot
-/// mode, bound in from kiln's work dir otherwise.
+/// mode, bound in from kiln's work dir otherwise; so does a copy of `emulator`
+/// (kiln's exec tracer runs it from there).
 pub fn prepare(
     rootfs: &Path,
     mode: Mode,
     served: bool,
     dev_files: Option<&[(&'static str, Vec<u8>)]>,
+    emulator: Option<&Path>,
 ) -> io::Result<(Injected, Places)> {
     let mut inj = Injected {
         rootfs: rootfs.to_path_buf(),
         ..Default::default()
     };
-    match prepare_into(&mut inj, rootfs, mode, served, dev_files.unwrap_or(&[])) {
+    let files = dev_files.unwrap_or(&[]);
+    match prepare_into(&mut inj, rootfs, mode, served, files, emulator) {
         Ok(places) => Ok((inj, places)),
         Err(e) => {
             inj.cleanup();
@@ -229,6 +232,7 @@ fn prepare_into(
     mode: Mode,
     served: bool,
     files: &[(&'static str, Vec<u8>)],
+    emulator: Option<&Path>,
 ) -> io::Result<Places> {
     let dev = inj.top_dir(rootfs, "dev")?;
     let (proc_, sys) = match mode {
@@ -291,7 +295,11 @@ fn prepare_into(
         }
     }
     let mut dev_files = Vec::new();
-    for (name, content) in files {
+    let sources = files
+        .iter()
+        .map(|(name, content)| (*name, Content::Bytes(content)))
+        .chain(emulator.map(|e| (super::emulate::tracer::DEV_NAME, Content::Copy(e))));
+    for (name, content) in sources {
         let target = if mode == Mode::Chroot {
             dev.join(name)
         } else {
@@ -304,18 +312,27 @@ fn prepare_into(
             parent.join(format!("{leaf}.{name}"))
         };
         let _ = std::fs::remove_file(&target);
-        use std::io::Write;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&target)?
-            .write_all(content)?;
+        match content {
+            Content::Bytes(bytes) => {
+                use std::io::Write;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(&target)?
+                    .write_all(bytes)?;
+            }
+            // The step's own copy: what it does to it reaches no other step.
+            Content::Copy(from) => {
+                std::fs::copy(from, &target)?;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
         if mode == Mode::Chroot {
             inj.created.push(target);
         } else {
             inj.own.push(target.clone());
-            dev_files.push((target, *name));
+            dev_files.push((target, name));
         }
     }
     Ok(Places {
@@ -325,6 +342,12 @@ fn prepare_into(
         etc: binds,
         dev_files,
     })
+}
+
+/// What goes into a file kiln puts in the step's /dev.
+enum Content<'a> {
+    Bytes(&'a [u8]),
+    Copy(&'a Path),
 }
 
 /// Chroot mode: the standard character devices by `mknod`, and Docker's

@@ -149,10 +149,13 @@ fn kill_leftovers() {
 }
 
 /// Fork the step described by `plan`, stream its output lines to `on_line` while
-/// it runs, and wait for it.
+/// it runs, and wait for it. With `tracer`, the fork happens on a thread of its
+/// own, which traces the step's processes (see [`super::emulate::tracer`])
+/// while it waits for them.
 pub fn spawn(
     plan: &ChildPlan,
     rootfs: &std::path::Path,
+    tracer: Option<&super::emulate::tracer::Tracer>,
     on_line: &mut dyn FnMut(&str),
 ) -> io::Result<Outcome> {
     let (out_r, out_w) = cloexec_pipe()?;
@@ -169,13 +172,119 @@ pub fn spawn(
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         )?)
     };
-    let ptrs = plan.ptrs();
     let fds = Fds {
         stdin: stdin.as_raw_fd(),
         output: out_w.as_raw_fd(),
         error: err_w.as_raw_fd(),
         notify: notify.as_ref().map_or(-1, |(_, child)| child.as_raw_fd()),
     };
+    let mode = plan.mode;
+    std::thread::scope(|scope| {
+        // The waiter reaps the step. In chroot mode it then kills everything the
+        // step left running (kiln is their subreaper, so even a daemon that
+        // called setsid and double-forked is still its descendant), as the end
+        // of a PID namespace does, so that the pipe reaches EOF at once.
+        let finish = move |code: io::Result<i32>| {
+            if mode == Mode::Chroot {
+                kill_leftovers();
+            }
+            code
+        };
+        let (pid, waiter) = match tracer {
+            None => {
+                let pid = fork_child(plan, &fds)?;
+                let waiter = scope.spawn(move || {
+                    if mode != Mode::Chroot {
+                        return wait(pid);
+                    }
+                    finish(wait_reaping(pid))
+                });
+                (pid, waiter)
+            }
+            Some(t) => {
+                // ptrace stops go to the thread that forked: it forks and serves.
+                let (tx, rx) = std::sync::mpsc::channel();
+                let fds = &fds;
+                let waiter = scope.spawn(move || {
+                    let pid = fork_child(plan, fds);
+                    let ok = pid.as_ref().ok().copied();
+                    let _ = tx.send(pid);
+                    let Some(pid) = ok else {
+                        return Err(io::Error::other("fork failed"));
+                    };
+                    finish(t.supervise(pid))
+                });
+                let pid = rx
+                    .recv()
+                    .map_err(|_| io::Error::other("the tracer thread ended"))??;
+                (pid, waiter)
+            }
+        };
+        let _ = pid;
+        drop((out_w, err_w, stdin));
+        let kiln_end = notify.map(|(ours, child_end)| {
+            drop(child_end);
+            ours
+        });
+        // The error pipe closes on exec; before that, the child may report why it
+        // could not start.
+        let mut msg = Vec::new();
+        std::fs::File::from(err_r).read_to_end(&mut msg)?;
+        if msg.len() >= 8 {
+            let _ = waiter.join();
+            let code = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+            let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
+            let what = Stage::from_code(code).map_or("starting the step", Stage::describe);
+            return Err(io::Error::other(format!(
+                "could not start the step in {} isolation: {what}: {}",
+                plan.mode,
+                io::Error::from_raw_os_error(errno)
+            )));
+        }
+        // The child sent the listener before execve; serve /proc from now on.
+        let server = match &kiln_end {
+            Some(sock) => {
+                let listener = super::procfs::server_receive(sock.as_raw_fd());
+                match listener.and_then(|l| super::procfs::Server::start(l, rootfs)) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!("cannot serve /proc to the step: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let mut tail: std::collections::VecDeque<String> =
+            std::collections::VecDeque::with_capacity(TAIL);
+        for line in BufReader::new(std::fs::File::from(out_r)).split(b'\n') {
+            let Ok(l) = line else { break };
+            let l = String::from_utf8_lossy(&l)
+                .trim_end_matches('\r')
+                .to_string();
+            on_line(&l);
+            if tail.len() == TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(l);
+        }
+        let code = waiter
+            .join()
+            .map_err(|_| io::Error::other("waiting for the step failed"))??;
+        if let Some(s) = server {
+            s.stop();
+        }
+        Ok(Outcome {
+            code,
+            tail: tail.into_iter().collect(),
+            touched: vec![],
+        })
+    })
+}
+
+/// Fork the child that becomes the step (see [`child::start`]).
+fn fork_child(plan: &ChildPlan, fds: &Fds) -> io::Result<libc::pid_t> {
+    let ptrs = plan.ptrs();
     // SAFETY: fork in a multithreaded process; the child only runs
     // `child::start`, which makes raw syscalls on buffers prepared above.
     let pid = unsafe { libc::fork() };
@@ -184,77 +293,7 @@ pub fn spawn(
     }
     if pid == 0 {
         // SAFETY: we are the freshly forked child.
-        unsafe { child::start(plan, &ptrs, &fds) }
+        unsafe { child::start(plan, &ptrs, fds) }
     }
-    drop((out_w, err_w, stdin));
-    let kiln_end = notify.map(|(ours, child_end)| {
-        drop(child_end);
-        ours
-    });
-    // The error pipe closes on exec; before that, the child may report why it
-    // could not start.
-    let mut msg = Vec::new();
-    std::fs::File::from(err_r).read_to_end(&mut msg)?;
-    if msg.len() >= 8 {
-        let _ = wait(pid);
-        let code = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
-        let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
-        let what = Stage::from_code(code).map_or("starting the step", Stage::describe);
-        return Err(io::Error::other(format!(
-            "could not start the step in {} isolation: {what}: {}",
-            plan.mode,
-            io::Error::from_raw_os_error(errno)
-        )));
-    }
-    // The child sent the listener before execve; serve /proc from now on.
-    let server = match &kiln_end {
-        Some(sock) => {
-            let listener = super::procfs::server_receive(sock.as_raw_fd());
-            match listener.and_then(|l| super::procfs::Server::start(l, rootfs)) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!("cannot serve /proc to the step: {e}");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
-    // A waiter reaps the step. In chroot mode it then kills everything the step
-    // left running (kiln is their subreaper, so even a daemon that called setsid
-    // and double-forked is still its descendant), as the end of a PID namespace
-    // does, so that the pipe reaches EOF at once. This thread streams meanwhile.
-    let mode = plan.mode;
-    let waiter = std::thread::spawn(move || {
-        if mode != Mode::Chroot {
-            return wait(pid);
-        }
-        let code = wait_reaping(pid);
-        kill_leftovers();
-        code
-    });
-    let mut tail: std::collections::VecDeque<String> =
-        std::collections::VecDeque::with_capacity(TAIL);
-    for line in BufReader::new(std::fs::File::from(out_r)).split(b'\n') {
-        let Ok(l) = line else { break };
-        let l = String::from_utf8_lossy(&l)
-            .trim_end_matches('\r')
-            .to_string();
-        on_line(&l);
-        if tail.len() == TAIL {
-            tail.pop_front();
-        }
-        tail.push_back(l);
-    }
-    let code = waiter
-        .join()
-        .map_err(|_| io::Error::other("waiting for the step failed"))??;
-    if let Some(s) = server {
-        s.stop();
-    }
-    Ok(Outcome {
-        code,
-        tail: tail.into_iter().collect(),
-        touched: vec![],
-    })
+    Ok(pid)
 }

@@ -43,10 +43,20 @@ pub struct BaseRecord {
     pub digest: String,
 }
 
+/// A RUN step that ran under an emulator, and which.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EmulatedRecord {
+    pub step: String,
+    pub platform: String,
+    /// The host's binfmt_misc handler, or the emulator kiln's exec tracer ran.
+    pub by: String,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Record {
     pub steps: Vec<StepRecord>,
     pub bases: Vec<BaseRecord>,
+    pub emulated: Vec<EmulatedRecord>,
 }
 
 impl Default for Reporter {
@@ -231,6 +241,17 @@ impl Reporter {
             r.bases.push(BaseRecord {
                 name: name.to_string(),
                 digest: digest.to_string(),
+            });
+        }
+    }
+
+    /// A RUN step about to run under an emulator (the report's `emulated`).
+    pub fn emulated(&self, step: &str, platform: &str, by: &str) {
+        if let Ok(mut r) = self.record.lock() {
+            r.emulated.push(EmulatedRecord {
+                step: step.to_string(),
+                platform: platform.to_string(),
+                by: by.to_string(),
             });
         }
     }

@@ -38,3 +38,46 @@ fn make_bookworm() -> Option<PathBuf> {
     std::fs::write(&done, "").ok()?;
     Some(dir)
 }
+
+/// The first stage of an arm64 bookworm (`debootstrap --foreign --arch=arm64`):
+/// arm64 packages unpacked, not yet configured. Its second stage has to run as
+/// arm64, which is the point of the tests that use it. Made once per checkout
+/// under target/ and reused.
+pub fn bookworm_arm64_first_stage() -> Option<PathBuf> {
+    static BASE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BASE.get_or_init(make_arm64_first_stage).clone()
+}
+
+fn make_arm64_first_stage() -> Option<PathBuf> {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-rootfs/bookworm-arm64-foreign");
+    let done = dir.join(".kiln-complete");
+    if done.exists() {
+        return Some(dir);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent()?).ok()?;
+    let out = Command::new("debootstrap")
+        .args(["--foreign", "--arch=arm64", "--variant=minbase", "bookworm"])
+        .arg(&dir)
+        .arg("http://deb.debian.org/debian")
+        .output()
+        .expect("debootstrap (ci/test installs it)");
+    assert!(
+        out.status.success(),
+        "debootstrap --foreign failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The first stage leaves /proc as a link to the host's; an image has a
+    // directory there. Device nodes are the runtime's.
+    let proc_ = dir.join("proc");
+    if std::fs::symlink_metadata(&proc_).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&proc_).ok()?;
+        std::fs::create_dir(&proc_).ok()?;
+    }
+    for e in std::fs::read_dir(dir.join("dev")).ok()?.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    std::fs::write(&done, "").ok()?;
+    Some(dir)
+}
