@@ -145,6 +145,8 @@ pub struct ChildPlan {
     pub devices: Vec<(CString, CString)>,
     pub dev_pts: CString,
     pub dev_shm: CString,
+    /// More directories in the new /dev (kiln's emulator links).
+    pub dev_dirs: Vec<CString>,
     /// (link target, link path) in the new /dev.
     pub dev_links: Vec<(CString, CString)>,
     /// `RUN --mount`s (namespaces and rootless modes).
@@ -620,6 +622,10 @@ unsafe fn build_root(plan: &ChildPlan, fds: &Fds) {
         }
         if libc::mkdir(plan.dev_pts.as_ptr(), 0o755) != 0
             || libc::mkdir(plan.dev_shm.as_ptr(), 0o1777) != 0
+            || plan
+                .dev_dirs
+                .iter()
+                .any(|d| libc::mkdir(d.as_ptr(), 0o755) != 0)
         {
             fail(fds, Stage::Dev);
         }

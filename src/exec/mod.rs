@@ -292,12 +292,24 @@ pub fn run(
     touched.extend(injected.touched());
     // A foreign program as the step's own command: under the emulator from
     // the start (see `emulate::first_exec`).
-    let (program, argv) = spec
+    let first = spec
         .emulator
         .as_ref()
-        .and_then(|(arch, _)| emulate::first_exec(rootfs, &spec.cwd, &program, &spec.argv, arch))
-        .unwrap_or_else(|| (program.clone(), spec.argv.clone()));
+        .and_then(|(arch, _)| emulate::first_exec(rootfs, &spec.cwd, &program, &spec.argv, arch));
+    let (program, argv, link) = match first {
+        Some(f) => (f.program, f.argv, f.link),
+        None => (program, spec.argv.clone(), None),
+    };
     let result = plan(rootfs, mode, spec, &env, &program, &argv, &places).and_then(|mut plan| {
+        if let Some(name) = &link {
+            let at = places.dev.join(emulate::tracer::LINKS_DEV_NAME).join(name);
+            let target = emulate::tracer::LINK_TARGET;
+            if mode == Mode::Chroot {
+                std::os::unix::fs::symlink(target, &at)?;
+            } else {
+                plan.dev_links.push((CString::new(target)?, cstr(&at)?));
+            }
+        }
         plan.mounts = std::mem::take(&mut placed.child);
         let no_net = spec.network_none && mode == Mode::Chroot;
         plan.filter = procfs::program(serve, no_net);
@@ -401,6 +413,12 @@ fn plan(
             .collect::<io::Result<_>>()?,
         dev_pts: cstr(&places.dev.join("pts"))?,
         dev_shm: cstr(&places.dev.join("shm"))?,
+        dev_dirs: match (mode, spec.emulator.is_some()) {
+            (Mode::Namespaces | Mode::Rootless, true) => {
+                vec![cstr(&places.dev.join(emulate::tracer::LINKS_DEV_NAME))?]
+            }
+            _ => Vec::new(),
+        },
         dev_links: DEV_LINKS
             .iter()
             .map(|(target, name)| Ok((c(target, "link")?, cstr(&places.dev.join(name))?)))

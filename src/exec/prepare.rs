@@ -188,7 +188,12 @@ impl Injected {
         for p in created {
             let _ = match std::fs::symlink_metadata(&p) {
                 // What a step left in /dev/shm goes with it, as with Docker's tmpfs.
-                Ok(m) if m.is_dir() && p.file_name().is_some_and(|n| n == "shm") => {
+                Ok(m)
+                    if m.is_dir()
+                        && p.file_name().is_some_and(|n| {
+                            n == "shm" || n == super::emulate::tracer::LINKS_DEV_NAME
+                        }) =>
+                {
                     std::fs::remove_dir_all(&p)
                 }
                 Ok(m) if m.is_dir() => std::fs::remove_dir(&p),
@@ -327,6 +332,14 @@ fn prepare_into(
                 std::fs::copy(from, &target)?;
                 std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
             }
+        }
+        if mode == Mode::Chroot && matches!(content, Content::Copy(_)) {
+            // Beside it, the directory of its links (made by the child in
+            // the /dev of the other modes).
+            let links = dev.join(super::emulate::tracer::LINKS_DEV_NAME);
+            let _ = std::fs::remove_dir_all(&links);
+            std::fs::create_dir(&links)?;
+            inj.created.push(links);
         }
         if mode == Mode::Chroot {
             inj.created.push(target);

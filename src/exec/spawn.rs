@@ -190,16 +190,15 @@ pub fn spawn(
             }
             code
         };
-        let (pid, waiter) = match tracer {
+        let waiter = match tracer {
             None => {
                 let pid = fork_child(plan, &fds)?;
-                let waiter = scope.spawn(move || {
+                scope.spawn(move || {
                     if mode != Mode::Chroot {
                         return wait(pid);
                     }
                     finish(wait_reaping(pid))
-                });
-                (pid, waiter)
+                })
             }
             Some(t) => {
                 // ptrace stops go to the thread that forked: it forks and serves.
@@ -214,13 +213,12 @@ pub fn spawn(
                     };
                     finish(t.supervise(pid))
                 });
-                let pid = rx
-                    .recv()
+                // The child exists (its pid is the waiter's) before our ends close.
+                rx.recv()
                     .map_err(|_| io::Error::other("the tracer thread ended"))??;
-                (pid, waiter)
+                waiter
             }
         };
-        let _ = pid;
         drop((out_w, err_w, stdin));
         let kiln_end = notify.map(|(ours, child_end)| {
             drop(child_end);

@@ -29,11 +29,30 @@ use super::rewrite::{layout, Arg, Exec};
 pub const IN_STEP: &str = "/dev/.kiln-emulator";
 /// The file name of that copy in the step's /dev.
 pub const DEV_NAME: &str = ".kiln-emulator";
+/// A directory beside it of links to it, one per program name: the kernel
+/// names a process (`/proc/PID/comm`, what `ps`, `pgrep` and `killall` see)
+/// after the file its exec was given, so each program runs the emulator
+/// through a link of its own name, as binfmt_misc keeps the program's name.
+pub const LINKS_DEV_NAME: &str = ".kiln-emulator.d";
+/// What a link in [`LINKS_DEV_NAME`] points at.
+pub const LINK_TARGET: &str = "../.kiln-emulator";
+
+/// The link that runs the emulator under the name the kernel would give a
+/// process that execs `path` (its last component), or None for a name no
+/// link can have.
+pub fn link_for(path: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let name = path.rsplit(|&b| b == b'/').next()?;
+    if name.is_empty() || name == b"." || name == b".." || name.len() > 255 {
+        return None;
+    }
+    let mut full = format!("/dev/{LINKS_DEV_NAME}/").into_bytes();
+    full.extend_from_slice(name);
+    Some((name.to_vec(), full))
+}
 
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-const PTRACE_EVENT_SECCOMP: i32 = 7;
 /// x86-64's red zone: what a leaf function may keep below its stack pointer.
 const RED_ZONE: u64 = 128;
 /// The most `#!` interpreters in a row the kernel follows.
@@ -175,8 +194,8 @@ impl Tracer {
         // SAFETY: getsid(0) has no pointer arguments.
         let kiln_session = unsafe { libc::getsid(0) };
         let mut state = State {
-            top,
             seen: HashSet::from([top]),
+            kiln_copies: HashSet::from([top]),
             ..Default::default()
         };
         loop {
@@ -229,7 +248,22 @@ impl Tracer {
         let sig = libc::WSTOPSIG(status);
         let event = status >> 16;
         if sig == libc::SIGTRAP && event != 0 {
-            if event == PTRACE_EVENT_SECCOMP {
+            match event {
+                libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE
+                    if state.kiln_copies.contains(&pid) =>
+                {
+                    let mut child: libc::c_ulong = 0;
+                    // SAFETY: PTRACE_GETEVENTMSG into a c_ulong, at an event stop.
+                    if unsafe { libc::ptrace(libc::PTRACE_GETEVENTMSG, pid, 0, &mut child) } == 0 {
+                        state.kiln_copies.insert(child as libc::pid_t);
+                    }
+                }
+                libc::PTRACE_EVENT_EXEC => {
+                    state.kiln_copies.remove(&pid);
+                }
+                _ => {}
+            }
+            if event == libc::PTRACE_EVENT_SECCOMP {
                 match self.on_exec(pid, state) {
                     Ok(Resume::Syscall) => return resume_to_exit(pid),
                     Ok(Resume::Cont) => {}
@@ -266,8 +300,9 @@ impl Tracer {
     /// dumpable until its exec, and without CAP_SYS_PTRACE (a Docker job) not
     /// even its tracer may read its memory then. Such a call is first
     /// turned into `prctl(PR_SET_DUMPABLE, 1)`, which the exec would have
-    /// done a moment later, and then made again. Never for kiln's own child,
-    /// whose memory is a copy of kiln's: its exec was decided before the fork.
+    /// done a moment later, and then made again. Never for a copy of kiln (its
+    /// child before its first exec), whose memory holds kiln's: that exec was
+    /// decided before the fork.
     fn on_exec(&self, pid: libc::pid_t, state: &mut State) -> io::Result<Resume> {
         let mut regs = regs::get(pid)?;
         let call = regs::call(&regs);
@@ -277,7 +312,7 @@ impl Tracer {
                 state.retried.remove(&pid);
                 p
             }
-            Err(e) if pid != state.top && state.retried.insert(pid) => {
+            Err(e) if !state.kiln_copies.contains(&pid) && state.retried.insert(pid) => {
                 tracing::debug!("process {pid}: made dumpable to read its exec call ({e})");
                 state.injected.insert(pid, regs);
                 regs::make_dumpable(&mut regs);
@@ -306,6 +341,10 @@ impl Tracer {
             p.extend_from_slice(&path);
             Arg::New(p)
         };
+        let shown = match &shown_path {
+            Arg::New(p) => p.clone(),
+            Arg::At(_) => path.clone(),
+        };
         let mut exec = Exec {
             path: shown_path,
             argv,
@@ -321,7 +360,11 @@ impl Tracer {
             f.read_at(&mut head, 0)?;
             match classify(&head) {
                 Exe::Elf(Some(arch)) if arch == self.arch && !host_runs(arch) => {
-                    exec = exec.under_emulator(IN_STEP.as_bytes());
+                    let named = match link_for(&shown) {
+                        Some((name, full)) if self.ensure_link(pid, &name, state) => full,
+                        _ => IN_STEP.as_bytes().to_vec(),
+                    };
+                    exec = exec.under_emulator(&named);
                     let top = regs::stack(&regs).saturating_sub(RED_ZONE);
                     let l = layout(&exec, top).ok_or_else(|| io::Error::other("no room"))?;
                     mem.write(l.base, &l.bytes)?;
@@ -340,22 +383,70 @@ impl Tracer {
     }
 }
 
+impl Tracer {
+    /// Make the link `name` to the emulator in the step's /dev (as the step
+    /// sees it, never following a link the step made); whether it is there.
+    fn ensure_link(&self, pid: libc::pid_t, name: &[u8], state: &mut State) -> bool {
+        if state.links.contains(name) {
+            return true;
+        }
+        let dir = open_path(&format!("/proc/{pid}/root"))
+            .or_else(|e| match &self.root {
+                Some(r) => open_path(&r.to_string_lossy()),
+                None => Err(e),
+            })
+            .and_then(|root| {
+                let at = format!("dev/{LINKS_DEV_NAME}");
+                openat2(
+                    &root,
+                    at.as_bytes(),
+                    O_DIR,
+                    libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+                )
+            });
+        let made = dir.and_then(|d| {
+            let name = CString::new(name).map_err(|_| io::Error::other("NUL in name"))?;
+            let target = CString::new(LINK_TARGET).map_err(|_| io::Error::other("NUL"))?;
+            // SAFETY: symlinkat with NUL-terminated strings and a directory fd.
+            let r = unsafe { libc::symlinkat(target.as_ptr(), d.as_raw_fd(), name.as_ptr()) };
+            if r != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+        match made {
+            Ok(()) => {
+                state.links.insert(name.to_vec());
+                true
+            }
+            Err(e) => {
+                tracing::debug!("no link for {}: {e}", String::from_utf8_lossy(name));
+                false
+            }
+        }
+    }
+}
+
 /// What the tracer keeps about the step's processes.
 #[derive(Default)]
 struct State {
-    /// kiln's own child.
-    top: libc::pid_t,
+    /// Processes that are still copies of kiln (its child, and in namespaces
+    /// mode that child's child) until their first exec: never made dumpable.
+    kiln_copies: HashSet<libc::pid_t>,
     /// Processes whose first (attach) stop has been seen.
     seen: HashSet<libc::pid_t>,
     /// Processes made dumpable for their exec call, once per call.
     retried: HashSet<libc::pid_t>,
     /// The registers of an exec call replaced by a `prctl` for the moment.
     injected: std::collections::HashMap<libc::pid_t, regs::Regs>,
+    /// The program names linked to the emulator so far.
+    links: HashSet<Vec<u8>>,
 }
 
 impl State {
     fn forget(&mut self, pid: libc::pid_t) {
         self.seen.remove(&pid);
+        self.kiln_copies.remove(&pid);
         self.retried.remove(&pid);
         self.injected.remove(&pid);
     }
@@ -600,13 +691,16 @@ fn open_path(path: &str) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// openat2 of `path` under `dir` with `resolve` flags, for reading.
-fn openat2(dir: &OwnedFd, path: &[u8], nofollow: bool, resolve: u64) -> io::Result<File> {
+/// Open flags: a file to read, and a directory to make links in.
+const O_READ: i32 = libc::O_RDONLY | libc::O_CLOEXEC;
+const O_DIR: i32 = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+
+/// openat2 of `path` under `dir` with open `flags` and `resolve` flags.
+fn openat2(dir: &OwnedFd, path: &[u8], flags: i32, resolve: u64) -> io::Result<File> {
     let c = CString::new(path).map_err(|_| io::Error::other("NUL in path"))?;
     // SAFETY: an all-zero open_how is valid; the fields are set below.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags =
-        (libc::O_RDONLY | libc::O_CLOEXEC | if nofollow { libc::O_NOFOLLOW } else { 0 }) as u64;
+    how.flags = flags as u64;
     how.resolve = resolve;
     // SAFETY: openat2 with a valid dirfd, path and open_how of the size given.
     let fd = unsafe {
@@ -639,7 +733,11 @@ fn open_in(
     flags: i32,
     empty_path: bool,
 ) -> io::Result<Option<File>> {
-    let nofollow = flags & libc::AT_SYMLINK_NOFOLLOW != 0;
+    let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+        O_READ | libc::O_NOFOLLOW
+    } else {
+        O_READ
+    };
     let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     let file = if empty_path {
         File::open(format!("/proc/{pid}/fd/{dirfd}"))
@@ -690,6 +788,22 @@ fn open_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_program_runs_the_emulator_through_a_link_of_its_name() {
+        assert_eq!(
+            link_for(b"/usr/bin/python3.11"),
+            Some((
+                b"python3.11".to_vec(),
+                b"/dev/.kiln-emulator.d/python3.11".to_vec()
+            ))
+        );
+        assert_eq!(link_for(b"ls").unwrap().0, b"ls");
+        assert_eq!(link_for(b"/dev/fd/3").unwrap().0, b"3");
+        for none in [&b"/usr/bin/"[..], b"", b"/a/..", b"."] {
+            assert_eq!(link_for(none), None, "{:?}", String::from_utf8_lossy(none));
+        }
+    }
 
     #[test]
     fn the_filter_traps_exec_calls_of_the_host_abi_only() {
