@@ -357,3 +357,179 @@ fn an_emulated_apt_build_rootless_makes_a_two_platform_index() {
         emulated_apt_build(Mode::Rootless);
     }
 }
+
+/// A busybox tree for amd64: the same commands, run natively.
+fn busybox_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "uname", "cat", "readlink", "grep", "head", "wc", "echo", "ls", "sleep",
+    ] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+}
+
+/// In an emulated step, kiln's /proc, /dev, `RUN --mount`s, secrets and the
+/// company CA are there as in a native one, and `uname -m`, `/proc/self/exe`
+/// and the process name answer as on arm64; `--reproducible` gives the same
+/// two-platform index from two cold builds.
+#[test]
+fn emulated_steps_keep_what_steps_get_and_repeat_their_digest() {
+    if !tracer_host("emulated_steps_keep_what_steps_get_and_repeat_their_digest") {
+        return;
+    }
+    let arm64 = bookworm_arm64_first_stage().expect("the arm64 first stage");
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY root-${TARGETARCH}/ /\nARG CA_LINE\n\
+         RUN --mount=type=secret,id=token --mount=type=cache,target=/cache \
+         --mount=type=tmpfs,target=/scratch \
+         echo \"on $(uname -m): exe=$(readlink /proc/self/exe) comm=$(cat /proc/self/comm) \
+         zero=$(head -c 3 /dev/zero | wc -c)\"; \
+         [ \"$(cat /run/secrets/token)\" = s3cr3t ] && echo \"secret-ok on $(uname -m)\"; \
+         echo seen > /cache/seen && echo t > /scratch/t && echo \"mounts-ok on $(uname -m)\"; \
+         grep -q \"$CA_LINE\" \"$SSL_CERT_FILE\" && echo \"ca-ok on $(uname -m)\"; \
+         uname -m > /machine\n",
+    )]);
+    copy_tree(&arm64, &ctx.path().join("root-arm64"));
+    busybox_tree(&ctx.path().join("root-amd64"));
+    let work = tempfile::tempdir().unwrap();
+    let (key, ca) = (work.path().join("ca.key"), work.path().join("ca.pem"));
+    let out = run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=kiln emulation test CA", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&ca));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    let ca_line = pem.lines().nth(3).unwrap().to_string();
+    let secret = work.path().join("token");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let build = |name: &str| {
+        let report = work.path().join(format!("{name}.json"));
+        let out = run(gitlab_job(
+            kiln()
+                .args(["build", "--no-push", "--reproducible"])
+                .args(["--platform", "linux/amd64,linux/arm64", "--emulator-dir"])
+                .arg(emulators())
+                .args(["--run-ca-certs", "on", "--ca-cert"])
+                .arg(&ca)
+                .args(["--build-arg", &format!("CA_LINE={ca_line}"), "--secret"])
+                .arg(format!("id=token,src={}", secret.display()))
+                .arg("--report")
+                .arg(&report)
+                .arg("--context")
+                .arg(ctx.path()),
+        ));
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            err,
+            r,
+        )
+    };
+    let (first, err, report) = build("first");
+    for want in [
+        "on aarch64: exe=/usr/bin/readlink comm=cat zero=3",
+        "on x86_64: exe=/bin/busybox comm=cat zero=3",
+        "secret-ok on aarch64",
+        "secret-ok on x86_64",
+        "mounts-ok on aarch64",
+        "mounts-ok on x86_64",
+        "ca-ok on aarch64",
+        "ca-ok on x86_64",
+    ] {
+        assert!(err.contains(want), "{want:?} missing:\n{err}");
+    }
+    assert!(!err.contains("s3cr3t"), "{err}");
+    let native = step_line(&err, "[linux/amd64 stage-0 5/5]");
+    assert!(
+        !native.contains("emulat"),
+        "a native step pays nothing:\n{err}"
+    );
+    let emulated = report["emulated"].as_array().unwrap();
+    assert_eq!(emulated.len(), 1, "{report}");
+    assert_eq!(emulated[0]["step"], "linux/arm64 stage-0 5/5");
+    let (second, _, _) = build("second");
+    assert!(first.starts_with("sha256:"), "{first}");
+    assert_eq!(
+        first, second,
+        "--reproducible: the same index from two cold builds"
+    );
+}
+
+/// The cross-compilation pattern Docker recommends: a `$BUILDPLATFORM`
+/// toolchain stage (Debian's gcc-aarch64-linux-gnu, installed by apt) is built
+/// once for both targets, each target's binary is compiled natively, and no
+/// emulator starts.
+#[test]
+fn a_cross_compiling_toolchain_stage_runs_once_and_starts_no_emulator() {
+    if !need_root("a_cross_compiling_toolchain_stage_runs_once_and_starts_no_emulator") {
+        return;
+    }
+    let amd64 = bookworm().expect("the amd64 bookworm tree");
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM --platform=$BUILDPLATFORM scratch AS toolchain\nCOPY root/ /\n\
+             RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+             --no-install-recommends gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+             > /tmp/apt.log 2>&1 || (tail -40 /tmp/apt.log; exit 1); rm -f /tmp/apt.log\n\
+             FROM toolchain AS build\nARG TARGETARCH\nCOPY hello.c /src/\n\
+             RUN case \"$TARGETARCH\" in arm64) cc=aarch64-linux-gnu-gcc;; *) cc=gcc;; esac; \
+             $cc -static -O2 -o /hello /src/hello.c && echo \"compiled for $TARGETARCH on $(uname -m)\"\n\
+             FROM scratch\nCOPY --from=build /hello /hello\n",
+        ),
+        (
+            "hello.c",
+            "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
+        ),
+    ]);
+    copy_tree(&amd64, &ctx.path().join("root"));
+    let work = tempfile::tempdir().unwrap();
+    let (layout, report) = (work.path().join("oci"), work.path().join("report.json"));
+    let out = run(gitlab_job(
+        kiln()
+            .args([
+                "build",
+                "--no-push",
+                "--platform",
+                "linux/amd64,linux/arm64",
+            ])
+            .arg("--oci-layout-path")
+            .arg(&layout)
+            .arg("--report")
+            .arg(&report)
+            .arg("--context")
+            .arg(ctx.path()),
+    ));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        step_line(&err, "[linux/amd64 toolchain 3/3]").contains("BUILT"),
+        "{err}"
+    );
+    assert!(
+        step_line(&err, "[linux/arm64 toolchain 3/3]").contains("CACHED"),
+        "the toolchain stage is built once:\n{err}"
+    );
+    assert!(err.contains("compiled for arm64 on x86_64"), "{err}");
+    assert!(err.contains("compiled for amd64 on x86_64"), "{err}");
+    assert!(
+        !err.contains("exec tracer") && !err.contains("binfmt"),
+        "no emulator:\n{err}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["emulated"], serde_json::json!([]), "the report says so");
+    let image = format!("oci:{}:latest", layout.display());
+    for (arch, machine) in [("arm64", 183), ("amd64", 62)] {
+        let root = unpack_arch(&image, arch, work.path());
+        assert_eq!(elf_machine(&root.join("hello")), machine, "{arch}");
+    }
+}
