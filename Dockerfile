@@ -10,13 +10,26 @@
 # (--dependency-proxy auto) or from local copies (--build-arg BUSYBOX_IMAGE=…).
 # BUSYBOX_IMAGE needs a static /bin/busybox; CA_IMAGE needs
 # /etc/ssl/certs/ca-certificates.crt.
+#
+# `--target emulators` builds the emulator variant: the same image plus static
+# qemu-user emulators (Debian's qemu-user-static, from QEMU_IMAGE, a Debian
+# image) where kiln looks for them, so RUN steps of another architecture run
+# with no binfmt_misc handler and no flag.
 ARG BUSYBOX_IMAGE=busybox:1.37.0-musl
 ARG CA_IMAGE=alpine:3.21
+ARG QEMU_IMAGE=debian:bookworm-slim
 
 FROM ${BUSYBOX_IMAGE} AS busybox
 FROM ${CA_IMAGE} AS ca
 
-FROM scratch
+# --no-install-recommends: without binfmt-support nothing is registered.
+FROM ${QEMU_IMAGE} AS qemu
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null \
+ && mkdir /emulators \
+ && for arch in aarch64 arm riscv64 ppc64le s390x; do cp "/usr/bin/qemu-$arch-static" /emulators/; done
+
+FROM scratch AS job
 ARG KILN_VERSION=dev
 ARG KILN_REVISION=unknown
 COPY --from=busybox /bin/busybox /bin/busybox
@@ -46,3 +59,11 @@ LABEL org.opencontainers.image.title="kiln" \
       org.opencontainers.image.revision="${KILN_REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 CMD ["/bin/sh"]
+
+# The emulator variant: kiln (/usr/local/bin/kiln) finds these in
+# /usr/local/libexec/kiln/emulators.
+FROM job AS emulators
+COPY --from=qemu /emulators/ /usr/local/libexec/kiln/emulators/
+
+# The default target: the job image.
+FROM job

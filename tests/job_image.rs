@@ -413,3 +413,97 @@ env -u CI_REGISTRY_USER -u CI_REGISTRY_PASSWORD -u CI_JOB_TOKEN \
         );
     }
 }
+
+/// kiln's emulator job image (`--target emulators`): the job image plus
+/// Debian's static qemu-user, installed from a Debian base by apt, where kiln
+/// looks with no flag. kiln in it, in the job sandbox, runs an arm64 RUN step
+/// with no binfmt_misc handler and no `--emulator-dir`.
+#[test]
+fn the_emulator_job_image_runs_a_foreign_step_with_no_flag() {
+    let test = "the_emulator_job_image_runs_a_foreign_step_with_no_flag";
+    if !need_root(test) {
+        return;
+    }
+    if std::env::consts::ARCH != "x86_64"
+        || Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists()
+    {
+        skip(
+            test,
+            "needs an x86-64 host with no qemu-aarch64 binfmt_misc handler",
+        );
+        return;
+    }
+    let hub = docker_hub_mirror(Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    // Debian for the qemu stage, as `debian:bookworm-slim` on the mirror.
+    let debian = context(&[("Dockerfile", "FROM scratch\nCOPY root/ /\n")]);
+    let tree = support::debian::bookworm().expect("the bookworm tree");
+    check(
+        Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&tree)
+            .arg(debian.path().join("root")),
+    );
+    check(
+        kiln()
+            .args(["build", "--insecure-registry", &hub.addr, "--context"])
+            .arg(debian.path())
+            .args([
+                "--destination",
+                &format!("{}/library/debian:bookworm-slim", hub.addr),
+            ]),
+    );
+    let ctx = job_image_context();
+    let image = format!("{}/kiln:emulators", hub.addr);
+    check(
+        kiln()
+            .args(["build", "--insecure-registry", &hub.addr])
+            .args(["--registry-mirror", &format!("http://{}", hub.addr)])
+            .args(["--target", "emulators", "--context"])
+            .arg(ctx.path())
+            .args(["--destination", &image]),
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = unpack(&format!("docker://{image}"), &work.path().join("image"));
+    let emulators = root.join("usr/local/libexec/kiln/emulators");
+    for arch in ["aarch64", "arm", "riscv64", "ppc64le", "s390x"] {
+        let q = emulators.join(format!("qemu-{arch}-static"));
+        let out = check(Command::new("file").arg(&q));
+        assert!(out.contains("statically linked"), "{out}");
+    }
+    assert!(root.join("usr/local/bin/kiln").is_file());
+
+    // An arm64 step in a job of that image.
+    let project = root.join("builds/p");
+    std::fs::create_dir_all(&project).expect("mkdir");
+    std::fs::write(
+        project.join("Dockerfile"),
+        "FROM scratch\nCOPY root/ /\nRUN echo \"step on $(uname -m)\"\n",
+    )
+    .expect("Dockerfile");
+    let arm64 = support::debian::bookworm_arm64_first_stage().expect("the arm64 first stage");
+    check(
+        Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&arm64)
+            .arg(project.join("root")),
+    );
+    let mut job = Command::new("/bin/sh");
+    job.args([
+        "-c",
+        "kiln build --no-push --platform linux/arm64 --context /builds/p",
+    ])
+    .env_clear()
+    .env("PATH", "/usr/local/bin:/bin")
+    .env("HOME", "/root");
+    in_container(&mut job, &root);
+    let res = run(&mut job);
+    let log = output_text(&res);
+    assert!(res.status.success(), "the job failed:\n{log}");
+    assert!(log.contains("step on aarch64"), "{log}");
+    assert!(
+        log.contains(
+            "linux/arm64 by /usr/local/libexec/kiln/emulators/qemu-aarch64-static under kiln's exec tracer"
+        ),
+        "{log}"
+    );
+}

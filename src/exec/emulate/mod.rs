@@ -152,11 +152,12 @@ pub fn search_dirs(dir: Option<&Path>) -> Vec<PathBuf> {
         return vec![d.to_path_buf()];
     }
     let mut dirs = Vec::new();
-    if let Some(bin) = std::env::current_exe()
+    // /usr/local/bin/kiln → /usr/local/libexec/kiln/emulators
+    if let Some(prefix) = std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
+        .and_then(|e| e.parent().and_then(Path::parent).map(Path::to_path_buf))
     {
-        dirs.push(bin.join("../libexec/kiln/emulators"));
+        dirs.push(prefix.join("libexec/kiln/emulators"));
     }
     dirs.push(PathBuf::from("/usr/bin"));
     dirs
@@ -207,19 +208,29 @@ pub fn find_emulator(arch: &str, dirs: &[PathBuf]) -> Emulators {
     out
 }
 
+/// What the step's own first exec becomes under the emulator.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FirstExec {
+    pub program: String,
+    pub argv: Vec<String>,
+    /// The emulator link of the program's name it runs through.
+    pub link: Option<String>,
+}
+
 /// The step's own first exec, decided by kiln before the fork: when `program`
 /// (a path inside `rootfs`, relative to `cwd`) is, or is a script run by, an
 /// ELF of `arch`, the program and argv that run it under the emulator in the
 /// step's /dev. kiln's forked child is not dumpable (it is a copy of kiln), so
 /// the tracer could not read its exec call; this one is known in advance.
-/// None: run it as it is.
+/// None: run it as it is. With `link` the program's name, to be made in
+/// the step's emulator links (see [`tracer::LINKS_DEV_NAME`]).
 pub fn first_exec(
     rootfs: &Path,
     cwd: &str,
     program: &str,
     argv: &[String],
     arch: &str,
-) -> Option<(String, Vec<String>)> {
+) -> Option<FirstExec> {
     use rewrite::{Arg, Exec};
     let new = |s: &str| Arg::New(s.as_bytes().to_vec());
     let mut exec = Exec {
@@ -241,12 +252,21 @@ pub fn first_exec(
         std::os::unix::fs::FileExt::read_at(&f, &mut head, 0).ok()?;
         match elf::classify(&head) {
             elf::Exe::Elf(Some(a)) if a == arch && !elf::host_runs(a) => {
-                let e = exec.under_emulator(tracer::IN_STEP.as_bytes());
+                let link = tracer::link_for(program.as_bytes());
+                let via = match &link {
+                    Some((_, full)) => full.clone(),
+                    None => tracer::IN_STEP.as_bytes().to_vec(),
+                };
+                let e = exec.under_emulator(&via);
                 let text = |a: &Arg| match a {
                     Arg::New(b) => String::from_utf8_lossy(b).into_owned(),
                     Arg::At(_) => String::new(),
                 };
-                return Some((text(&e.path), e.argv.iter().map(text).collect()));
+                return Some(FirstExec {
+                    program: text(&e.path),
+                    argv: e.argv.iter().map(text).collect(),
+                    link: link.map(|(name, _)| String::from_utf8_lossy(&name).into_owned()),
+                });
             }
             elf::Exe::Script { interp, arg } => {
                 exec = exec.through_script(&interp, arg.as_deref());
