@@ -221,6 +221,12 @@ async fn index(args: IndexArgs, report: &Reporter) -> Result<()> {
         layout::write_atomic(p, format!("{name_digest}\n").as_bytes())
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
+    if let Some(p) = &args.dotenv {
+        let text =
+            kiln::engine::dotenv_text(&dest.to_string(), &out.digest, &name_digest, &out.manifests);
+        layout::write_atomic(p, text.as_bytes())
+            .with_context(|| format!("cannot write --dotenv {}", p.display()))?;
+    }
     report.line(&format!(
         "index {dest}: {} ({} blob(s) already there, {} mounted, {} copied) in {:.2}s",
         out.platforms.join(", "),

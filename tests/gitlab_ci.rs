@@ -138,6 +138,11 @@ fn every_ci_file_parses_with_gitlab_semantics() {
             &["kiln-build", "build-worker"],
         ),
         ("examples/gitlab-ci-kaniko.yml", &["build"]),
+        ("examples/gitlab-ci-multi-platform.yml", &["kiln-build"]),
+        (
+            "examples/gitlab-ci-native-runners.yml",
+            &["build-image", "image-index"],
+        ),
         (
             "examples/gitlab-ci-merge-request.yml",
             &["build-merge-request"],
@@ -201,6 +206,7 @@ fn the_templates_inputs_are_declared_used_and_applied() {
         "cache",
         "cache-repo",
         "platform",
+        "platforms",
         "extra-flags",
         "image",
         "ca-cert",
@@ -210,7 +216,7 @@ fn the_templates_inputs_are_declared_used_and_applied() {
     // Every input given: the job is named and placed by them, and `.kiln-build`
     // is there to extend.
     let pipeline = format!(
-        "include:\n  - local: {TEMPLATE}\n    inputs:\n      job: app-image\n      stage: test\n      image: registry.example/kiln:1\n      dockerfile: docker/Dockerfile\n      destinations: $CI_REGISTRY_IMAGE:a $CI_REGISTRY_IMAGE:b\n      build-args: A=1 B\n      target: runtime\n      cache: false\n      platform: linux/arm64\n      extra-flags: --reproducible\n      ca-cert: $KNUT_CA\n\nsecond:\n  extends: .kiln-build\n  stage: test\n  variables:\n    KILN_TARGET: debug\n"
+        "include:\n  - local: {TEMPLATE}\n    inputs:\n      job: app-image\n      stage: test\n      image: registry.example/kiln:1\n      dockerfile: docker/Dockerfile\n      destinations: $CI_REGISTRY_IMAGE:a $CI_REGISTRY_IMAGE:b\n      build-args: A=1 B\n      target: runtime\n      cache: false\n      platform: linux/arm64\n      platforms: linux/amd64,linux/arm64\n      extra-flags: --reproducible\n      ca-cert: $KNUT_CA\n\nsecond:\n  extends: .kiln-build\n  stage: test\n  variables:\n    KILN_TARGET: debug\n"
     );
     let dir = project(&pipeline, &[]);
     let merged = preview(dir.path());
@@ -225,6 +231,7 @@ fn the_templates_inputs_are_declared_used_and_applied() {
         "KILN_TARGET: debug",
         "KILN_CACHE: 'false'",
         "KILN_PLATFORM: linux/arm64",
+        "KILN_PLATFORMS: linux/amd64,linux/arm64",
         "KILN_EXTRA_FLAGS: '--reproducible'",
         "KILN_CA_CERT: $KNUT_CA",
         "stage: test",
@@ -389,4 +396,46 @@ fn the_branch_and_tag_example_pushes_tags_and_hands_the_digest_on() {
         )),
         "the deploy job got the digest from the dotenv report:\n{log}"
     );
+}
+
+/// The native-runners example: a `parallel: matrix:` job per architecture
+/// pushes its platform's image, then `kiln index` joins them (here both matrix
+/// jobs run on this machine's shell executor; the runner tags pick the machines
+/// on GitLab).
+#[test]
+fn the_native_runners_example_joins_the_matrix_jobs_images_into_an_index() {
+    let gl = GitLab::start(300);
+    let example = std::fs::read_to_string(repo_dir().join("examples/gitlab-ci-native-runners.yml"))
+        .expect("example");
+    let dir = project(
+        &example,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY index.html /\n"),
+            ("index.html", "hi\n"),
+        ],
+    );
+    let log = run_jobs(dir.path(), &job_vars(&gl, &[]), &["image-index"]);
+    let mut c = Command::new("skopeo");
+    c.args(["inspect", "--raw"]).args(gl.skopeo_admin(""));
+    let raw = check(c.arg(format!(
+        "docker://{}/group/project:1a2b3c4d",
+        gl.registry.addr
+    )));
+    let ix: serde_json::Value = serde_json::from_str(&raw).expect("index JSON");
+    let archs: Vec<&str> = ix["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {raw}\n{log}"))
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().expect("arch"))
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{log}");
+    let arm = digest_of(&gl, "group/project:1a2b3c4d-arm64");
+    let art = dir.path().join(".gitlab-ci-local/artifacts/image-index");
+    let dotenv = std::fs::read_to_string(art.join(".gitlab-ci-reports/dotenv/kiln.env"))
+        .unwrap_or_else(|e| panic!("kiln.env: {e}\n{log}"));
+    assert!(
+        dotenv.contains(&format!("KILN_IMAGE_DIGEST_LINUX_ARM64={arm}\n")),
+        "{dotenv}"
+    );
+    assert!(dotenv.contains("KILN_IMAGE_DIGEST=sha256:"), "{dotenv}");
 }

@@ -466,6 +466,11 @@ pub struct IndexArgs {
     /// Write `name@digest` of the index to this file.
     #[arg(long, value_name = "FILE")]
     pub image_name_with_digest_file: Option<PathBuf>,
+    /// Write KILN_IMAGE, KILN_IMAGE_DIGEST, KILN_IMAGE_REF and each platform's
+    /// KILN_IMAGE_DIGEST_<PLATFORM> (GitLab's artifacts:reports:dotenv), as
+    /// kiln build --dotenv does.
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
     /// The single-platform images, by tag or digest.
     #[arg(required = true, value_name = "SRC")]
     pub sources: Vec<String>,

@@ -33,6 +33,8 @@ pub struct IndexRequest {
 pub struct IndexOutcome {
     pub digest: String,
     pub platforms: Vec<String>,
+    /// (platform, manifest digest) of each image, in the index's order.
+    pub manifests: Vec<(String, String)>,
     pub present: usize,
     pub mounted: usize,
     pub copied: usize,
@@ -97,6 +99,10 @@ pub async fn index(client: &Client, store: &Store, req: &IndexRequest) -> Result
     let dest = &req.destination;
     let mut out = IndexOutcome {
         platforms: sources.iter().map(|s| s.platform.to_string()).collect(),
+        manifests: sources
+            .iter()
+            .map(|s| (s.platform.to_string(), s.manifest_digest.clone()))
+            .collect(),
         ..Default::default()
     };
     let before = client.counters.snapshot();

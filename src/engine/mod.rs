@@ -39,6 +39,8 @@ mod stage;
 mod warm;
 mod workdir_step;
 
+pub use output::dotenv_text;
+
 pub use config::parse_duration;
 pub use warm::{warm, WarmOutcome};
 

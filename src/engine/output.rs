@@ -283,6 +283,33 @@ pub async fn tag_everywhere(sess: &Session<'_>, doc: &Doc<'_>) -> Result<Vec<Str
         .collect())
 }
 
+/// What `--dotenv` holds, for `artifacts:reports:dotenv`: the image, its
+/// digest and `name@digest`, and with an index each platform's digest
+/// (`KILN_IMAGE_DIGEST_LINUX_ARM64=…`, `KILN_IMAGE_DIGEST_LINUX_ARM_V7=…`).
+pub fn dotenv_text(
+    image: &str,
+    digest: &str,
+    reference: &str,
+    platforms: &[(String, String)],
+) -> String {
+    let mut text =
+        format!("KILN_IMAGE={image}\nKILN_IMAGE_DIGEST={digest}\nKILN_IMAGE_REF={reference}\n");
+    for (p, d) in platforms {
+        let var: String = p
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        text.push_str(&format!("KILN_IMAGE_DIGEST_{var}={d}\n"));
+    }
+    text
+}
+
 /// `--digest-file` and `--image-name-with-digest-file`, written atomically.
 /// `platforms`: each platform's image digest when the digest is an index's.
 pub fn write_digest_files(
@@ -298,22 +325,7 @@ pub fn write_digest_files(
             Some(d) => (d.to_string(), format!("{}@{digest}", d.name())),
             None => (String::new(), String::new()),
         };
-        let mut text =
-            format!("KILN_IMAGE={image}\nKILN_IMAGE_DIGEST={digest}\nKILN_IMAGE_REF={reference}\n");
-        // KILN_IMAGE_DIGEST_LINUX_ARM64=…, KILN_IMAGE_DIGEST_LINUX_ARM_V7=…
-        for (p, d) in platforms {
-            let var: String = p
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            text.push_str(&format!("KILN_IMAGE_DIGEST_{var}={d}\n"));
-        }
+        let text = dotenv_text(&image, digest, &reference, platforms);
         crate::image::layout::write_atomic(p, text.as_bytes())
             .with_context(|| format!("cannot write --dotenv {}", p.display()))?;
     }
