@@ -2,7 +2,8 @@
 
 1. An emulated apt step: `apt-get install python3` for linux/arm64 on an amd64 host,
    offline (the base holds the package lists and the .debs, so the network is not
-   measured), run by kiln's exec tracer, and the same build while a binfmt_misc
+   measured), in chroot isolation as in a Docker-executor job, run by kiln's exec
+   tracer, and the same build while a binfmt_misc
    handler for the same static qemu-aarch64 is registered, which kiln then uses.
    The handler is registered by this script (root; binfmt_misc is mounted first when
    it is not) before each such build and removed right after it, and it says so.
@@ -130,9 +131,12 @@ def run(kiln, work: Path, reg_addr: str, busybox_base: str, timed, run_step, log
         base = f"{reg_addr}/bench/debian-arm64:latest"
         log("making the arm64 base (second stage and downloads, under kiln's tracer)…")
         t = time.monotonic()
-        subprocess.run([kiln, "build", "--platform", "linux/arm64", "--cache=false", "--emulator-dir", str(emu),
+        # chroot isolation, as in a Docker-executor job (the second stage's
+        # device-node check fails on the namespaces mode's nodev root).
+        subprocess.run([kiln, "build", "--isolation", "chroot", "--platform", "linux/arm64", "--cache=false",
+                        "--emulator-dir", str(emu),
                         "--insecure-registry", reg_addr, "--destination", base, "--work-dir", str(work),
-                        "--context", str(ctx)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        "--context", str(ctx)], check=True, stdout=subprocess.DEVNULL)
         log(f"  done in {time.monotonic() - t:.1f}s")
         shutil.rmtree(ctx / "root")
 
@@ -147,7 +151,7 @@ def run(kiln, work: Path, reg_addr: str, busybox_base: str, timed, run_step, log
         for rnd in range(rounds):
             order = ["tracer", "binfmt"] if rnd % 2 == 0 else ["binfmt", "tracer"]
             for variant in order:
-                cmd = [kiln, "build", "--no-push", "--platform", "linux/arm64", "--cache=false",
+                cmd = [kiln, "build", "--isolation", "chroot", "--no-push", "--platform", "linux/arm64", "--cache=false",
                        "--emulator-dir", str(emu), "--insecure-registry", reg_addr, "--work-dir", str(work),
                        "--context", str(apt)]
                 if variant == "binfmt":
@@ -184,7 +188,8 @@ def run(kiln, work: Path, reg_addr: str, busybox_base: str, timed, run_step, log
             for rnd in range(max(rounds, 5)):
                 pair = [("this kiln", kiln), (f"kiln {baseline}", old)]
                 for label, binary in (pair if rnd % 2 == 0 else pair[::-1]):
-                    wall, cpu, rss, err = timed([binary, "build", "--no-push", "--cache=false", "--insecure-registry",
+                    wall, cpu, rss, err = timed([binary, "build", "--isolation", "chroot", "--no-push", "--cache=false",
+                                                 "--insecure-registry",
                                                  reg_addr, "--work-dir", str(work), "--context", str(nat)])
                     if "exec tracer" in err or "binfmt" in err:
                         sys.exit(f"a native step named an emulator:\n{err[-2000:]}")

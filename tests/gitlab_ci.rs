@@ -123,7 +123,13 @@ fn every_ci_file_parses_with_gitlab_semantics() {
     let expected: &[(&str, &[&str])] = &[
         (
             ".gitlab-ci.yml",
-            &["test", "build", "job-image", "job-image-smoke"],
+            &[
+                "test",
+                "build",
+                "job-image",
+                "job-image-emulators",
+                "job-image-smoke",
+            ],
         ),
         ("ci/kiln.gitlab-ci.yml", &["kiln-build"]),
         ("examples/gitlab-ci.yml", &["build-image", "deploy"]),

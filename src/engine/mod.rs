@@ -31,6 +31,7 @@ pub mod mounts;
 mod multi;
 mod output;
 pub mod plan;
+mod request;
 mod run;
 mod session;
 pub mod sink;
@@ -40,6 +41,7 @@ mod warm;
 mod workdir_step;
 
 pub use output::dotenv_text;
+pub use request::{BuildRequest, Outcome};
 
 pub use config::parse_duration;
 pub use warm::{warm, WarmOutcome};
@@ -47,7 +49,6 @@ pub use warm::{warm, WarmOutcome};
 use crate::dockerfile::parse::{Command, Dockerfile, Instruction};
 use crate::image::manifest::{LayerDesc, Platform};
 use crate::image::Reference;
-use crate::registry;
 use crate::report::Reporter;
 use anyhow::{anyhow, Context, Result};
 use cache::steps::{CopySource, Hit, StepCache};
@@ -57,83 +58,7 @@ use run::{RunPrep, Runner};
 use session::Session;
 use stage::{SourceKey, Sources, Stage};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Everything `kiln build` was asked to do.
-#[derive(Debug, Clone, Default)]
-pub struct BuildRequest {
-    /// OCI (default) or Docker v2 schema 2 media types for the image.
-    pub image_format: crate::image::manifest::Format,
-    /// kaniko's `--single-snapshot`: the steps' changes in one layer.
-    pub single_snapshot: bool,
-    pub context: PathBuf,
-    /// Keeps an unpacked `tar://` context for as long as the request lives.
-    pub context_guard: Option<std::sync::Arc<crate::fs::workdir::WorkDir>>,
-    pub dockerfile: PathBuf,
-    pub destinations: Vec<Reference>,
-    /// `--build-arg`, already resolved (a bare `K` took its value from the environment).
-    pub build_args: Vec<(String, String)>,
-    pub target: Option<String>,
-    pub labels: Vec<(String, String)>,
-    pub no_push: bool,
-    pub tar_path: Option<PathBuf>,
-    pub oci_layout_path: Option<PathBuf>,
-    pub digest_file: Option<PathBuf>,
-    pub image_name_with_digest_file: Option<PathBuf>,
-    /// Fixed timestamps: Some(epoch) from `SOURCE_DATE_EPOCH`, or 0 with `--reproducible`.
-    pub source_date_epoch: Option<u64>,
-    /// The target platforms (`--platform a,b`); none: the host's. Several make
-    /// an image index.
-    pub platforms: Vec<Platform>,
-    /// `--emulator-dir`: where foreign RUN steps find qemu-user.
-    pub emulator_dir: Option<PathBuf>,
-    pub registry: registry::Options,
-    pub work_dir: Option<PathBuf>,
-    /// Compression level (gzip 0-9, zstd 1-19).
-    pub compression_level: u32,
-    /// zstd instead of gzip for new layers.
-    pub zstd: bool,
-    pub isolation: crate::exec::Isolation,
-    /// Company CAs (PEM) RUN steps trust for their duration (`--run-ca-certs`).
-    pub run_ca: Option<String>,
-    /// `--secret`s by id.
-    pub secrets: Vec<(String, mounts::SecretValue)>,
-    /// `--ssh` agents by id.
-    pub ssh: Vec<(String, PathBuf)>,
-    /// `--skip-push-permission-check`.
-    pub skip_push_permission_check: bool,
-    /// `--dotenv`: KILN_IMAGE, KILN_IMAGE_DIGEST, KILN_IMAGE_REF.
-    pub dotenv: Option<PathBuf>,
-    /// `--report`: the JSON build report.
-    pub report: Option<PathBuf>,
-    /// `--annotation`s on the image manifest.
-    pub annotations: Vec<(String, String)>,
-    /// `--image-name-tag-with-digest-file`: `name:tag@digest` lines.
-    pub image_name_tag_with_digest_file: Option<PathBuf>,
-    /// `--no-push-cache`: read the cache repo, push nothing to it.
-    pub no_push_cache: bool,
-    /// Mirrors, maps and the Dependency Proxy, for pulls.
-    pub pull: mirrors::PullSources,
-    /// Use and fill the cache (local dir, and the registry cache repo if set).
-    pub cache: bool,
-    pub cache_dir: PathBuf,
-    pub cache_repo: Option<Reference>,
-    pub cache_ttl_secs: u64,
-    /// `kiln warm`: fetch instead of build (base images with all their layers, and
-    /// the cache entries the Dockerfile would hit); no outputs.
-    pub warm: bool,
-    /// `kiln warm --image`: images to fetch besides the Dockerfile's.
-    pub warm_images: Vec<Reference>,
-}
-
-/// What `kiln build` made.
-pub struct Outcome {
-    pub digest: String,
-    pub size: u64,
-    pub layers: usize,
-    pub pushed: Vec<String>,
-}
 
 fn read_dockerfile(req: &BuildRequest) -> Result<Dockerfile> {
     let path = session::dockerfile_path(req);
