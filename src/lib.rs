@@ -3,6 +3,7 @@
 //! Data flows one way: `dockerfile` → `engine` → `layer`/`fs` → `image` → `registry`/`store`.
 //! See README.md, section "Architecture".
 
+pub mod attest;
 pub mod cli;
 pub mod clip;
 pub mod digest;

@@ -1,0 +1,11 @@
+//! Supply-chain documents of a built image. One scanner per ecosystem reads
+//! the image's metadata files as its layers stream past (`scan`, pure; the
+//! tar reading is `layers`), and the formats are pure writers of what they
+//! found (`sbom`: SPDX 2.3 and CycloneDX 1.6), with package URLs (`purl`) and
+//! licences read as SPDX expressions (`license`).
+
+pub mod layers;
+pub mod license;
+pub mod purl;
+pub mod sbom;
+pub mod scan;
