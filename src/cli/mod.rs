@@ -6,6 +6,7 @@ use crate::image::manifest::Format;
 use crate::image::{Platform, Reference};
 use crate::registry;
 use anyhow::{bail, Context, Result};
+mod attest;
 pub mod kaniko;
 pub mod pull;
 mod tar_context;
@@ -171,6 +172,8 @@ pub struct BuildArgs {
     /// (kaniko's flag); the check starts an upload and cancels it.
     #[arg(long)]
     pub skip_push_permission_check: bool,
+    #[command(flatten)]
+    pub attest: attest::AttestArgs,
     #[command(flatten)]
     pub compression: CompressionArgs,
     /// Use and fill the layer cache; `--cache=false` turns it off. Default: on in CI
@@ -731,6 +734,7 @@ impl BuildArgs {
             image_name_tag_with_digest_file: self.kaniko.image_name_tag_with_digest_file.clone(),
             no_push_cache: self.kaniko.no_push_cache,
             report: self.report.clone(),
+            sbom_files: self.attest.sbom_files()?,
             pull: self.registry.pull.sources()?,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,

@@ -185,6 +185,7 @@ impl Session<'_> {
                     diff_id: diff_id.clone(),
                 },
                 origin: Some(src.clone()),
+                made_by: None,
             })
             .collect();
         if let Some(s) = spinner {

@@ -33,6 +33,7 @@ mod output;
 pub mod plan;
 mod request;
 mod run;
+mod sbom;
 mod session;
 pub mod sink;
 mod squash;
@@ -232,6 +233,15 @@ struct LayerStep {
     history_idx: usize,
 }
 
+impl LayerStep {
+    fn made_by(&self) -> stage::MadeBy {
+        stage::MadeBy {
+            line: self.ins.line,
+            text: crate::clip::clip_to(&self.ins.text, 200),
+        }
+    }
+}
+
 enum Planned {
     Meta {
         label: String,
@@ -336,6 +346,13 @@ impl<'a> Engine<'a> {
                     .pull(&r, &platform, self.cache.local.as_ref())
                     .await
                     .map_err(|e| self.plan.err(line, format!("FROM {name}: {e:#}")))?;
+                let mut s = s;
+                for l in &mut s.layers {
+                    l.made_by = Some(stage::MadeBy {
+                        line,
+                        text: crate::clip::clip_to(&format!("FROM {name}"), 200),
+                    });
+                }
                 let n = format!("{} layer(s)", s.layers.len());
                 if let Some((written, digest)) = &s.base {
                     self.sess.report.base(written, digest);
@@ -580,7 +597,7 @@ impl<'a> Engine<'a> {
             let note = match (hit, &step.key) {
                 (Some(hit), Some(key)) if self.sess.req.warm => {
                     self.cache.warm(&self.sess, key, &hit).await?;
-                    stage.add_cached(&hit.0, None, step.history_idx, "WARMED")
+                    stage.add_cached(&hit.0, None, step.made_by(), step.history_idx, "WARMED")
                 }
                 (_, key) if self.sess.req.warm => {
                     if key.is_some() {
@@ -590,7 +607,7 @@ impl<'a> Engine<'a> {
                 }
                 (Some((entry, origin)), _) => {
                     self.cache.hits += 1;
-                    stage.add_cached(&entry, origin, step.history_idx, "CACHED")
+                    stage.add_cached(&entry, origin, step.made_by(), step.history_idx, "CACHED")
                 }
                 (None, key) => {
                     if key.is_some() {
@@ -685,7 +702,7 @@ impl<'a> Engine<'a> {
             media_type: l.media_type.clone(),
             diff_id: l.diff_id.clone(),
         });
-        let note = stage.add_layer(desc, None, step.history_idx, "BUILT");
+        let note = stage.add_layer(desc, None, step.made_by(), step.history_idx, "BUILT");
         if let Some(key) = &step.key {
             self.cache
                 .record(&self.sess, key, &step.ins.text, built.as_ref());

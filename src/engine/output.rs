@@ -117,6 +117,8 @@ pub async fn deliver(
         push_blobs(sess, &stage, &out, early).await?;
         pushed = tag_everywhere(sess, &Doc::manifest(&out)).await?;
     }
+    // After the outputs: a failed push leaves no SBOM of an image nobody has.
+    super::sbom::write_files(sess, &stage, &out, false).await?;
     let size = image_size(&out, &stage);
     Ok(Delivered { out, size, pushed })
 }

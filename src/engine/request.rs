@@ -54,6 +54,8 @@ pub struct BuildRequest {
     pub dotenv: Option<PathBuf>,
     /// `--report`: the JSON build report.
     pub report: Option<PathBuf>,
+    /// `--sbom-file`s and their formats.
+    pub sbom_files: Vec<(PathBuf, crate::attest::sbom::Format)>,
     /// `--annotation`s on the image manifest.
     pub annotations: Vec<(String, String)>,
     /// `--image-name-tag-with-digest-file`: `name:tag@digest` lines.

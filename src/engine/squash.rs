@@ -67,6 +67,7 @@ pub async fn single_snapshot(sess: &Session<'_>, stage: &mut Stage) -> Result<()
                     diff_id: b.diff_id,
                 },
                 origin: None,
+                made_by: None,
             });
             stage.config.history.push(History {
                 created: Some(sess.now.clone()),

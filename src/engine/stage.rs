@@ -13,11 +13,20 @@ use crate::image::manifest::{LayerDesc, Platform};
 use crate::image::{ImageConfig, Reference};
 use std::collections::HashMap;
 
-/// A layer of a stage: its descriptor, and where to fetch it if it is not local.
+/// A layer of a stage: its descriptor, where to fetch it if it is not local,
+/// and the Dockerfile instruction that brought it in (for the SBOM).
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub desc: LayerDesc,
     pub origin: Option<Reference>,
+    pub made_by: Option<MadeBy>,
+}
+
+/// The Dockerfile instruction (a step, or the FROM of a base) behind a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeBy {
+    pub line: usize,
+    pub text: String,
 }
 
 /// The state of a stage while (and after) it is built.
@@ -113,6 +122,7 @@ impl Stage {
         &mut self,
         desc: Option<LayerDesc>,
         origin: Option<Reference>,
+        made_by: MadeBy,
         history_idx: usize,
         verb: &str,
     ) -> String {
@@ -120,7 +130,11 @@ impl Stage {
             Some(desc) => {
                 let note = format!("{verb} {}", crate::report::human_bytes(desc.size));
                 self.config.rootfs.diff_ids.push(desc.diff_id.clone());
-                self.layers.push(Layer { desc, origin });
+                self.layers.push(Layer {
+                    desc,
+                    origin,
+                    made_by: Some(made_by),
+                });
                 note
             }
             None => {
@@ -137,12 +151,14 @@ impl Stage {
         &mut self,
         entry: &cache::Entry,
         origin: Option<Reference>,
+        made_by: MadeBy,
         history_idx: usize,
         verb: &str,
     ) -> String {
         self.add_layer(
             entry.layer.as_ref().map(|l| l.desc()),
             origin,
+            made_by,
             history_idx,
             verb,
         )

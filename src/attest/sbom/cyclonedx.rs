@@ -7,7 +7,7 @@
 //! (`artifacts:reports:cyclonedx`).
 
 use super::Input;
-use crate::attest::license::{self, License};
+use crate::attest::license;
 use crate::digest::sha256_bytes;
 use anyhow::{anyhow, Result};
 use serde_cyclonedx::cyclonedx::v_1_6 as cdx;
@@ -20,28 +20,33 @@ fn prop(name: &str, value: impl Into<String>) -> Result<cdx::Property> {
         .map_err(|e| anyhow!("CycloneDX property: {e}"))
 }
 
-fn licenses(raw: &str) -> Result<cdx::LicenseChoice> {
+fn licenses(raw: &str) -> Result<Option<cdx::LicenseChoice>> {
     let one = |l: cdx::License| {
         cdx::LicenseChoiceUrl::Variant0(vec![cdx::LicenseChoiceUrlVariant0ItemUrl { license: l }])
     };
-    Ok(match license::read(raw) {
-        License::Expression(e) if !e.contains(' ') && !e.starts_with("LicenseRef-") => {
-            one(cdx::LicenseBuilder::default()
-                .id(e)
-                .build()
-                .map_err(|e| anyhow!("{e}"))?)
-        }
-        License::Expression(e) => cdx::LicenseChoiceUrl::Variant1(vec![
-            cdx::LicenseChoiceUrlVariant1ItemLicenseBuilder::default()
-                .expression(e)
-                .build()
-                .map_err(|e| anyhow!("{e}"))?,
-        ]),
-        License::Name(n) => one(cdx::LicenseBuilder::default()
-            .name(n)
+    let Some(d) = license::read(raw) else {
+        return Ok(None);
+    };
+    let e = |e: &dyn std::fmt::Display| anyhow!("CycloneDX licence: {e}");
+    Ok(Some(if let Some(id) = d.single_id() {
+        one(cdx::LicenseBuilder::default()
+            .id(id)
             .build()
-            .map_err(|e| anyhow!("{e}"))?),
-    })
+            .map_err(|x| e(&x))?)
+    } else if d.refs.len() == 1 && d.expression == d.refs[0].0 {
+        // One name kiln cannot map: by name, as the metadata says it.
+        one(cdx::LicenseBuilder::default()
+            .name(raw.trim())
+            .build()
+            .map_err(|x| e(&x))?)
+    } else {
+        cdx::LicenseChoiceUrl::Variant1(vec![
+            cdx::LicenseChoiceUrlVariant1ItemLicenseBuilder::default()
+                .expression(d.expression)
+                .build()
+                .map_err(|x| e(&x))?,
+        ])
+    }))
 }
 
 /// A serial number that is the same for the same image and platform
@@ -156,8 +161,8 @@ pub fn document(input: &Input<'_>) -> Result<cdx::CycloneDx> {
         if let Some(purl) = input.purl(p) {
             c.purl(purl);
         }
-        if let Some(l) = &p.found.license {
-            c.licenses(licenses(l)?);
+        if let Some(l) = licenses(p.found.license.as_deref().unwrap_or(""))? {
+            c.licenses(l);
         }
         components.push(c.build().map_err(|e| err(&e))?);
         refs.push(r);

@@ -8,6 +8,57 @@ pub mod spdx;
 
 use super::scan::{Inventory, Package};
 
+/// An SBOM format, named by a file's suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// SPDX 2.3 JSON (`.spdx.json`).
+    Spdx,
+    /// CycloneDX 1.6 JSON (`.cdx.json`).
+    CycloneDx,
+}
+
+impl Format {
+    /// The format a file's name asks for: `.spdx.json` or `.cdx.json`, the
+    /// suffixes both projects recommend.
+    pub fn of_path(path: &std::path::Path) -> Result<Format, String> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if name.ends_with(".spdx.json") {
+            Ok(Format::Spdx)
+        } else if name.ends_with(".cdx.json") {
+            Ok(Format::CycloneDx)
+        } else {
+            Err(format!(
+                "{}: name the SBOM's format by the file's suffix: .spdx.json (SPDX 2.3) or .cdx.json (CycloneDX 1.6)",
+                crate::clip::clip(&path.display().to_string())
+            ))
+        }
+    }
+
+    /// `sbom.cdx.json` → `sbom.linux-arm64.cdx.json`: one file per platform.
+    pub fn per_platform(self, path: &std::path::Path, platform: &str) -> std::path::PathBuf {
+        let suffix = match self {
+            Format::Spdx => ".spdx.json",
+            Format::CycloneDx => ".cdx.json",
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = name.strip_suffix(suffix).unwrap_or(&name);
+        path.with_file_name(format!("{stem}.{}{suffix}", platform.replace('/', "-")))
+    }
+
+    pub fn write(self, input: &Input<'_>) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Format::Spdx => spdx::write(input),
+            Format::CycloneDx => cyclonedx::write(input),
+        }
+    }
+}
+
 /// The image a document describes.
 #[derive(Debug, Clone)]
 pub struct Subject {
@@ -85,6 +136,30 @@ impl Input<'_> {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Format;
+    use std::path::Path;
+
+    #[test]
+    fn formats_by_suffix_and_per_platform_names() {
+        assert_eq!(
+            Format::of_path(Path::new("out/sbom.spdx.json")),
+            Ok(Format::Spdx)
+        );
+        assert_eq!(
+            Format::of_path(Path::new("gl-sbom.cdx.json")),
+            Ok(Format::CycloneDx)
+        );
+        let e = Format::of_path(Path::new("sbom.json")).unwrap_err();
+        assert!(e.contains(".spdx.json") && e.contains(".cdx.json"), "{e}");
+        assert_eq!(
+            Format::CycloneDx.per_platform(Path::new("o/gl-sbom.cdx.json"), "linux/arm/v7"),
+            Path::new("o/gl-sbom.linux-arm-v7.cdx.json")
+        );
     }
 }
 

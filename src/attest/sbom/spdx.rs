@@ -5,10 +5,11 @@
 //! and Dockerfile line it came from.
 
 use super::Input;
-use crate::attest::license::{self, License};
+use crate::attest::license;
 use anyhow::{anyhow, Result};
 use serde_spdx::spdx::v_2_3::{
-    Spdx, SpdxBuilder, SpdxCreationInfoBuilder, SpdxItemPackages, SpdxItemPackagesBuilder,
+    Spdx, SpdxBuilder, SpdxCreationInfoBuilder, SpdxItemHasExtractedLicensingInfos,
+    SpdxItemHasExtractedLicensingInfosBuilder, SpdxItemPackages, SpdxItemPackagesBuilder,
     SpdxItemPackagesItemExternalRefsBuilder, SpdxItemRelationships, SpdxItemRelationshipsBuilder,
 };
 
@@ -53,6 +54,7 @@ pub fn document(input: &Input<'_>) -> Result<Spdx> {
     let mut packages: Vec<SpdxItemPackages> =
         vec![image.build().map_err(|e| anyhow!("SPDX package: {e}"))?];
     let mut relationships = vec![relationship("SPDXRef-DOCUMENT", "DESCRIBES", image_id)?];
+    let mut refs: std::collections::BTreeMap<String, String> = Default::default();
     for (i, p) in input.inventory.packages.iter().enumerate() {
         let id = format!(
             "SPDXRef-Package-{}-{}",
@@ -73,13 +75,16 @@ pub fn document(input: &Input<'_>) -> Result<Spdx> {
             .license_concluded(NOASSERTION)
             .copyright_text(NOASSERTION)
             .source_info(input.origin(p));
-        match p.found.license.as_deref().map(license::read) {
-            Some(License::Expression(e)) => {
-                b.license_declared(e);
-            }
-            Some(License::Name(n)) => {
-                b.license_declared(NOASSERTION)
-                    .license_comments(format!("declared as: {n}"));
+        let raw = p.found.license.as_deref().unwrap_or("");
+        match license::read(raw) {
+            Some(d) => {
+                if d.expression != raw {
+                    b.license_comments(format!("declared as: {}", crate::clip::clip_to(raw, 1000)));
+                }
+                b.license_declared(d.expression);
+                for (id, name) in d.refs {
+                    refs.entry(id).or_insert(name);
+                }
             }
             None => {
                 b.license_declared(NOASSERTION);
@@ -96,8 +101,25 @@ pub fn document(input: &Input<'_>) -> Result<Spdx> {
         .creators(vec![format!("Tool: kiln-{}", s.tool_version)])
         .build()
         .map_err(|e| anyhow!("SPDX creation info: {e}"))?;
-    SpdxBuilder::default()
-        .spdxid("SPDXRef-DOCUMENT")
+    let extracted: Vec<SpdxItemHasExtractedLicensingInfos> = refs
+        .into_iter()
+        .map(|(id, name)| {
+            SpdxItemHasExtractedLicensingInfosBuilder::default()
+                .license_id(id)
+                .name(name.as_str())
+                .extracted_text(format!(
+                    "The licence the package's metadata names \"{name}\"."
+                ))
+                .comment("kiln maps a declared licence to an SPDX id only where the name is exact")
+                .build()
+                .map_err(|e| anyhow!("SPDX licence reference: {e}"))
+        })
+        .collect::<Result<_>>()?;
+    let mut doc = SpdxBuilder::default();
+    if !extracted.is_empty() {
+        doc.has_extracted_licensing_infos(extracted);
+    }
+    doc.spdxid("SPDXRef-DOCUMENT")
         .spdx_version("SPDX-2.3")
         .data_license("CC0-1.0")
         .name(format!("{}@{}", s.name, s.digest))
@@ -156,13 +178,19 @@ mod tests {
         assert_eq!(libc["licenseDeclared"], "NOASSERTION");
         let req = by_name("requests");
         assert_eq!(req["licenseDeclared"], "Apache-2.0");
+        assert_eq!(req["licenseComments"], "declared as: Apache 2.0");
         let src = req["sourceInfo"].as_str().unwrap();
         assert!(
             src.contains("layer 2 (sha256:bb), Dockerfile:3 RUN pip install requests"),
             "{src}"
         );
         let node = by_name("@types/node");
+        assert_eq!(node["licenseDeclared"], "LicenseRef-see-LICENSE");
         assert_eq!(node["licenseComments"], "declared as: see LICENSE");
+        let refs = v["hasExtractedLicensingInfos"].as_array().unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0]["licenseId"], "LicenseRef-see-LICENSE");
+        assert_eq!(refs[0]["name"], "see LICENSE");
         let rels = v["relationships"].as_array().unwrap();
         assert_eq!(rels.len(), 4);
         assert_eq!(rels[0]["relationshipType"], "DESCRIBES");

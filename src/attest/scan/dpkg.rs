@@ -2,6 +2,8 @@
 //! `status.d/`, as distroless images keep them). A package counts when dpkg
 //! has it installed (`Status: install ok installed`, or any want with the
 //! state `installed`); removed packages whose config files remain do not.
+//! Licences come from the package's machine-readable copyright file
+//! (`usr/share/doc/NAME/copyright`, DEP-5), where it has `License:` fields.
 
 use super::{field, paragraphs, Ecosystem, Found};
 
@@ -33,6 +35,31 @@ pub fn parse(text: &str) -> Vec<Found> {
             })
         })
         .collect()
+}
+
+/// The licence short names of a DEP-5 copyright file, each once, in order of
+/// appearance (`GPL-2+`, `BSD-3-clause`, …). A file in another format names none.
+pub fn copyright_licenses(text: &str) -> Vec<String> {
+    if !text.starts_with("Format:") {
+        return vec![];
+    }
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some(v) = line.strip_prefix("License:") else {
+            continue;
+        };
+        let v = v.trim();
+        // `License: GPL-2+ or Artistic` is a choice: kept as one expression.
+        let v = v
+            .trim_end_matches(',')
+            .replace(" or ", " OR ")
+            .replace(" and ", " AND ");
+        let v = if v.contains(' ') { format!("({v})") } else { v };
+        if !v.is_empty() && !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -87,6 +114,18 @@ Version: 1.21.22
             found[2].source, None,
             "Source equal to the name is not kept"
         );
+    }
+
+    #[test]
+    fn copyright_licences_from_dep5_only() {
+        let dep5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
+Files: *\nCopyright: 1999 someone\nLicense: GPL-2+\n This program is free software.\n\n\
+Files: lib/*\nLicense: BSD-3-clause or Expat\n\nLicense: GPL-2+\n text\n";
+        assert_eq!(
+            copyright_licenses(dep5),
+            ["GPL-2+", "(BSD-3-clause OR Expat)"]
+        );
+        assert!(copyright_licenses("This package was debianized by…\nLicense: GPL\n").is_empty());
     }
 
     #[test]

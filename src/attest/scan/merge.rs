@@ -115,8 +115,16 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a LayerFacts>) -> Inventory 
     }
     for (path, e) in &state {
         for f in &e.facts.packages {
+            let mut found = f.clone();
+            if found.ecosystem == super::Ecosystem::Deb && found.license.is_none() {
+                let doc = format!("usr/share/doc/{}/copyright", found.name);
+                found.license = state
+                    .get(&doc)
+                    .map(|c| c.facts.licenses.join(" AND "))
+                    .filter(|l| !l.is_empty());
+            }
             inv.packages.push(Package {
-                found: f.clone(),
+                found,
                 path: path.clone(),
                 layer: e.since.get(&key(f)).copied().unwrap_or(0),
             });
@@ -221,6 +229,25 @@ mod tests {
         };
         let inv = merge([&l0, &l1, &l3]);
         assert_eq!(inv.packages[0].layer, 2);
+    }
+
+    #[test]
+    fn deb_licences_come_from_the_package_copyright_file() {
+        let copyright = parse(
+            Kind::DebCopyright,
+            "usr/share/doc/x/copyright",
+            b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nLicense: GPL-2+ or Artistic\n",
+        );
+        let l0 = LayerFacts {
+            files: vec![status(&[("x", "1"), ("y", "2")]), copyright],
+            ..Default::default()
+        };
+        let inv = merge([&l0]);
+        assert_eq!(
+            inv.packages[0].found.license.as_deref(),
+            Some("(GPL-2+ OR Artistic)")
+        );
+        assert_eq!(inv.packages[1].found.license, None);
     }
 
     #[test]

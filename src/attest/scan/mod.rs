@@ -67,6 +67,8 @@ pub enum Kind {
     /// One package's paragraph (`var/lib/dpkg/status.d/NAME`, as distroless has).
     DpkgStatusD,
     ApkInstalled,
+    /// `usr/share/doc/PACKAGE/copyright`: a Debian package's licences.
+    DebCopyright,
     PythonMetadata,
     NpmPackage,
     OsRelease,
@@ -87,6 +89,14 @@ pub fn interest(path: &str) -> Option<Kind> {
         }
         return None;
     }
+    if let Some(rest) = path.strip_prefix("usr/share/doc/") {
+        if let Some((pkg, "copyright")) = rest.split_once('/') {
+            if !pkg.is_empty() {
+                return Some(Kind::DebCopyright);
+            }
+        }
+        return None;
+    }
     if python::is_metadata(path) {
         return Some(Kind::PythonMetadata);
     }
@@ -104,17 +114,25 @@ pub struct FileFacts {
     pub packages: Vec<Found>,
     /// For an os-release file: the distribution.
     pub os: Option<os::OsRelease>,
+    /// For a Debian copyright file: the licences it names.
+    #[serde(default)]
+    pub licenses: Vec<String>,
 }
 
 /// Read one interesting file.
 pub fn parse(kind: Kind, path: &str, bytes: &[u8]) -> FileFacts {
     let text = String::from_utf8_lossy(bytes);
+    let mut licenses = vec![];
     let (packages, os) = match kind {
         Kind::DpkgStatus | Kind::DpkgStatusD => (dpkg::parse(&text), None),
         Kind::ApkInstalled => (apk::parse(&text), None),
         Kind::PythonMetadata => (python::parse(&text).into_iter().collect(), None),
         Kind::NpmPackage => (npm::parse(bytes).into_iter().collect(), None),
         Kind::OsRelease => (vec![], Some(os::parse(&text))),
+        Kind::DebCopyright => {
+            licenses = dpkg::copyright_licenses(&text);
+            (vec![], None)
+        }
     };
     FileFacts {
         path: path
@@ -123,6 +141,7 @@ pub fn parse(kind: Kind, path: &str, bytes: &[u8]) -> FileFacts {
             .to_string(),
         packages,
         os,
+        licenses,
     }
 }
 
@@ -190,6 +209,8 @@ mod tests {
             ("lib/apk/db/installed", Some(Kind::ApkInstalled)),
             ("etc/os-release", Some(Kind::OsRelease)),
             ("usr/lib/os-release", Some(Kind::OsRelease)),
+            ("usr/share/doc/libc6/copyright", Some(Kind::DebCopyright)),
+            ("usr/share/doc/libc6/changelog.Debian.gz", None),
             (
                 "usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA",
                 Some(Kind::PythonMetadata),
