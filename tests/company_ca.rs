@@ -9,7 +9,6 @@ mod support;
 use sha2::Digest as _;
 use std::path::Path;
 use std::process::Command;
-use support::debian::bookworm;
 use support::https::{git_repo, StaticServer};
 use support::sandbox::gitlab_job;
 use support::*;
@@ -145,20 +144,7 @@ fn pypi_index(dir: &Path) {
 
 /// A context whose `root/` is the bookworm tree, plus `files`.
 fn debian_context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let Some(base) = bookworm() else {
-        panic!("could not make the bookworm base");
-    };
-    let ctx = context(files);
-    let root = ctx.path().join("root");
-    assert!(Command::new("cp")
-        .args(["-a", "--reflink=auto"])
-        .arg(&base)
-        .arg(&root)
-        .status()
-        .expect("cp")
-        .success());
-    let _ = std::fs::remove_file(root.join(".kiln-complete"));
-    ctx
+    support::debian::context_with_bookworm(files)
 }
 
 /// Docker's documented apt pattern: the package cache and the lists as cache

@@ -9,8 +9,7 @@
 
 mod support;
 
-use std::process::Command;
-use support::debian::bookworm;
+use support::debian::context_with_bookworm;
 use support::sandbox::gitlab_job;
 use support::*;
 
@@ -19,10 +18,7 @@ fn jvm_node_python_and_procps_build_in_an_unprivileged_job() {
     if !need_root("jvm_node_python_and_procps_build_in_an_unprivileged_job") {
         return;
     }
-    let Some(base) = bookworm() else {
-        panic!("could not make the bookworm base");
-    };
-    let ctx = context(&[
+    let ctx = context_with_bookworm(&[
         (
             "app/package.json",
             r#"{ "name": "app", "version": "1.0.0", "dependencies": { "dep": "file:./dep" } }"#,
@@ -46,16 +42,6 @@ RUN sleep 30 & ps -eo comm | grep -qx sleep && echo ps-sees-sleep; pgrep -x slee
 "#,
         ),
     ]);
-    // The tree goes in as the context's root/ (a symlink would be copied as one).
-    let root = ctx.path().join("root");
-    let cp = Command::new("cp")
-        .args(["-a", "--reflink=auto"])
-        .arg(&base)
-        .arg(&root)
-        .status()
-        .expect("cp");
-    assert!(cp.success());
-    let _ = std::fs::remove_file(root.join(".kiln-complete"));
     let out = run(gitlab_job(
         kiln()
             .args(["build", "--no-push", "--context"])

@@ -39,6 +39,26 @@ fn make_bookworm() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// A build context holding `files` and, as `root/`, a copy of the bookworm
+/// tree (`FROM scratch` + `COPY root/ /` makes the base; a symlink would be
+/// copied as one).
+pub fn context_with_bookworm(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let Some(base) = bookworm() else {
+        panic!("could not make the bookworm base");
+    };
+    let ctx = super::context(files);
+    let root = ctx.path().join("root");
+    assert!(Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(&base)
+        .arg(&root)
+        .status()
+        .expect("cp")
+        .success());
+    let _ = std::fs::remove_file(root.join(".kiln-complete"));
+    ctx
+}
+
 /// The first stage of an arm64 bookworm (`debootstrap --foreign --arch=arm64`):
 /// arm64 packages unpacked, not yet configured. Its second stage has to run as
 /// arm64, which is the point of the tests that use it. Made once per checkout

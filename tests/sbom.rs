@@ -1,0 +1,286 @@
+//! The SBOM against ground truth. A real build in the unprivileged-job sandbox
+//! (chroot mode) on the Debian bookworm base installs packages with apt, a
+//! Python venv with pip wheels from PyPI, and a Node app with `npm ci` from the
+//! npm registry (the outside sources the suite may use where a real install is
+//! the point; the machine's HTTPS proxy CA reaches the RUN steps as a company CA
+//! does). Its last step asks `dpkg-query -W`, `pip list` and `npm ls --all`
+//! what is installed; the SBOM must list exactly that, with the same versions,
+//! the layer and Dockerfile line that brought each in, and both documents must
+//! pass the official validators (`spdx-tools`, and CycloneDX's 1.6 JSON schema
+//! through `cyclonedx-python-lib`), which ci/test installs from PyPI.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::debian::context_with_bookworm;
+use support::sandbox::gitlab_job;
+use support::*;
+
+/// The validators' virtualenv (ci/test makes it).
+fn tools() -> PathBuf {
+    let d =
+        PathBuf::from(std::env::var("KILN_TEST_ATTEST_TOOLS").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/attest-tools").into()
+        }));
+    assert!(
+        d.join("bin/pyspdxtools").is_file(),
+        "no spdx-tools in {}: ci/test installs them",
+        d.display()
+    );
+    d
+}
+
+fn validate_spdx(doc: &Path) {
+    let out = run(Command::new(tools().join("bin/pyspdxtools"))
+        .arg("-i")
+        .arg(doc));
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "spdx-tools refuses {}:\n{}",
+        doc.display(),
+        output_text(&out)
+    );
+}
+
+fn validate_cyclonedx(doc: &Path) {
+    let script = "import sys\n\
+from cyclonedx.schema import SchemaVersion\n\
+from cyclonedx.validation.json import JsonStrictValidator\n\
+err = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\n\
+print(err if err else 'valid')\n\
+sys.exit(1 if err else 0)\n";
+    let out = run(Command::new(tools().join("bin/python"))
+        .args(["-c", script])
+        .arg(doc));
+    assert!(
+        out.status.success(),
+        "the CycloneDX 1.6 schema refuses {}:\n{}",
+        doc.display(),
+        output_text(&out)
+    );
+}
+
+/// PEP 503 names, so that `pip list` and METADATA spellings compare.
+fn pep503(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.to_lowercase().chars() {
+        let c = if matches!(c, '_' | '.') { '-' } else { c };
+        if !(c == '-' && out.ends_with('-')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Every (name, version) of `npm ls --all --json`'s tree, the root excluded.
+fn npm_tree(v: &serde_json::Value, into: &mut BTreeSet<(String, String)>) {
+    if let Some(deps) = v.get("dependencies").and_then(|d| d.as_object()) {
+        for (name, d) in deps {
+            if let Some(ver) = d.get("version").and_then(|x| x.as_str()) {
+                into.insert((name.clone(), ver.to_string()));
+            }
+            npm_tree(d, into);
+        }
+    }
+}
+
+/// A CycloneDX component's kiln property.
+fn prop<'a>(c: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    c["properties"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?["value"]
+        .as_str()
+}
+
+#[test]
+fn the_sbom_lists_what_dpkg_pip_and_npm_report_in_the_built_image() {
+    if !need_root("the_sbom_lists_what_dpkg_pip_and_npm_report_in_the_built_image") {
+        return;
+    }
+    // The validators first: a missing one fails before the long build.
+    tools();
+    let ctx = context_with_bookworm(&[
+        (
+            "app/package.json",
+            r#"{ "name": "app", "version": "1.0.0", "private": true,
+                 "dependencies": { "debug": "4.3.4", "ms": "2.0.0", "@types/ms": "0.7.34" } }"#,
+        ),
+        (
+            "Dockerfile",
+            r#"FROM scratch
+COPY root/ /
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv nodejs npm > /tmp/apt.log 2>&1 || (tail -40 /tmp/apt.log; exit 1); rm -f /tmp/apt.log
+RUN python3 -m venv /venv && /venv/bin/pip install -q --no-cache-dir --disable-pip-version-check requests==2.32.3 six==1.16.0
+COPY app/ /app/
+RUN cd /app && npm install --package-lock-only --no-audit --no-fund --loglevel=error && npm ci --no-audit --no-fund --loglevel=error
+RUN mkdir /truth && dpkg-query -W -f '${Package}\t${Version}\t${db:Status-Abbrev}\n' > /truth/dpkg \
+ && /venv/bin/pip list --format=freeze --disable-pip-version-check > /truth/pip \
+ && cd /app && npm ls --all --json > /truth/npm.json
+"#,
+        ),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let spdx = out.path().join("sbom/image.spdx.json");
+    let cdx = out.path().join("sbom/image.cdx.json");
+    // The machine's own CA bundle holds its HTTPS proxy's CA: the steps trust it
+    // as they would a company CA (--run-ca-certs, on in GitLab CI with KILN_CA_CERT).
+    let mut build = kiln();
+    build
+        .args(["build", "--context"])
+        .arg(ctx.path())
+        .arg("--sbom-file")
+        .arg(&spdx)
+        .arg("--sbom-file")
+        .arg(&cdx)
+        .env("GITLAB_CI", "true")
+        .env("KILN_CA_CERT", "/etc/ssl/certs/ca-certificates.crt");
+    gitlab_job(&mut build);
+    let rootfs = build_cmd_and_unpack(&mut build, out.path());
+
+    // Ground truth, from the image's own package managers.
+    let dpkg: BTreeSet<(String, String)> = std::fs::read_to_string(rootfs.join("truth/dpkg"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 3 && f[2].starts_with("ii")).then(|| (f[0].to_string(), f[1].to_string()))
+        })
+        .collect();
+    let pip: BTreeSet<(String, String)> = std::fs::read_to_string(rootfs.join("truth/pip"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once("=="))
+        .map(|(n, v)| (pep503(n), v.to_string()))
+        .collect();
+    let mut npm = BTreeSet::new();
+    npm_tree(
+        &serde_json::from_slice(&std::fs::read(rootfs.join("truth/npm.json")).unwrap()).unwrap(),
+        &mut npm,
+    );
+    assert!(dpkg.len() > 100, "{dpkg:?}");
+    assert!(
+        pip.contains(&("requests".into(), "2.32.3".into())),
+        "{pip:?}"
+    );
+    assert!(pip.len() >= 6, "requests' dependencies, pip: {pip:?}");
+    // debug 4.3.4 needs ms 2.1.2, the app pins ms 2.0.0: a nested node_modules.
+    for want in [
+        ("debug", "4.3.4"),
+        ("ms", "2.0.0"),
+        ("ms", "2.1.2"),
+        ("@types/ms", "0.7.34"),
+    ] {
+        assert!(
+            npm.contains(&(want.0.into(), want.1.into())),
+            "{want:?} not in {npm:?}"
+        );
+    }
+
+    // The CycloneDX document, sorted by where each package's metadata lies.
+    validate_cyclonedx(&cdx);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cdx).unwrap()).unwrap();
+    let comps = doc["components"].as_array().unwrap();
+    let mut got: BTreeMap<&str, BTreeSet<(String, String)>> = BTreeMap::new();
+    for c in comps.iter().filter(|c| c["type"] == "library") {
+        let path = prop(c, "kiln:path").unwrap();
+        let name = match c["group"].as_str() {
+            Some(g) => format!("{g}/{}", c["name"].as_str().unwrap()),
+            None => c["name"].as_str().unwrap().to_string(),
+        };
+        let version = c["version"].as_str().unwrap().to_string();
+        let purl = c["purl"].as_str().unwrap();
+        let scope = if purl.starts_with("pkg:deb/debian/") {
+            "deb"
+        } else if purl.starts_with("pkg:pypi/") && path.starts_with("/venv/") {
+            "venv"
+        } else if purl.starts_with("pkg:npm/") && path.starts_with("/app/node_modules/") {
+            "app"
+        } else {
+            // Anything else must be in the image where the SBOM says.
+            assert!(
+                rootfs.join(&path[1..]).is_file(),
+                "{path} is not in the image"
+            );
+            "other"
+        };
+        let name = if scope == "venv" { pep503(&name) } else { name };
+        got.entry(scope).or_default().insert((name, version));
+    }
+    assert_eq!(
+        got.get("deb"),
+        Some(&dpkg),
+        "deb packages differ from dpkg-query -W"
+    );
+    assert_eq!(
+        got.get("venv"),
+        Some(&pip),
+        "the venv's packages differ from pip list"
+    );
+    assert_eq!(
+        got.get("app"),
+        Some(&npm),
+        "the app's packages differ from npm ls --all"
+    );
+
+    // Where each came from: the step's line and layer.
+    let line = |name: &str, purl_prefix: &str| {
+        let c = comps
+            .iter()
+            .find(|c| {
+                c["name"] == name && c["purl"].as_str().unwrap_or("").starts_with(purl_prefix)
+            })
+            .unwrap_or_else(|| panic!("{name} missing"));
+        prop(c, "kiln:dockerfile:line").unwrap().to_string()
+    };
+    assert!(line("base-files", "pkg:deb/").ends_with("Dockerfile:2"));
+    assert!(line("python3", "pkg:deb/").ends_with("Dockerfile:3"));
+    assert!(line("requests", "pkg:pypi/").ends_with("Dockerfile:4"));
+    assert!(line("ms", "pkg:npm/").ends_with("Dockerfile:6"));
+    let libc = comps.iter().find(|c| c["name"] == "libc6").unwrap();
+    assert_eq!(
+        libc["purl"].as_str().unwrap(),
+        format!(
+            "pkg:deb/debian/libc6@{}?arch=amd64&distro=debian-12",
+            dpkg.iter()
+                .find(|(n, _)| n == "libc6")
+                .unwrap()
+                .1
+                .replace('+', "%2B")
+        )
+    );
+    assert_eq!(
+        comps.iter().find(|c| c["name"] == "requests").unwrap()["licenses"][0]["license"]["id"],
+        "Apache-2.0"
+    );
+
+    // The SPDX document: valid, the same packages.
+    validate_spdx(&spdx);
+    let sdoc: serde_json::Value = serde_json::from_slice(&std::fs::read(&spdx).unwrap()).unwrap();
+    let spdx_pkgs: BTreeSet<(String, String)> = sdoc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["versionInfo"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let cdx_pkgs: BTreeSet<(String, String)> = comps
+        .iter()
+        .filter(|c| c["type"] == "library")
+        .map(|c| {
+            let n = c["name"].as_str().unwrap();
+            let n = c["group"]
+                .as_str()
+                .map_or(n.to_string(), |g| format!("{g}/{n}"));
+            (n, c["version"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(spdx_pkgs, cdx_pkgs);
+}
