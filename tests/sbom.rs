@@ -12,55 +12,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::attest::{tools, validate_cyclonedx, validate_spdx};
 use support::debian::context_with_bookworm;
 use support::sandbox::gitlab_job;
 use support::*;
-
-/// The validators' virtualenv (ci/test makes it).
-fn tools() -> PathBuf {
-    let d =
-        PathBuf::from(std::env::var("KILN_TEST_ATTEST_TOOLS").unwrap_or_else(|_| {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/target/attest-tools").into()
-        }));
-    assert!(
-        d.join("bin/pyspdxtools").is_file(),
-        "no spdx-tools in {}: ci/test installs them",
-        d.display()
-    );
-    d
-}
-
-fn validate_spdx(doc: &Path) {
-    let out = run(Command::new(tools().join("bin/pyspdxtools"))
-        .arg("-i")
-        .arg(doc));
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "spdx-tools refuses {}:\n{}",
-        doc.display(),
-        output_text(&out)
-    );
-}
-
-fn validate_cyclonedx(doc: &Path) {
-    let script = "import sys\n\
-from cyclonedx.schema import SchemaVersion\n\
-from cyclonedx.validation.json import JsonStrictValidator\n\
-err = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\n\
-print(err if err else 'valid')\n\
-sys.exit(1 if err else 0)\n";
-    let out = run(Command::new(tools().join("bin/python"))
-        .args(["-c", script])
-        .arg(doc));
-    assert!(
-        out.status.success(),
-        "the CycloneDX 1.6 schema refuses {}:\n{}",
-        doc.display(),
-        output_text(&out)
-    );
-}
 
 /// PEP 503 names, so that `pip list` and METADATA spellings compare.
 fn pep503(name: &str) -> String {

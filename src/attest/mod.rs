@@ -2,10 +2,12 @@
 //! the image's metadata files as its layers stream past (`scan`, pure; the
 //! tar reading is `layers`), and the formats are pure writers of what they
 //! found (`sbom`: SPDX 2.3 and CycloneDX 1.6), with package URLs (`purl`) and
-//! licences read as SPDX expressions (`license`).
+//! licences read as SPDX expressions (`license`), and SLSA provenance v1
+//! in an in-toto Statement (`provenance`), also a pure writer.
 
 pub mod layers;
 pub mod license;
+pub mod provenance;
 pub mod purl;
 pub mod sbom;
 pub mod scan;

@@ -1,5 +1,6 @@
 //! `kiln build`'s supply-chain flags: where the SBOM goes.
 
+use crate::attest::provenance::Mode;
 use crate::attest::sbom::Format;
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
@@ -12,9 +13,41 @@ pub struct AttestArgs {
     /// one file each: `sbom.linux-arm64.cdx.json`.
     #[arg(long = "sbom-file", value_name = "FILE")]
     pub sbom_file: Vec<PathBuf>,
+    /// Write the image's SLSA provenance v1 (an in-toto Statement, JSON) to
+    /// FILE. Repeatable; with several platforms, one file each
+    /// (`provenance.linux-arm64.json`).
+    #[arg(long = "provenance-file", value_name = "FILE")]
+    pub provenance_file: Vec<PathBuf>,
+    /// How much the provenance shows, as buildx's flag: `mode=min` (the
+    /// default: build argument names, no values) or `mode=max` (their values,
+    /// and the ids of secrets and ssh agents; never their content); `false`
+    /// for none.
+    #[arg(long = "provenance", value_name = "mode=min|mode=max|false")]
+    pub provenance: Option<String>,
 }
 
 impl AttestArgs {
+    /// `--provenance`'s mode; `false` (buildx's way to turn it off) is None.
+    pub fn provenance_mode(&self) -> Result<Option<Mode>> {
+        let mode = match self.provenance.as_deref() {
+            None | Some("mode=min") | Some("min") | Some("true") => Some(Mode::Min),
+            Some("mode=max") | Some("max") => Some(Mode::Max),
+            Some("false") => None,
+            Some(v) => {
+                return Err(anyhow!(
+                    "--provenance {}: kiln takes mode=min, mode=max or false",
+                    crate::clip::clip(v)
+                ))
+            }
+        };
+        if mode.is_none() && !self.provenance_file.is_empty() {
+            return Err(anyhow!(
+                "--provenance=false and --provenance-file contradict each other; drop one"
+            ));
+        }
+        Ok(mode)
+    }
+
     /// The SBOM files with their formats; a name with neither suffix is refused.
     pub fn sbom_files(&self) -> Result<Vec<(PathBuf, Format)>> {
         self.sbom_file

@@ -735,6 +735,8 @@ impl BuildArgs {
             no_push_cache: self.kaniko.no_push_cache,
             report: self.report.clone(),
             sbom_files: self.attest.sbom_files()?,
+            provenance_files: self.attest.provenance_file.clone(),
+            provenance_mode: self.attest.provenance_mode()?,
             pull: self.registry.pull.sources()?,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,

@@ -71,6 +71,9 @@ impl Session<'_> {
             };
             match res {
                 Ok(stage) => {
+                    if let Some((_, digest)) = &stage.base {
+                        self.record_image(r, &c.reference, digest, platform);
+                    }
                     if !c.via.is_empty() {
                         self.report
                             .line(&format!("{r}: pulled from {} {}", c.via, c.reference));
@@ -90,6 +93,35 @@ impl Session<'_> {
             }
         }
         Err(anyhow!("{r}: nowhere to pull it from"))
+    }
+
+    /// A base or `--from` image for the provenance: named as written, by the
+    /// reference and digest really pulled (a mirror's, the Dependency Proxy's).
+    fn record_image(&self, r: &Reference, src: &Reference, digest: &str, platform: &Platform) {
+        use crate::attest::provenance::{docker_purl, Material, Resource};
+        let version = src
+            .tag
+            .clone()
+            .or_else(|| src.digest.clone())
+            .unwrap_or_else(|| "latest".into());
+        let mut annotations = std::collections::BTreeMap::new();
+        if src != r {
+            annotations.insert("kiln.pulled-from".to_string(), src.to_string());
+        }
+        self.materials.record(Material {
+            platform: Some(platform.to_string()),
+            resource: Resource {
+                name: Some(r.to_string()),
+                uri: docker_purl(
+                    &src.registry,
+                    &src.repository,
+                    &version,
+                    &platform.to_string(),
+                ),
+                digest: Resource::digest_of(digest),
+                annotations,
+            },
+        });
     }
 
     /// Pull `r` (as written) from `src`; the offline fallback to the cache dir

@@ -186,6 +186,20 @@ pub fn prepare(
     })
 }
 
+/// An ADD URL for the provenance, by its content's digest.
+pub fn material(url: &str, digest: &str) -> crate::attest::provenance::Material {
+    use crate::attest::provenance::{Material, Resource};
+    Material {
+        platform: None,
+        resource: Resource {
+            name: None,
+            uri: crate::attest::provenance::public_uri(url),
+            digest: Resource::digest_of(digest),
+            annotations: Default::default(),
+        },
+    }
+}
+
 /// Fetch ADD's URLs into a new directory of the work dir, as Docker names and
 /// dates them (Content-Disposition or the URL's last segment; Last-Modified),
 /// mode 0600; checks `--checksum`. Returns the directory and the names.
@@ -216,6 +230,7 @@ pub async fn fetch_urls(
                 ));
             }
         }
+        sess.materials.record(material(url, &f.digest));
         if names.contains(&f.name) {
             return Err(plan.err(
                 line,

@@ -17,6 +17,28 @@ pub struct GitRef {
     pub subdir: Option<String>,
 }
 
+/// A git source for the provenance: the repository (`git+URL`, the ref it
+/// named as an annotation) at the commit it resolved to.
+pub fn material(g: &GitRef, commit: &str) -> crate::attest::provenance::Material {
+    use crate::attest::provenance::{Material, Resource};
+    let mut annotations = std::collections::BTreeMap::new();
+    if let Some(r) = &g.reference {
+        annotations.insert("ref".to_string(), r.clone());
+    }
+    Material {
+        platform: None,
+        resource: Resource {
+            name: None,
+            uri: format!("git+{}", crate::attest::provenance::public_uri(&g.url)),
+            digest: std::collections::BTreeMap::from([(
+                "gitCommit".to_string(),
+                commit.to_string(),
+            )]),
+            annotations,
+        },
+    }
+}
+
 /// The repository an ADD source names, or None when it is not one.
 pub fn parse(src: &str) -> Option<GitRef> {
     let (base, fragment) = match src.split_once('#') {

@@ -16,6 +16,7 @@
 //! (request, client, store, work dir), the [`Plan`], the [`Sources`] kept for
 //! `COPY --from`, the [`StepCache`] and the RUN [`Runner`].
 
+mod attest;
 mod base;
 pub mod cache;
 mod chmod;
@@ -33,7 +34,6 @@ mod output;
 pub mod plan;
 mod request;
 mod run;
-mod sbom;
 mod session;
 pub mod sink;
 mod squash;
@@ -452,7 +452,15 @@ impl<'a> Engine<'a> {
                 let mut cp = copy_step::prepare(&self.sess, &self.plan, stage, ins, c, is_add)?;
                 // A git source is keyed by the commit its ref names now.
                 if let Some((g, commit)) = &mut cp.git {
-                    *commit = Some(git_source::resolve(&self.sess, &self.plan, line, g).await?);
+                    let c = git_source::resolve(&self.sess, &self.plan, line, g).await?;
+                    self.sess.materials.record(git_source::material(g, &c));
+                    *commit = Some(c);
+                }
+                // A pinned ADD URL is what its checksum says, fetched or not.
+                if let Some(sum) = &cp.checksum {
+                    for url in &cp.urls {
+                        self.sess.materials.record(copy_step::material(url, sum));
+                    }
                 }
                 // ADD URLs without --checksum are fetched now: their content keys the step.
                 if !cp.urls.is_empty() && cp.checksum.is_none() && self.cache.keyed() {

@@ -62,7 +62,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
         input.label_prefix = p.to_string();
         let mut t = build_target(sess, df.clone(), input).await?;
         let out = output::assemble(&t.sess, &mut t.stage)?;
-        super::sbom::write_files(&t.sess, &t.stage, &out, true).await?;
+        super::attest::write_files(&t.sess, &t.stage, &out, true).await?;
         if req.oci_layout_path.is_some() {
             locals.push(output::local(&t.sess, &t.stage, &out).await?);
         }

@@ -118,7 +118,7 @@ pub async fn deliver(
         pushed = tag_everywhere(sess, &Doc::manifest(&out)).await?;
     }
     // After the outputs: a failed push leaves no SBOM of an image nobody has.
-    super::sbom::write_files(sess, &stage, &out, false).await?;
+    super::attest::write_files(sess, &stage, &out, false).await?;
     let size = image_size(&out, &stage);
     Ok(Delivered { out, size, pushed })
 }

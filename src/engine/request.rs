@@ -56,6 +56,10 @@ pub struct BuildRequest {
     pub report: Option<PathBuf>,
     /// `--sbom-file`s and their formats.
     pub sbom_files: Vec<(PathBuf, crate::attest::sbom::Format)>,
+    /// `--provenance-file`s (SLSA v1 in-toto statements).
+    pub provenance_files: Vec<PathBuf>,
+    /// `--provenance mode=min|max`; None: `--provenance=false`.
+    pub provenance_mode: Option<crate::attest::provenance::Mode>,
     /// `--annotation`s on the image manifest.
     pub annotations: Vec<(String, String)>,
     /// `--image-name-tag-with-digest-file`: `name:tag@digest` lines.

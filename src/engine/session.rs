@@ -27,6 +27,11 @@ pub struct Session<'a> {
     /// `SOURCE_DATE_EPOCH`.
     pub now: String,
     pub now_secs: u64,
+    /// When the build started (RFC 3339): the provenance's `startedOn`, which
+    /// follows `SOURCE_DATE_EPOCH` too.
+    pub started: String,
+    /// What the build resolved (bases, ADD URLs, git sources), for the provenance.
+    pub materials: crate::attest::provenance::Materials,
     rootfs_seq: Cell<usize>,
     /// Removed (with every rootfs in it) when the session ends.
     work: WorkDir,
@@ -41,7 +46,7 @@ pub fn dockerfile_path(req: &BuildRequest) -> PathBuf {
     }
 }
 
-fn rfc3339(secs: u64) -> String {
+pub(super) fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
 }
@@ -152,6 +157,8 @@ impl<'a> Session<'a> {
             ignore,
             now: rfc3339(now_secs),
             now_secs,
+            started: rfc3339(now_secs),
+            materials: Default::default(),
             rootfs_seq: Cell::new(0),
             work,
         })

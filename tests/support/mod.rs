@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
+pub mod attest;
 pub mod debian;
 pub mod gitlab;
 pub mod https;

@@ -1,0 +1,258 @@
+//! The supply-chain documents of a built image: its SBOM (the layers, fetched
+//! if a cache hit left them in the registry, read once by `attest`'s scanners
+//! on a blocking thread) and its SLSA provenance (the request, what the
+//! session resolved, GitLab's job), written to the `--sbom-file`s and
+//! `--provenance-file`s after the outputs.
+
+use super::session::{self, Session};
+use super::sink;
+use super::stage::Stage;
+use crate::attest::provenance::{self, Facts, Resource};
+use crate::attest::{layers, sbom, scan};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The image a document names: the first destination's repository and tag,
+/// else `image`.
+fn subject(sess: &Session<'_>, out: &sink::Assembled, platform: &str) -> sbom::Subject {
+    let first = sess.req.destinations.first();
+    sbom::Subject {
+        name: first
+            .map(|d| format!("{}/{}", d.registry, d.repository))
+            .unwrap_or_else(|| "image".into()),
+        tag: first.and_then(|d| d.tag.clone()),
+        digest: out.manifest_digest.clone(),
+        platform: platform.to_string(),
+        created: sess.now.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// "412 packages (deb 398, pypi 14)"
+fn summary(inv: &scan::Inventory) -> String {
+    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &inv.packages {
+        *by.entry(p.found.ecosystem.purl_type()).or_default() += 1;
+    }
+    let parts: Vec<String> = by.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    if parts.is_empty() {
+        "no packages".into()
+    } else {
+        format!("{} packages ({})", inv.packages.len(), parts.join(", "))
+    }
+}
+
+/// Write `bytes` to `path` (atomically), making its directory if needed.
+fn write_doc(path: &Path, bytes: &[u8], flag: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot make {} for {flag}", dir.display()))?;
+    }
+    crate::image::layout::write_atomic(path, bytes)
+}
+
+/// `out/provenance.json` → `out/provenance.linux-arm64.json` for one of several platforms.
+fn per_platform_json(path: &Path, platform: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) => (s.to_string(), format!(".{e}")),
+        None => (name.clone(), String::new()),
+    };
+    path.with_file_name(format!("{stem}.{}{ext}", platform.replace('/', "-")))
+}
+
+/// Scan the image and write its SBOM documents; returns the files written.
+async fn sbom_files(
+    sess: &Session<'_>,
+    stage: &Stage,
+    subject: &sbom::Subject,
+    several: bool,
+) -> Result<(String, Vec<String>)> {
+    let req = sess.req;
+    let mut blobs = Vec::with_capacity(stage.layers.len());
+    for l in &stage.layers {
+        blobs.push(sess.blob(l).await?);
+    }
+    let inventory = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&Path> = blobs.iter().map(|b| b.as_path()).collect();
+        layers::inventory(&refs)
+    })
+    .await
+    .context("the SBOM scan stopped")?
+    .context("cannot read the image's layers for its SBOM")?;
+    for (path, layer) in &inventory.too_big {
+        sess.report.warn(&format!(
+            "SBOM: /{path} in layer {} is over {} MiB and was not read; its packages are not listed",
+            layer + 1,
+            scan::MAX_FILE >> 20
+        ));
+    }
+    let origins: Vec<sbom::LayerOrigin> = stage
+        .layers
+        .iter()
+        .map(|l| sbom::LayerOrigin {
+            diff_id: l.desc.diff_id.clone(),
+            line: l.made_by.as_ref().map(|m| m.line),
+            instruction: l.made_by.as_ref().map(|m| m.text.clone()),
+        })
+        .collect();
+    let dockerfile = req.dockerfile.display().to_string();
+    let input = sbom::Input {
+        subject,
+        layers: &origins,
+        inventory: &inventory,
+        dockerfile: &dockerfile,
+    };
+    let mut written = Vec::new();
+    for (path, format) in &req.sbom_files {
+        let path = if several {
+            format.per_platform(path, &subject.platform)
+        } else {
+            path.clone()
+        };
+        write_doc(&path, &format.write(&input)?, "--sbom-file")?;
+        written.push(path.display().to_string());
+    }
+    Ok((summary(&inventory), written))
+}
+
+/// The provenance's facts about this image.
+fn facts(sess: &Session<'_>, subject: &sbom::Subject) -> Result<Facts> {
+    let req = sess.req;
+    let df = session::dockerfile_path(req);
+    let dockerfile_digest = crate::digest::sha256_file(&df)
+        .with_context(|| format!("cannot read {} for the provenance", df.display()))?;
+    let ci: BTreeMap<String, String> = provenance::CI_VARIABLES
+        .iter()
+        .filter_map(|k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.to_string(), v))
+        })
+        .collect();
+    let source = ci
+        .get("CI_PROJECT_URL")
+        .zip(ci.get("CI_COMMIT_SHA"))
+        .map(|(url, sha)| Resource {
+            name: None,
+            uri: format!("git+{}", provenance::public_uri(url)),
+            digest: BTreeMap::from([("gitCommit".to_string(), sha.clone())]),
+            annotations: ci
+                .get("CI_COMMIT_REF_NAME")
+                .map(|r| BTreeMap::from([("ref".to_string(), r.clone())]))
+                .unwrap_or_default(),
+        });
+    let host = crate::platform::Platform::host().to_string();
+    let platforms = if req.platforms.is_empty() {
+        vec![host.clone()]
+    } else {
+        req.platforms.iter().map(|p| p.to_string()).collect()
+    };
+    let finished = match req.source_date_epoch {
+        Some(_) => sess.now.clone(),
+        None => session::rfc3339(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        ),
+    };
+    Ok(Facts {
+        subject_name: subject.name.clone(),
+        subject_digest: subject.digest.clone(),
+        mode: req.provenance_mode.unwrap_or_default(),
+        dockerfile: req.dockerfile.display().to_string(),
+        dockerfile_digest,
+        target: req.target.clone(),
+        platform: subject.platform.clone(),
+        platforms,
+        build_args: req.build_args.clone(),
+        secret_ids: req.secrets.iter().map(|(id, _)| id.clone()).collect(),
+        ssh_ids: req.ssh.iter().map(|(id, _)| id.clone()).collect(),
+        labels: req.labels.clone(),
+        no_cache: !req.cache,
+        reproducible: req.source_date_epoch.is_some(),
+        dependencies: sess.materials.for_platform(&subject.platform, &host),
+        source,
+        kiln_version: subject.tool_version.clone(),
+        ci,
+        started: sess.started.clone(),
+        finished,
+    })
+}
+
+/// Write the image's `--sbom-file`s and `--provenance-file`s. `several`: one
+/// of several platforms, so each file name gets the platform.
+pub async fn write_files(
+    sess: &Session<'_>,
+    stage: &Stage,
+    out: &sink::Assembled,
+    several: bool,
+) -> Result<()> {
+    let req = sess.req;
+    if req.sbom_files.is_empty() && req.provenance_files.is_empty() {
+        return Ok(());
+    }
+    let platform = stage.config.platform().to_string();
+    let subject = subject(sess, out, &platform);
+    let label = |what: &str| {
+        if several {
+            format!("{platform} {what}")
+        } else {
+            what.to_string()
+        }
+    };
+    if !req.sbom_files.is_empty() {
+        let t = Instant::now();
+        let (summary, written) = sbom_files(sess, stage, &subject, several).await?;
+        sess.report.step(
+            &label("sbom"),
+            &format!("{summary} → {}", written.join(", ")),
+            t.elapsed(),
+            "",
+        );
+    }
+    if !req.provenance_files.is_empty() {
+        let t = Instant::now();
+        let f = facts(sess, &subject)?;
+        let bytes = provenance::write(&f)?;
+        let mut written = Vec::new();
+        for path in &req.provenance_files {
+            let path = if several {
+                per_platform_json(path, &platform)
+            } else {
+                path.clone()
+            };
+            write_doc(&path, &bytes, "--provenance-file")?;
+            written.push(path.display().to_string());
+        }
+        sess.report.step(
+            &label("provenance"),
+            &format!(
+                "SLSA v1, {} dependencies → {}",
+                f.dependencies.len() + usize::from(f.source.is_some()),
+                written.join(", ")
+            ),
+            t.elapsed(),
+            "",
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn provenance_files_per_platform() {
+        assert_eq!(
+            super::per_platform_json(std::path::Path::new("o/provenance.json"), "linux/arm/v7"),
+            std::path::Path::new("o/provenance.linux-arm-v7.json")
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! The SBOM and SLSA provenance of quick builds on a busybox base: all pass the
+//! official validators (tests/support/attest.rs); the
+//! provenance names the base as the Dockerfile wrote it and by the reference
+//! and digest really pulled (a registry map here), the GitLab project at its
+//! commit and the job's runner; `--reproducible` builds give byte-identical
+//! documents; no planted secret (a `--secret`'s content, CI_JOB_TOKEN, the
+//! registry password) appears in any document in either provenance mode, and a
+//! build argument's value appears only in `mode=max`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::attest::{validate_cyclonedx, validate_provenance, validate_spdx};
+use support::*;
+
+const SECRET: &str = "planted-secret-content-4711";
+const JOB_TOKEN: &str = "planted-job-token-0815";
+const PASSWORD: &str = "planted-registry-password-42";
+const ARG_VALUE: &str = "planted-build-arg-value-7";
+
+struct Docs {
+    spdx: PathBuf,
+    cdx: PathBuf,
+    provenance: PathBuf,
+    digest: String,
+}
+
+fn build(reg: &Registry, ctx: &Path, out: &Path, extra: &[&str]) -> Docs {
+    let d = Docs {
+        spdx: out.join("sbom.spdx.json"),
+        cdx: out.join("sbom.cdx.json"),
+        provenance: out.join("provenance.json"),
+        digest: String::new(),
+    };
+    let res = run(kiln()
+        .args(["build", "--no-push", "--reproducible", "--context"])
+        .arg(ctx)
+        .args(["--insecure-registry", &reg.addr])
+        .args(["--registry-map", &format!("quay.io={}/quaycopy", reg.addr)])
+        .args(["--skip-default-registry-fallback", "--destination"])
+        .arg(format!("{}/team/app:1.0", reg.addr))
+        .args(["--build-arg", &format!("TOKEN={ARG_VALUE}")])
+        .args(["--secret", "id=npmrc,env=KILN_TEST_NPMRC"])
+        .args(["--username", "ci", "--password", PASSWORD])
+        .arg("--sbom-file")
+        .arg(&d.spdx)
+        .arg("--sbom-file")
+        .arg(&d.cdx)
+        .arg("--provenance-file")
+        .arg(&d.provenance)
+        .args(extra)
+        .env("KILN_TEST_NPMRC", SECRET)
+        .env("CI_JOB_TOKEN", JOB_TOKEN)
+        .env("CI_PROJECT_URL", "https://gitlab.example/group/app")
+        .env("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
+        .env("CI_COMMIT_REF_NAME", "main")
+        .env("CI_JOB_URL", "https://gitlab.example/group/app/-/jobs/99")
+        .env("CI_RUNNER_ID", "7"));
+    assert!(res.status.success(), "{}", output_text(&res));
+    Docs {
+        digest: String::from_utf8_lossy(&res.stdout).trim().to_string(),
+        ..d
+    }
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn provenance_and_sbom_name_what_was_pulled_repeat_byte_for_byte_and_hold_no_secret() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "quaycopy/org/tool");
+    let base_digest = check(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{}/quaycopy/org/tool:latest", reg.addr)),
+    )
+    .trim()
+    .to_string();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM quay.io/org/tool\nARG TOKEN\n\
+             RUN --mount=type=secret,id=npmrc grep -q planted /run/secrets/npmrc && echo \"$TOKEN\" > /arg\n\
+             COPY f /f\n",
+        ),
+        ("f", "x"),
+    ]);
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let max = tempfile::tempdir().unwrap();
+    let a = build(&reg, ctx.path(), one.path(), &[]);
+    let b = build(&reg, ctx.path(), two.path(), &[]);
+    let m = build(&reg, ctx.path(), max.path(), &["--provenance", "mode=max"]);
+    assert!(a.digest.starts_with("sha256:"), "{}", a.digest);
+
+    // The same inputs: the same bytes, every document.
+    for (x, y) in [
+        (&a.spdx, &b.spdx),
+        (&a.cdx, &b.cdx),
+        (&a.provenance, &b.provenance),
+    ] {
+        assert_eq!(
+            std::fs::read(x).unwrap(),
+            std::fs::read(y).unwrap(),
+            "{}",
+            x.display()
+        );
+    }
+
+    // Valid documents, in both modes.
+    for docs in [&a, &m] {
+        validate_spdx(&docs.spdx);
+        validate_cyclonedx(&docs.cdx);
+        validate_provenance(&docs.provenance);
+    }
+
+    // No secret anywhere; the build argument's value only in max mode.
+    for docs in [&a, &m] {
+        for p in [&docs.spdx, &docs.cdx, &docs.provenance] {
+            let text = std::fs::read_to_string(p).unwrap();
+            for planted in [SECRET, JOB_TOKEN, PASSWORD] {
+                assert!(!text.contains(planted), "{planted} in {}", p.display());
+            }
+        }
+    }
+    assert!(!std::fs::read_to_string(&a.provenance)
+        .unwrap()
+        .contains(ARG_VALUE));
+    let pm = json(&m.provenance);
+    let ext = &pm["predicate"]["buildDefinition"]["externalParameters"];
+    assert_eq!(ext["buildArgs"]["TOKEN"], ARG_VALUE);
+    assert_eq!(ext["secretIds"], serde_json::json!(["npmrc"]));
+
+    // The statement: the image, its Dockerfile, what was really pulled.
+    let p = json(&a.provenance);
+    assert_eq!(p["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(p["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(p["subject"][0]["name"], format!("{}/team/app", reg.addr));
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            p["subject"][0]["digest"]["sha256"].as_str().unwrap()
+        ),
+        a.digest
+    );
+    let def = &p["predicate"]["buildDefinition"];
+    assert_eq!(
+        def["externalParameters"]["buildArgs"],
+        serde_json::json!(["TOKEN"])
+    );
+    let dockerfile = std::fs::read(ctx.path().join("Dockerfile")).unwrap();
+    assert_eq!(
+        def["externalParameters"]["configSource"]["digest"]["sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&dockerfile))
+    );
+    let deps = def["resolvedDependencies"].as_array().unwrap();
+    assert_eq!(deps[0]["uri"], "git+https://gitlab.example/group/app");
+    assert_eq!(
+        deps[0]["digest"]["gitCommit"],
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+    let base = deps
+        .iter()
+        .find(|d| d["name"] == "quay.io/org/tool:latest")
+        .unwrap_or_else(|| panic!("no base in {deps:?}"));
+    assert_eq!(
+        format!("sha256:{}", base["digest"]["sha256"].as_str().unwrap()),
+        base_digest
+    );
+    let uri = base["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with(&format!("pkg:docker/{}/quaycopy/org/tool@latest", reg.addr)),
+        "{uri}"
+    );
+    let run = &p["predicate"]["runDetails"];
+    assert_eq!(
+        run["builder"]["id"],
+        "https://gitlab.example/group/app/-/runners/7"
+    );
+    assert_eq!(
+        run["metadata"]["invocationId"],
+        "https://gitlab.example/group/app/-/jobs/99"
+    );
+    assert_eq!(run["metadata"]["startedOn"], "1970-01-01T00:00:00Z");
+
+    // The SBOM names the same image and its base's layer by the FROM line.
+    let cdx = json(&a.cdx);
+    assert_eq!(cdx["metadata"]["component"]["version"], a.digest.as_str());
+    assert_eq!(cdx["metadata"]["timestamp"], "1970-01-01T00:00:00Z");
+    let spdx = json(&a.spdx);
+    assert_eq!(spdx["packages"][0]["versionInfo"], a.digest.as_str());
+}
