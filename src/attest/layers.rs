@@ -1,12 +1,12 @@
-//! The scanners' edge: an image's layer blobs read once each, as tar streams,
-//! into [`LayerFacts`], then merged into the final tree's [`Inventory`]. Only
-//! metadata files are held, each up to [`scan::MAX_FILE`]; a layer's other
-//! bytes stream past.
+//! The scanners' edge: a layer's entries, as a layer writer produces them or
+//! as a stored blob's tar stream gives them, reduced to [`LayerFacts`] by a
+//! [`Collector`] (an image's layers are then merged by [`scan::merge`]).
+//! Only metadata files are held, each up to [`scan::MAX_FILE`];
+//! a layer's other bytes stream past.
 
-use super::scan::{self, Inventory, LayerFacts};
-use std::collections::{HashMap, HashSet};
+use super::scan::{self, LayerFacts};
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::path::Path;
 
 /// A tar entry's path as the scanners see it: relative, no `./`, no trailing `/`.
 fn clean(raw: &str) -> String {
@@ -16,87 +16,174 @@ fn clean(raw: &str) -> String {
         .to_string()
 }
 
-/// Every ancestor directory of `path`.
-fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('/').map(move |(i, _)| &path[..i])
+/// Whether a file or link at `path` could stand where lower layers had a
+/// directory of metadata files (`site-packages`, a package in `node_modules`,
+/// `var/lib/dpkg`, …), so that what was under it is gone.
+fn could_hide_metadata(path: &str) -> bool {
+    const FIXED: &[&str] = &[
+        "etc",
+        "lib",
+        "lib/apk",
+        "lib/apk/db",
+        "usr",
+        "usr/lib",
+        "usr/share",
+        "usr/share/doc",
+        "var",
+        "var/lib",
+        "var/lib/dpkg",
+        "var/lib/dpkg/status.d",
+    ];
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    let parent_name = parent.rsplit('/').next().unwrap_or(parent);
+    FIXED.contains(&path)
+        || parent == "usr/share/doc"
+        || name.ends_with(".dist-info")
+        || name.ends_with(".egg-info")
+        || matches!(name, "site-packages" | "dist-packages" | "node_modules")
+        || parent_name == "node_modules"
+        || (parent_name.starts_with('@') && parent.contains("node_modules"))
 }
 
-/// What one layer's tar stream says. `known`: the ancestor directories of
-/// metadata files lower layers wrote, so that a file or link put in place of
-/// one of them removes what was under it.
-pub fn scan_tar(tar: impl Read, known: &HashSet<String>) -> io::Result<LayerFacts> {
-    let mut facts = LayerFacts::default();
-    let mut read_here: HashMap<String, usize> = HashMap::new();
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = clean(&entry.path()?.to_string_lossy());
+/// What kind of entry a layer holds at a path, for [`Collector::entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Dir,
+    /// A regular file that is not a metadata file (or was not read).
+    File,
+    Symlink,
+    /// Any other non-directory entry (device, FIFO).
+    Other,
+}
+
+/// Reduces one layer's entries, in order, to its [`LayerFacts`].
+#[derive(Debug, Default)]
+pub struct Collector {
+    facts: LayerFacts,
+    /// Metadata files read in this layer, by path: a hard link to one reads the same.
+    read_here: HashMap<String, usize>,
+}
+
+impl Collector {
+    /// Whether the file at `path` is one the scanners read: the writer then
+    /// hands its bytes to [`Collector::metadata`].
+    pub fn wants(path: &str) -> bool {
+        scan::interest(&clean(path)).is_some()
+    }
+
+    /// A metadata file's bytes (the whole file, at most [`scan::MAX_FILE`]).
+    pub fn metadata(&mut self, path: &str, bytes: &[u8]) {
+        let path = clean(path);
+        if let Some(kind) = scan::interest(&path) {
+            self.read_here.insert(path.clone(), self.facts.files.len());
+            self.facts.files.push(scan::parse(kind, &path, bytes));
+        }
+    }
+
+    /// A metadata file left unread because it is over [`scan::MAX_FILE`].
+    pub fn too_big(&mut self, path: &str) {
+        self.facts.too_big.push(clean(path));
+    }
+
+    /// `dir/.wh.name`, or `dir/.wh..wh..opq`: what a whiteout hides.
+    /// Returns false when `path` is no whiteout.
+    pub fn whiteout(&mut self, path: &str) -> bool {
+        let path = clean(path);
         let (parent, name) = match path.rsplit_once('/') {
             Some((p, n)) => (p.to_string(), n),
             None => (String::new(), path.as_str()),
         };
         if name == ".wh..wh..opq" {
-            facts.opaque.push(parent);
-            continue;
+            self.facts.opaque.push(parent);
+            return true;
         }
-        if let Some(gone) = name.strip_prefix(".wh.") {
-            facts.removed.push(if parent.is_empty() {
-                gone.to_string()
-            } else {
-                format!("{parent}/{gone}")
-            });
-            continue;
-        }
-        let kind = scan::interest(&path);
-        let ty = entry.header().entry_type();
-        match (kind, ty) {
-            (Some(kind), t) if t.is_file() => {
-                let size = entry.header().size()?;
-                if size > scan::MAX_FILE {
-                    facts.too_big.push(path);
-                    continue;
-                }
-                let mut bytes = Vec::with_capacity(size as usize);
-                (&mut entry).take(scan::MAX_FILE).read_to_end(&mut bytes)?;
-                read_here.insert(path.clone(), facts.files.len());
-                facts.files.push(scan::parse(kind, &path, &bytes));
+        let Some(gone) = name.strip_prefix(".wh.") else {
+            return false;
+        };
+        self.facts.removed.push(if parent.is_empty() {
+            gone.to_string()
+        } else {
+            format!("{parent}/{gone}")
+        });
+        true
+    }
+
+    /// A hard link at `path` to `target` (an earlier entry of this layer).
+    pub fn hardlink(&mut self, path: &str, target: &str) {
+        let path = clean(path);
+        match self.read_here.get(&clean(target)) {
+            Some(&i) if scan::interest(&path).is_some() => {
+                let mut copy = self.facts.files[i].clone();
+                copy.path = path.clone();
+                self.read_here.insert(path, self.facts.files.len());
+                self.facts.files.push(copy);
             }
-            (Some(_), t) if t.is_hard_link() => {
-                let target = entry
-                    .link_name()?
-                    .map(|l| clean(&l.to_string_lossy()))
-                    .unwrap_or_default();
-                match read_here.get(&target) {
-                    Some(&i) => {
-                        let mut copy = facts.files[i].clone();
-                        copy.path = path.clone();
-                        read_here.insert(path, facts.files.len());
-                        facts.files.push(copy);
-                    }
-                    None => facts.removed.push(path),
-                }
-            }
-            (Some(_), t) if !t.is_dir() => facts.removed.push(path),
-            (None, t) if !t.is_dir() && known.contains(&path) => facts.removed.push(path),
-            _ => {}
+            _ => self.entry(&path, Entry::File),
         }
     }
-    Ok(facts)
+
+    /// Any other entry: what it puts at `path` may replace a metadata file, or
+    /// a directory that held some.
+    pub fn entry(&mut self, path: &str, kind: Entry) {
+        if kind == Entry::Dir {
+            return;
+        }
+        let path = clean(path);
+        let replaces = scan::interest(&path).is_some()
+            || kind == Entry::Symlink
+            || kind == Entry::Other
+            || could_hide_metadata(&path);
+        if replaces {
+            self.facts.removed.push(path);
+        }
+    }
+
+    pub fn finish(self) -> LayerFacts {
+        self.facts
+    }
 }
 
-/// The inventory of an image whose layer blobs (bottom first) are `blobs`.
-pub fn inventory(blobs: &[&Path]) -> io::Result<Inventory> {
-    let mut all = Vec::with_capacity(blobs.len());
-    let mut known: HashSet<String> = HashSet::new();
-    for blob in blobs {
-        let facts = scan_tar(crate::layer::writer::open_tar(blob)?, &known)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", blob.display())))?;
-        for f in &facts.files {
-            known.extend(ancestors(&f.path).map(str::to_string));
+/// What one layer's tar stream says.
+pub fn scan_tar(tar: impl Read) -> io::Result<LayerFacts> {
+    let mut c = Collector::default();
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if c.whiteout(&path) {
+            continue;
         }
-        all.push(facts);
+        let ty = entry.header().entry_type();
+        if ty.is_file() && Collector::wants(&path) {
+            let size = entry.header().size()?;
+            if size > scan::MAX_FILE {
+                c.too_big(&path);
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            (&mut entry).take(scan::MAX_FILE).read_to_end(&mut bytes)?;
+            c.metadata(&path, &bytes);
+        } else if ty.is_hard_link() {
+            let target = entry
+                .link_name()?
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            c.hardlink(&path, &target);
+        } else {
+            let kind = if ty.is_dir() {
+                Entry::Dir
+            } else if ty.is_file() {
+                Entry::File
+            } else if ty.is_symlink() {
+                Entry::Symlink
+            } else {
+                Entry::Other
+            };
+            c.entry(&path, kind);
+        }
     }
-    Ok(scan::merge(&all))
+    Ok(c.finish())
 }
 
 #[cfg(test)]
@@ -135,19 +222,26 @@ mod tests {
                 br#"{"name":"ms","version":"2.1.3"}"#,
                 "",
             ),
+            (
+                "app/node_modules/left-pad/package.json",
+                Regular,
+                br#"{"name":"left-pad","version":"1.3.0"}"#,
+                "",
+            ),
             ("usr/bin/big", Regular, &[0u8; 4096], ""),
         ]);
-        let known = HashSet::new();
-        let f0 = scan_tar(&lower[..], &known).unwrap();
-        assert_eq!(f0.files.len(), 2);
-        let known: HashSet<String> = f0
-            .files
-            .iter()
-            .flat_map(|f| ancestors(&f.path).map(str::to_string).collect::<Vec<_>>())
-            .collect();
+        let f0 = scan_tar(&lower[..]).unwrap();
+        assert_eq!(f0.files.len(), 3);
+        assert!(f0.removed.is_empty(), "{:?}", f0.removed);
         let upper = tar_of(&[
             ("./app/node_modules/.wh.ms", Regular, b"", ""),
             ("usr/lib/python3/dist-packages", Symlink, b"", "/elsewhere"),
+            (
+                "app/node_modules/left-pad",
+                Regular,
+                b"not a dir any more",
+                "",
+            ),
             (
                 "srv/site-packages/x-1.dist-info/METADATA",
                 Regular,
@@ -160,11 +254,16 @@ mod tests {
                 b"",
                 "srv/site-packages/x-1.dist-info/METADATA",
             ),
+            ("usr/bin/other", Regular, b"plain", ""),
         ]);
-        let f1 = scan_tar(&upper[..], &known).unwrap();
+        let f1 = scan_tar(&upper[..]).unwrap();
         assert_eq!(
             f1.removed,
-            ["app/node_modules/ms", "usr/lib/python3/dist-packages"]
+            [
+                "app/node_modules/ms",
+                "usr/lib/python3/dist-packages",
+                "app/node_modules/left-pad"
+            ]
         );
         assert_eq!(f1.files.len(), 2, "the hard link is read as its target");
         let inv = scan::merge([&f0, &f1]);

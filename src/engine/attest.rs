@@ -74,17 +74,11 @@ async fn sbom_files(
     several: bool,
 ) -> Result<(String, Vec<String>)> {
     let req = sess.req;
-    let mut blobs = Vec::with_capacity(stage.layers.len());
+    let mut all = Vec::with_capacity(stage.layers.len());
     for l in &stage.layers {
-        blobs.push(sess.blob(l).await?);
+        all.push(layer_facts(sess, l).await?);
     }
-    let inventory = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&Path> = blobs.iter().map(|b| b.as_path()).collect();
-        layers::inventory(&refs)
-    })
-    .await
-    .context("the SBOM scan stopped")?
-    .context("cannot read the image's layers for its SBOM")?;
+    let inventory = scan::merge(&all);
     for (path, layer) in &inventory.too_big {
         sess.report.warn(&format!(
             "SBOM: /{path} in layer {} is over {} MiB and was not read; its packages are not listed",
@@ -119,6 +113,70 @@ async fn sbom_files(
         written.push(path.display().to_string());
     }
     Ok((summary(&inventory), written))
+}
+
+/// Where the cache dir keeps a layer's scanner facts (with the cache on). The
+/// cache dir is trusted as far as its index is (which maps keys to layers).
+fn facts_file(sess: &Session<'_>, diff_id: &str) -> Option<PathBuf> {
+    let hex = crate::digest::hex_of(diff_id).ok()?;
+    sess.req.cache.then(|| {
+        sess.req
+            .cache_dir
+            .join("attest-facts/v1")
+            .join(format!("{hex}.json"))
+    })
+}
+
+/// A layer's scanner facts: gathered when this build wrote it, else kept in
+/// the cache dir by an earlier build, else read from its blob (fetched first
+/// if a cache hit left it in the registry) on a blocking thread, and kept.
+async fn layer_facts(sess: &Session<'_>, l: &super::stage::Layer) -> Result<scan::LayerFacts> {
+    let id = &l.desc.diff_id;
+    let file = facts_file(sess, id);
+    if let Some(f) = sess
+        .layer_facts
+        .lock()
+        .ok()
+        .and_then(|m| m.get(id).cloned())
+    {
+        if let Some(p) = file.filter(|p| !p.exists()) {
+            keep(&p, &f, id);
+        }
+        return Ok(f);
+    }
+    if let Some(f) = file
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        return Ok(f);
+    }
+    let blob = sess.blob(l).await?;
+    let facts = tokio::task::spawn_blocking(move || {
+        layers::scan_tar(crate::layer::writer::open_tar(&blob)?)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", blob.display())))
+    })
+    .await
+    .context("the SBOM scan stopped")?
+    .context("cannot read the image's layers for its SBOM")?;
+    if let Some(p) = file {
+        keep(&p, &facts, id);
+    }
+    Ok(facts)
+}
+
+/// Keep a layer's facts in the cache dir (atomically); a failure only costs a
+/// later build a scan.
+fn keep(path: &Path, facts: &scan::LayerFacts, id: &str) {
+    let kept = serde_json::to_vec(facts)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| {
+            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            crate::image::layout::write_atomic(path, &b)
+        });
+    if let Err(e) = kept {
+        tracing::debug!("could not keep {id}'s SBOM facts in the cache dir: {e:#}");
+    }
 }
 
 /// The provenance's facts about this image.

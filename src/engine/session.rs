@@ -32,6 +32,9 @@ pub struct Session<'a> {
     pub started: String,
     /// What the build resolved (bases, ADD URLs, git sources), for the provenance.
     pub materials: crate::attest::provenance::Materials,
+    /// The SBOM scanners' facts of the layers this build wrote, by diffID.
+    pub layer_facts:
+        std::sync::Mutex<std::collections::HashMap<String, crate::attest::scan::LayerFacts>>,
     rootfs_seq: Cell<usize>,
     /// Removed (with every rootfs in it) when the session ends.
     work: WorkDir,
@@ -159,6 +162,7 @@ impl<'a> Session<'a> {
             now_secs,
             started: rfc3339(now_secs),
             materials: Default::default(),
+            layer_facts: Default::default(),
             rootfs_seq: Cell::new(0),
             work,
         })

@@ -9,6 +9,7 @@
 //! carry only mode, uid/gid, size, mtime and type (no user/group names, no
 //! atime/ctime), so the same inputs give the same bytes.
 
+use crate::attest::layers::{Collector, Entry};
 use crate::digest::HashWriter;
 use crate::layer::live::Published;
 use crate::layer::pgzip::ParGz;
@@ -123,6 +124,9 @@ pub struct BuiltLayer {
     pub size: u64,
     pub uncompressed_size: u64,
     pub media_type: String,
+    /// What the SBOM's scanners need of the layer, gathered as it was written
+    /// (so an SBOM does not read the layer again).
+    pub facts: Option<crate::attest::scan::LayerFacts>,
 }
 
 type Sink = HashWriter<Tee<Compressor<HashWriter<BufWriter<Published<std::fs::File>>>>>>;
@@ -135,6 +139,8 @@ pub struct LayerWriter {
     /// PAX records for the next entry (xattrs), written with its mtime record
     /// as one extended header: readers keep only the last one before an entry.
     pax: Vec<(String, Vec<u8>)>,
+    /// The SBOM scanners' view of the entries written.
+    facts: Collector,
 }
 
 impl LayerWriter {
@@ -151,6 +157,7 @@ impl LayerWriter {
             tmp,
             store: store.clone(),
             pax: Vec::new(),
+            facts: Collector::default(),
         })
     }
 
@@ -188,6 +195,7 @@ impl LayerWriter {
     }
 
     pub fn dir(&mut self, path: &str, m: &Meta) -> io::Result<()> {
+        self.facts.entry(path, Entry::Dir);
         self.flush_pax(m)?;
         let mut h = Self::header(tar::EntryType::Directory, m, 0);
         self.tar
@@ -196,6 +204,22 @@ impl LayerWriter {
 
     /// A regular file of exactly `size` bytes read from `data`.
     pub fn file(&mut self, path: &str, m: &Meta, size: u64, data: impl Read) -> io::Result<()> {
+        if Collector::wants(path) {
+            if size <= crate::attest::scan::MAX_FILE {
+                // A package manager's metadata file: small, read whole, then written.
+                let mut bytes = Vec::with_capacity(size as usize);
+                data.take(size).read_to_end(&mut bytes)?;
+                self.facts.metadata(path, &bytes);
+                return self.file_data(path, m, size, &bytes[..]);
+            }
+            self.facts.too_big(path);
+        } else {
+            self.facts.entry(path, Entry::File);
+        }
+        self.file_data(path, m, size, data)
+    }
+
+    fn file_data(&mut self, path: &str, m: &Meta, size: u64, data: impl Read) -> io::Result<()> {
         self.flush_pax(m)?;
         let mut h = Self::header(tar::EntryType::Regular, m, size);
         let mut limited = data.take(size);
@@ -214,12 +238,14 @@ impl LayerWriter {
     }
 
     pub fn symlink(&mut self, path: &str, target: &str, m: &Meta) -> io::Result<()> {
+        self.facts.entry(path, Entry::Symlink);
         self.flush_pax(m)?;
         let mut h = Self::header(tar::EntryType::Symlink, m, 0);
         self.tar.append_link(&mut h, path, target)
     }
 
     pub fn hardlink(&mut self, path: &str, target: &str, m: &Meta) -> io::Result<()> {
+        self.facts.hardlink(path, target);
         self.flush_pax(m)?;
         let mut h = Self::header(tar::EntryType::Link, m, 0);
         self.tar.append_link(&mut h, path, target)
@@ -257,6 +283,7 @@ impl LayerWriter {
 
     /// An empty entry with fixed metadata: the form of whiteouts and opaque markers.
     fn marker(&mut self, path: &str) -> io::Result<()> {
+        self.facts.whiteout(path);
         let m = Meta {
             mode: 0o644,
             uid: 0,
@@ -277,6 +304,7 @@ impl LayerWriter {
         minor: u32,
         m: &Meta,
     ) -> io::Result<()> {
+        self.facts.entry(path, Entry::Other);
         self.flush_pax(m)?;
         let mut h = Self::header(kind, m, 0);
         h.set_device_major(major)?;
@@ -286,6 +314,40 @@ impl LayerWriter {
 
     /// Pass an entry of another archive through (ADD of a local tar), under a new path.
     pub fn raw(&mut self, header: &tar::Header, path: &str, data: impl Read) -> io::Result<()> {
+        let ty = header.entry_type();
+        let size = header.size()?;
+        if ty.is_file() && Collector::wants(path) && size <= crate::attest::scan::MAX_FILE {
+            let mut bytes = Vec::with_capacity(size as usize);
+            data.take(size).read_to_end(&mut bytes)?;
+            self.facts.metadata(path, &bytes);
+            return self.raw_data(header, path, &bytes[..]);
+        }
+        if ty.is_hard_link() {
+            let target = header
+                .link_name()?
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.facts.hardlink(path, &target);
+        } else if !self.facts.whiteout(path) {
+            let kind = if ty.is_dir() {
+                Entry::Dir
+            } else if ty.is_file() {
+                Entry::File
+            } else if ty.is_symlink() {
+                Entry::Symlink
+            } else {
+                Entry::Other
+            };
+            if kind == Entry::File && Collector::wants(path) {
+                self.facts.too_big(path);
+            } else {
+                self.facts.entry(path, kind);
+            }
+        }
+        self.raw_data(header, path, data)
+    }
+
+    fn raw_data(&mut self, header: &tar::Header, path: &str, data: impl Read) -> io::Result<()> {
         let mut h = Self::header(
             header.entry_type(),
             &Meta {
@@ -312,7 +374,9 @@ impl LayerWriter {
 
     /// Finish the archive and move the blob into the store under its digest.
     pub fn finish(self) -> io::Result<BuiltLayer> {
-        seal(self.tar.into_inner()?, self.tmp, &self.store, self.codec)
+        let mut built = seal(self.tar.into_inner()?, self.tmp, &self.store, self.codec)?;
+        built.facts = Some(self.facts.finish());
+        Ok(built)
     }
 }
 
@@ -347,6 +411,7 @@ fn seal(sink: Sink, tmp: NamedTempFile, store: &Store, codec: Codec) -> io::Resu
         size,
         uncompressed_size,
         media_type: codec.media_type().to_string(),
+        facts: None,
     })
 }
 
@@ -489,6 +554,59 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["app/", "app/a.txt", "app/link"]);
+    }
+
+    #[test]
+    fn the_facts_gathered_while_writing_are_those_a_scan_of_the_blob_finds() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let m = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            mtime_nsec: 0,
+        };
+        let status = b"Package: a\nStatus: install ok installed\nVersion: 1\n";
+        let npm = br#"{"name":"ms","version":"2.1.3"}"#;
+        let mut w = LayerWriter::new(&s, 1).unwrap();
+        w.dir("var/lib/dpkg", &m).unwrap();
+        w.file("var/lib/dpkg/status", &m, status.len() as u64, &status[..])
+            .unwrap();
+        w.file(
+            "app/node_modules/ms/package.json",
+            &m,
+            npm.len() as u64,
+            &npm[..],
+        )
+        .unwrap();
+        w.hardlink(
+            "app/node_modules/ms2/package.json",
+            "app/node_modules/ms/package.json",
+            &m,
+        )
+        .unwrap();
+        w.file("app/main.js", &m, 2, &b"//"[..]).unwrap();
+        w.symlink("app/current", "main.js", &m).unwrap();
+        w.whiteout("usr/lib/python3/dist-packages/six-1.16.0.dist-info")
+            .unwrap();
+        w.opaque("srv/node_modules").unwrap();
+        let built = w.finish().unwrap();
+        let scanned = crate::attest::layers::scan_tar(
+            open_tar(&s.blob_path(&built.digest).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let facts = built.facts.unwrap();
+        assert_eq!(facts, scanned);
+        assert_eq!(facts.files.len(), 3);
+        assert_eq!(
+            facts.removed,
+            [
+                "app/current",
+                "usr/lib/python3/dist-packages/six-1.16.0.dist-info"
+            ]
+        );
+        assert_eq!(facts.opaque, ["srv/node_modules"]);
     }
 
     #[test]
