@@ -216,13 +216,14 @@ fn the_templates_inputs_are_declared_used_and_applied() {
         "extra-flags",
         "image",
         "ca-cert",
+        "sbom",
     ] {
         assert!(declared.contains(&input), "no `{input}` input");
     }
     // Every input given: the job is named and placed by them, and `.kiln-build`
     // is there to extend.
     let pipeline = format!(
-        "include:\n  - local: {TEMPLATE}\n    inputs:\n      job: app-image\n      stage: test\n      image: registry.example/kiln:1\n      dockerfile: docker/Dockerfile\n      destinations: $CI_REGISTRY_IMAGE:a $CI_REGISTRY_IMAGE:b\n      build-args: A=1 B\n      target: runtime\n      cache: false\n      platform: linux/arm64\n      platforms: linux/amd64,linux/arm64\n      extra-flags: --reproducible\n      ca-cert: $KNUT_CA\n\nsecond:\n  extends: .kiln-build\n  stage: test\n  variables:\n    KILN_TARGET: debug\n"
+        "include:\n  - local: {TEMPLATE}\n    inputs:\n      job: app-image\n      stage: test\n      image: registry.example/kiln:1\n      dockerfile: docker/Dockerfile\n      destinations: $CI_REGISTRY_IMAGE:a $CI_REGISTRY_IMAGE:b\n      build-args: A=1 B\n      target: runtime\n      cache: false\n      platform: linux/arm64\n      platforms: linux/amd64,linux/arm64\n      extra-flags: --reproducible\n      ca-cert: $KNUT_CA\n      sbom: false\n\nsecond:\n  extends: .kiln-build\n  stage: test\n  variables:\n    KILN_TARGET: debug\n"
     );
     let dir = project(&pipeline, &[]);
     let merged = preview(dir.path());
@@ -240,6 +241,7 @@ fn the_templates_inputs_are_declared_used_and_applied() {
         "KILN_PLATFORMS: linux/amd64,linux/arm64",
         "KILN_EXTRA_FLAGS: '--reproducible'",
         "KILN_CA_CERT: $KNUT_CA",
+        "KILN_SBOM: 'false'",
         "stage: test",
     ] {
         assert!(merged.contains(want), "no {want:?} in:\n{merged}");
@@ -366,6 +368,12 @@ fn the_template_job_runs_as_written_and_pushes() {
         report["steps"].as_array().is_some_and(|s| s.len() >= 3),
         "{report}"
     );
+    // The SBOM, on by default, as GitLab's cyclonedx report, of that image.
+    let sbom = std::fs::read_to_string(art.join("gl-sbom-kiln.cdx.json"))
+        .unwrap_or_else(|e| panic!("gl-sbom-kiln.cdx.json: {e}\n{log}"));
+    let sbom: serde_json::Value = serde_json::from_str(&sbom).expect("SBOM JSON");
+    assert_eq!(sbom["specVersion"], "1.6");
+    assert_eq!(sbom["metadata"]["component"]["version"], a.as_str());
 }
 
 #[test]
