@@ -193,3 +193,87 @@ fn provenance_and_sbom_name_what_was_pulled_repeat_byte_for_byte_and_hold_no_sec
     let spdx = json(&a.spdx);
     assert_eq!(spdx["packages"][0]["versionInfo"], a.digest.as_str());
 }
+
+/// The bytes a build downloaded, from its summary line.
+fn downloaded(log: &str) -> f64 {
+    let re = regex::Regex::new(r"([\d.]+) (B|KiB|MiB|GiB) downloaded").unwrap();
+    let c = re
+        .captures(log)
+        .unwrap_or_else(|| panic!("no download figure in:\n{log}"));
+    let n: f64 = c[1].parse().unwrap();
+    n * match &c[2] {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        _ => 1073741824.0,
+    }
+}
+
+/// A cache hit brings its layer's SBOM facts: a new runner (an empty cache dir,
+/// the registry cache repo warm) writes the same SBOM without downloading the
+/// 4 MiB layer its packages came from.
+#[test]
+fn an_sbom_from_registry_cache_hits_downloads_no_layer() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base");
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!("FROM {}/base\nCOPY root/ /\n", reg.addr),
+        ),
+        (
+            "root/var/lib/dpkg/status",
+            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n\n\
+             Package: tzdata\nStatus: install ok installed\nArchitecture: all\nVersion: 2024a\n",
+        ),
+        ("root/etc/os-release", "ID=debian\nVERSION_ID=12\n"),
+        (
+            "root/usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA",
+            "Name: six\nVersion: 1.16.0\nLicense: MIT\n",
+        ),
+    ]);
+    // Incompressible, so that downloading the layer would show.
+    let mut noise = vec![0u8; 4 << 20];
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(ctx.path().join("root/noise.bin"), &noise).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let build = |runner: &str| {
+        let sbom = out.path().join(format!("{runner}.cdx.json"));
+        let res = run(kiln()
+            .args(["build", "--reproducible", "--cache", "--context"])
+            .arg(ctx.path())
+            .args(["--insecure-registry", &reg.addr, "--cache-dir"])
+            .arg(out.path().join(format!("cache-{runner}")))
+            .args(["--cache-repo", &format!("{}/cache", reg.addr)])
+            .args(["--destination", &format!("{}/app:1", reg.addr)])
+            .arg("--sbom-file")
+            .arg(&sbom));
+        let log = output_text(&res);
+        assert!(res.status.success(), "{log}");
+        (std::fs::read_to_string(&sbom).unwrap(), log)
+    };
+    let (first, _) = build("first");
+    let (other, log) = build("other");
+    assert!(log.contains("CACHED"), "{log}");
+    assert!(first == other, "not the same SBOM:\n{first}\n{other}");
+    let got = downloaded(&log);
+    assert!(
+        got < 3.0 * 1048576.0,
+        "the new runner downloaded {got} bytes:\n{log}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&other).unwrap();
+    let names: Vec<&str> = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "library")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["libc6", "tzdata", "six"]);
+}

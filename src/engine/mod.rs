@@ -615,6 +615,12 @@ impl<'a> Engine<'a> {
                 }
                 (Some((entry, origin)), _) => {
                     self.cache.hits += 1;
+                    self.sess.keep_facts(
+                        entry
+                            .layer
+                            .as_ref()
+                            .and_then(|l| l.facts.clone().map(|f| (l.diff_id.clone(), f))),
+                    );
                     stage.add_cached(&entry, origin, step.made_by(), step.history_idx, "CACHED")
                 }
                 (None, key) => {
@@ -710,16 +716,11 @@ impl<'a> Engine<'a> {
             media_type: l.media_type.clone(),
             diff_id: l.diff_id.clone(),
         });
-        let keep_facts = !self.sess.req.sbom_files.is_empty();
-        if let Some(facts) = built
-            .as_ref()
-            .and_then(|b| b.facts.clone())
-            .filter(|_| keep_facts)
-        {
-            if let (Some(b), Ok(mut m)) = (built.as_ref(), self.sess.layer_facts.lock()) {
-                m.insert(b.diff_id.clone(), facts);
-            }
-        }
+        self.sess.keep_facts(
+            built
+                .as_ref()
+                .and_then(|b| b.facts.clone().map(|f| (b.diff_id.clone(), f))),
+        );
         let note = stage.add_layer(desc, None, step.made_by(), step.history_idx, "BUILT");
         if let Some(key) = &step.key {
             self.cache

@@ -168,6 +168,17 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// Remember a layer's SBOM facts (by diffID) for this build's SBOM, when
+    /// it writes one.
+    pub fn keep_facts(&self, facts: Option<(String, crate::attest::scan::LayerFacts)>) {
+        if self.req.sbom_files.is_empty() {
+            return;
+        }
+        if let (Some((id, f)), Ok(mut m)) = (facts, self.layer_facts.lock()) {
+            m.insert(id, f);
+        }
+    }
+
     /// The compression of new layers.
     pub fn codec(&self) -> crate::layer::Codec {
         crate::layer::Codec {

@@ -100,9 +100,27 @@ pub struct CachedLayer {
     pub diff_id: String,
     pub size: u64,
     pub media_type: String,
+    /// The SBOM scanners' facts of the layer, when they are small (see
+    /// [`CachedLayer::FACTS_MAX`]): a hit, on this runner or another, then
+    /// needs no layer read for the SBOM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<crate::attest::scan::LayerFacts>,
 }
 
 impl CachedLayer {
+    /// The most facts an entry carries, serialised: entries stay small (a
+    /// registry cache entry's config is read whole).
+    pub const FACTS_MAX: usize = 256 << 10;
+
+    /// Facts worth keeping in an entry: `facts` if they are small enough.
+    pub fn small_facts(
+        facts: Option<&crate::attest::scan::LayerFacts>,
+    ) -> Option<crate::attest::scan::LayerFacts> {
+        let f = facts?;
+        let n = serde_json::to_vec(f).map(|b| b.len()).unwrap_or(usize::MAX);
+        (n <= Self::FACTS_MAX).then(|| f.clone())
+    }
+
     pub fn desc(&self) -> LayerDesc {
         LayerDesc {
             digest: self.digest.clone(),
@@ -467,6 +485,7 @@ mod tests {
                 diff_id: blob.clone(),
                 size: 11,
                 media_type: "x".into(),
+                facts: None,
             }),
             created_by: "RUN x".into(),
             created: now_secs(),

@@ -324,6 +324,7 @@ impl StepCache {
                 diff_id: l.diff_id.clone(),
                 size: l.size,
                 media_type: l.media_type.clone(),
+                facts: super::CachedLayer::small_facts(l.facts.as_ref()),
             }),
             created_by: created_by.to_string(),
             created: super::now_secs(),
