@@ -277,3 +277,146 @@ fn an_sbom_from_registry_cache_hits_downloads_no_layer() {
         .collect();
     assert_eq!(names, ["libc6", "tzdata", "six"]);
 }
+
+/// A client of the distribution spec's referrers, written from the spec: ask
+/// the referrers API (`GET /v2/<name>/referrers/<digest>`); where the registry
+/// has none (404), read the index under the fallback tag `<alg>-<hex>`.
+/// Returns the artifact manifests' descriptors.
+fn referrers_of(addr: &str, repo: &str, digest: &str) -> Vec<serde_json::Value> {
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/v2/{repo}/referrers/{digest}"),
+        INDEX,
+        &[],
+    )
+    .expect("referrers API request");
+    let index = if status == 200 {
+        body
+    } else {
+        assert_eq!(status, 404, "{body}");
+        let tag = digest.replacen(':', "-", 1);
+        let (status, body) = http(
+            addr,
+            "GET",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            INDEX,
+            &[],
+        )
+        .expect("fallback tag request");
+        assert_eq!(status, 200, "no referrers index under {tag}: {body}");
+        body
+    };
+    let v: serde_json::Value = serde_json::from_str(&index).unwrap();
+    assert_eq!(v["mediaType"], INDEX);
+    v["manifests"].as_array().unwrap().clone()
+}
+
+/// `--sbom` and `--provenance` attach SPDX, CycloneDX and SLSA provenance to
+/// the pushed image as OCI referrers; on Debian's docker-registry (no
+/// referrers API) under the fallback tag, found from the image digest alone by
+/// a client that follows the spec. The image's manifest is untouched: no index,
+/// no extra entry, and its tags name it.
+#[test]
+fn attestations_are_referrers_that_a_spec_client_finds_from_the_image_digest() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base");
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!("FROM {}/base\nCOPY root/ /\n", reg.addr),
+        ),
+        ("root/etc/os-release", "ID=debian\nVERSION_ID=12\n"),
+        (
+            "root/var/lib/dpkg/status",
+            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n",
+        ),
+    ]);
+    let res = run(kiln()
+        .args(["build", "--context"])
+        .arg(ctx.path())
+        .args(["--insecure-registry", &reg.addr])
+        .args(["--destination", &format!("{}/team/app:1", reg.addr)])
+        .args(["--destination", &format!("{}/team/app:latest", reg.addr)])
+        .args(["--sbom", "--provenance=mode=max"]));
+    let log = output_text(&res);
+    assert!(res.status.success(), "{log}");
+    assert!(log.contains("referrers of sha256:"), "{log}");
+    let digest = String::from_utf8_lossy(&res.stdout).trim().to_string();
+
+    // The tags name the image itself: a plain manifest, no index, no extra entry.
+    let (status, m) = http_get(&reg.addr, "/v2/team/app/manifests/1").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(kiln::digest::sha256_bytes(m.as_bytes()), digest);
+    let m: serde_json::Value = serde_json::from_str(&m).unwrap();
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert!(m.get("subject").is_none());
+
+    let found = referrers_of(&reg.addr, "team/app", &digest);
+    let types: Vec<&str> = found
+        .iter()
+        .map(|d| d["artifactType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/spdx+json",
+            "application/vnd.cyclonedx+json",
+            "application/vnd.in-toto+json"
+        ],
+        "{found:?}"
+    );
+    let out = tempfile::tempdir().unwrap();
+    for d in &found {
+        let (status, body) = http_get(
+            &reg.addr,
+            &format!("/v2/team/app/manifests/{}", d["digest"].as_str().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(status, 200);
+        let am: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(am["subject"]["digest"], digest.as_str());
+        assert_eq!(am["artifactType"], d["artifactType"]);
+        let layer = &am["layers"][0];
+        let (status, doc) = http_get(
+            &reg.addr,
+            &format!("/v2/team/app/blobs/{}", layer["digest"].as_str().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(status, 200);
+        assert!(!doc.contains(SECRET));
+        let ext = match d["artifactType"].as_str().unwrap() {
+            "application/spdx+json" => "spdx.json",
+            "application/vnd.cyclonedx+json" => "cdx.json",
+            _ => "intoto.json",
+        };
+        let path = out.path().join(format!(
+            "{}.{ext}",
+            d["digest"].as_str().unwrap().replace(':', "-")
+        ));
+        std::fs::write(&path, &doc).unwrap();
+        match d["artifactType"].as_str().unwrap() {
+            "application/spdx+json" => {
+                validate_spdx(&path);
+                assert!(doc.contains("libc6"));
+            }
+            "application/vnd.cyclonedx+json" => validate_cyclonedx(&path),
+            _ => {
+                validate_provenance(&path);
+                assert_eq!(
+                    d["annotations"]["in-toto.io/predicate-type"],
+                    "https://slsa.dev/provenance/v1"
+                );
+                let p: serde_json::Value = serde_json::from_str(&doc).unwrap();
+                assert_eq!(
+                    format!(
+                        "sha256:{}",
+                        p["subject"][0]["digest"]["sha256"].as_str().unwrap()
+                    ),
+                    digest
+                );
+            }
+        }
+    }
+}

@@ -706,6 +706,7 @@ impl BuildArgs {
                 Format::Docker
             }
         };
+        let attach = self.attest.attach()?;
         Ok(BuildRequest {
             image_format,
             single_snapshot: self.kaniko.single_snapshot,
@@ -736,7 +737,9 @@ impl BuildArgs {
             report: self.report.clone(),
             sbom_files: self.attest.sbom_files()?,
             provenance_files: self.attest.provenance_file.clone(),
-            provenance_mode: self.attest.provenance_mode()?,
+            provenance_mode: attach.mode,
+            attach_sbom: attach.sbom,
+            attach_provenance: attach.provenance,
             pull: self.registry.pull.sources()?,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,

@@ -8,7 +8,7 @@ use super::session::{self, Session};
 use super::sink;
 use super::stage::Stage;
 use crate::attest::provenance::{self, Facts, Resource};
-use crate::attest::{layers, sbom, scan};
+use crate::attest::{layers, referrers, sbom, scan};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,14 +66,8 @@ fn per_platform_json(path: &Path, platform: &str) -> PathBuf {
     path.with_file_name(format!("{stem}.{}{ext}", platform.replace('/', "-")))
 }
 
-/// Scan the image and write its SBOM documents; returns the files written.
-async fn sbom_files(
-    sess: &Session<'_>,
-    stage: &Stage,
-    subject: &sbom::Subject,
-    several: bool,
-) -> Result<(String, Vec<String>)> {
-    let req = sess.req;
+/// Scan the image: the inventory of its final tree.
+async fn inventory(sess: &Session<'_>, stage: &Stage) -> Result<scan::Inventory> {
     let mut all = Vec::with_capacity(stage.layers.len());
     for l in &stage.layers {
         all.push(layer_facts(sess, l).await?);
@@ -86,33 +80,7 @@ async fn sbom_files(
             scan::MAX_FILE >> 20
         ));
     }
-    let origins: Vec<sbom::LayerOrigin> = stage
-        .layers
-        .iter()
-        .map(|l| sbom::LayerOrigin {
-            diff_id: l.desc.diff_id.clone(),
-            line: l.made_by.as_ref().map(|m| m.line),
-            instruction: l.made_by.as_ref().map(|m| m.text.clone()),
-        })
-        .collect();
-    let dockerfile = req.dockerfile.display().to_string();
-    let input = sbom::Input {
-        subject,
-        layers: &origins,
-        inventory: &inventory,
-        dockerfile: &dockerfile,
-    };
-    let mut written = Vec::new();
-    for (path, format) in &req.sbom_files {
-        let path = if several {
-            format.per_platform(path, &subject.platform)
-        } else {
-            path.clone()
-        };
-        write_doc(&path, &format.write(&input)?, "--sbom-file")?;
-        written.push(path.display().to_string());
-    }
-    Ok((summary(&inventory), written))
+    Ok(inventory)
 }
 
 /// Where the cache dir keeps a layer's scanner facts (with the cache on). The
@@ -224,7 +192,7 @@ fn facts(sess: &Session<'_>, subject: &sbom::Subject) -> Result<Facts> {
     Ok(Facts {
         subject_name: subject.name.clone(),
         subject_digest: subject.digest.clone(),
-        mode: req.provenance_mode.unwrap_or_default(),
+        mode: req.provenance_mode,
         dockerfile: req.dockerfile.display().to_string(),
         dockerfile_digest,
         target: req.target.clone(),
@@ -245,17 +213,29 @@ fn facts(sess: &Session<'_>, subject: &sbom::Subject) -> Result<Facts> {
     })
 }
 
-/// Write the image's `--sbom-file`s and `--provenance-file`s. `several`: one
-/// of several platforms, so each file name gets the platform.
-pub async fn write_files(
+/// The documents of one image, made once for its files and its referrers.
+pub struct Documents {
+    platform: String,
+    several: bool,
+    /// SPDX and CycloneDX bytes.
+    sbom: Option<(Vec<u8>, Vec<u8>)>,
+    provenance: Option<Vec<u8>>,
+}
+
+/// Make the documents the request asks for (files, or referrers of a pushed
+/// image), or None. `several`: one of several platforms.
+pub async fn prepare(
     sess: &Session<'_>,
     stage: &Stage,
     out: &sink::Assembled,
     several: bool,
-) -> Result<()> {
+) -> Result<Option<Documents>> {
     let req = sess.req;
-    if req.sbom_files.is_empty() && req.provenance_files.is_empty() {
-        return Ok(());
+    let pushing = !req.no_push && !req.destinations.is_empty();
+    let want_sbom = !req.sbom_files.is_empty() || (req.attach_sbom && pushing);
+    let want_provenance = !req.provenance_files.is_empty() || (req.attach_provenance && pushing);
+    if !want_sbom && !want_provenance {
+        return Ok(None);
     }
     let platform = stage.config.platform().to_string();
     let subject = subject(sess, out, &platform);
@@ -266,42 +246,126 @@ pub async fn write_files(
             what.to_string()
         }
     };
-    if !req.sbom_files.is_empty() {
+    let mut docs = Documents {
+        platform: platform.clone(),
+        several,
+        sbom: None,
+        provenance: None,
+    };
+    if want_sbom {
         let t = Instant::now();
-        let (summary, written) = sbom_files(sess, stage, &subject, several).await?;
-        sess.report.step(
-            &label("sbom"),
-            &format!("{summary} → {}", written.join(", ")),
-            t.elapsed(),
-            "",
-        );
+        let inventory = inventory(sess, stage).await?;
+        let origins: Vec<sbom::LayerOrigin> = stage
+            .layers
+            .iter()
+            .map(|l| sbom::LayerOrigin {
+                diff_id: l.desc.diff_id.clone(),
+                line: l.made_by.as_ref().map(|m| m.line),
+                instruction: l.made_by.as_ref().map(|m| m.text.clone()),
+            })
+            .collect();
+        let dockerfile = req.dockerfile.display().to_string();
+        let input = sbom::Input {
+            subject: &subject,
+            layers: &origins,
+            inventory: &inventory,
+            dockerfile: &dockerfile,
+        };
+        docs.sbom = Some((
+            sbom::Format::Spdx.write(&input)?,
+            sbom::Format::CycloneDx.write(&input)?,
+        ));
+        sess.report
+            .step(&label("sbom"), &summary(&inventory), t.elapsed(), "");
     }
-    if !req.provenance_files.is_empty() {
+    if want_provenance {
         let t = Instant::now();
         let f = facts(sess, &subject)?;
-        let bytes = provenance::write(&f)?;
-        let mut written = Vec::new();
-        for path in &req.provenance_files {
-            let path = if several {
-                per_platform_json(path, &platform)
-            } else {
-                path.clone()
-            };
-            write_doc(&path, &bytes, "--provenance-file")?;
-            written.push(path.display().to_string());
-        }
+        docs.provenance = Some(provenance::write(&f)?);
         sess.report.step(
             &label("provenance"),
             &format!(
-                "SLSA v1, {} dependencies → {}",
-                f.dependencies.len() + usize::from(f.source.is_some()),
-                written.join(", ")
+                "SLSA v1 ({}), {} dependencies",
+                match f.mode {
+                    provenance::Mode::Min => "mode=min",
+                    provenance::Mode::Max => "mode=max",
+                },
+                f.dependencies.len() + usize::from(f.source.is_some())
             ),
             t.elapsed(),
             "",
         );
     }
-    Ok(())
+    Ok(Some(docs))
+}
+
+impl Documents {
+    /// What goes to the pushed image as referrers: what `--sbom` and
+    /// `--provenance` ask for.
+    pub fn referrers(&self, sess: &Session<'_>) -> Vec<referrers::Document> {
+        let mut out = Vec::new();
+        if let (true, Some((spdx, cdx))) = (sess.req.attach_sbom, &self.sbom) {
+            out.push(referrers::Document {
+                media_type: referrers::SPDX_TYPE,
+                bytes: spdx.clone(),
+                annotations: vec![],
+            });
+            out.push(referrers::Document {
+                media_type: referrers::CYCLONEDX_TYPE,
+                bytes: cdx.clone(),
+                annotations: vec![],
+            });
+        }
+        if let (true, Some(p)) = (sess.req.attach_provenance, &self.provenance) {
+            out.push(referrers::Document {
+                media_type: referrers::IN_TOTO_TYPE,
+                bytes: p.clone(),
+                annotations: vec![(
+                    "in-toto.io/predicate-type".into(),
+                    provenance::PREDICATE_TYPE.into(),
+                )],
+            });
+        }
+        out
+    }
+
+    /// Write the `--sbom-file`s and `--provenance-file`s (after the outputs: a
+    /// failed push leaves none).
+    pub fn write_files(&self, sess: &Session<'_>) -> Result<()> {
+        let req = sess.req;
+        let mut written = Vec::new();
+        if let Some((spdx, cdx)) = &self.sbom {
+            for (path, format) in &req.sbom_files {
+                let path = if self.several {
+                    format.per_platform(path, &self.platform)
+                } else {
+                    path.clone()
+                };
+                let bytes = match format {
+                    sbom::Format::Spdx => spdx,
+                    sbom::Format::CycloneDx => cdx,
+                };
+                write_doc(&path, bytes, "--sbom-file")?;
+                written.push(path.display().to_string());
+            }
+        }
+        if let Some(bytes) = &self.provenance {
+            for path in &req.provenance_files {
+                let path = if self.several {
+                    per_platform_json(path, &self.platform)
+                } else {
+                    path.clone()
+                };
+                write_doc(&path, bytes, "--provenance-file")?;
+                written.push(path.display().to_string());
+            }
+        }
+        if !written.is_empty() {
+            sess.report
+                .step("output", &written.join(", "), std::time::Duration::ZERO, "");
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

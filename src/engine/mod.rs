@@ -16,6 +16,7 @@
 //! (request, client, store, work dir), the [`Plan`], the [`Sources`] kept for
 //! `COPY --from`, the [`StepCache`] and the RUN [`Runner`].
 
+mod attach;
 mod attest;
 mod base;
 pub mod cache;

@@ -57,19 +57,24 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
     let mut per_platform: Vec<(String, String)> = Vec::new();
     let mut layers = 0;
     let mut size = 0;
+    let mut all_docs = Vec::new();
     for p in &req.platforms {
         let mut input = plan_input(req, Some(p));
         input.label_prefix = p.to_string();
         let mut t = build_target(sess, df.clone(), input).await?;
         let out = output::assemble(&t.sess, &mut t.stage)?;
-        super::attest::write_files(&t.sess, &t.stage, &out, true).await?;
+        let docs = super::attest::prepare(&t.sess, &t.stage, &out, true).await?;
         if req.oci_layout_path.is_some() {
             locals.push(output::local(&t.sess, &t.stage, &out).await?);
         }
         if !req.no_push {
             output::push_blobs(&t.sess, &t.stage, &out, t.early.as_mut()).await?;
             output::put_by_digest(&t.sess, &Doc::manifest(&out)).await?;
+            if let Some(d) = &docs {
+                super::attach::attach(&t.sess, d, &out, &format!("{p} attest")).await?;
+            }
         }
+        all_docs.extend(docs);
         t.cache.finish(&t.sess).await;
         layers += t.stage.layers.len();
         size += output::image_size(&out, &t.stage);
@@ -112,6 +117,10 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
             t.elapsed(),
             &format!("{} destination(s)", req.destinations.len()),
         );
+    }
+    // After the outputs: a failed push leaves no SBOM of an image nobody has.
+    for d in &all_docs {
+        d.write_files(&sess)?;
     }
     output::write_digest_files(&sess, &digest, size, &per_platform)?;
     Ok(Outcome {

@@ -113,12 +113,20 @@ pub async fn deliver(
             );
         }
     }
+    let docs = super::attest::prepare(sess, &stage, &out, false).await?;
     if !req.no_push {
         push_blobs(sess, &stage, &out, early).await?;
+        if let Some(d) = &docs {
+            // Referrers before any tag: a failure here tags nothing.
+            put_by_digest(sess, &Doc::manifest(&out)).await?;
+            super::attach::attach(sess, d, &out, "attest").await?;
+        }
         pushed = tag_everywhere(sess, &Doc::manifest(&out)).await?;
     }
     // After the outputs: a failed push leaves no SBOM of an image nobody has.
-    super::attest::write_files(sess, &stage, &out, false).await?;
+    if let Some(d) = &docs {
+        d.write_files(sess)?;
+    }
     let size = image_size(&out, &stage);
     Ok(Delivered { out, size, pushed })
 }

@@ -58,8 +58,12 @@ pub struct BuildRequest {
     pub sbom_files: Vec<(PathBuf, crate::attest::sbom::Format)>,
     /// `--provenance-file`s (SLSA v1 in-toto statements).
     pub provenance_files: Vec<PathBuf>,
-    /// `--provenance mode=min|max`; None: `--provenance=false`.
-    pub provenance_mode: Option<crate::attest::provenance::Mode>,
+    /// The provenance's mode (`--provenance`, `--attest type=provenance,mode=`).
+    pub provenance_mode: crate::attest::provenance::Mode,
+    /// `--sbom`: attach the SBOM to the pushed image as OCI referrers.
+    pub attach_sbom: bool,
+    /// `--provenance`: attach the provenance to the pushed image as an OCI referrer.
+    pub attach_provenance: bool,
     /// `--annotation`s on the image manifest.
     pub annotations: Vec<(String, String)>,
     /// `--image-name-tag-with-digest-file`: `name:tag@digest` lines.

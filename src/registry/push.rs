@@ -426,6 +426,32 @@ impl Client {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<String> {
+        self.put_manifest_seen(r, reference, bytes, media_type)
+            .await
+            .map(|(d, _)| d)
+    }
+
+    /// PUT a manifest that has a `subject`: also whether the registry keeps
+    /// referrers itself (it answers with `OCI-Subject`, OCI distribution 1.1).
+    pub async fn put_referrer(
+        &self,
+        r: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<bool> {
+        let digest = crate::digest::sha256_bytes(bytes);
+        self.put_manifest_seen(r, &digest, bytes, media_type)
+            .await
+            .map(|(_, subject)| subject)
+    }
+
+    async fn put_manifest_seen(
+        &self,
+        r: &Reference,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(String, bool)> {
         let url = self.url(r, &format!("manifests/{reference}"))?;
         let mut h = HeaderMap::new();
         h.insert(
@@ -442,6 +468,7 @@ impl Client {
                 .fail(r, "PUT", &format!("manifest {reference}"), resp, true)
                 .await);
         }
-        Ok(crate::digest::sha256_bytes(bytes))
+        let subject = resp.headers().contains_key("oci-subject");
+        Ok((crate::digest::sha256_bytes(bytes), subject))
     }
 }
