@@ -109,6 +109,28 @@ impl Collector {
         true
     }
 
+    /// Whether a regular file's bytes are to be watched for a program's
+    /// build information (an executable, not a metadata file).
+    pub fn watches(path: &str, mode: u32, size: u64) -> bool {
+        mode & 0o111 != 0 && size >= scan::gobin::MIN_SIZE && !Self::wants(path)
+    }
+
+    /// What a watched program turned out to hold: its modules, or nothing,
+    /// which still replaces what a lower layer's file at `path` held.
+    pub fn program(&mut self, path: &str, found: Vec<scan::Found>) {
+        let path = clean(path);
+        if found.is_empty() {
+            self.facts.removed.push(path);
+        } else {
+            self.facts.files.push(scan::FileFacts {
+                path,
+                packages: found,
+                os: None,
+                licenses: vec![],
+            });
+        }
+    }
+
     /// A hard link at `path` to `target` (an earlier entry of this layer).
     pub fn hardlink(&mut self, path: &str, target: &str) {
         let path = clean(path);
@@ -144,6 +166,34 @@ impl Collector {
     }
 }
 
+/// A reader that watches the bytes it passes for a program's build
+/// information.
+pub struct Watch<R> {
+    inner: R,
+    go: scan::gobin::Stream,
+}
+
+impl<R: Read> Watch<R> {
+    pub fn new(inner: R) -> Watch<R> {
+        Watch {
+            inner,
+            go: Default::default(),
+        }
+    }
+
+    pub fn finish(self) -> Vec<scan::Found> {
+        self.go.finish()
+    }
+}
+
+impl<R: Read> Read for Watch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.go.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// What one layer's tar stream says.
 pub fn scan_tar(tar: impl Read) -> io::Result<LayerFacts> {
     let mut c = Collector::default();
@@ -155,7 +205,12 @@ pub fn scan_tar(tar: impl Read) -> io::Result<LayerFacts> {
             continue;
         }
         let ty = entry.header().entry_type();
-        if ty.is_file() && Collector::wants(&path) {
+        let (mode, size) = (entry.header().mode()?, entry.header().size()?);
+        if ty.is_file() && Collector::watches(&path, mode, size) {
+            let mut watch = Watch::new(&mut entry);
+            io::copy(&mut watch, &mut io::sink())?;
+            c.program(&path, watch.finish());
+        } else if ty.is_file() && Collector::wants(&path) {
             let size = entry.header().size()?;
             if size > scan::MAX_FILE {
                 c.too_big(&path);

@@ -47,6 +47,15 @@ pub fn of(f: &Found, os: Option<&OsRelease>) -> Option<String> {
                     .ok()?;
             }
         }
+        // `github.com/evanw/esbuild` → namespace `github.com/evanw`, name `esbuild`.
+        Ecosystem::Go => {
+            if let Some((ns, last)) = f.name.rsplit_once('/') {
+                let mut g = PackageUrl::new("golang", last).ok()?;
+                g.with_namespace(ns).ok()?;
+                g.with_version(f.version.as_str()).ok()?;
+                return Some(g.to_string());
+            }
+        }
         Ecosystem::Npm if !f.namespace.is_empty() => {
             p.with_namespace(format!("@{}", f.namespace)).ok()?;
         }
@@ -109,6 +118,24 @@ mod tests {
             )
             .unwrap(),
             "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64"
+        );
+        assert_eq!(
+            of(
+                &found(
+                    Ecosystem::Go,
+                    "",
+                    "github.com/evanw/esbuild",
+                    "v0.21.5",
+                    None
+                ),
+                None
+            )
+            .unwrap(),
+            "pkg:golang/github.com/evanw/esbuild@v0.21.5"
+        );
+        assert_eq!(
+            of(&found(Ecosystem::Go, "", "stdlib", "1.22.4", None), None).unwrap(),
+            "pkg:golang/stdlib@1.22.4"
         );
         assert_eq!(pypi_name("zope.interface"), "zope-interface");
         assert_eq!(pypi_name("a__b--c"), "a-b-c");

@@ -9,7 +9,7 @@
 //! carry only mode, uid/gid, size, mtime and type (no user/group names, no
 //! atime/ctime), so the same inputs give the same bytes.
 
-use crate::attest::layers::{Collector, Entry};
+use crate::attest::layers::{Collector, Entry, Watch};
 use crate::digest::HashWriter;
 use crate::layer::live::Published;
 use crate::layer::pgzip::ParGz;
@@ -213,6 +213,11 @@ impl LayerWriter {
                 return self.file_data(path, m, size, &bytes[..]);
             }
             self.facts.too_big(path);
+        } else if Collector::watches(path, m.mode, size) {
+            let mut watch = Watch::new(data);
+            self.file_data(path, m, size, &mut watch)?;
+            self.facts.program(path, watch.finish());
+            return Ok(());
         } else {
             self.facts.entry(path, Entry::File);
         }
@@ -321,6 +326,12 @@ impl LayerWriter {
             data.take(size).read_to_end(&mut bytes)?;
             self.facts.metadata(path, &bytes);
             return self.raw_data(header, path, &bytes[..]);
+        }
+        if ty.is_file() && Collector::watches(path, header.mode()?, size) {
+            let mut watch = Watch::new(data);
+            self.raw_data(header, path, &mut watch)?;
+            self.facts.program(path, watch.finish());
+            return Ok(());
         }
         if ty.is_hard_link() {
             let target = header
@@ -588,6 +599,20 @@ mod tests {
         .unwrap();
         w.file("app/main.js", &m, 2, &b"//"[..]).unwrap();
         w.symlink("app/current", "main.js", &m).unwrap();
+        // A Go program (the build information as Go 1.18+ lays it out), and
+        // another executable where a lower layer may have had one.
+        let mut prog = vec![0x7fu8, b'E', b'L', b'F'];
+        prog.resize(8192, 0);
+        prog.extend_from_slice(crate::attest::scan::gobin::MAGIC);
+        prog.extend_from_slice(&[8, 2]);
+        prog.resize(8192 + 32, 0);
+        prog.extend_from_slice(b"\x08go1.22.4\x00");
+        prog.resize(12_000, 0);
+        let exe = Meta { mode: 0o755, ..m };
+        w.file("usr/local/bin/tool", &exe, prog.len() as u64, &prog[..])
+            .unwrap();
+        w.file("usr/local/bin/script", &exe, 5000, &[b'#'; 5000][..])
+            .unwrap();
         w.whiteout("usr/lib/python3/dist-packages/six-1.16.0.dist-info")
             .unwrap();
         w.opaque("srv/node_modules").unwrap();
@@ -598,11 +623,13 @@ mod tests {
         .unwrap();
         let facts = built.facts.unwrap();
         assert_eq!(facts, scanned);
-        assert_eq!(facts.files.len(), 3);
+        assert_eq!(facts.files.len(), 4);
+        assert_eq!(facts.files[3].packages[0].version, "1.22.4");
         assert_eq!(
             facts.removed,
             [
                 "app/current",
+                "usr/local/bin/script",
                 "usr/lib/python3/dist-packages/six-1.16.0.dist-info"
             ]
         );

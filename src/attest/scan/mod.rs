@@ -9,6 +9,7 @@
 
 pub mod apk;
 pub mod dpkg;
+pub mod gobin;
 pub mod merge;
 pub mod npm;
 pub mod os;
@@ -30,6 +31,7 @@ pub enum Ecosystem {
     Apk,
     Python,
     Npm,
+    Go,
 }
 
 impl Ecosystem {
@@ -40,6 +42,7 @@ impl Ecosystem {
             Ecosystem::Apk => "apk",
             Ecosystem::Python => "pypi",
             Ecosystem::Npm => "npm",
+            Ecosystem::Go => "golang",
         }
     }
 }
