@@ -4,7 +4,8 @@
 //! npm registry (the outside sources the suite may use where a real install is
 //! the point; the machine's HTTPS proxy CA reaches the RUN steps as a company CA
 //! does). Its last step asks `dpkg-query -W`, `pip list` and `npm ls --all`
-//! what is installed; the SBOM must list exactly that, with the same versions,
+//! what is installed; the SBOM must list exactly that, with the same versions
+//! (and the Go modules of the esbuild program that npm brings),
 //! the layer and Dockerfile line that brought each in, and both documents must
 //! pass the official validators (`spdx-tools`, and CycloneDX's 1.6 JSON schema
 //! through `cyclonedx-python-lib`), which ci/test installs from PyPI.
@@ -61,7 +62,7 @@ fn the_sbom_lists_what_dpkg_pip_and_npm_report_in_the_built_image() {
         (
             "app/package.json",
             r#"{ "name": "app", "version": "1.0.0", "private": true,
-                 "dependencies": { "debug": "4.3.4", "ms": "2.0.0", "@types/ms": "0.7.34" } }"#,
+                 "dependencies": { "debug": "4.3.4", "ms": "2.0.0", "@types/ms": "0.7.34", "esbuild": "0.21.5" } }"#,
         ),
         (
             "Dockerfile",
@@ -194,6 +195,30 @@ RUN mkdir /truth && dpkg-query -W -f '${Package}\t${Version}\t${db:Status-Abbrev
     assert!(line("python3", "pkg:deb/").ends_with("Dockerfile:3"));
     assert!(line("requests", "pkg:pypi/").ends_with("Dockerfile:4"));
     assert!(line("ms", "pkg:npm/").ends_with("Dockerfile:6"));
+    // esbuild's npm package brings a Go program: its modules, from the build
+    // information in the binary, at the binary's path.
+    let go: Vec<(&str, &str)> = comps
+        .iter()
+        .filter(|c| c["purl"].as_str().unwrap_or("").starts_with("pkg:golang/"))
+        .map(|c| {
+            assert_eq!(
+                prop(c, "kiln:path"),
+                Some("/app/node_modules/@esbuild/linux-x64/bin/esbuild"),
+                "{c}"
+            );
+            (c["name"].as_str().unwrap(), c["version"].as_str().unwrap())
+        })
+        .collect();
+    assert!(
+        go.iter()
+            .any(|(n, v)| *n == "stdlib" && v.starts_with("1.")),
+        "{go:?}"
+    );
+    assert!(
+        go.iter()
+            .any(|(n, v)| *n == "golang.org/x/sys" && v.starts_with("v0.")),
+        "{go:?}"
+    );
     let libc = comps.iter().find(|c| c["name"] == "libc6").unwrap();
     assert_eq!(
         libc["purl"].as_str().unwrap(),
