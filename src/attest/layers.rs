@@ -57,6 +57,21 @@ pub enum Entry {
     Other,
 }
 
+impl Entry {
+    /// The kind of a tar entry that is no hard link.
+    pub fn of(ty: tar::EntryType) -> Entry {
+        if ty.is_dir() {
+            Entry::Dir
+        } else if ty.is_file() {
+            Entry::File
+        } else if ty.is_symlink() {
+            Entry::Symlink
+        } else {
+            Entry::Other
+        }
+    }
+}
+
 /// Reduces one layer's entries, in order, to its [`LayerFacts`].
 #[derive(Debug, Default)]
 pub struct Collector {
@@ -226,16 +241,7 @@ pub fn scan_tar(tar: impl Read) -> io::Result<LayerFacts> {
                 .unwrap_or_default();
             c.hardlink(&path, &target);
         } else {
-            let kind = if ty.is_dir() {
-                Entry::Dir
-            } else if ty.is_file() {
-                Entry::File
-            } else if ty.is_symlink() {
-                Entry::Symlink
-            } else {
-                Entry::Other
-            };
-            c.entry(&path, kind);
+            c.entry(&path, Entry::of(ty));
         }
     }
     Ok(c.finish())

@@ -340,15 +340,7 @@ impl LayerWriter {
                 .unwrap_or_default();
             self.facts.hardlink(path, &target);
         } else if !self.facts.whiteout(path) {
-            let kind = if ty.is_dir() {
-                Entry::Dir
-            } else if ty.is_file() {
-                Entry::File
-            } else if ty.is_symlink() {
-                Entry::Symlink
-            } else {
-                Entry::Other
-            };
+            let kind = Entry::of(ty);
             if kind == Entry::File && Collector::wants(path) {
                 self.facts.too_big(path);
             } else {

@@ -187,25 +187,17 @@ pub fn document(input: &Input<'_>) -> Result<cdx::CycloneDx> {
 
 /// The document as JSON bytes (pretty, with a final newline).
 pub fn write(input: &Input<'_>) -> Result<Vec<u8>> {
-    let mut out = serde_json::to_vec_pretty(&document(input)?)?;
-    out.push(b'\n');
-    Ok(out)
+    super::pretty(&document(input)?)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{fixture, Input};
+    use super::super::fixture;
 
     #[test]
     fn components_licences_properties_and_gitlab_metadata() {
-        let (subject, layers, inventory) =
-            (fixture::subject(), fixture::layers(), fixture::inventory());
-        let input = Input {
-            subject: &subject,
-            layers: &layers,
-            inventory: &inventory,
-            dockerfile: "Dockerfile",
-        };
+        let owned = fixture::owned();
+        let input = owned.input();
         let bytes = super::write(&input).unwrap();
         assert_eq!(bytes, super::write(&input).unwrap());
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

@@ -59,6 +59,13 @@ impl Format {
     }
 }
 
+/// A document as pretty JSON with a final newline.
+fn pretty(doc: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {
+    let mut out = serde_json::to_vec_pretty(doc)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
 /// The image a document describes.
 #[derive(Debug, Clone)]
 pub struct Subject {
@@ -193,6 +200,24 @@ pub(crate) mod fixture {
                 instruction: Some("RUN pip install requests".into()),
             },
         ]
+    }
+
+    /// The fixture's subject, layers and inventory, owned.
+    pub struct Owned(Subject, Vec<LayerOrigin>, scan::Inventory);
+
+    pub fn owned() -> Owned {
+        Owned(subject(), layers(), inventory())
+    }
+
+    impl Owned {
+        pub fn input(&self) -> Input<'_> {
+            Input {
+                subject: &self.0,
+                layers: &self.1,
+                inventory: &self.2,
+                dockerfile: "Dockerfile",
+            }
+        }
     }
 
     pub fn inventory() -> scan::Inventory {

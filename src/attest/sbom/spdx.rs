@@ -138,25 +138,17 @@ pub fn document(input: &Input<'_>) -> Result<Spdx> {
 
 /// The document as JSON bytes (pretty, with a final newline).
 pub fn write(input: &Input<'_>) -> Result<Vec<u8>> {
-    let mut out = serde_json::to_vec_pretty(&document(input)?)?;
-    out.push(b'\n');
-    Ok(out)
+    super::pretty(&document(input)?)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{fixture, Input};
+    use super::super::fixture;
 
     #[test]
     fn packages_purls_licences_and_origins() {
-        let (subject, layers, inventory) =
-            (fixture::subject(), fixture::layers(), fixture::inventory());
-        let input = Input {
-            subject: &subject,
-            layers: &layers,
-            inventory: &inventory,
-            dockerfile: "Dockerfile",
-        };
+        let owned = fixture::owned();
+        let input = owned.input();
         let bytes = super::write(&input).unwrap();
         assert_eq!(
             bytes,

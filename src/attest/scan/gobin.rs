@@ -68,15 +68,7 @@ fn string(b: &[u8], pos: &mut usize) -> Option<String> {
 }
 
 fn module(path: &str, version: &str) -> Found {
-    Found {
-        ecosystem: Ecosystem::Go,
-        namespace: String::new(),
-        name: path.to_string(),
-        version: version.to_string(),
-        license: None,
-        arch: None,
-        source: None,
-    }
+    Found::new(Ecosystem::Go, path, version)
 }
 
 /// The modules of build information that starts at the magic: the standard

@@ -63,6 +63,21 @@ pub struct Found {
     pub source: Option<String>,
 }
 
+impl Found {
+    /// A package with only its name and version known.
+    pub fn new(ecosystem: Ecosystem, name: &str, version: &str) -> Found {
+        Found {
+            ecosystem,
+            namespace: String::new(),
+            name: name.to_string(),
+            version: version.to_string(),
+            license: None,
+            arch: None,
+            source: None,
+        }
+    }
+}
+
 /// What kind of file a path is to the scanners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

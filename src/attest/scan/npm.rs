@@ -46,13 +46,9 @@ pub fn parse(bytes: &[u8]) -> Option<Found> {
         return None;
     }
     Some(Found {
-        ecosystem: Ecosystem::Npm,
         namespace,
-        name,
-        version: version.to_string(),
         license,
-        arch: None,
-        source: None,
+        ..Found::new(Ecosystem::Npm, &name, version)
     })
 }
 

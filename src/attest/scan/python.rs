@@ -61,13 +61,8 @@ pub fn parse(text: &str) -> Option<Found> {
         .map(str::to_string)
         .or_else(|| (!classifiers.is_empty()).then(|| classifiers.join(" AND ")));
     Some(Found {
-        ecosystem: Ecosystem::Python,
-        namespace: String::new(),
-        name: name?.to_string(),
-        version: version?.to_string(),
         license,
-        arch: None,
-        source: None,
+        ..Found::new(Ecosystem::Python, name?, version?)
     })
 }
 
