@@ -420,3 +420,76 @@ fn attestations_are_referrers_that_a_spec_client_finds_from_the_image_digest() {
         }
     }
 }
+
+/// Layer hints: a pip cache left in a layer and a file a later layer deletes
+/// are named with their sizes, layers, Dockerfile lines and fixes, in the
+/// summary and the report; `--no-hints` silences them.
+#[test]
+fn layer_hints_name_caches_and_bytes_paid_twice() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {}/base\nCOPY big.bin /opt/big.bin\n\
+             RUN mkdir -p /root/.cache/pip && head -c 3145728 /opt/big.bin > /root/.cache/pip/wheel && rm /opt/big.bin\n",
+            reg.addr
+        ),
+    )]);
+    let mut noise = vec![0u8; 4 << 20];
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(ctx.path().join("big.bin"), &noise).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let build = |extra: &[&str]| {
+        let report = out.path().join("report.json");
+        let res = run(kiln()
+            .args(["build", "--no-push", "--cache=false", "--context"])
+            .arg(ctx.path())
+            .args(["--insecure-registry", &reg.addr, "--report"])
+            .arg(&report)
+            .args(extra));
+        let log = output_text(&res);
+        assert!(res.status.success(), "{log}");
+        (log, json(&report))
+    };
+    let (log, report) = build(&[]);
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("hint: ")).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("layer 3 (")
+            && l.contains("Dockerfile:3")
+            && l.contains("keeps /root/.cache/pip (3.0 MiB)")
+            && l.contains("--no-cache-dir")),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("layer 2 (")
+            && l.contains("holds 4.0 MiB that layer 3")
+            && l.contains("/opt/big.bin")),
+        "{log}"
+    );
+    let hints = report["hints"].as_array().unwrap();
+    let cache = hints.iter().find(|h| h["kind"] == "cache").unwrap();
+    assert_eq!(
+        (cache["layer"].as_u64(), cache["line"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(cache["bytes"], 3 << 20);
+    let twice = hints.iter().find(|h| h["kind"] == "deleted-later").unwrap();
+    assert_eq!(
+        (twice["layer"].as_u64(), twice["by_layer"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(hints
+        .iter()
+        .any(|h| h["kind"] == "largest" && h["path"] == "/opt/big.bin"));
+
+    let (log, report) = build(&["--no-hints"]);
+    assert!(!log.contains("hint: "), "{log}");
+    assert_eq!(report["hints"], serde_json::json!([]));
+}

@@ -87,6 +87,12 @@ impl Collector {
         scan::interest(&clean(path)).is_some()
     }
 
+    /// A regular file of `size` bytes (whatever else is said of it), for the
+    /// layer hints.
+    pub fn file_size(&mut self, path: &str, size: u64) {
+        self.facts.usage.file(&clean(path), size);
+    }
+
     /// A metadata file's bytes (the whole file, at most [`scan::MAX_FILE`]).
     pub fn metadata(&mut self, path: &str, bytes: &[u8]) {
         let path = clean(path);
@@ -221,6 +227,9 @@ pub fn scan_tar(tar: impl Read) -> io::Result<LayerFacts> {
         }
         let ty = entry.header().entry_type();
         let (mode, size) = (entry.header().mode()?, entry.header().size()?);
+        if ty.is_file() {
+            c.file_size(&path, size);
+        }
         if ty.is_file() && Collector::watches(&path, mode, size) {
             let mut watch = Watch::new(&mut entry);
             io::copy(&mut watch, &mut io::sink())?;

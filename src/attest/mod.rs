@@ -4,8 +4,10 @@
 //! found (`sbom`: SPDX 2.3 and CycloneDX 1.6), with package URLs (`purl`) and
 //! licences read as SPDX expressions (`license`), and SLSA provenance v1
 //! in an in-toto Statement (`provenance`), also a pure writer; the artifact
-//! manifests and referrers index that attach them to an image (`referrers`).
+//! manifests and referrers index that attach them to an image (`referrers`);
+//! the layer hints drawn from the same pass (`hints`).
 
+pub mod hints;
 pub mod layers;
 pub mod license;
 pub mod provenance;

@@ -34,6 +34,10 @@ pub struct AttestArgs {
     /// several platforms, one file each (`provenance.linux-arm64.json`).
     #[arg(long = "provenance-file", value_name = "FILE")]
     pub provenance_file: Vec<PathBuf>,
+    /// No layer hints (caches left in a layer, bytes a later layer deletes,
+    /// the largest files) in the summary and the report.
+    #[arg(long)]
+    pub no_hints: bool,
 }
 
 /// What the attestation flags ask for.

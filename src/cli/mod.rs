@@ -740,6 +740,7 @@ impl BuildArgs {
             provenance_mode: attach.mode,
             attach_sbom: attach.sbom,
             attach_provenance: attach.provenance,
+            hints: !self.attest.no_hints,
             pull: self.registry.pull.sources()?,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,

@@ -213,6 +213,100 @@ fn facts(sess: &Session<'_>, subject: &sbom::Subject) -> Result<Facts> {
     })
 }
 
+/// "layer 3 (Dockerfile:4 RUN apt-get update …)"
+fn layer_name(sess: &Session<'_>, stage: &Stage, i: usize) -> String {
+    match stage.layers.get(i).and_then(|l| l.made_by.as_ref()) {
+        Some(m) => format!(
+            "layer {} ({}:{} {})",
+            i + 1,
+            sess.req.dockerfile.display(),
+            m.line,
+            crate::clip::clip_to(&m.text, 60)
+        ),
+        None => format!("layer {}", i + 1),
+    }
+}
+
+/// The layer hints of the image (`--no-hints` turns them off): lines for the
+/// caches and the bytes paid twice, and every hint, the largest files
+/// included, in the report. Layers whose facts this build does not have (a
+/// base's) have none.
+pub fn report_hints(sess: &Session<'_>, stage: &Stage) {
+    if !sess.req.hints {
+        return;
+    }
+    let known = sess
+        .layer_facts
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    let facts: Vec<Option<&scan::LayerFacts>> = stage
+        .layers
+        .iter()
+        .map(|l| known.get(&l.desc.diff_id))
+        .collect();
+    let views: Vec<crate::attest::hints::LayerView<'_>> = facts
+        .iter()
+        .map(|f| crate::attest::hints::LayerView {
+            usage: f.map(|f| &f.usage),
+            removed: f.map_or(&[][..], |f| &f.removed),
+            opaque: f.map_or(&[][..], |f| &f.opaque),
+        })
+        .collect();
+    let human = crate::report::human_bytes;
+    let all = crate::attest::hints::hints(&views);
+    // The largest files: one line per layer whose largest come to 10 MiB.
+    let mut layers: Vec<usize> = all
+        .iter()
+        .filter(|h| h.kind == "largest")
+        .map(|h| h.layer)
+        .collect();
+    layers.dedup();
+    for i in layers {
+        let top: Vec<&crate::attest::hints::Hint> = all
+            .iter()
+            .filter(|h| h.kind == "largest" && h.layer == i)
+            .collect();
+        if top.iter().map(|h| h.bytes).sum::<u64>() >= 10 << 20 {
+            let list: Vec<String> = top
+                .iter()
+                .map(|h| format!("{} {}", h.path, human(h.bytes)))
+                .collect();
+            sess.report.line(&format!(
+                "hint: {}'s largest files: {}",
+                layer_name(sess, stage, i),
+                list.join(", ")
+            ));
+        }
+    }
+    for h in all {
+        let name = layer_name(sess, stage, h.layer);
+        let line = match h.kind {
+            "cache" => Some(format!(
+                "{name} keeps {} ({}); {}",
+                h.path,
+                human(h.bytes),
+                h.fix
+            )),
+            "deleted-later" => h.by_layer.map(|j| {
+                format!(
+                    "{name} holds {} that {} deletes or overwrites (e.g. {}); {}",
+                    human(h.bytes),
+                    layer_name(sess, stage, j),
+                    h.path,
+                    h.fix
+                )
+            }),
+            _ => None,
+        };
+        let mut record = serde_json::to_value(&h).unwrap_or_default();
+        if let Some(m) = stage.layers.get(h.layer).and_then(|l| l.made_by.as_ref()) {
+            record["line"] = m.line.into();
+        }
+        sess.report.hint(line.as_deref(), record);
+    }
+}
+
 /// The documents of one image, made once for its files and its referrers.
 pub struct Documents {
     platform: String,

@@ -63,6 +63,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
         input.label_prefix = p.to_string();
         let mut t = build_target(sess, df.clone(), input).await?;
         let out = output::assemble(&t.sess, &mut t.stage)?;
+        super::attest::report_hints(&t.sess, &t.stage);
         let docs = super::attest::prepare(&t.sess, &t.stage, &out, true).await?;
         if req.oci_layout_path.is_some() {
             locals.push(output::local(&t.sess, &t.stage, &out).await?);

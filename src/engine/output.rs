@@ -113,6 +113,7 @@ pub async fn deliver(
             );
         }
     }
+    super::attest::report_hints(sess, &stage);
     let docs = super::attest::prepare(sess, &stage, &out, false).await?;
     if !req.no_push {
         push_blobs(sess, &stage, &out, early).await?;
@@ -353,6 +354,7 @@ pub fn write_digest_files(
             "bases": r.bases,
             "steps": r.steps,
             "emulated": r.emulated,
+            "hints": r.hints,
             "bytes_up": c.bytes_up,
             "bytes_down": c.bytes_down,
             "seconds": (sess.report.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,

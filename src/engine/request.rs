@@ -64,6 +64,8 @@ pub struct BuildRequest {
     pub attach_sbom: bool,
     /// `--provenance`: attach the provenance to the pushed image as an OCI referrer.
     pub attach_provenance: bool,
+    /// Layer hints in the summary and the report (`--no-hints` turns them off).
+    pub hints: bool,
     /// `--annotation`s on the image manifest.
     pub annotations: Vec<(String, String)>,
     /// `--image-name-tag-with-digest-file`: `name:tag@digest` lines.

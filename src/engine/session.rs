@@ -168,10 +168,11 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Remember a layer's SBOM facts (by diffID) for this build's SBOM, when
-    /// it writes one.
+    /// Remember a layer's SBOM facts (by diffID) for this build's SBOM and
+    /// layer hints, when it makes either.
     pub fn keep_facts(&self, facts: Option<(String, crate::attest::scan::LayerFacts)>) {
-        if self.req.sbom_files.is_empty() {
+        let req = self.req;
+        if req.sbom_files.is_empty() && !req.attach_sbom && !req.hints {
             return;
         }
         if let (Some((id, f)), Ok(mut m)) = (facts, self.layer_facts.lock()) {

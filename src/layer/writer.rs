@@ -204,6 +204,7 @@ impl LayerWriter {
 
     /// A regular file of exactly `size` bytes read from `data`.
     pub fn file(&mut self, path: &str, m: &Meta, size: u64, data: impl Read) -> io::Result<()> {
+        self.facts.file_size(path, size);
         if Collector::wants(path) {
             if size <= crate::attest::scan::MAX_FILE {
                 // A package manager's metadata file: small, read whole, then written.
@@ -321,6 +322,9 @@ impl LayerWriter {
     pub fn raw(&mut self, header: &tar::Header, path: &str, data: impl Read) -> io::Result<()> {
         let ty = header.entry_type();
         let size = header.size()?;
+        if ty.is_file() && !path.rsplit('/').next().unwrap_or(path).starts_with(".wh.") {
+            self.facts.file_size(path, size);
+        }
         if ty.is_file() && Collector::wants(path) && size <= crate::attest::scan::MAX_FILE {
             let mut bytes = Vec::with_capacity(size as usize);
             data.take(size).read_to_end(&mut bytes)?;

@@ -57,6 +57,8 @@ pub struct Record {
     pub steps: Vec<StepRecord>,
     pub bases: Vec<BaseRecord>,
     pub emulated: Vec<EmulatedRecord>,
+    /// Layer hints, as the report lists them.
+    pub hints: Vec<serde_json::Value>,
 }
 
 impl Default for Reporter {
@@ -288,6 +290,21 @@ impl Reporter {
 
     pub fn warn(&self, msg: &str) {
         warning(msg);
+    }
+
+    /// A layer hint: a `hint:` line (when `line` is given) and its record in
+    /// the report.
+    pub fn hint(&self, line: Option<&str>, record: serde_json::Value) {
+        if let Some(l) = line {
+            if json::on() {
+                json::emit("info", "hint", l, json::fields([("hint", record.clone())]));
+            } else {
+                eprintln!("hint: {l}");
+            }
+        }
+        if let Ok(mut r) = self.record.lock() {
+            r.hints.push(record);
+        }
     }
 
     /// A progress bar for a transfer, only on a terminal: the bytes `live` has

@@ -173,6 +173,9 @@ pub struct LayerFacts {
     pub opaque: Vec<String>,
     /// Interesting files left unread because they were over [`MAX_FILE`].
     pub too_big: Vec<String>,
+    /// Caches, VCS directories and big files, for the layer hints.
+    #[serde(default)]
+    pub usage: super::hints::Usage,
 }
 
 /// Split `text` into deb822-style paragraphs (blank-line separated), each a
