@@ -5,7 +5,9 @@
 //! the point; the machine's HTTPS proxy CA reaches the RUN steps as a company CA
 //! does). Its last step asks `dpkg-query -W`, `pip list` and `npm ls --all`
 //! what is installed; the SBOM must list exactly that, with the same versions
-//! (and the Go modules of the esbuild program that npm brings),
+//! (and the Go modules of the esbuild program that npm brings, and the Maven
+//! coordinates in Debian's commons-lang3 jar, and the crates of uv, a Rust
+//! program built with cargo-auditable),
 //! the layer and Dockerfile line that brought each in, and both documents must
 //! pass the official validators (`spdx-tools`, and CycloneDX's 1.6 JSON schema
 //! through `cyclonedx-python-lib`), which ci/test installs from PyPI.
@@ -13,6 +15,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 use support::attest::{tools, validate_cyclonedx, validate_spdx};
 use support::debian::context_with_bookworm;
 use support::sandbox::gitlab_job;
@@ -68,8 +71,8 @@ fn the_sbom_lists_what_dpkg_pip_and_npm_report_in_the_built_image() {
             "Dockerfile",
             r#"FROM scratch
 COPY root/ /
-RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv nodejs npm > /tmp/apt.log 2>&1 || (tail -40 /tmp/apt.log; exit 1); rm -f /tmp/apt.log
-RUN python3 -m venv /venv && /venv/bin/pip install -q --no-cache-dir --disable-pip-version-check requests==2.32.3 six==1.16.0
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv nodejs npm libcommons-lang3-java > /tmp/apt.log 2>&1 || (tail -40 /tmp/apt.log; exit 1); rm -f /tmp/apt.log
+RUN python3 -m venv /venv && /venv/bin/pip install -q --no-cache-dir --disable-pip-version-check requests==2.32.3 six==1.16.0 uv==0.13.10
 COPY app/ /app/
 RUN cd /app && npm install --package-lock-only --no-audit --no-fund --loglevel=error && npm ci --no-audit --no-fund --loglevel=error
 RUN mkdir /truth && dpkg-query -W -f '${Package}\t${Version}\t${db:Status-Abbrev}\n' > /truth/dpkg \
@@ -219,6 +222,77 @@ RUN mkdir /truth && dpkg-query -W -f '${Package}\t${Version}\t${db:Status-Abbrev
             .any(|(n, v)| *n == "golang.org/x/sys" && v.starts_with("v0.")),
         "{go:?}"
     );
+    // uv (from PyPI) is a Rust program built with cargo-auditable: the crates
+    // its .dep-v0 section names, as a few lines of Python read them from the
+    // ELF file in the image, build dependencies left out.
+    const DEP_V0: &str = r#"import json, struct, sys, zlib
+d = open(sys.argv[1], 'rb').read()
+shoff, = struct.unpack_from('<Q', d, 0x28)
+ent, num, stri = struct.unpack_from('<HHH', d, 0x3A)
+sh = lambda i: struct.unpack_from('<IIQQQQIIQQ', d, shoff + i * ent)
+names = sh(stri)[4]
+for i in range(num):
+    s = sh(i)
+    if d[names + s[0]:names + s[0] + 8] == b'.dep-v0\0':
+        for p in json.loads(zlib.decompress(d[s[4]:s[4] + s[5]]))['packages']:
+            if p.get('kind') != 'build':
+                print(p['name'] + ' ' + p['version'])
+"#;
+    let uv = rootfs.join("venv/bin/uv");
+    let truth: BTreeSet<String> = check(Command::new("python3").args(["-c", DEP_V0]).arg(&uv))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let listed: BTreeSet<String> = comps
+        .iter()
+        .filter(|c| prop(c, "kiln:path") == Some("/venv/bin/uv"))
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["name"].as_str().unwrap(),
+                c["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        truth.contains("uv 0.13.10") && truth.len() > 100,
+        "{truth:?}"
+    );
+    assert_eq!(listed, truth, "uv's crates");
+    // Debian's commons-lang3 jar: the Maven coordinates its pom.properties
+    // give, as Python's zipfile reads them from the jar in the image.
+    let mut jars = 0;
+    for e in std::fs::read_dir(rootfs.join("usr/share/java")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "jar") || p.is_symlink() {
+            continue;
+        }
+        const POM: &str = r#"import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+for n in z.namelist():
+    if n.startswith('META-INF/maven/') and n.endswith('/pom.properties'):
+        d = dict(l.split('=', 1) for l in z.read(n).decode().splitlines() if '=' in l and not l.startswith('#'))
+        print(d['groupId'].strip() + ':' + d['artifactId'].strip() + ' ' + d['version'].strip())
+"#;
+        let out = check(Command::new("python3").args(["-c", POM]).arg(&p));
+        let truth: BTreeSet<String> = out.lines().map(str::to_string).collect();
+        let inside = format!("/{}", p.strip_prefix(&rootfs).unwrap().display());
+        let listed: BTreeSet<String> = comps
+            .iter()
+            .filter(|c| prop(c, "kiln:path") == Some(inside.as_str()))
+            .map(|c| {
+                format!(
+                    "{}:{} {}",
+                    c["group"].as_str().unwrap_or(""),
+                    c["name"].as_str().unwrap(),
+                    c["version"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(listed, truth, "{inside}");
+        jars += truth.len();
+    }
+    assert!(jars >= 1, "no Maven coordinates in /usr/share/java");
     let libc = comps.iter().find(|c| c["name"] == "libc6").unwrap();
     assert_eq!(
         libc["purl"].as_str().unwrap(),
@@ -256,11 +330,23 @@ RUN mkdir /truth && dpkg-query -W -f '${Package}\t${Version}\t${db:Status-Abbrev
         .filter(|c| c["type"] == "library")
         .map(|c| {
             let n = c["name"].as_str().unwrap();
+            // Maven's group:artifact, npm's @scope/name.
+            let sep = if c["purl"].as_str().unwrap_or("").starts_with("pkg:maven/") {
+                ":"
+            } else {
+                "/"
+            };
             let n = c["group"]
                 .as_str()
-                .map_or(n.to_string(), |g| format!("{g}/{n}"));
+                .map_or(n.to_string(), |g| format!("{g}{sep}{n}"));
             (n, c["version"].as_str().unwrap().to_string())
         })
         .collect();
-    assert_eq!(spdx_pkgs, cdx_pkgs);
+    assert!(
+        spdx_pkgs == cdx_pkgs,
+        "SPDX and CycloneDX list different packages: {:?}",
+        spdx_pkgs
+            .symmetric_difference(&cdx_pkgs)
+            .collect::<Vec<_>>()
+    );
 }

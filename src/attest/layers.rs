@@ -130,13 +130,19 @@ impl Collector {
         true
     }
 
-    /// Whether a regular file's bytes are to be watched for a program's
-    /// build information (an executable, not a metadata file).
-    pub fn watches(path: &str, mode: u32, size: u64) -> bool {
-        mode & 0o111 != 0 && size >= scan::gobin::MIN_SIZE && !Self::wants(path)
+    /// Whether a regular file's bytes are to be watched as they stream by: an
+    /// executable for a Go program's build information, a Java archive for
+    /// its Maven coordinates (a metadata file is read whole instead).
+    pub fn watches(path: &str, mode: u32, size: u64) -> Option<Watching> {
+        if Self::wants(path) {
+            return None;
+        }
+        let go = mode & 0o111 != 0 && size >= scan::gobin::MIN_SIZE;
+        let java = scan::java::is_archive(path) && size >= scan::java::MIN_SIZE;
+        (go || java).then_some(Watching { go, java, size })
     }
 
-    /// What a watched program turned out to hold: its modules, or nothing,
+    /// What a watched file turned out to hold: its packages, or nothing,
     /// which still replaces what a lower layer's file at `path` held.
     pub fn program(&mut self, path: &str, found: Vec<scan::Found>) {
         let path = clean(path);
@@ -187,30 +193,56 @@ impl Collector {
     }
 }
 
-/// A reader that watches the bytes it passes for a program's build
-/// information.
+/// Which watchers a file's bytes go to: an executable's to the Go and the
+/// cargo-auditable ones, a Java archive's to the Java one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watching {
+    pub go: bool,
+    pub java: bool,
+    /// The file's size.
+    pub size: u64,
+}
+
+/// A reader that shows the bytes it passes to the watchers: a Go program's
+/// build information, a Rust program's cargo-auditable section, a Java
+/// archive's entries.
 pub struct Watch<R> {
     inner: R,
-    go: scan::gobin::Stream,
+    go: Option<scan::gobin::Stream>,
+    cargo: Option<scan::cargo::Stream>,
+    java: Option<scan::java::Stream>,
 }
 
 impl<R: Read> Watch<R> {
-    pub fn new(inner: R) -> Watch<R> {
+    pub fn new(inner: R, w: Watching) -> Watch<R> {
         Watch {
             inner,
-            go: Default::default(),
+            go: w.go.then(Default::default),
+            cargo: w.go.then(|| scan::cargo::Stream::new(w.size)),
+            java: w.java.then(Default::default),
         }
     }
 
     pub fn finish(self) -> Vec<scan::Found> {
-        self.go.finish()
+        let mut out = self.go.map(|g| g.finish()).unwrap_or_default();
+        out.extend(self.cargo.map(|c| c.finish()).unwrap_or_default());
+        out.extend(self.java.map(|j| j.finish()).unwrap_or_default());
+        out
     }
 }
 
 impl<R: Read> Read for Watch<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.go.feed(&buf[..n]);
+        if let Some(g) = &mut self.go {
+            g.feed(&buf[..n]);
+        }
+        if let Some(c) = &mut self.cargo {
+            c.feed(&buf[..n]);
+        }
+        if let Some(j) = &mut self.java {
+            j.feed(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -230,8 +262,13 @@ pub fn scan_tar(tar: impl Read) -> io::Result<LayerFacts> {
         if ty.is_file() {
             c.file_size(&path, size);
         }
-        if ty.is_file() && Collector::watches(&path, mode, size) {
-            let mut watch = Watch::new(&mut entry);
+        let watching = if ty.is_file() {
+            Collector::watches(&path, mode, size)
+        } else {
+            None
+        };
+        if let Some(w) = watching {
+            let mut watch = Watch::new(&mut entry, w);
             io::copy(&mut watch, &mut io::sink())?;
             c.program(&path, watch.finish());
         } else if ty.is_file() && Collector::wants(&path) {

@@ -56,6 +56,9 @@ pub fn of(f: &Found, os: Option<&OsRelease>) -> Option<String> {
                 return Some(g.to_string());
             }
         }
+        Ecosystem::Maven if !f.namespace.is_empty() => {
+            p.with_namespace(f.namespace.as_str()).ok()?;
+        }
         Ecosystem::Npm if !f.namespace.is_empty() => {
             p.with_namespace(format!("@{}", f.namespace)).ok()?;
         }

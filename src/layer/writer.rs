@@ -214,8 +214,8 @@ impl LayerWriter {
                 return self.file_data(path, m, size, &bytes[..]);
             }
             self.facts.too_big(path);
-        } else if Collector::watches(path, m.mode, size) {
-            let mut watch = Watch::new(data);
+        } else if let Some(w) = Collector::watches(path, m.mode, size) {
+            let mut watch = Watch::new(data, w);
             self.file_data(path, m, size, &mut watch)?;
             self.facts.program(path, watch.finish());
             return Ok(());
@@ -331,8 +331,13 @@ impl LayerWriter {
             self.facts.metadata(path, &bytes);
             return self.raw_data(header, path, &bytes[..]);
         }
-        if ty.is_file() && Collector::watches(path, header.mode()?, size) {
-            let mut watch = Watch::new(data);
+        let watching = if ty.is_file() {
+            Collector::watches(path, header.mode()?, size)
+        } else {
+            None
+        };
+        if let Some(w) = watching {
+            let mut watch = Watch::new(data, w);
             self.raw_data(header, path, &mut watch)?;
             self.facts.program(path, watch.finish());
             return Ok(());
@@ -609,6 +614,14 @@ mod tests {
             .unwrap();
         w.file("usr/local/bin/script", &exe, 5000, &[b'#'; 5000][..])
             .unwrap();
+        let jar = crate::attest::scan::java::tests::zip(&[(
+            "META-INF/maven/org.example/lib/pom.properties",
+            b"groupId=org.example\nartifactId=lib\nversion=1.0\n",
+            8,
+            true,
+        )]);
+        w.file("opt/app/lib.jar", &m, jar.len() as u64, &jar[..])
+            .unwrap();
         w.whiteout("usr/lib/python3/dist-packages/six-1.16.0.dist-info")
             .unwrap();
         w.opaque("srv/node_modules").unwrap();
@@ -619,8 +632,9 @@ mod tests {
         .unwrap();
         let facts = built.facts.unwrap();
         assert_eq!(facts, scanned);
-        assert_eq!(facts.files.len(), 4);
+        assert_eq!(facts.files.len(), 5);
         assert_eq!(facts.files[3].packages[0].version, "1.22.4");
+        assert_eq!(facts.files[4].packages[0].full_name(), "org.example:lib");
         assert_eq!(
             facts.removed,
             [

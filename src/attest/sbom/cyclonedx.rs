@@ -155,8 +155,8 @@ pub fn document(input: &Input<'_>) -> Result<cdx::CycloneDx> {
             .name(p.found.name.as_str())
             .version(p.found.version.as_str())
             .properties(props);
-        if !p.found.namespace.is_empty() {
-            c.group(format!("@{}", p.found.namespace));
+        if let Some(g) = p.found.group() {
+            c.group(g);
         }
         if let Some(purl) = input.purl(p) {
             c.purl(purl);

@@ -61,11 +61,7 @@ pub fn document(input: &Input<'_>) -> Result<Spdx> {
             p.found.ecosystem.purl_type(),
             i + 1
         );
-        let name = if p.found.namespace.is_empty() {
-            p.found.name.clone()
-        } else {
-            format!("@{}/{}", p.found.namespace, p.found.name)
-        };
+        let name = p.found.full_name();
         let mut b = SpdxItemPackagesBuilder::default();
         b.spdxid(id.as_str())
             .name(name)

@@ -8,8 +8,10 @@
 //! layer that brought it in. Nothing here touches a filesystem.
 
 pub mod apk;
+pub mod cargo;
 pub mod dpkg;
 pub mod gobin;
+pub mod java;
 pub mod merge;
 pub mod npm;
 pub mod os;
@@ -32,6 +34,8 @@ pub enum Ecosystem {
     Python,
     Npm,
     Go,
+    Maven,
+    Cargo,
 }
 
 impl Ecosystem {
@@ -43,6 +47,8 @@ impl Ecosystem {
             Ecosystem::Python => "pypi",
             Ecosystem::Npm => "npm",
             Ecosystem::Go => "golang",
+            Ecosystem::Maven => "maven",
+            Ecosystem::Cargo => "cargo",
         }
     }
 }
@@ -64,6 +70,26 @@ pub struct Found {
 }
 
 impl Found {
+    /// The group as its ecosystem writes it: npm's scope as `@scope`, Maven's
+    /// groupId as it is; None without one.
+    pub fn group(&self) -> Option<String> {
+        match (self.namespace.is_empty(), self.ecosystem) {
+            (true, _) => None,
+            (false, Ecosystem::Npm) => Some(format!("@{}", self.namespace)),
+            (false, _) => Some(self.namespace.clone()),
+        }
+    }
+
+    /// The full name as its ecosystem writes it: `@scope/name`,
+    /// `group:artifact`, or the name.
+    pub fn full_name(&self) -> String {
+        match (self.group(), self.ecosystem) {
+            (Some(g), Ecosystem::Maven) => format!("{g}:{}", self.name),
+            (Some(g), _) => format!("{g}/{}", self.name),
+            (None, _) => self.name.clone(),
+        }
+    }
+
     /// A package with only its name and version known.
     pub fn new(ecosystem: Ecosystem, name: &str, version: &str) -> Found {
         Found {
