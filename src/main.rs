@@ -127,6 +127,11 @@ async fn run(cli: Cli) -> Result<()> {
                 report.line("dry run: nothing was pulled, built, written or pushed");
                 return Ok(());
             }
+            if (req.attach_sbom || req.attach_provenance)
+                && (req.no_push || req.destinations.is_empty())
+            {
+                report.line("note: --sbom and --provenance attach documents to a pushed image; nothing is pushed, so write them with --sbom-file and --provenance-file");
+            }
             let out = kiln::engine::build(&req, &report).await?;
             let seconds = report.start.elapsed().as_secs_f64();
             let line = format!(
