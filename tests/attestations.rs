@@ -493,3 +493,64 @@ fn layer_hints_name_caches_and_bytes_paid_twice() {
     assert!(!log.contains("hint: "), "{log}");
     assert_eq!(report["hints"], serde_json::json!([]));
 }
+
+/// With several platforms, each platform's image gets its own documents as
+/// referrers and files, and the index lists the platforms only: no
+/// `unknown/unknown` entry.
+#[test]
+fn each_platform_has_its_own_referrers_and_the_index_only_its_platforms() {
+    let reg = Registry::start();
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY root/ /\n"),
+        ("root/etc/os-release", "ID=debian\nVERSION_ID=12\n"),
+        (
+            "root/var/lib/dpkg/status",
+            "Package: libc6\nStatus: install ok installed\nArchitecture: all\nVersion: 2.36-9\n",
+        ),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let res = run(kiln()
+        .args(["build", "--context"])
+        .arg(ctx.path())
+        .args(["--insecure-registry", &reg.addr])
+        .args(["--destination", &format!("{}/multi/app:1", reg.addr)])
+        .args([
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--sbom",
+            "--provenance",
+        ])
+        .arg("--sbom-file")
+        .arg(out.path().join("sbom.cdx.json")));
+    let log = output_text(&res);
+    assert!(res.status.success(), "{log}");
+    let (status, index) = http(
+        &reg.addr,
+        "GET",
+        "/v2/multi/app/manifests/1",
+        "application/vnd.oci.image.index.v1+json",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{index}");
+    let index: serde_json::Value = serde_json::from_str(&index).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    let platforms: Vec<String> = entries
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    for (m, p) in entries.iter().zip(["linux-amd64", "linux-arm64"]) {
+        let digest = m["digest"].as_str().unwrap();
+        let found = referrers_of(&reg.addr, "multi/app", digest);
+        assert_eq!(found.len(), 3, "{p}: {found:?}");
+        let sbom = json(&out.path().join(format!("sbom.{p}.cdx.json")));
+        assert_eq!(sbom["metadata"]["component"]["version"], digest);
+    }
+}

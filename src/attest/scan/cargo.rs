@@ -79,9 +79,7 @@ impl Stream {
         if self.not_elf || self.head.len() < 64 || self.seen != self.size {
             return vec![];
         }
-        self.dep_section()
-            .and_then(packages)
-            .unwrap_or_default()
+        self.dep_section().and_then(packages).unwrap_or_default()
     }
 
     fn dep_section(&self) -> Option<&[u8]> {
