@@ -194,6 +194,19 @@ fn provenance_and_sbom_name_what_was_pulled_repeat_byte_for_byte_and_hold_no_sec
     assert_eq!(spdx["packages"][0]["versionInfo"], a.digest.as_str());
 }
 
+/// `len` incompressible bytes (xorshift), the same every time.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// The bytes a build downloaded, from its summary line.
 fn downloaded(log: &str) -> f64 {
     let re = regex::Regex::new(r"([\d.]+) (B|KiB|MiB|GiB) downloaded").unwrap();
@@ -233,15 +246,7 @@ fn an_sbom_from_registry_cache_hits_downloads_no_layer() {
         ),
     ]);
     // Incompressible, so that downloading the layer would show.
-    let mut noise = vec![0u8; 4 << 20];
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    for b in noise.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    std::fs::write(ctx.path().join("root/noise.bin"), &noise).unwrap();
+    std::fs::write(ctx.path().join("root/noise.bin"), noise(4 << 20)).unwrap();
     let out = tempfile::tempdir().unwrap();
     let build = |runner: &str| {
         let sbom = out.path().join(format!("{runner}.cdx.json"));
@@ -436,15 +441,7 @@ fn layer_hints_name_caches_and_bytes_paid_twice() {
             reg.addr
         ),
     )]);
-    let mut noise = vec![0u8; 4 << 20];
-    let mut x: u64 = 0x2545F4914F6CDD1D;
-    for b in noise.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    std::fs::write(ctx.path().join("big.bin"), &noise).unwrap();
+    std::fs::write(ctx.path().join("big.bin"), noise(4 << 20)).unwrap();
     let out = tempfile::tempdir().unwrap();
     let build = |extra: &[&str]| {
         let report = out.path().join("report.json");
