@@ -551,3 +551,100 @@ fn each_platform_has_its_own_referrers_and_the_index_only_its_platforms() {
         assert_eq!(sbom["metadata"]["component"]["version"], digest);
     }
 }
+
+/// `--attest-layout buildkit`, for tools that read only BuildKit's layout: the
+/// tag names an index holding the image and, as `unknown/unknown`, an
+/// attestation manifest that points at it, whose layers are in-toto
+/// Statements about the image (the SPDX document wrapped in one, valid).
+#[test]
+fn buildkit_layout_puts_attestation_manifests_in_the_index() {
+    let reg = Registry::start();
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY root/ /\n"),
+        ("root/etc/os-release", "ID=debian\nVERSION_ID=12\n"),
+        (
+            "root/var/lib/dpkg/status",
+            "Package: libc6\nStatus: install ok installed\nArchitecture: all\nVersion: 2.36-9\n",
+        ),
+    ]);
+    let res = run(kiln()
+        .args(["build", "--context"])
+        .arg(ctx.path())
+        .args(["--insecure-registry", &reg.addr])
+        .args(["--destination", &format!("{}/bk/app:1", reg.addr)])
+        .args(["--sbom", "--provenance", "--attest-layout", "buildkit"]));
+    let log = output_text(&res);
+    assert!(res.status.success(), "{log}");
+    let top = String::from_utf8_lossy(&res.stdout).trim().to_string();
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let (status, index) = http(&reg.addr, "GET", "/v2/bk/app/manifests/1", INDEX, &[]).unwrap();
+    assert_eq!(status, 200, "{index}");
+    assert_eq!(
+        kiln::digest::sha256_bytes(index.as_bytes()),
+        top,
+        "the digest printed is the index's"
+    );
+    let index: serde_json::Value = serde_json::from_str(&index).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    assert_eq!(entries[0]["platform"]["architecture"], "amd64");
+    let image = entries[0]["digest"].as_str().unwrap();
+    let att = &entries[1];
+    assert_eq!(att["platform"]["os"], "unknown");
+    assert_eq!(
+        att["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    assert_eq!(att["annotations"]["vnd.docker.reference.digest"], image);
+    let (_, m) = http_get(
+        &reg.addr,
+        &format!("/v2/bk/app/manifests/{}", att["digest"].as_str().unwrap()),
+    )
+    .unwrap();
+    let m: serde_json::Value = serde_json::from_str(&m).unwrap();
+    let types: Vec<&str> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l["annotations"]["in-toto.io/predicate-type"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "https://spdx.dev/Document",
+            "https://cyclonedx.org/bom",
+            "https://slsa.dev/provenance/v1"
+        ]
+    );
+    let out = tempfile::tempdir().unwrap();
+    for (l, t) in m["layers"].as_array().unwrap().iter().zip(&types) {
+        let (status, body) = http_get(
+            &reg.addr,
+            &format!("/v2/bk/app/blobs/{}", l["digest"].as_str().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(status, 200);
+        let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+        assert_eq!(
+            format!(
+                "sha256:{}",
+                st["subject"][0]["digest"]["sha256"].as_str().unwrap()
+            ),
+            image
+        );
+        if *t == "https://spdx.dev/Document" {
+            let p = out.path().join("sbom.spdx.json");
+            std::fs::write(&p, serde_json::to_vec(&st["predicate"]).unwrap()).unwrap();
+            validate_spdx(&p);
+        }
+    }
+    // No referrers tag in this layout.
+    let tag = image.replacen(':', "-", 1);
+    let (status, _) = http_get(&reg.addr, &format!("/v2/bk/app/manifests/{tag}")).unwrap();
+    assert_eq!(status, 404);
+}

@@ -5,8 +5,10 @@
 //! licences read as SPDX expressions (`license`), and SLSA provenance v1
 //! in an in-toto Statement (`provenance`), also a pure writer; the artifact
 //! manifests and referrers index that attach them to an image (`referrers`);
+//! BuildKit's layout of them inside the image index, on request (`buildkit`);
 //! the layer hints drawn from the same pass (`hints`).
 
+pub mod buildkit;
 pub mod hints;
 pub mod layers;
 pub mod license;

@@ -34,6 +34,12 @@ pub struct AttestArgs {
     /// several platforms, one file each (`provenance.linux-arm64.json`).
     #[arg(long = "provenance-file", value_name = "FILE")]
     pub provenance_file: Vec<PathBuf>,
+    /// Where `--sbom` and `--provenance` put their documents: `referrers`
+    /// (OCI 1.1 referrers of each image manifest; the default) or `buildkit`
+    /// (attestation manifests inside the image index, as BuildKit writes them,
+    /// for tools that read only that; a single platform then gets an index too).
+    #[arg(long, value_name = "referrers|buildkit", default_value = "referrers")]
+    pub attest_layout: String,
     /// No layer hints (caches left in a layer, bytes a later layer deletes,
     /// the largest files) in the summary and the report.
     #[arg(long)]
@@ -117,6 +123,18 @@ impl AttestArgs {
             }
         }
         Ok(a)
+    }
+
+    /// `--attest-layout`.
+    pub fn layout(&self) -> Result<crate::engine::AttestLayout> {
+        match self.attest_layout.as_str() {
+            "referrers" => Ok(crate::engine::AttestLayout::Referrers),
+            "buildkit" => Ok(crate::engine::AttestLayout::BuildKit),
+            v => bail!(
+                "--attest-layout {}: kiln takes referrers or buildkit",
+                crate::clip::clip(v)
+            ),
+        }
     }
 
     /// The SBOM files with their formats; a name with neither suffix is refused.

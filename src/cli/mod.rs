@@ -741,6 +741,7 @@ impl BuildArgs {
             attach_sbom: attach.sbom,
             attach_provenance: attach.provenance,
             hints: !self.attest.no_hints,
+            attest_layout: self.attest.layout()?,
             pull: self.registry.pull.sources()?,
             work_dir: self.work_dir.clone(),
             compression_level: self.compression.level()?,

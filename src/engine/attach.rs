@@ -98,6 +98,63 @@ pub async fn attach(
     Ok(())
 }
 
+/// BuildKit's layout: `docs` as one attestation manifest about the image
+/// `out`, pushed by digest to every destination; returns its index entry.
+pub async fn buildkit_manifest(
+    sess: &Session<'_>,
+    docs: &Documents,
+    out: &sink::Assembled,
+    label: &str,
+) -> Result<Option<serde_json::Value>> {
+    use crate::attest::buildkit;
+    let req = sess.req;
+    let t = Instant::now();
+    let name = req
+        .destinations
+        .first()
+        .map(|d| format!("{}/{}", d.registry, d.repository))
+        .unwrap_or_default();
+    let layers: Vec<buildkit::Layer> = docs
+        .referrers(sess)
+        .iter()
+        .filter_map(|d| buildkit::statement(d, &name, &out.manifest_digest))
+        .collect();
+    if layers.is_empty() {
+        return Ok(None);
+    }
+    let (config, manifest) = buildkit::manifest(&layers);
+    for d in &req.destinations {
+        let repo = Reference {
+            tag: None,
+            digest: None,
+            ..d.clone()
+        };
+        for l in &layers {
+            sess.client
+                .push_blob_bytes(&repo, &l.digest(), &l.bytes)
+                .await?;
+        }
+        sess.client
+            .push_blob_bytes(&repo, &crate::digest::sha256_bytes(&config), &config)
+            .await?;
+        let digest = crate::digest::sha256_bytes(&manifest);
+        sess.client
+            .put_manifest(&repo, &digest, &manifest, OCI_MANIFEST)
+            .await?;
+    }
+    sess.report.step(
+        label,
+        &format!(
+            "{} in-toto statement(s) → attestation manifest of {} in the index (BuildKit's layout)",
+            layers.len(),
+            out.manifest_digest
+        ),
+        t.elapsed(),
+        "",
+    );
+    Ok(Some(buildkit::index_entry(&manifest, &out.manifest_digest)))
+}
+
 /// List the artifact manifest `m` in the referrers index under the subject's
 /// fallback tag.
 async fn add_to_fallback(

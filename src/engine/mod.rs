@@ -43,7 +43,7 @@ mod warm;
 mod workdir_step;
 
 pub use output::dotenv_text;
-pub use request::{BuildRequest, Outcome};
+pub use request::{AttestLayout, BuildRequest, Outcome};
 
 pub use config::parse_duration;
 pub use warm::{warm, WarmOutcome};
@@ -52,7 +52,7 @@ use crate::dockerfile::parse::{Command, Dockerfile, Instruction};
 use crate::image::manifest::{LayerDesc, Platform};
 use crate::image::Reference;
 use crate::report::Reporter;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cache::steps::{CopySource, Hit, StepCache};
 use copy_step::CopyPrep;
 use plan::{Base, Plan, PlanInput, Step, StepKind};
@@ -136,8 +136,28 @@ pub async fn build(req: &BuildRequest, report: &Reporter) -> Result<Outcome> {
             "note: # syntax={syntax} is ignored: kiln parses the Dockerfile itself"
         ));
     }
+    let buildkit_index = req.attest_layout == request::AttestLayout::BuildKit
+        && (req.attach_sbom || req.attach_provenance)
+        && !req.no_push
+        && !req.destinations.is_empty();
+    if buildkit_index && req.tar_path.is_some() {
+        bail!("--attest-layout buildkit puts the attestations in an image index, which a docker-archive cannot hold: drop --tar-path, or keep the default layout (OCI referrers)");
+    }
+    if buildkit_index && req.image_format == crate::image::manifest::Format::Docker {
+        bail!("--attest-layout buildkit needs OCI media types: drop --image-format=docker, or keep the default layout (OCI referrers)");
+    }
     if req.platforms.len() > 1 {
         return multi::build(req, report, df).await;
+    }
+    if buildkit_index {
+        // BuildKit's layout needs an index: one platform's, with its attestations.
+        let mut one = req.clone();
+        one.platforms = vec![req
+            .platforms
+            .first()
+            .cloned()
+            .unwrap_or_else(Platform::host)];
+        return multi::build(&one, report, df).await;
     }
     let sess = Session::new(req, report)?;
     check_push_access(&sess).await?;

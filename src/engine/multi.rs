@@ -15,12 +15,13 @@
 //! load takes one platform), so `--tar-path` is refused.
 
 use super::output::{self, Doc};
+use super::request::AttestLayout;
 use super::*;
 use crate::image::index::{assemble, Source};
 
 pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Result<Outcome> {
     let names: Vec<String> = req.platforms.iter().map(|p| p.to_string()).collect();
-    if let Some(p) = &req.tar_path {
+    if let (Some(p), true) = (&req.tar_path, names.len() > 1) {
         anyhow::bail!(
             "--tar-path {}: a docker-archive holds one platform (docker load takes one), and this build has {}: {}. \
              Pick one with --platform {}, or write them all with --oci-layout-path DIR",
@@ -58,6 +59,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
     let mut layers = 0;
     let mut size = 0;
     let mut all_docs = Vec::new();
+    let mut attestations = Vec::new();
     for p in &req.platforms {
         let mut input = plan_input(req, Some(p));
         input.label_prefix = p.to_string();
@@ -72,7 +74,13 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
             output::push_blobs(&t.sess, &t.stage, &out, t.early.as_mut()).await?;
             output::put_by_digest(&t.sess, &Doc::manifest(&out)).await?;
             if let Some(d) = &docs {
-                super::attach::attach(&t.sess, d, &out, &format!("{p} attest")).await?;
+                let label = format!("{p} attest");
+                if req.attest_layout == AttestLayout::BuildKit {
+                    attestations
+                        .extend(super::attach::buildkit_manifest(&t.sess, d, &out, &label).await?);
+                } else {
+                    super::attach::attach(&t.sess, d, &out, &label).await?;
+                }
             }
         }
         all_docs.extend(docs);
@@ -89,13 +97,20 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
         });
         sess = t.sess;
     }
-    let (index, media_type) = assemble(&sources, None).map_err(|e| anyhow!(e))?;
+    let (plain, media_type) = assemble(&sources, None).map_err(|e| anyhow!(e))?;
+    // BuildKit's layout: the attestation manifests join the pushed index (the
+    // OCI layout holds the images only: their blobs are not local).
+    let index = if attestations.is_empty() {
+        plain.clone()
+    } else {
+        crate::attest::buildkit::with_entries(&plain, &attestations).map_err(|e| anyhow!(e))?
+    };
     let digest = crate::digest::sha256_bytes(&index);
     size += index.len() as u64;
     if let Some(dir) = &req.oci_layout_path {
         let t = Instant::now();
         let tag = output::layout_tag(&sess);
-        crate::image::layout::write_index(dir, &locals, &index, &media_type, &tag)?;
+        crate::image::layout::write_index(dir, &locals, &plain, &media_type, &tag)?;
         sess.report.step(
             "output",
             &format!("OCI layout {}:{tag} ({})", dir.display(), names.join(", ")),

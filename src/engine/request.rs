@@ -7,6 +7,17 @@ use crate::image::Reference;
 use crate::registry;
 use std::path::PathBuf;
 
+/// Where `--sbom` and `--provenance` put their documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AttestLayout {
+    /// OCI 1.1 referrers of each image manifest (the default).
+    #[default]
+    Referrers,
+    /// BuildKit's: attestation manifests inside the image index, which a
+    /// single-platform image then also gets.
+    BuildKit,
+}
+
 /// Everything `kiln build` was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
@@ -66,6 +77,8 @@ pub struct BuildRequest {
     pub attach_provenance: bool,
     /// Layer hints in the summary and the report (`--no-hints` turns them off).
     pub hints: bool,
+    /// Where attached attestations go: OCI referrers, or BuildKit's layout.
+    pub attest_layout: AttestLayout,
     /// `--annotation`s on the image manifest.
     pub annotations: Vec<(String, String)>,
     /// `--image-name-tag-with-digest-file`: `name:tag@digest` lines.
