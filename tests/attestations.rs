@@ -555,7 +555,8 @@ fn each_platform_has_its_own_referrers_and_the_index_only_its_platforms() {
 /// `--attest-layout buildkit`, for tools that read only BuildKit's layout: the
 /// tag names an index holding the image and, as `unknown/unknown`, an
 /// attestation manifest that points at it, whose layers are in-toto
-/// Statements about the image (the SPDX document wrapped in one, valid).
+/// Statements about the image (the SPDX document wrapped in one, valid),
+/// holding no planted secret in this layout either.
 #[test]
 fn buildkit_layout_puts_attestation_manifests_in_the_index() {
     let reg = Registry::start();
@@ -572,7 +573,15 @@ fn buildkit_layout_puts_attestation_manifests_in_the_index() {
         .arg(ctx.path())
         .args(["--insecure-registry", &reg.addr])
         .args(["--destination", &format!("{}/bk/app:1", reg.addr)])
-        .args(["--sbom", "--provenance", "--attest-layout", "buildkit"]));
+        .args([
+            "--sbom",
+            "--provenance=mode=max",
+            "--attest-layout",
+            "buildkit",
+        ])
+        .args(["--secret", "id=npmrc,env=KILN_TEST_NPMRC"])
+        .env("KILN_TEST_NPMRC", SECRET)
+        .env("CI_JOB_TOKEN", JOB_TOKEN));
     let log = output_text(&res);
     assert!(res.status.success(), "{log}");
     let top = String::from_utf8_lossy(&res.stdout).trim().to_string();
@@ -628,6 +637,9 @@ fn buildkit_layout_puts_attestation_manifests_in_the_index() {
         )
         .unwrap();
         assert_eq!(status, 200);
+        for planted in [SECRET, JOB_TOKEN] {
+            assert!(!body.contains(planted), "{planted} in a {t} statement");
+        }
         let st: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
         assert_eq!(
