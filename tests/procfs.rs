@@ -63,7 +63,7 @@ fn a_chroot_step_sees_its_own_processes_in_proc() {
          $B ps -o pid,args | $B grep -q 'busybox ps' && echo ps-sees-itself; \
          $B ls /proc | $B grep -qx $PPID && echo KILN-LISTED; \
          $B ln -s /bin/busybox /bin/sleep; /bin/sleep 30 & \
-         $B pidof sleep >/dev/null && echo pidof-found; \
+         for i in 1 2 3 4 5; do $B pidof sleep >/dev/null && echo pidof-found && break; $B sleep 1; done; \
          kill $!; wait; \
          echo via-dev-stdout > /dev/stdout; \
          echo via-dev-stderr > /dev/stderr; \
