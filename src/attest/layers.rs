@@ -9,11 +9,10 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 
 /// A tar entry's path as the scanners see it: relative, no `./`, no trailing `/`.
-fn clean(raw: &str) -> String {
+fn clean(raw: &str) -> &str {
     raw.trim_start_matches("./")
         .trim_start_matches('/')
         .trim_end_matches('/')
-        .to_string()
 }
 
 /// Whether a file or link at `path` could stand where lower layers had a
@@ -84,27 +83,28 @@ impl Collector {
     /// Whether the file at `path` is one the scanners read: the writer then
     /// hands its bytes to [`Collector::metadata`].
     pub fn wants(path: &str) -> bool {
-        scan::interest(&clean(path)).is_some()
+        scan::interest(clean(path)).is_some()
     }
 
     /// A regular file of `size` bytes (whatever else is said of it), for the
     /// layer hints.
     pub fn file_size(&mut self, path: &str, size: u64) {
-        self.facts.usage.file(&clean(path), size);
+        self.facts.usage.file(clean(path), size);
     }
 
     /// A metadata file's bytes (the whole file, at most [`scan::MAX_FILE`]).
     pub fn metadata(&mut self, path: &str, bytes: &[u8]) {
         let path = clean(path);
-        if let Some(kind) = scan::interest(&path) {
-            self.read_here.insert(path.clone(), self.facts.files.len());
-            self.facts.files.push(scan::parse(kind, &path, bytes));
+        if let Some(kind) = scan::interest(path) {
+            self.read_here
+                .insert(path.to_string(), self.facts.files.len());
+            self.facts.files.push(scan::parse(kind, path, bytes));
         }
     }
 
     /// A metadata file left unread because it is over [`scan::MAX_FILE`].
     pub fn too_big(&mut self, path: &str) {
-        self.facts.too_big.push(clean(path));
+        self.facts.too_big.push(clean(path).to_string());
     }
 
     /// `dir/.wh.name`, or `dir/.wh..wh..opq`: what a whiteout hides.
@@ -113,7 +113,7 @@ impl Collector {
         let path = clean(path);
         let (parent, name) = match path.rsplit_once('/') {
             Some((p, n)) => (p.to_string(), n),
-            None => (String::new(), path.as_str()),
+            None => (String::new(), path),
         };
         if name == ".wh..wh..opq" {
             self.facts.opaque.push(parent);
@@ -145,7 +145,7 @@ impl Collector {
     /// What a watched file turned out to hold: its packages, or nothing,
     /// which still replaces what a lower layer's file at `path` held.
     pub fn program(&mut self, path: &str, found: Vec<scan::Found>) {
-        let path = clean(path);
+        let path = clean(path).to_string();
         if found.is_empty() {
             self.facts.removed.push(path);
         } else {
@@ -161,14 +161,15 @@ impl Collector {
     /// A hard link at `path` to `target` (an earlier entry of this layer).
     pub fn hardlink(&mut self, path: &str, target: &str) {
         let path = clean(path);
-        match self.read_here.get(&clean(target)) {
-            Some(&i) if scan::interest(&path).is_some() => {
+        match self.read_here.get(clean(target)) {
+            Some(&i) if scan::interest(path).is_some() => {
                 let mut copy = self.facts.files[i].clone();
-                copy.path = path.clone();
-                self.read_here.insert(path, self.facts.files.len());
+                copy.path = path.to_string();
+                self.read_here
+                    .insert(path.to_string(), self.facts.files.len());
                 self.facts.files.push(copy);
             }
-            _ => self.entry(&path, Entry::File),
+            _ => self.entry(path, Entry::File),
         }
     }
 
@@ -179,12 +180,12 @@ impl Collector {
             return;
         }
         let path = clean(path);
-        let replaces = scan::interest(&path).is_some()
+        let replaces = scan::interest(path).is_some()
             || kind == Entry::Symlink
             || kind == Entry::Other
-            || could_hide_metadata(&path);
+            || could_hide_metadata(path);
         if replaces {
-            self.facts.removed.push(path);
+            self.facts.removed.push(path.to_string());
         }
     }
 

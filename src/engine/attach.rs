@@ -109,11 +109,7 @@ pub async fn buildkit_manifest(
     use crate::attest::buildkit;
     let req = sess.req;
     let t = Instant::now();
-    let name = req
-        .destinations
-        .first()
-        .map(|d| format!("{}/{}", d.registry, d.repository))
-        .unwrap_or_default();
+    let name = super::attest::image_name(sess);
     let layers: Vec<buildkit::Layer> = docs
         .referrers(sess)
         .iter()

@@ -14,14 +14,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The image a document names: the first destination's repository and tag,
+/// The name documents give the image: the first destination's repository,
 /// else `image`.
+pub(super) fn image_name(sess: &Session<'_>) -> String {
+    sess.req
+        .destinations
+        .first()
+        .map(|d| format!("{}/{}", d.registry, d.repository))
+        .unwrap_or_else(|| "image".into())
+}
+
+/// The image a document names: [`image_name`] and the first destination's tag.
 fn subject(sess: &Session<'_>, out: &sink::Assembled, platform: &str) -> sbom::Subject {
     let first = sess.req.destinations.first();
     sbom::Subject {
-        name: first
-            .map(|d| format!("{}/{}", d.registry, d.repository))
-            .unwrap_or_else(|| "image".into()),
+        name: image_name(sess),
         tag: first.and_then(|d| d.tag.clone()),
         digest: out.manifest_digest.clone(),
         platform: platform.to_string(),
@@ -235,11 +242,10 @@ pub fn report_hints(sess: &Session<'_>, stage: &Stage) {
     if !sess.req.hints {
         return;
     }
-    let known = sess
-        .layer_facts
-        .lock()
-        .map(|m| m.clone())
-        .unwrap_or_default();
+    // Read under the lock (nothing else takes it while the hints are drawn).
+    let Ok(known) = sess.layer_facts.lock() else {
+        return;
+    };
     let facts: Vec<Option<&scan::LayerFacts>> = stage
         .layers
         .iter()

@@ -72,6 +72,8 @@ pub struct Stream {
     pos: usize,
     state: State,
     found: Vec<Found>,
+    /// Where inflated bytes go on their way to an entry's sink.
+    out: Vec<u8>,
 }
 
 impl Default for Stream {
@@ -128,6 +130,7 @@ impl Stream {
             pos: 0,
             state: State::Header,
             found: Vec::new(),
+            out: Vec::new(),
         }
     }
 
@@ -186,12 +189,12 @@ impl Stream {
                 (n, *left == 0)
             }
             State::Inflate { dec, sink, .. } => {
-                let mut out = vec![0u8; 32 << 10];
+                self.out.resize(32 << 10, 0);
                 let (in0, out0) = (dec.total_in(), dec.total_out());
-                let status = dec.decompress(bytes, &mut out, FlushDecompress::None);
+                let status = dec.decompress(bytes, &mut self.out, FlushDecompress::None);
                 let used = (dec.total_in() - in0) as usize;
                 let made = (dec.total_out() - out0) as usize;
-                sink.take(&out[..made]);
+                sink.take(&self.out[..made]);
                 match status {
                     Ok(Status::StreamEnd) => (used, true),
                     Ok(_) if used == 0 && made == 0 => {
