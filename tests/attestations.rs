@@ -194,6 +194,19 @@ fn provenance_and_sbom_name_what_was_pulled_repeat_byte_for_byte_and_hold_no_sec
     assert_eq!(spdx["packages"][0]["versionInfo"], a.digest.as_str());
 }
 
+/// A context whose image is `from` plus a Debian 12 os-release and a dpkg
+/// status listing libc6.
+fn libc6_context(from: &str) -> tempfile::TempDir {
+    context(&[
+        ("Dockerfile", &format!("FROM {from}\nCOPY root/ /\n")),
+        ("root/etc/os-release", "ID=debian\nVERSION_ID=12\n"),
+        (
+            "root/var/lib/dpkg/status",
+            "Package: libc6\nStatus: install ok installed\nArchitecture: all\nVersion: 2.36-9\n",
+        ),
+    ])
+}
+
 /// `len` incompressible bytes (xorshift), the same every time.
 fn noise(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E3779B97F4A7C15;
@@ -327,17 +340,7 @@ fn referrers_of(addr: &str, repo: &str, digest: &str) -> Vec<serde_json::Value> 
 fn attestations_are_referrers_that_a_spec_client_finds_from_the_image_digest() {
     let reg = Registry::start();
     push_busybox_base(&reg, "base");
-    let ctx = context(&[
-        (
-            "Dockerfile",
-            &format!("FROM {}/base\nCOPY root/ /\n", reg.addr),
-        ),
-        ("root/etc/os-release", "ID=debian\nVERSION_ID=12\n"),
-        (
-            "root/var/lib/dpkg/status",
-            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n",
-        ),
-    ]);
+    let ctx = libc6_context(&format!("{}/base", reg.addr));
     let res = run(kiln()
         .args(["build", "--context"])
         .arg(ctx.path())
@@ -497,14 +500,7 @@ fn layer_hints_name_caches_and_bytes_paid_twice() {
 #[test]
 fn each_platform_has_its_own_referrers_and_the_index_only_its_platforms() {
     let reg = Registry::start();
-    let ctx = context(&[
-        ("Dockerfile", "FROM scratch\nCOPY root/ /\n"),
-        ("root/etc/os-release", "ID=debian\nVERSION_ID=12\n"),
-        (
-            "root/var/lib/dpkg/status",
-            "Package: libc6\nStatus: install ok installed\nArchitecture: all\nVersion: 2.36-9\n",
-        ),
-    ]);
+    let ctx = libc6_context("scratch");
     let out = tempfile::tempdir().unwrap();
     let res = run(kiln()
         .args(["build", "--context"])
@@ -560,14 +556,7 @@ fn each_platform_has_its_own_referrers_and_the_index_only_its_platforms() {
 #[test]
 fn buildkit_layout_puts_attestation_manifests_in_the_index() {
     let reg = Registry::start();
-    let ctx = context(&[
-        ("Dockerfile", "FROM scratch\nCOPY root/ /\n"),
-        ("root/etc/os-release", "ID=debian\nVERSION_ID=12\n"),
-        (
-            "root/var/lib/dpkg/status",
-            "Package: libc6\nStatus: install ok installed\nArchitecture: all\nVersion: 2.36-9\n",
-        ),
-    ]);
+    let ctx = libc6_context("scratch");
     let res = run(kiln()
         .args(["build", "--context"])
         .arg(ctx.path())
