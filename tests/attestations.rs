@@ -220,21 +220,6 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The bytes a build downloaded, from its summary line.
-fn downloaded(log: &str) -> f64 {
-    let re = regex::Regex::new(r"([\d.]+) (B|KiB|MiB|GiB) downloaded").unwrap();
-    let c = re
-        .captures(log)
-        .unwrap_or_else(|| panic!("no download figure in:\n{log}"));
-    let n: f64 = c[1].parse().unwrap();
-    n * match &c[2] {
-        "B" => 1.0,
-        "KiB" => 1024.0,
-        "MiB" => 1048576.0,
-        _ => 1073741824.0,
-    }
-}
-
 /// A cache hit brings its layer's SBOM facts: a new runner (an empty cache dir,
 /// the registry cache repo warm) writes the same SBOM without downloading the
 /// 4 MiB layer its packages came from.
@@ -271,16 +256,22 @@ fn an_sbom_from_registry_cache_hits_downloads_no_layer() {
             .args(["--cache-repo", &format!("{}/cache", reg.addr)])
             .args(["--destination", &format!("{}/app:1", reg.addr)])
             .arg("--sbom-file")
-            .arg(&sbom));
+            .arg(&sbom)
+            .arg("--report")
+            .arg(out.path().join(format!("{runner}.json"))));
         let log = output_text(&res);
         assert!(res.status.success(), "{log}");
         (std::fs::read_to_string(&sbom).unwrap(), log)
     };
     let (first, _) = build("first");
     let (other, log) = build("other");
+    // The report counts the bytes the build downloaded.
+    let downloaded = json(&out.path().join("other.json"))["bytes_down"]
+        .as_f64()
+        .unwrap();
     assert!(log.contains("CACHED"), "{log}");
     assert!(first == other, "not the same SBOM:\n{first}\n{other}");
-    let got = downloaded(&log);
+    let got = downloaded;
     assert!(
         got < 3.0 * 1048576.0,
         "the new runner downloaded {got} bytes:\n{log}"
