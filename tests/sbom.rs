@@ -15,6 +15,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::attest::{tools, validate_cyclonedx, validate_spdx};
 use support::debian::context_with_bookworm;
@@ -349,4 +350,242 @@ for n in z.namelist():
             .symmetric_difference(&cdx_pkgs)
             .collect::<Vec<_>>()
     );
+}
+
+/// Build an rpm with rpmbuild under `top`; returns its path.
+fn rpmbuild(
+    top: &Path,
+    name: &str,
+    evr: (Option<u32>, &str, &str),
+    license: &str,
+    noarch: bool,
+) -> PathBuf {
+    let (epoch, version, release) = evr;
+    let spec = top.join(format!("{name}.spec"));
+    std::fs::write(
+        &spec,
+        format!(
+            "Name: {name}\nVersion: {version}\nRelease: {release}\n{}{}Summary: a test package\n\
+             License: {license}\n%global debug_package %{{nil}}\n%description\nkiln's rpm test\n\
+             %install\nmkdir -p %{{buildroot}}/usr/share/{name}\necho {name} > %{{buildroot}}/usr/share/{name}/file\n\
+             %files\n/usr/share/{name}/file\n",
+            epoch.map(|e| format!("Epoch: {e}\n")).unwrap_or_default(),
+            if noarch { "BuildArch: noarch\n" } else { "" }
+        ),
+    )
+    .unwrap();
+    check(
+        Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .arg("-bb")
+            .arg(&spec),
+    );
+    let arch_dir = top.join("RPMS");
+    let mut found = None;
+    for d in std::fs::read_dir(&arch_dir).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            let file = p.file_name().unwrap().to_string_lossy().into_owned();
+            if file.starts_with(&format!("{name}-{version}-")) {
+                found = Some(p);
+            }
+        }
+    }
+    found.unwrap_or_else(|| panic!("rpmbuild made no {name} under {}", arch_dir.display()))
+}
+
+/// `rpm` against the database under `root` (Fedora's place for it).
+fn rpm(root: &Path) -> Command {
+    let mut c = Command::new("rpm");
+    c.arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/usr/lib/sysimage/rpm"]);
+    c
+}
+
+#[test]
+fn the_sbom_lists_what_rpm_reports_from_its_sqlite_database() {
+    if !need_root("the_sbom_lists_what_rpm_reports_from_its_sqlite_database") {
+        return;
+    }
+    tools();
+    // Real packages made by rpmbuild and installed by rpm (Debian's, whose
+    // database is sqlite as Fedora's and EL 9's are): one with an epoch and an
+    // SPDX expression, one for the host's architecture, one that the second
+    // step removes and one that it adds.
+    let top = tempfile::tempdir().unwrap();
+    let hello = rpmbuild(
+        top.path(),
+        "kiln-hello",
+        (Some(2), "1.2.3", "4.kt1"),
+        "MIT AND (Apache-2.0 OR BSD-3-Clause)",
+        true,
+    );
+    let tool = rpmbuild(
+        top.path(),
+        "kiln-tool",
+        (None, "0.9", "1"),
+        "GPL-2.0-only",
+        false,
+    );
+    let old = rpmbuild(top.path(), "kiln-old", (None, "1.0", "1"), "MIT", false);
+    let new = rpmbuild(
+        top.path(),
+        "kiln-new",
+        (None, "3.1", "2"),
+        "BSD-2-Clause",
+        false,
+    );
+
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY one/ /\nCOPY two/ /\n"),
+        (
+            "one/etc/os-release",
+            "ID=fedora\nVERSION_ID=40\nNAME=Fedora Linux\n",
+        ),
+    ]);
+    let one = ctx.path().join("one");
+    check(rpm(&one).arg("--initdb"));
+    check(
+        rpm(&one)
+            .args(["-i", "--nodeps", "--ignorearch"])
+            .args([&hello, &tool, &old]),
+    );
+    // Fedora's layout: /var/lib/rpm points at /usr/lib/sysimage/rpm.
+    std::fs::create_dir_all(one.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink("../../usr/lib/sysimage/rpm", one.join("var/lib/rpm")).unwrap();
+    // The second step's database: the first with one package removed, one added.
+    let second = tempfile::tempdir().unwrap();
+    check(
+        Command::new("cp")
+            .arg("-a")
+            .arg(one.join("."))
+            .arg(second.path()),
+    );
+    check(rpm(second.path()).args(["-e", "--nodeps", "kiln-old"]));
+    check(
+        rpm(second.path())
+            .args(["-i", "--nodeps", "--ignorearch"])
+            .arg(&new),
+    );
+    let db = "usr/lib/sysimage/rpm";
+    std::fs::create_dir_all(ctx.path().join("two").join(db)).unwrap();
+    for e in std::fs::read_dir(second.path().join(db)).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(
+            &p,
+            ctx.path().join("two").join(db).join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+
+    let out = tempfile::tempdir().unwrap();
+    let spdx = out.path().join("image.spdx.json");
+    let cdx = out.path().join("image.cdx.json");
+    let mut build = kiln();
+    build
+        .args(["build", "--context"])
+        .arg(ctx.path())
+        .arg("--sbom-file")
+        .arg(&spdx)
+        .arg("--sbom-file")
+        .arg(&cdx);
+    let rootfs = build_cmd_and_unpack(&mut build, out.path());
+
+    // Ground truth: rpm itself, on the built image's database.
+    let truth: BTreeSet<(String, String)> = check(rpm(&rootfs).args([
+        "-qa",
+        "--qf",
+        "%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\n",
+    ]))
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(
+        truth,
+        [
+            ("kiln-hello", "2:1.2.3-4.kt1"),
+            ("kiln-new", "3.1-2"),
+            ("kiln-tool", "0.9-1")
+        ]
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .into_iter()
+        .collect(),
+        "rpm -qa on the image"
+    );
+
+    validate_cyclonedx(&cdx);
+    validate_spdx(&spdx);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cdx).unwrap()).unwrap();
+    let comps: Vec<&serde_json::Value> = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["purl"].as_str().unwrap_or("").starts_with("pkg:rpm/"))
+        .collect();
+    let listed: BTreeSet<(String, String)> = comps
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, truth, "the SBOM's rpm packages against rpm -qa");
+    let comp = |name: &str| *comps.iter().find(|c| c["name"] == name).unwrap();
+    let hello = comp("kiln-hello");
+    assert_eq!(
+        hello["purl"],
+        "pkg:rpm/fedora/kiln-hello@1.2.3-4.kt1?arch=noarch&distro=fedora-40&epoch=2"
+    );
+    assert_eq!(
+        hello["licenses"][0]["expression"], "MIT AND (Apache-2.0 OR BSD-3-Clause)",
+        "{hello}"
+    );
+    assert_eq!(
+        prop(hello, "kiln:path"),
+        Some("/usr/lib/sysimage/rpm/rpmdb.sqlite")
+    );
+    let arch = check(Command::new("rpm").args(["--eval", "%{_arch}"]));
+    assert!(
+        comp("kiln-tool")["purl"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("?arch={}&", arch.trim())),
+        "{}",
+        comp("kiln-tool")
+    );
+    // The layer that brought each in: kept across the rewritten database.
+    assert!(prop(hello, "kiln:dockerfile:line")
+        .unwrap()
+        .ends_with("Dockerfile:2"));
+    assert!(prop(comp("kiln-new"), "kiln:dockerfile:line")
+        .unwrap()
+        .ends_with("Dockerfile:3"));
+    let sdoc: serde_json::Value = serde_json::from_slice(&std::fs::read(&spdx).unwrap()).unwrap();
+    let spdx_rpms: BTreeSet<(String, String)> = sdoc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["externalRefs"].as_array().is_some_and(|r| {
+                r.iter().any(|r| {
+                    r["referenceLocator"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("pkg:rpm/")
+                })
+            })
+        })
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["versionInfo"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(spdx_rpms, truth, "the SPDX document's rpm packages");
 }

@@ -154,6 +154,7 @@ impl Collector {
                 packages: found,
                 os: None,
                 licenses: vec![],
+                unread: None,
             });
         }
     }

@@ -30,17 +30,29 @@ pub fn of(f: &Found, os: Option<&OsRelease>) -> Option<String> {
         _ => f.name.clone(),
     };
     let mut p = PackageUrl::new(f.ecosystem.purl_type(), name.as_str()).ok()?;
-    p.with_version(f.version.as_str()).ok()?;
+    // rpm: `version-release`, the epoch a qualifier.
+    let (version, epoch) = match f.ecosystem {
+        Ecosystem::Rpm => super::scan::rpm::purl_version(&f.version),
+        _ => (f.version.as_str(), None),
+    };
+    p.with_version(version).ok()?;
     match f.ecosystem {
-        Ecosystem::Deb | Ecosystem::Apk => {
+        Ecosystem::Deb | Ecosystem::Apk | Ecosystem::Rpm => {
             let distro = os.map(|o| o.id.as_str()).filter(|i| !i.is_empty());
-            let ns = distro.unwrap_or(match f.ecosystem {
-                Ecosystem::Apk => "alpine",
-                _ => "debian",
+            // The vendor: the image's distribution, else the ecosystem's own.
+            let ns = distro.or(match f.ecosystem {
+                Ecosystem::Apk => Some("alpine"),
+                Ecosystem::Deb => Some("debian"),
+                _ => None,
             });
-            p.with_namespace(ns).ok()?;
+            if let Some(ns) = ns {
+                p.with_namespace(ns.to_ascii_lowercase()).ok()?;
+            }
             if let Some(a) = &f.arch {
                 p.add_qualifier("arch", a.as_str()).ok()?;
+            }
+            if let Some(e) = epoch {
+                p.add_qualifier("epoch", e).ok()?;
             }
             if let Some(o) = os.filter(|o| !o.id.is_empty() && !o.version_id.is_empty()) {
                 p.add_qualifier("distro", format!("{}-{}", o.id, o.version_id))
@@ -139,6 +151,29 @@ mod tests {
         assert_eq!(
             of(&found(Ecosystem::Go, "", "stdlib", "1.22.4", None), None).unwrap(),
             "pkg:golang/stdlib@1.22.4"
+        );
+        let fedora = OsRelease {
+            id: "fedora".into(),
+            version_id: "40".into(),
+            pretty_name: String::new(),
+        };
+        assert_eq!(
+            of(
+                &found(
+                    Ecosystem::Rpm,
+                    "",
+                    "bash",
+                    "1:5.2.26-3.fc40",
+                    Some("x86_64")
+                ),
+                Some(&fedora)
+            )
+            .unwrap(),
+            "pkg:rpm/fedora/bash@5.2.26-3.fc40?arch=x86_64&distro=fedora-40&epoch=1"
+        );
+        assert_eq!(
+            of(&found(Ecosystem::Rpm, "", "zlib", "1.3-1", None), None).unwrap(),
+            "pkg:rpm/zlib@1.3-1"
         );
         assert_eq!(pypi_name("zope.interface"), "zope-interface");
         assert_eq!(pypi_name("a__b--c"), "a-b-c");

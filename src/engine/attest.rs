@@ -87,6 +87,12 @@ async fn inventory(sess: &Session<'_>, stage: &Stage) -> Result<scan::Inventory>
             scan::MAX_FILE >> 20
         ));
     }
+    for (path, layer, why) in &inventory.unread {
+        sess.report.warn(&format!(
+            "SBOM: /{path} in layer {}: {why}; its packages are not listed",
+            layer + 1
+        ));
+    }
     Ok(inventory)
 }
 

@@ -26,10 +26,14 @@ pub struct Inventory {
     pub os: Option<OsRelease>,
     /// Metadata files that were too big to read, with their layer.
     pub too_big: Vec<(String, usize)>,
+    /// Package databases that could not be read: path, layer, why.
+    pub unread: Vec<(String, usize, String)>,
 }
 
 struct Entry {
     facts: super::FileFacts,
+    /// The layer that wrote the file.
+    layer: usize,
     /// (name, version, arch) → the layer that introduced it.
     since: HashMap<(String, String, Option<String>), usize>,
 }
@@ -97,6 +101,7 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a LayerFacts>) -> Inventory 
                 f.path.clone(),
                 Entry {
                     facts: f.clone(),
+                    layer: i,
                     since,
                 },
             );
@@ -114,6 +119,9 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a LayerFacts>) -> Inventory 
         }
     }
     for (path, e) in &state {
+        if let Some(why) = &e.facts.unread {
+            inv.unread.push((path.clone(), e.layer, why.clone()));
+        }
         for f in &e.facts.packages {
             let mut found = f.clone();
             if found.ecosystem == super::Ecosystem::Deb && found.license.is_none() {
@@ -194,6 +202,27 @@ mod tests {
                 ("python3".into(), "3.11".into(), 2)
             ]
         );
+    }
+
+    #[test]
+    fn an_unread_database_of_the_final_tree_is_named_with_its_layer() {
+        let bdb = |p: &str| parse(Kind::RpmOther("rpm's Berkeley DB database"), p, b"\0\0");
+        let l0 = LayerFacts {
+            files: vec![
+                bdb("var/lib/rpm/Packages"),
+                bdb("usr/lib/sysimage/rpm/Packages"),
+            ],
+            ..Default::default()
+        };
+        let l1 = LayerFacts {
+            removed: vec!["usr/lib/sysimage/rpm".into()],
+            ..Default::default()
+        };
+        let inv = merge([&l0, &l1]);
+        assert_eq!(inv.unread.len(), 1, "{:?}", inv.unread);
+        assert_eq!(inv.unread[0].0, "var/lib/rpm/Packages");
+        assert_eq!(inv.unread[0].1, 0);
+        assert!(inv.unread[0].2.contains("Berkeley DB"), "{:?}", inv.unread);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod merge;
 pub mod npm;
 pub mod os;
 pub mod python;
+pub mod rpm;
 
 pub use merge::{merge, Inventory, Package};
 
@@ -31,6 +32,7 @@ pub const MAX_FILE: u64 = 64 << 20;
 pub enum Ecosystem {
     Deb,
     Apk,
+    Rpm,
     Python,
     Npm,
     Go,
@@ -44,6 +46,7 @@ impl Ecosystem {
         match self {
             Ecosystem::Deb => "deb",
             Ecosystem::Apk => "apk",
+            Ecosystem::Rpm => "rpm",
             Ecosystem::Python => "pypi",
             Ecosystem::Npm => "npm",
             Ecosystem::Go => "golang",
@@ -63,9 +66,10 @@ pub struct Found {
     pub version: String,
     /// The licence as the metadata states it (not normalised).
     pub license: Option<String>,
-    /// The package's architecture where the metadata has one (dpkg, apk).
+    /// The package's architecture where the metadata has one (dpkg, apk, rpm).
     pub arch: Option<String>,
-    /// The source package (dpkg `Source:`, apk `o:`), when it differs.
+    /// The source package (dpkg `Source:`, apk `o:`, rpm's source rpm), when
+    /// it differs.
     pub source: Option<String>,
 }
 
@@ -111,6 +115,10 @@ pub enum Kind {
     /// One package's paragraph (`var/lib/dpkg/status.d/NAME`, as distroless has).
     DpkgStatusD,
     ApkInstalled,
+    /// rpm's sqlite database.
+    RpmSqlite,
+    /// An rpm database in a format not read (named in a warning).
+    RpmOther(&'static str),
     /// `usr/share/doc/PACKAGE/copyright`: a Debian package's licences.
     DebCopyright,
     PythonMetadata,
@@ -126,6 +134,12 @@ pub fn interest(path: &str) -> Option<Kind> {
         "lib/apk/db/installed" => return Some(Kind::ApkInstalled),
         "etc/os-release" | "usr/lib/os-release" => return Some(Kind::OsRelease),
         _ => {}
+    }
+    if rpm::SQLITE_PATHS.contains(&path) {
+        return Some(Kind::RpmSqlite);
+    }
+    if let Some((_, what)) = rpm::OTHER_FORMATS.iter().find(|(p, _)| *p == path) {
+        return Some(Kind::RpmOther(what));
     }
     if let Some(name) = path.strip_prefix("var/lib/dpkg/status.d/") {
         if !name.contains('/') && !name.contains('.') && !name.is_empty() {
@@ -161,20 +175,37 @@ pub struct FileFacts {
     /// For a Debian copyright file: the licences it names.
     #[serde(default)]
     pub licenses: Vec<String>,
+    /// Why a package database could not be read, for a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<String>,
 }
 
 /// Read one interesting file.
 pub fn parse(kind: Kind, path: &str, bytes: &[u8]) -> FileFacts {
-    let text = String::from_utf8_lossy(bytes);
+    let text = || String::from_utf8_lossy(bytes);
     let mut licenses = vec![];
+    let mut unread = None;
     let (packages, os) = match kind {
-        Kind::DpkgStatus | Kind::DpkgStatusD => (dpkg::parse(&text), None),
-        Kind::ApkInstalled => (apk::parse(&text), None),
-        Kind::PythonMetadata => (python::parse(&text).into_iter().collect(), None),
+        Kind::DpkgStatus | Kind::DpkgStatusD => (dpkg::parse(&text()), None),
+        Kind::ApkInstalled => (apk::parse(&text()), None),
+        Kind::RpmSqlite => match rpm::parse(bytes) {
+            Ok(p) => (p, None),
+            Err(e) => {
+                unread = Some(e);
+                (vec![], None)
+            }
+        },
+        Kind::RpmOther(what) => {
+            unread = Some(format!(
+                "{what} is not read (only rpm's sqlite database is)"
+            ));
+            (vec![], None)
+        }
+        Kind::PythonMetadata => (python::parse(&text()).into_iter().collect(), None),
         Kind::NpmPackage => (npm::parse(bytes).into_iter().collect(), None),
-        Kind::OsRelease => (vec![], Some(os::parse(&text))),
+        Kind::OsRelease => (vec![], Some(os::parse(&text()))),
         Kind::DebCopyright => {
-            licenses = dpkg::copyright_licenses(&text);
+            licenses = dpkg::copyright_licenses(&text());
             (vec![], None)
         }
     };
@@ -186,6 +217,7 @@ pub fn parse(kind: Kind, path: &str, bytes: &[u8]) -> FileFacts {
         packages,
         os,
         licenses,
+        unread,
     }
 }
 
@@ -254,6 +286,13 @@ mod tests {
             ("var/lib/dpkg/status.d/base-files", Some(Kind::DpkgStatusD)),
             ("var/lib/dpkg/status.d/base-files.md5sums", None),
             ("lib/apk/db/installed", Some(Kind::ApkInstalled)),
+            ("var/lib/rpm/rpmdb.sqlite", Some(Kind::RpmSqlite)),
+            ("usr/lib/sysimage/rpm/rpmdb.sqlite", Some(Kind::RpmSqlite)),
+            ("var/lib/rpm/rpmdb.sqlite-wal", None),
+            (
+                "var/lib/rpm/Packages",
+                Some(Kind::RpmOther("rpm's Berkeley DB database")),
+            ),
             ("etc/os-release", Some(Kind::OsRelease)),
             ("usr/lib/os-release", Some(Kind::OsRelease)),
             ("usr/share/doc/libc6/copyright", Some(Kind::DebCopyright)),
