@@ -4,6 +4,7 @@
 //! See README.md, section "Architecture".
 
 pub mod attest;
+pub mod bake;
 pub mod cli;
 pub mod clip;
 pub mod digest;
