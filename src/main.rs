@@ -166,6 +166,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Push(args) => push(*args, &report).await,
         Cmd::Index(args) => index(*args, &report).await,
+        Cmd::Bake(args) => bake(*args, &report).await,
         Cmd::Warm(args) => {
             let req = args.request()?;
             let out = kiln::engine::warm(&req, &report).await?;
@@ -187,6 +188,80 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn bake(args: kiln::cli::bake::BakeArgs, report: &Reporter) -> Result<()> {
+    use kiln::cli::bake_summary as summary;
+    let cwd = std::env::current_dir().context("no current directory")?;
+    let files = kiln::cli::bake::read_files(&args, &cwd)?;
+    let mut overrides = args.set.clone();
+    if args.no_cache {
+        overrides.push("*.no-cache=true".into());
+    }
+    let inputs = kiln::bake::Inputs {
+        files,
+        env: std::env::vars().collect(),
+        local_platform: kiln::platform::Platform::host().to_string(),
+        requested: args.targets.clone(),
+        overrides,
+    };
+    let def = kiln::bake::resolve(&inputs).map_err(|e| anyhow::anyhow!(e))?;
+    if args.print {
+        println!("{}", serde_json::to_string_pretty(&def.to_json())?);
+        return Ok(());
+    }
+    let inline = tempfile::tempdir().context("cannot create a directory for dockerfile-inline")?;
+    let targets = kiln::cli::bake::requests(&def, &args, inline.path())?;
+    let tags: std::collections::BTreeMap<String, Vec<String>> = def
+        .targets
+        .iter()
+        .map(|t| (t.name.clone(), t.tags.clone().unwrap_or_default()))
+        .collect();
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    report.line(&format!(
+        "bake: {} target(s), {} at a time: {}",
+        targets.len(),
+        jobs.min(targets.len()).max(1),
+        targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let out = kiln::engine::bake::bake(targets, jobs, args.partial, report).await?;
+    for l in summary::lines(&out) {
+        report.line(&l);
+    }
+    if let Some(p) = &args.metadata_file {
+        let text = serde_json::to_vec_pretty(&summary::metadata(&out, &tags))?;
+        layout::write_atomic(p, &text)?;
+    }
+    if let Some(p) = &args.dotenv {
+        layout::write_atomic(p, summary::dotenv(&out, &tags).as_bytes())?;
+    }
+    if let Some(p) = &args.report {
+        layout::write_atomic(p, &serde_json::to_vec_pretty(&summary::report(&out))?)?;
+    }
+    for t in &out.targets {
+        if let Ok(o) = &t.outcome {
+            println!("{} {}", t.name, o.digest);
+        }
+    }
+    let failed = out.failed();
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} target(s) failed{}",
+            out.targets.len(),
+            if out.held_back {
+                "; no target was tagged (--partial tags the ones that were built)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }
 
 async fn index(args: IndexArgs, report: &Reporter) -> Result<()> {

@@ -7,6 +7,8 @@ use crate::image::{Platform, Reference};
 use crate::registry;
 use anyhow::{bail, Context, Result};
 mod attest;
+pub mod bake;
+pub mod bake_summary;
 pub mod kaniko;
 pub mod pull;
 mod tar_context;
@@ -41,6 +43,9 @@ pub enum Cmd {
     /// Assemble single-platform images (one per native runner) into one image
     /// index under the destination's tag.
     Index(Box<IndexArgs>),
+    /// Build the targets of buildx bake files (docker-bake.hcl, .json) in one
+    /// run: shared steps once, targets side by side, tags only when all succeed.
+    Bake(Box<bake::BakeArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -753,6 +758,8 @@ impl BuildArgs {
             cache_ttl_secs,
             warm: false,
             warm_images: vec![],
+            hold_tags: None,
+            label: String::new(),
         })
     }
 }

@@ -18,6 +18,7 @@
 
 mod attach;
 mod attest;
+pub mod bake;
 mod base;
 pub mod cache;
 mod chmod;
@@ -25,6 +26,7 @@ mod config;
 pub mod copy;
 mod copy_step;
 mod early_push;
+mod flight;
 mod git_source;
 pub mod index;
 pub mod mirrors;
@@ -42,8 +44,9 @@ mod stage;
 mod warm;
 mod workdir_step;
 
-pub use output::dotenv_text;
+pub use output::{dotenv_text, put_held};
 pub use request::{AttestLayout, BuildRequest, Outcome};
+pub use request::{HeldTag, HeldTags};
 
 pub use config::parse_duration;
 pub use warm::{warm, WarmOutcome};
@@ -77,7 +80,7 @@ fn plan_input(req: &BuildRequest, platform: Option<&Platform>) -> PlanInput {
         build_args: req.build_args.clone(),
         target: req.target.clone(),
         platform: platform.cloned(),
-        label_prefix: String::new(),
+        label_prefix: req.label.clone(),
     }
 }
 
@@ -634,24 +637,39 @@ impl<'a> Engine<'a> {
                     }
                     "not in the cache".into()
                 }
-                (Some((entry, origin)), _) => {
-                    self.cache.hits += 1;
-                    self.sess.keep_facts(
-                        entry
-                            .layer
-                            .as_ref()
-                            .and_then(|l| l.facts.clone().map(|f| (l.diff_id.clone(), f))),
-                    );
-                    stage.add_cached(&entry, origin, step.made_by(), step.history_idx, "CACHED")
-                }
+                (Some(hit), key) => self.cached(stage, &step, key.as_deref(), hit),
                 (None, key) => {
-                    if key.is_some() {
-                        self.cache.misses += 1;
+                    // One build of a step per run: a concurrent target
+                    // building the same key goes first, then this one finds it.
+                    let dir = self.sess.req.cache_dir.clone();
+                    let ticket = match key {
+                        Some(k) if self.cache.keyed() => Some(flight::take(&dir, k).await),
+                        _ => None,
+                    };
+                    let late = match (&ticket, key) {
+                        (Some(t), Some(k)) if t.waited => self
+                            .cache
+                            .lookup(&self.sess.client, std::slice::from_ref(k))
+                            .await
+                            .remove(k),
+                        _ => None,
+                    };
+                    match late {
+                        Some(hit) => self.cached(stage, &step, key.as_deref(), hit),
+                        None => {
+                            if key.is_some() {
+                                self.cache.misses += 1;
+                            }
+                            armed = self.early.as_mut().and_then(|e| e.arm(&self.sess, idx));
+                            let done = self.perform(stage, &step, fs_needed_later).await;
+                            self.sess.store.unannounce();
+                            let note = done?;
+                            if let Some(k) = key {
+                                flight::built(&dir, k, &self.sess.req.label);
+                            }
+                            note
+                        }
                     }
-                    armed = self.early.as_mut().and_then(|e| e.arm(&self.sess, idx));
-                    let done = self.perform(stage, &step, fs_needed_later).await;
-                    self.sess.store.unannounce();
-                    done?
                 }
             };
             let layer = stage.layers.get(layers_before);
@@ -670,6 +688,33 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A step found in the cache joins the stage as it is.
+    fn cached(
+        &mut self,
+        stage: &mut Stage,
+        step: &LayerStep,
+        key: Option<&str>,
+        hit: Hit,
+    ) -> String {
+        let (entry, origin) = hit;
+        self.cache.hits += 1;
+        self.sess.keep_facts(
+            entry
+                .layer
+                .as_ref()
+                .and_then(|l| l.facts.clone().map(|f| (l.diff_id.clone(), f))),
+        );
+        if let Some(k) = key {
+            flight::reused(
+                &self.sess.req.cache_dir,
+                k,
+                &self.sess.req.label,
+                &step.label,
+            );
+        }
+        stage.add_cached(&entry, origin, step.made_by(), step.history_idx, "CACHED")
     }
 
     /// Do a planned step that missed the cache, and record the result in the cache.

@@ -62,7 +62,10 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
     let mut attestations = Vec::new();
     for p in &req.platforms {
         let mut input = plan_input(req, Some(p));
-        input.label_prefix = p.to_string();
+        input.label_prefix = match req.label.as_str() {
+            "" => p.to_string(),
+            target => format!("{target} {p}"),
+        };
         let mut t = build_target(sess, df.clone(), input).await?;
         let out = output::assemble(&t.sess, &mut t.stage)?;
         super::attest::report_hints(&t.sess, &t.stage);

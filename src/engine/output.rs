@@ -251,6 +251,27 @@ pub async fn put_by_digest(sess: &Session<'_>, doc: &Doc<'_>) -> Result<()> {
 pub async fn tag_everywhere(sess: &Session<'_>, doc: &Doc<'_>) -> Result<Vec<String>> {
     let req = sess.req;
     let digest = doc.digest;
+    if let Some(held) = &req.hold_tags {
+        put_by_digest(sess, doc).await?;
+        if let Ok(mut h) = held.0.lock() {
+            for dest in &req.destinations {
+                if let Some(tag) = &dest.tag {
+                    h.push(super::request::HeldTag {
+                        dest: dest.clone(),
+                        tag: tag.clone(),
+                        manifest: doc.bytes.to_vec(),
+                        media_type: doc.media_type.to_string(),
+                        digest: digest.to_string(),
+                    });
+                }
+            }
+        }
+        return Ok(req
+            .destinations
+            .iter()
+            .map(|d| format!("{}@{digest}", d.name()))
+            .collect());
+    }
     let put = |dest: Reference, reference: String| async move {
         sess.client
             .put_manifest(&dest, &reference, doc.bytes, doc.media_type)
@@ -393,4 +414,37 @@ pub fn write_digest_files(
             })?;
     }
     Ok(())
+}
+
+/// Put tags that builds held back (their manifests are in place by digest).
+/// A tag that fails after the retries is an error naming the tags that exist
+/// and those that do not.
+pub async fn put_held(
+    registry: &crate::registry::Options,
+    held: &[super::request::HeldTag],
+) -> Result<Vec<String>> {
+    let client = crate::registry::Client::new(registry)?;
+    for h in held {
+        client.declare(&h.dest, true);
+    }
+    let mut done: Vec<String> = vec![];
+    for (i, h) in held.iter().enumerate() {
+        if let Err(e) = client
+            .put_manifest(&h.dest, &h.tag, &h.manifest, &h.media_type)
+            .await
+        {
+            let rest: Vec<String> = held[i..].iter().map(|h| h.dest.to_string()).collect();
+            let tagged = if done.is_empty() {
+                "none".to_string()
+            } else {
+                done.join(", ")
+            };
+            return Err(anyhow::anyhow!(
+                "{e:#}\ntagged: {tagged}; not tagged: {}; each image is in its destination by digest",
+                rest.join(", ")
+            ));
+        }
+        done.push(h.dest.to_string());
+    }
+    Ok(done)
 }

@@ -18,6 +18,30 @@ pub enum AttestLayout {
     BuildKit,
 }
 
+/// A tag whose manifest is already in its destination by digest, to be put
+/// later: `kiln bake` tags every target only once all of them are built.
+#[derive(Debug, Clone)]
+pub struct HeldTag {
+    pub dest: Reference,
+    pub tag: String,
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    pub digest: String,
+}
+
+/// Where a build leaves its tags instead of putting them.
+#[derive(Debug, Clone, Default)]
+pub struct HeldTags(pub std::sync::Arc<std::sync::Mutex<Vec<HeldTag>>>);
+
+impl HeldTags {
+    pub fn take(&self) -> Vec<HeldTag> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
 /// Everything `kiln build` was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
@@ -92,6 +116,11 @@ pub struct BuildRequest {
     pub cache_dir: PathBuf,
     pub cache_repo: Option<Reference>,
     pub cache_ttl_secs: u64,
+    /// The bake target this build is (its step lines start with it); empty
+    /// for `kiln build`.
+    pub label: String,
+    /// Push the image by digest only and leave its tags here (`kiln bake`).
+    pub hold_tags: Option<HeldTags>,
     /// `kiln warm`: fetch instead of build (base images with all their layers, and
     /// the cache entries the Dockerfile would hit); no outputs.
     pub warm: bool,

@@ -408,8 +408,12 @@ impl StepCache {
         }
         if self.local.is_some() {
             let c = sess.client.counters.snapshot();
+            let who = match sess.req.label.as_str() {
+                "" => String::new(),
+                target => format!("{target}: "),
+            };
             report.line(&format!(
-                "cache: {} hit{}, {} miss{}; {} uploaded, {} downloaded",
+                "{who}cache: {} hit{}, {} miss{}; {} uploaded, {} downloaded",
                 self.hits,
                 if self.hits == 1 { "" } else { "s" },
                 self.misses,

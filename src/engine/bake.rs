@@ -1,0 +1,131 @@
+//! `kiln bake`: several targets in one run.
+//!
+//! - Targets build side by side, as many at once as the machine has cores.
+//! - They share one cache (the user's, or one of this run's own when the
+//!   cache is off), and a step two targets need is built once: the second
+//!   waits for the first ([`super::flight`]) and finds it in the cache.
+//! - Every target pushes its blobs and manifests by digest as it finishes and
+//!   holds its tags; the tags go out only once every target has succeeded, so
+//!   a failure anywhere tags nothing (unless `partial`).
+
+use super::{build, flight, put_held, BuildRequest, HeldTags, Outcome};
+use crate::report::Reporter;
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+
+/// One target of the bake and its build.
+pub struct BakeTarget {
+    pub name: String,
+    pub req: BuildRequest,
+}
+
+/// What one target came to.
+pub struct TargetResult {
+    pub name: String,
+    /// The build, or why it failed.
+    pub outcome: std::result::Result<Outcome, String>,
+    /// `dest:tag` put for this target (empty when tags were held back).
+    pub tagged: Vec<String>,
+    /// When its build started and ended, from the start of the bake.
+    pub started: std::time::Duration,
+    pub finished: std::time::Duration,
+}
+
+/// What the bake made.
+pub struct BakeOutcome {
+    /// In the order the targets were asked for.
+    pub targets: Vec<TargetResult>,
+    /// (target, the target that built it, step): steps built once and used
+    /// by several targets.
+    pub shared: Vec<(String, String, String)>,
+    /// Whether the tags were held back because a target failed.
+    pub held_back: bool,
+}
+
+impl BakeOutcome {
+    pub fn failed(&self) -> usize {
+        self.targets.iter().filter(|t| t.outcome.is_err()).count()
+    }
+}
+
+/// Build `targets`; `jobs` at once.
+pub async fn bake(
+    mut targets: Vec<BakeTarget>,
+    jobs: usize,
+    partial: bool,
+    report: &Reporter,
+) -> Result<BakeOutcome> {
+    // Targets without a cache share one of this run's own, so what they have
+    // in common is built once (removed at the end, as multi-platform's).
+    let run_cache = if targets.iter().any(|t| !t.req.cache) {
+        let parent = targets
+            .iter()
+            .find_map(|t| t.req.work_dir.clone())
+            .unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&parent)?;
+        Some(
+            tempfile::Builder::new()
+                .prefix("kiln-run-cache-")
+                .tempdir_in(&parent)
+                .with_context(|| format!("cannot create a run cache in {}", parent.display()))?,
+        )
+    } else {
+        None
+    };
+    let mut held = Vec::with_capacity(targets.len());
+    for t in &mut targets {
+        if let (false, Some(dir)) = (t.req.cache, &run_cache) {
+            t.req.cache = true;
+            t.req.cache_dir = dir.path().to_path_buf();
+            t.req.cache_repo = None;
+        }
+        t.req.label = t.name.clone();
+        let h = HeldTags::default();
+        t.req.hold_tags = Some(h.clone());
+        held.push(h);
+    }
+    let jobs = jobs.clamp(1, targets.len().max(1));
+    let start = std::time::Instant::now();
+    type Done = (
+        usize,
+        std::result::Result<Outcome, String>,
+        [std::time::Duration; 2],
+    );
+    let mut done: Vec<Done> = futures_util::stream::iter(targets.iter().enumerate())
+        .map(|(i, t)| async move {
+            let began = start.elapsed();
+            let r = build(&t.req, report).await.map_err(|e| format!("{e:#}"));
+            if let Err(e) = &r {
+                report.warn(&format!("target {}: {e}", t.name));
+            }
+            (i, r, [began, start.elapsed()])
+        })
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    done.sort_by_key(|(i, ..)| *i);
+    let any_failed = done.iter().any(|(_, r, _)| r.is_err());
+    let held_back = any_failed && !partial;
+    let mut results = Vec::with_capacity(done.len());
+    for ((i, outcome, [started, finished]), h) in done.into_iter().zip(held) {
+        let tags = h.take();
+        let mut tagged = vec![];
+        if outcome.is_ok() && !held_back && !tags.is_empty() {
+            tagged = put_held(&targets[i].req.registry, &tags)
+                .await
+                .with_context(|| format!("target {}: tagging", targets[i].name))?;
+        }
+        results.push(TargetResult {
+            name: targets[i].name.clone(),
+            outcome,
+            tagged,
+            started,
+            finished,
+        });
+    }
+    Ok(BakeOutcome {
+        targets: results,
+        shared: flight::take_shared(),
+        held_back,
+    })
+}
