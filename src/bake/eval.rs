@@ -444,6 +444,7 @@ struct Resolver<'a> {
     vars: Vec<(String, Value)>,
     /// Evaluated (merged across files, not yet inherited) by block name.
     evaluated: BTreeMap<String, Vec<Target>>,
+    overrides: Vec<Override>,
 }
 
 impl Resolver<'_> {
@@ -473,9 +474,13 @@ impl Resolver<'_> {
     }
 
     /// A target with its `inherits` applied (parents first, in order).
+    /// `--set`s apply to each target by its name as it is resolved, parents
+    /// included, so a child inherits its parent's overrides (as buildx).
     fn inherited(&mut self, t: &Target, chain: &mut Vec<String>) -> Result<Target, String> {
         if t.inherits.is_empty() {
-            return Ok(t.clone());
+            let mut t = t.clone();
+            target::apply(&mut t, &self.overrides)?;
+            return Ok(t);
         }
         let mut base = Target::default();
         for parent in &t.inherits {
@@ -513,6 +518,7 @@ impl Resolver<'_> {
         base.inherits.clear();
         base.merge(&own);
         base.name = t.name.clone();
+        target::apply(&mut base, &self.overrides)?;
         Ok(base)
     }
 
@@ -618,12 +624,18 @@ pub fn resolve(inputs: &Inputs) -> Result<Definition, String> {
             blocks.entry(t.name.clone()).or_default().push(t);
         }
     }
+    let overrides: Vec<Override> = inputs
+        .overrides
+        .iter()
+        .map(|s| target::parse_override(s))
+        .collect::<Result<_, _>>()?;
     let mut r = Resolver {
         blocks,
         groups,
         scope: &scope,
         vars,
         evaluated: BTreeMap::new(),
+        overrides: overrides.clone(),
     };
     let requested = if inputs.requested.is_empty() {
         vec!["default".to_string()]
@@ -637,31 +649,29 @@ pub fn resolve(inputs: &Inputs) -> Result<Definition, String> {
         r.expand(name, &mut seen, &mut def.targets, &mut printed, 0)?;
     }
     def.groups = printed;
-    def.groups.insert("default".into(), requested.clone());
-    if def.groups.get("default") == Some(&vec!["default".to_string()]) {
-        // `default` asked for and a group of that name: print it as defined.
-        if let Some((m, _)) = r.groups.get("default") {
-            def.groups.insert("default".into(), m.clone());
-        }
-    }
-    let overrides: Vec<Override> = inputs
-        .overrides
-        .iter()
-        .map(|s| target::parse_override(s))
-        .collect::<Result<_, _>>()?;
+    // `default`: the group of that name when it was expanded, else what was
+    // asked for.
+    def.groups
+        .entry("default".into())
+        .or_insert_with(|| requested.clone());
+    // A --set must name something: a target being built or one they inherit.
+    let mut names: Vec<String> = r
+        .evaluated
+        .values()
+        .flatten()
+        .map(|t| t.name.clone())
+        .collect();
+    names.extend(def.targets.iter().map(|t| t.name.clone()));
     for o in &overrides {
         let glob = globset::Glob::new(&o.pattern)
             .map_err(|e| format!("--set {}: {e}", o.pattern))?
             .compile_matcher();
-        if !def.targets.iter().any(|t| glob.is_match(&t.name)) {
+        if !names.iter().any(|n| glob.is_match(n)) {
             return Err(format!(
                 "--set {}.{}: no target being built matches {:?}",
                 o.pattern, o.key, o.pattern
             ));
         }
-    }
-    for t in &mut def.targets {
-        target::apply(t, &overrides)?;
     }
     Ok(def)
 }

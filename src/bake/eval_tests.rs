@@ -370,3 +370,24 @@ target "app" {
     let cycle = "variable \"A\" { default = B }\nvariable \"B\" { default = A }\ntarget \"t\" {}\n";
     assert!(resolve(&inputs(&[("c.hcl", cycle)], &[], &["t"], &[])).is_err());
 }
+
+#[test]
+fn a_set_on_a_parent_reaches_the_targets_that_inherit_it() {
+    let file = r#"
+target "_common" { args = { A = "1" } }
+target "app" {
+  inherits = ["_common"]
+  tags = ["r/app"]
+}
+"#;
+    let d = resolve(&inputs(
+        &[("b.hcl", file)],
+        &[],
+        &["app"],
+        &["_common.args.A=2", "_common.tags=r/common"],
+    ))
+    .unwrap();
+    assert_eq!(d.targets[0].args["A"], "2");
+    // The child's own tags still win over what it inherits.
+    assert_eq!(d.targets[0].tags, Some(vec!["r/app".to_string()]));
+}

@@ -1,0 +1,2 @@
+FROM scratch
+COPY migrations.sql /migrations.sql
