@@ -134,6 +134,10 @@ fn every_ci_file_parses_with_gitlab_semantics() {
         ("ci/kiln.gitlab-ci.yml", &["kiln-build"]),
         ("examples/gitlab-ci.yml", &["build-image", "deploy"]),
         (
+            "examples/gitlab-ci-bake.yml",
+            &["kiln-build", "deploy-worker"],
+        ),
+        (
             "examples/gitlab-ci-cache.yml",
             &["warm-kiln-cache", "build-image"],
         ),
@@ -217,13 +221,16 @@ fn the_templates_inputs_are_declared_used_and_applied() {
         "image",
         "ca-cert",
         "sbom",
+        "bake",
+        "bake-targets",
+        "bake-push",
     ] {
         assert!(declared.contains(&input), "no `{input}` input");
     }
     // Every input given: the job is named and placed by them, and `.kiln-build`
     // is there to extend.
     let pipeline = format!(
-        "include:\n  - local: {TEMPLATE}\n    inputs:\n      job: app-image\n      stage: test\n      image: registry.example/kiln:1\n      dockerfile: docker/Dockerfile\n      destinations: $CI_REGISTRY_IMAGE:a $CI_REGISTRY_IMAGE:b\n      build-args: A=1 B\n      target: runtime\n      cache: false\n      platform: linux/arm64\n      platforms: linux/amd64,linux/arm64\n      extra-flags: --reproducible\n      ca-cert: $KNUT_CA\n      sbom: false\n\nsecond:\n  extends: .kiln-build\n  stage: test\n  variables:\n    KILN_TARGET: debug\n"
+        "include:\n  - local: {TEMPLATE}\n    inputs:\n      job: app-image\n      stage: test\n      image: registry.example/kiln:1\n      dockerfile: docker/Dockerfile\n      destinations: $CI_REGISTRY_IMAGE:a $CI_REGISTRY_IMAGE:b\n      build-args: A=1 B\n      target: runtime\n      cache: false\n      platform: linux/arm64\n      platforms: linux/amd64,linux/arm64\n      extra-flags: --reproducible\n      ca-cert: $KNUT_CA\n      sbom: false\n      bake: docker-bake.hcl\n      bake-targets: app worker\n      bake-push: false\n\nsecond:\n  extends: .kiln-build\n  stage: test\n  variables:\n    KILN_TARGET: debug\n"
     );
     let dir = project(&pipeline, &[]);
     let merged = preview(dir.path());
@@ -242,6 +249,9 @@ fn the_templates_inputs_are_declared_used_and_applied() {
         "KILN_EXTRA_FLAGS: '--reproducible'",
         "KILN_CA_CERT: $KNUT_CA",
         "KILN_SBOM: 'false'",
+        "KILN_BAKE: docker-bake.hcl",
+        "KILN_BAKE_TARGETS: app worker",
+        "KILN_BAKE_PUSH: 'false'",
         "stage: test",
     ] {
         assert!(merged.contains(want), "no {want:?} in:\n{merged}");
@@ -374,6 +384,59 @@ fn the_template_job_runs_as_written_and_pushes() {
     let sbom: serde_json::Value = serde_json::from_str(&sbom).expect("SBOM JSON");
     assert_eq!(sbom["specVersion"], "1.6");
     assert_eq!(sbom["metadata"]["component"]["version"], a.as_str());
+}
+
+#[test]
+fn the_bake_example_builds_app_worker_and_debug_in_one_job() {
+    let gl = GitLab::start(300);
+    seed_busybox(&gl, "group/base-images/busybox");
+    let example =
+        std::fs::read_to_string(repo_dir().join("examples/gitlab-ci-bake.yml")).expect("example");
+    let read = |f: &str| {
+        std::fs::read_to_string(repo_dir().join("examples/bake").join(f)).expect("examples/bake")
+    };
+    let (bake, dockerfile, app, worker) = (
+        read("docker-bake.hcl"),
+        read("Dockerfile"),
+        read("app.sh"),
+        read("worker.sh"),
+    );
+    let dir = project(
+        &local_include(&example),
+        &[
+            ("docker-bake.hcl", &bake),
+            ("Dockerfile", &dockerfile),
+            ("app.sh", &app),
+            ("worker.sh", &worker),
+        ],
+    );
+    let base = format!("{}/group/base-images/busybox", gl.registry.addr);
+    let vars = job_vars(&gl, &[("BASE_IMAGE", &base)]);
+    let log = run_jobs(dir.path(), &vars, &["deploy-worker"]);
+    let app = digest_of(&gl, "group/project/app:1a2b3c4d");
+    let debug = digest_of(&gl, "group/project/app:1a2b3c4d-debug");
+    let worker = digest_of(&gl, "group/project/worker:1a2b3c4d");
+    assert_ne!(app, debug, "{log}");
+    assert!(
+        log.contains(&format!(
+            "deploying {}/group/project/worker@{worker}",
+            gl.registry.addr
+        )),
+        "the deploy job got the worker's digest from the dotenv report:\n{log}"
+    );
+    let art = dir.path().join(".gitlab-ci-local/artifacts/kiln-build");
+    for t in ["app", "worker", "app-debug"] {
+        let sbom = art.join(format!("gl-sbom-kiln-{t}.cdx.json"));
+        assert!(sbom.is_file(), "no {}\n{log}", sbom.display());
+    }
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(art.join("kiln-report.json")).expect("kiln-report.json"),
+    )
+    .expect("report JSON");
+    assert!(
+        report["shared"].as_array().is_some_and(|s| !s.is_empty()),
+        "the targets shared the base stage: {report}"
+    );
 }
 
 #[test]

@@ -45,6 +45,10 @@ pub struct BakeArgs {
     /// targets shared.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write each target's SBOM (as kiln build's --sbom-file: .spdx.json or
+    /// .cdx.json); `{target}` in the name is the target's name. Repeatable.
+    #[arg(long = "sbom-file", value_name = "FILE")]
+    pub sbom_file: Vec<String>,
     /// Targets built at once (default: the number of cores).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -376,9 +380,17 @@ pub fn requests(
         bail!("--load: kiln has no daemon to load into; push (--push), or write a docker-archive with --set '*.output=type=docker,dest=FILE'");
     }
     check_build_flags(&args.build_flags)?;
+    if def.targets.len() > 1 {
+        if let Some(f) = args.sbom_file.iter().find(|f| !f.contains("{target}")) {
+            bail!("--sbom-file {f}: with several targets, put {{target}} in the name (gl-sbom-{{target}}.cdx.json)");
+        }
+    }
     let mut out = vec![];
     for t in &def.targets {
-        let (argv, _) = build_argv(t, args, inline_dir)?;
+        let (mut argv, _) = build_argv(t, args, inline_dir)?;
+        for f in &args.sbom_file {
+            argv.push(format!("--sbom-file={}", f.replace("{target}", &t.name)).into());
+        }
         let cli = super::Cli::try_parse_from(super::kaniko::argv(argv))
             .map_err(|e| anyhow::anyhow!("target {:?}: {}", t.name, e.to_string().trim()))?;
         let super::Cmd::Build(b) = cli.command else {
@@ -412,6 +424,7 @@ mod tests {
             metadata_file: None,
             dotenv: None,
             report: None,
+            sbom_file: vec![],
             jobs: None,
             load: false,
             progress: None,
