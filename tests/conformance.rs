@@ -548,6 +548,7 @@ fn the_corpus_parses_and_its_mounts_are_understood() {
             target: None,
             platform: None,
             label_prefix: String::new(),
+            named: vec![],
         };
         if let Err(e) = kiln::engine::plan::Plan::new(d.clone(), input) {
             panic!("{name}: {e:#}");

@@ -117,6 +117,11 @@ pub struct BuildArgs {
     /// Stage to build (default: the last one).
     #[arg(long)]
     pub target: Option<String>,
+    /// A named context for `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME`: a directory, docker-image://REF or
+    /// oci-layout://DIR[:TAG] (as buildx). Repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_context: Vec<String>,
     /// Label KEY=VALUE added to the image. Repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     pub label: Vec<String>,
@@ -431,6 +436,21 @@ impl WarmArgs {
             warm_images: images,
             ..Default::default()
         })
+    }
+}
+
+impl BuildArgs {
+    /// `--build-context`s, each name once.
+    fn build_contexts(&self) -> Result<Vec<(String, crate::engine::NamedContext)>> {
+        let mut out: Vec<(String, crate::engine::NamedContext)> = vec![];
+        for spec in &self.build_context {
+            let (name, ctx) = crate::engine::parse_build_context(spec)?;
+            if out.iter().any(|(n, _)| *n == name) {
+                bail!("--build-context {name} is given twice");
+            }
+            out.push((name, ctx));
+        }
+        Ok(out)
     }
 }
 
@@ -760,6 +780,7 @@ impl BuildArgs {
             warm_images: vec![],
             hold_tags: None,
             label: String::new(),
+            build_contexts: self.build_contexts()?,
         })
     }
 }

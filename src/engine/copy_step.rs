@@ -252,12 +252,15 @@ pub async fn fetch_urls(
 /// With `apply`, the copied files are also written into the rootfs as the layer
 /// is built (a later step needs the filesystem).
 ///
-/// `source` is the stage or image of `--from` (None: the build context).
+/// `source` is the stage or image of `--from`; `named_dir` a named context's
+/// directory (neither: the build context).
+#[allow(clippy::too_many_arguments)]
 pub async fn perform(
     sess: &Session<'_>,
     plan: &Plan,
     stage: &mut Stage,
     source: Option<&mut Stage>,
+    named_dir: Option<std::path::PathBuf>,
     line: usize,
     prep: &CopyPrep,
     apply: bool,
@@ -302,9 +305,10 @@ pub async fn perform(
     };
     let store = sess.store.clone();
     let level = sess.codec();
-    let (context, ignore) = match git_dir {
-        Some(dir) => (dir, crate::dockerfile::Ignore::default()),
-        None => (sess.req.context.clone(), sess.ignore.clone()),
+    // .dockerignore is the main context's; a named directory is taken whole.
+    let (context, ignore) = match (git_dir, named_dir) {
+        (Some(dir), _) | (None, Some(dir)) => (dir, crate::dockerfile::Ignore::default()),
+        (None, None) => (sess.req.context.clone(), sess.ignore.clone()),
     };
     let mut dst = stage
         .rootfs

@@ -27,12 +27,14 @@ pub mod copy;
 mod copy_step;
 mod early_push;
 mod flight;
+mod from;
 mod git_source;
 pub mod index;
 pub mod mirrors;
 mod mount_sources;
 pub mod mounts;
 mod multi;
+mod named;
 mod output;
 pub mod plan;
 mod request;
@@ -44,9 +46,10 @@ mod stage;
 mod warm;
 mod workdir_step;
 
+pub use named::parse as parse_build_context;
 pub use output::{dotenv_text, put_held};
 pub use request::{AttestLayout, BuildRequest, Outcome};
-pub use request::{HeldTag, HeldTags};
+pub use request::{HeldTag, HeldTags, NamedContext};
 
 pub use config::parse_duration;
 pub use warm::{warm, WarmOutcome};
@@ -63,6 +66,7 @@ use run::{RunPrep, Runner};
 use session::Session;
 use stage::{SourceKey, Sources, Stage};
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn read_dockerfile(req: &BuildRequest) -> Result<Dockerfile> {
@@ -81,6 +85,7 @@ fn plan_input(req: &BuildRequest, platform: Option<&Platform>) -> PlanInput {
         target: req.target.clone(),
         platform: platform.cloned(),
         label_prefix: req.label.clone(),
+        named: req.build_contexts.iter().map(|(n, _)| n.clone()).collect(),
     }
 }
 
@@ -347,59 +352,6 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// FROM: the stage's starting state, from scratch, an earlier stage or an image.
-    async fn start(&mut self, idx: usize) -> Result<Stage> {
-        let t0 = Instant::now();
-        let line = self.plan.stages[idx].line;
-        let total = self.plan.stages[idx].steps.len() + 1;
-        let name = self.plan.from_name(idx)?;
-        let base = self.plan.base(idx)?;
-        let platform = self.plan.stage_platform(idx)?;
-        let (mut stage, note) = match base {
-            Base::Scratch => (Stage::scratch(&platform), String::new()),
-            Base::Stage(j) => {
-                self.build_stage(j).await?;
-                let s = self.sources.stages[j]
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("stage {j} not built"))?;
-                (s.derived(), String::new())
-            }
-            Base::Image(r, _) => {
-                let s = self
-                    .sess
-                    .pull(&r, &platform, self.cache.local.as_ref())
-                    .await
-                    .map_err(|e| self.plan.err(line, format!("FROM {name}: {e:#}")))?;
-                let mut s = s;
-                for l in &mut s.layers {
-                    l.made_by = Some(stage::MadeBy {
-                        line,
-                        text: crate::clip::clip_to(&format!("FROM {name}"), 200),
-                    });
-                }
-                let n = format!("{} layer(s)", s.layers.len());
-                if let Some((written, digest)) = &s.base {
-                    self.sess.report.base(written, digest);
-                }
-                (s, n)
-            }
-        };
-        stage.shell = stage
-            .config
-            .config
-            .shell
-            .clone()
-            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-        stage.args.clear();
-        self.sess.report.step(
-            &self.plan.label(idx, 1, total),
-            &format!("FROM {name}"),
-            t0.elapsed(),
-            &note,
-        );
-        Ok(stage)
-    }
-
     /// Phase 1: config edits apply at once; layer steps are prepared with the
     /// state at their position, and keyed.
     async fn prepare(
@@ -510,8 +462,15 @@ impl<'a> Engine<'a> {
                         cp.keep_git_dir
                     )
                 });
+                let named_dir = match &from {
+                    Some(SourceKey::Dir(n)) => Some(self.named_dir(line, n)?),
+                    _ => None,
+                };
                 let source = match (&from, &source_key) {
                     _ if git_id.is_some() => CopySource::Git(git_id.as_deref().unwrap_or("")),
+                    (Some(SourceKey::Dir(_)), _) => {
+                        CopySource::Dir(named_dir.as_deref().unwrap_or(Path::new("")))
+                    }
                     (Some(SourceKey::Stage(_)), Some(k)) => CopySource::Stage(k),
                     (Some(SourceKey::Image(_)), Some(k)) => CopySource::Image(k),
                     _ => CopySource::Context,
@@ -536,7 +495,19 @@ impl<'a> Engine<'a> {
                         continue;
                     };
                     let k = self.resolve_from(idx, line, name).await?;
-                    from_keys.push(self.sources.get(&k).map(|s| s.key.clone()));
+                    let from_key = match &k {
+                        // A directory's part of the key: what the mount shows.
+                        SourceKey::Dir(n) => {
+                            let dir = self.named_dir(line, n)?;
+                            self.cache
+                                .dir_digest(dir, m.bind_source().unwrap_or(".").to_string())
+                                .await
+                                .map_err(|e| self.plan.err(line, format!("{e:#}")))?
+                                .map(|d| format!("dir:{d}"))
+                        }
+                        _ => self.sources.get(&k).map(|s| s.key.clone()),
+                    };
+                    from_keys.push(from_key);
                     rp.mount_from[i] = Some(k);
                 }
                 rp.mount_keys = self
@@ -727,7 +698,12 @@ impl<'a> Engine<'a> {
     ) -> Result<String> {
         let (built, timing) = match &step.prep {
             Prepared::Copy(cp, from) => {
+                let named_dir = match from {
+                    Some(SourceKey::Dir(n)) => Some(self.named_dir(step.ins.line, n)?),
+                    _ => None,
+                };
                 let mut source = match from {
+                    Some(SourceKey::Dir(_)) => None,
                     Some(k) => Some(
                         self.sources
                             .take(k)
@@ -741,6 +717,7 @@ impl<'a> Engine<'a> {
                     &self.plan,
                     stage,
                     source.as_mut(),
+                    named_dir,
                     line,
                     cp,
                     fs_needed_later,
@@ -796,39 +773,5 @@ impl<'a> Engine<'a> {
             Some(t) => format!("{note} {t}"),
             None => note,
         })
-    }
-
-    /// What a `COPY --from=name` reads: a stage (built now if needed), or an image
-    /// (its manifest and config; layers only when the step really runs).
-    async fn resolve_from(&mut self, idx: usize, line: usize, name: &str) -> Result<SourceKey> {
-        if let Some(j) = self.plan.stage_index(name, idx) {
-            self.build_stage(j).await?;
-            return Ok(SourceKey::Stage(j));
-        }
-        if let Some(e) = self.plan.not_a_stage(idx, line, name) {
-            return Err(e);
-        }
-        if !self.sources.images.contains_key(name) {
-            let r = Reference::parse(name).map_err(|_| {
-                self.plan.err(
-                    line,
-                    format!(
-                        "--from={name}: no stage has that name, and it is not an image reference"
-                    ),
-                )
-            })?;
-            let s = self
-                .sess
-                .pull(&r, &self.plan.platform(), self.cache.local.as_ref())
-                .await
-                .map_err(|e| {
-                    self.plan.err(
-                        line,
-                        format!("--from={name}: no stage has that name, and pulling it as an image failed: {e:#}"),
-                    )
-                })?;
-            self.sources.images.insert(name.to_string(), s);
-        }
-        Ok(SourceKey::Image(name.to_string()))
     }
 }

@@ -28,6 +28,20 @@ pub async fn source_roots(
             out.push(None);
             continue;
         };
+        if let SourceKey::Dir(n) = k {
+            let dir = sess
+                .req
+                .build_contexts
+                .iter()
+                .find_map(|(name, c)| match c {
+                    super::request::NamedContext::Dir(d) if name == n => Some(d.clone()),
+                    _ => None,
+                });
+            out.push(Some(dir.ok_or_else(|| {
+                anyhow!("build context {n} is not a directory")
+            })?));
+            continue;
+        }
         let mut s = sources
             .take(k)
             .ok_or_else(|| anyhow!("RUN --mount from= source missing"))?;

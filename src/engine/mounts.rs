@@ -73,6 +73,14 @@ impl MountSpec {
         }
     }
 
+    /// The path a bind or cache mount reads in its `from`.
+    pub fn bind_source(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Bind { source, .. } | Kind::Cache { source, .. } => Some(source.as_str()),
+            _ => None,
+        }
+    }
+
     /// What the mount adds to the step's cache key: its options, never a
     /// secret's value or a cache's content (BuildKit keys them the same way).
     /// The content of a bind mount's source is keyed by the caller.

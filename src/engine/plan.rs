@@ -23,6 +23,8 @@ pub struct PlanInput {
     pub platform: Option<Platform>,
     /// Before every step label (`linux/arm64 app 2/5`), in a multi-platform build.
     pub label_prefix: String,
+    /// Names of the named build contexts (lower case).
+    pub named: Vec<String>,
 }
 
 /// How a step changes the stage.
@@ -77,6 +79,8 @@ pub enum Base {
     Stage(usize),
     /// An image to pull; the string is the expanded name, as the log shows it.
     Image(Reference, String),
+    /// A named build context (`--build-context NAME=…`), by its name.
+    Named(String),
 }
 
 #[derive(Debug)]
@@ -325,6 +329,12 @@ impl Plan {
         Ok(image)
     }
 
+    /// The named build context `name` refers to, if there is one.
+    pub fn named(&self, name: &str) -> Option<String> {
+        let lname = name.to_ascii_lowercase();
+        self.input.named.contains(&lname).then_some(lname)
+    }
+
     /// What stage `idx` starts from.
     pub fn base(&self, idx: usize) -> Result<Base> {
         let def = &self.stages[idx];
@@ -334,6 +344,9 @@ impl Plan {
         }
         if let Some(j) = self.stage_index(&image, idx) {
             return Ok(Base::Stage(j));
+        }
+        if let Some(n) = self.named(&image) {
+            return Ok(Base::Named(n));
         }
         let r = Reference::parse(&image).map_err(|e| self.err(def.line, e))?;
         Ok(Base::Image(r, image))

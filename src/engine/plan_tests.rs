@@ -14,6 +14,7 @@ fn plan_with(text: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<
             target: target.map(String::from),
             platform: Some(Platform::parse("linux/arm64").map_err(|e| anyhow!(e))?),
             label_prefix: String::new(),
+            named: vec![],
         },
     )
 }

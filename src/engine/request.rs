@@ -42,6 +42,17 @@ impl HeldTags {
     }
 }
 
+/// A named build context (`--build-context name=VALUE`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NamedContext {
+    /// `docker-image://REF`.
+    Image(Reference),
+    /// `oci-layout://DIR[:TAG]`.
+    Layout { dir: PathBuf, tag: Option<String> },
+    /// A local directory.
+    Dir(PathBuf),
+}
+
 /// Everything `kiln build` was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
@@ -53,6 +64,8 @@ pub struct BuildRequest {
     /// Keeps an unpacked `tar://` context for as long as the request lives.
     pub context_guard: Option<std::sync::Arc<crate::fs::workdir::WorkDir>>,
     pub dockerfile: PathBuf,
+    /// `--build-context`s, by lower-case name.
+    pub build_contexts: Vec<(String, NamedContext)>,
     pub destinations: Vec<Reference>,
     /// `--build-arg`, already resolved (a bare `K` took its value from the environment).
     pub build_args: Vec<(String, String)>,

@@ -170,6 +170,8 @@ impl Stage {
 pub enum SourceKey {
     Stage(usize),
     Image(String),
+    /// A named context that is a directory (by name): nothing to build or pull.
+    Dir(String),
 }
 
 /// Built stages (by index) and images pulled for `COPY --from` (by name).
@@ -195,6 +197,7 @@ impl Sources {
         match key {
             SourceKey::Stage(j) => self.stages[*j].as_ref(),
             SourceKey::Image(n) => self.images.get(n),
+            SourceKey::Dir(_) => None,
         }
     }
 
@@ -203,6 +206,7 @@ impl Sources {
         match key {
             SourceKey::Stage(j) => self.stages[*j].take(),
             SourceKey::Image(n) => self.images.remove(n),
+            SourceKey::Dir(_) => None,
         }
     }
 
@@ -212,6 +216,7 @@ impl Sources {
             SourceKey::Image(n) => {
                 self.images.insert(n.clone(), s);
             }
+            SourceKey::Dir(_) => {}
         }
     }
 }

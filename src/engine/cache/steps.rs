@@ -29,6 +29,8 @@ pub enum CopySource<'a> {
     Image(&'a str),
     /// ADD of a git repository: its URL, commit, subdir and `--keep-git-dir`.
     Git(&'a str),
+    /// A named build context that is a directory.
+    Dir(&'a std::path::Path),
 }
 
 #[derive(Default)]
@@ -156,6 +158,26 @@ impl StepCache {
             CopySource::Git(id) => {
                 k.str("git").str(id);
             }
+            CopySource::Dir(dir) => {
+                let (dir, sources, chmod, is_add, exclude) = (
+                    dir.to_path_buf(),
+                    spec.sources.clone(),
+                    spec.chmod.clone(),
+                    spec.is_add,
+                    spec.exclude.clone(),
+                );
+                let merkle = tokio::task::spawn_blocking(move || {
+                    let sel = copy::Selection {
+                        sources: &sources,
+                        chmod: chmod.as_ref(),
+                        is_add,
+                        exclude: &exclude,
+                    };
+                    copy::context_digest(&dir, &crate::dockerfile::Ignore::default(), &sel, None)
+                })
+                .await??;
+                k.str("dir").str(&merkle);
+            }
         }
         Ok(Some(k.finish()))
     }
@@ -183,6 +205,37 @@ impl StepCache {
             copy::context_digest(&dir, &ignore, &sel, guard.as_deref_mut())
         })
         .await??)
+    }
+
+    /// The Merkle digest of `source` in a named directory context, or None
+    /// when caching is off.
+    pub async fn dir_digest(
+        &self,
+        dir: std::path::PathBuf,
+        source: String,
+    ) -> Result<Option<String>> {
+        if !self.keyed() {
+            return Ok(None);
+        }
+        let rel = source.trim_start_matches('/');
+        let rel = if rel.is_empty() {
+            ".".to_string()
+        } else {
+            rel.to_string()
+        };
+        Ok(Some(
+            tokio::task::spawn_blocking(move || {
+                let sources = [rel];
+                let sel = copy::Selection {
+                    sources: &sources,
+                    chmod: None,
+                    is_add: false,
+                    exclude: &[],
+                };
+                copy::context_digest(&dir, &crate::dockerfile::Ignore::default(), &sel, None)
+            })
+            .await??,
+        ))
     }
 
     /// What `RUN --mount`s add to a key: each mount's options, and for a bind
