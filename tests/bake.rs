@@ -354,3 +354,76 @@ fn what_kiln_cannot_honour_fails_fast_and_names_where() {
         output_text(&out)
     );
 }
+
+#[test]
+fn contexts_name_a_directory_an_image_and_another_target() {
+    if !need_root("contexts_name_a_directory_an_image_and_another_target") {
+        return;
+    }
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let tools = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY tool.txt /tool.txt\n"),
+        ("tool.txt", "a tool\n"),
+    ]);
+    let o = run(kiln()
+        .args(["build", "--insecure-registry", &reg.addr, "--context"])
+        .arg(tools.path())
+        .args(["--destination", &format!("{}/tools:1", reg.addr)]));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let ctx = context(&[
+        ("base.Dockerfile", &format!("FROM {}/base/busybox\nRUN echo base > /base.txt\n", reg.addr)),
+        (
+            "app.Dockerfile",
+            "FROM baseapp\nCOPY --from=src hello.txt /hello.txt\nCOPY --from=tools /tool.txt /tool.txt\nRUN cat /base.txt /hello.txt > /both.txt\n",
+        ),
+        ("src/hello.txt", "hello from src\n"),
+        (
+            "docker-bake.hcl",
+            &format!(
+                "target \"base\" {{\n  dockerfile = \"base.Dockerfile\"\n}}\ntarget \"app\" {{\n  dockerfile = \"app.Dockerfile\"\n  contexts = {{\n    baseapp = \"target:base\"\n    src = \"./src\"\n    tools = \"docker-image://{r}/tools:1\"\n  }}\n  tags = [\"{r}/app:1\"]\n}}\n",
+                r = reg.addr
+            ),
+        ),
+    ]);
+    let report = ctx.path().join("report.json");
+    let text = ok(&bake(
+        ctx.path(),
+        &[
+            "app",
+            "--push",
+            "--report",
+            report.to_str().unwrap(),
+            "--",
+            "--insecure-registry",
+            &reg.addr,
+        ],
+        &[],
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let root = unpack(&format!("docker://{}/app:1", reg.addr), work.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("both.txt")).unwrap(),
+        "base\nhello from src\n",
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("tool.txt")).unwrap(),
+        "a tool\n"
+    );
+    // base, brought in by app's context, was built first.
+    let r = json_file(&report);
+    let t = |name: &str| {
+        r["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {r}"))
+            .clone()
+    };
+    assert!(
+        t("app")["started_s"].as_f64() >= t("base")["finished_s"].as_f64(),
+        "{r}"
+    );
+}

@@ -572,6 +572,38 @@ impl Resolver<'_> {
     }
 }
 
+/// `target:` contexts must not lead back to the target.
+fn check_context_cycles(targets: &[Target]) -> Result<(), String> {
+    fn visit<'a>(
+        t: &'a Target,
+        all: &'a [Target],
+        path: &mut Vec<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Result<(), String> {
+        if done.contains(t.name.as_str()) {
+            return Ok(());
+        }
+        if path.contains(&t.name.as_str()) {
+            path.push(&t.name);
+            return Err(format!("contexts form a cycle: {}", path.join(" → ")));
+        }
+        path.push(&t.name);
+        for n in t.needs() {
+            if let Some(u) = all.iter().find(|u| u.name == n) {
+                visit(u, all, path, done)?;
+            }
+        }
+        path.pop();
+        done.insert(&t.name);
+        Ok(())
+    }
+    let mut done = HashSet::new();
+    for t in targets {
+        visit(t, targets, &mut vec![], &mut done)?;
+    }
+    Ok(())
+}
+
 /// Resolve bake files into the targets to build.
 pub fn resolve(inputs: &Inputs) -> Result<Definition, String> {
     let files: Vec<RawFile> = inputs
@@ -648,6 +680,26 @@ pub fn resolve(inputs: &Inputs) -> Result<Definition, String> {
     for name in &requested {
         r.expand(name, &mut seen, &mut def.targets, &mut printed, 0)?;
     }
+    // A `contexts` value `target:NAME` needs that target built in this run
+    // too (first), as buildx builds it.
+    let mut i = 0;
+    while i < def.targets.len() {
+        let needs: Vec<String> = def.targets[i].needs().map(str::to_string).collect();
+        for n in needs {
+            if !def.targets.iter().any(|t| t.name == n) {
+                let before = def.targets.len();
+                r.expand(&n, &mut seen, &mut def.targets, &mut BTreeMap::new(), 0)?;
+                if def.targets.len() == before || r.groups.contains_key(&n) {
+                    return Err(format!(
+                        "target {:?}: contexts target:{n} must name one target",
+                        def.targets[i].name
+                    ));
+                }
+            }
+        }
+        i += 1;
+    }
+    check_context_cycles(&def.targets)?;
     def.groups = printed;
     // `default`: the group of that name when it was expanded, else what was
     // asked for.

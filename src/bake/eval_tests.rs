@@ -372,6 +372,24 @@ target "app" {
 }
 
 #[test]
+fn a_target_context_brings_its_target_into_the_run_and_cycles_are_refused() {
+    let file = r#"
+target "base" { dockerfile = "base.Dockerfile" }
+target "app" { contexts = { baseapp = "target:base", src = "../src" } }
+"#;
+    let d = resolve(&inputs(&[("b.hcl", file)], &[], &["app"], &[])).unwrap();
+    let names: Vec<&str> = d.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["app", "base"]);
+    assert_eq!(d.targets[0].needs().collect::<Vec<_>>(), ["base"]);
+    let cycle = r#"
+target "a" { contexts = { x = "target:b" } }
+target "b" { contexts = { y = "target:a" } }
+"#;
+    let e = resolve(&inputs(&[("c.hcl", cycle)], &[], &["a"], &[])).unwrap_err();
+    assert!(e.contains("cycle: a → b → a"), "{e}");
+}
+
+#[test]
 fn a_set_on_a_parent_reaches_the_targets_that_inherit_it() {
     let file = r#"
 target "_common" { args = { A = "1" } }

@@ -178,6 +178,13 @@ fn merge_opts(base: &mut Vec<Opts>, more: &[Opts]) {
 }
 
 impl Target {
+    /// The targets its `contexts` name (`target:NAME`).
+    pub fn needs(&self) -> impl Iterator<Item = &str> {
+        self.contexts
+            .values()
+            .filter_map(|v| v.strip_prefix("target:"))
+    }
+
     /// buildx's merge: `other`'s keys win; maps merge per entry; cache-from,
     /// secret, ssh, attest and annotations merge; the other lists replace.
     pub fn merge(&mut self, other: &Target) {

@@ -309,22 +309,20 @@ pub fn build_argv(t: &Target, args: &BakeArgs, inline_dir: &Path) -> Result<(Vec
     for at in t.attest.iter().flatten() {
         a.push(format!("--attest={}", opts_csv(at)).into());
     }
-    if !t.contexts.is_empty() {
-        let loc =
-            t.at.get("contexts")
-                .map(|l| format!("{l}: "))
-                .unwrap_or_default();
-        bail!(
-            "{loc}target {:?}: contexts (named build contexts) are not in kiln yet",
-            t.name
-        );
+    // `target:NAME` contexts are the engine's: NAME's image, once built.
+    for (name, value) in &t.contexts {
+        if !value.starts_with("target:") {
+            a.push(format!("--build-context={name}={value}").into());
+        }
     }
     a.extend(cache_flags(t)?.into_iter().map(OsString::from));
     if args.no_cache || t.no_cache == Some(true) {
         a.push("--cache=false".into());
     }
-    let out = outputs(t, args.push)?;
+    let mut out = outputs(t, args.push)?;
     a.extend(out.flags.into_iter().map(OsString::from));
+    // A target without tags has nothing to push (a base other targets use).
+    out.push &= t.tags.as_ref().is_some_and(|t| !t.is_empty());
     if !out.push {
         a.push("--no-push".into());
     }
@@ -402,6 +400,14 @@ pub fn requests(
         out.push(crate::engine::bake::BakeTarget {
             name: t.name.clone(),
             req,
+            needs: t
+                .contexts
+                .iter()
+                .filter_map(|(ctx, v)| {
+                    v.strip_prefix("target:")
+                        .map(|n| (ctx.to_ascii_lowercase(), n.to_string()))
+                })
+                .collect(),
         });
     }
     Ok(out)

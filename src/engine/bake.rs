@@ -7,6 +7,8 @@
 //! - Every target pushes its blobs and manifests by digest as it finishes and
 //!   holds its tags; the tags go out only once every target has succeeded, so
 //!   a failure anywhere tags nothing (unless `partial`).
+//! - A target whose `contexts` name another target (`target:NAME`) starts
+//!   once that one is built, and reads its image from the OCI layout it wrote.
 
 use super::{build, flight, put_held, BuildRequest, HeldTags, Outcome};
 use crate::report::Reporter;
@@ -17,6 +19,8 @@ use futures_util::StreamExt;
 pub struct BakeTarget {
     pub name: String,
     pub req: BuildRequest,
+    /// (context name, target): `contexts = { NAME = "target:TARGET" }`.
+    pub needs: Vec<(String, String)>,
 }
 
 /// What one target came to.
@@ -48,6 +52,67 @@ impl BakeOutcome {
     }
 }
 
+type Done = (
+    usize,
+    std::result::Result<Outcome, String>,
+    [std::time::Duration; 2],
+);
+
+/// Give each target a `target:` context names an OCI layout to write (its
+/// own `--oci-layout-path`, or one in a directory of this run's, returned
+/// to be removed at the end), and each target that needs it that layout as a
+/// named context.
+fn link_targets(targets: &mut [BakeTarget]) -> Result<Option<tempfile::TempDir>> {
+    let needed: Vec<String> = targets
+        .iter()
+        .flat_map(|t| t.needs.iter().map(|(_, n)| n.clone()))
+        .collect();
+    if needed.is_empty() {
+        return Ok(None);
+    }
+    let parent = targets
+        .iter()
+        .find_map(|t| t.req.work_dir.clone())
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent)?;
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-bake-contexts-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    let mut layouts = std::collections::BTreeMap::new();
+    for t in targets.iter_mut().filter(|t| needed.contains(&t.name)) {
+        let path = t
+            .req
+            .oci_layout_path
+            .get_or_insert_with(|| dir.path().join(&t.name))
+            .clone();
+        let tag = t
+            .req
+            .destinations
+            .first()
+            .and_then(|d| d.tag.clone())
+            .unwrap_or_else(|| "latest".into());
+        layouts.insert(t.name.clone(), (path, tag));
+    }
+    for t in targets.iter_mut() {
+        for (ctx, n) in t.needs.clone() {
+            let (path, tag) = layouts
+                .get(&n)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("target {}: no target {n} in this run", t.name))?;
+            t.req.build_contexts.retain(|(c, _)| *c != ctx);
+            t.req.build_contexts.push((
+                ctx,
+                super::NamedContext::Layout {
+                    dir: path,
+                    tag: Some(tag),
+                },
+            ));
+        }
+    }
+    Ok(Some(dir))
+}
+
 /// Build `targets`; `jobs` at once.
 pub async fn bake(
     mut targets: Vec<BakeTarget>,
@@ -72,6 +137,7 @@ pub async fn bake(
     } else {
         None
     };
+    let run_layouts = link_targets(&mut targets)?;
     let mut held = Vec::with_capacity(targets.len());
     for t in &mut targets {
         if let (false, Some(dir)) = (t.req.cache, &run_cache) {
@@ -86,23 +152,72 @@ pub async fn bake(
     }
     let jobs = jobs.clamp(1, targets.len().max(1));
     let start = std::time::Instant::now();
-    type Done = (
-        usize,
-        std::result::Result<Outcome, String>,
-        [std::time::Duration; 2],
-    );
-    let mut done: Vec<Done> = futures_util::stream::iter(targets.iter().enumerate())
-        .map(|(i, t)| async move {
-            let began = start.elapsed();
-            let r = build(&t.req, report).await.map_err(|e| format!("{e:#}"));
-            if let Err(e) = &r {
-                report.warn(&format!("target {}: {e}", t.name));
+    let mut done: Vec<Done> = Vec::with_capacity(targets.len());
+    // In waves: every target whose needs are built, side by side.
+    loop {
+        let state = |name: &str, done: &[Done]| {
+            done.iter()
+                .find(|(i, ..)| targets[*i].name == name)
+                .map(|(_, r, _)| r.is_ok())
+        };
+        let pending: Vec<usize> = (0..targets.len())
+            .filter(|i| !done.iter().any(|(j, ..)| j == i))
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let mut ready = vec![];
+        let failed_before = done.len();
+        for &i in &pending {
+            let needs: Vec<Option<bool>> = targets[i]
+                .needs
+                .iter()
+                .map(|(_, n)| state(n, &done))
+                .collect();
+            if let Some(((_, n), _)) = targets[i]
+                .needs
+                .iter()
+                .zip(&needs)
+                .find(|(_, s)| **s == Some(false))
+            {
+                let why = format!("its context target:{n} failed");
+                report.warn(&format!("target {}: not built: {why}", targets[i].name));
+                done.push((i, Err(why), [start.elapsed(); 2]));
+            } else if needs.iter().all(|s| *s == Some(true)) {
+                ready.push(i);
             }
-            (i, r, [began, start.elapsed()])
-        })
-        .buffer_unordered(jobs)
-        .collect()
-        .await;
+        }
+        if ready.is_empty() {
+            if done.len() == failed_before {
+                // Nothing can start (needs outside the run): never spin.
+                for i in pending {
+                    done.push((
+                        i,
+                        Err("its contexts wait on no target".into()),
+                        [start.elapsed(); 2],
+                    ));
+                }
+            }
+            continue;
+        }
+        let wave: Vec<Done> = futures_util::stream::iter(ready)
+            .map(|i| {
+                let t = &targets[i];
+                async move {
+                    let began = start.elapsed();
+                    let r = build(&t.req, report).await.map_err(|e| format!("{e:#}"));
+                    if let Err(e) = &r {
+                        report.warn(&format!("target {}: {e}", t.name));
+                    }
+                    (i, r, [began, start.elapsed()])
+                }
+            })
+            .buffer_unordered(jobs)
+            .collect()
+            .await;
+        done.extend(wave);
+    }
+    drop(run_layouts);
     done.sort_by_key(|(i, ..)| *i);
     let any_failed = done.iter().any(|(_, r, _)| r.is_err());
     let held_back = any_failed && !partial;
