@@ -364,27 +364,11 @@ pub fn parse_override(s: &str) -> Result<Override, String> {
             crate::clip::clip(s)
         ));
     }
-    let known = [
-        "args",
-        "labels",
-        "contexts",
-        "context",
-        "dockerfile",
-        "dockerfile-inline",
-        "tags",
-        "cache-from",
-        "cache-to",
-        "target",
-        "secret",
-        "ssh",
-        "platforms",
-        "output",
-        "pull",
-        "no-cache",
-        "annotations",
-        "attest",
-    ];
-    if !known.contains(&key) {
+    // Every target key but those that shape the file rather than the build.
+    let known = KEYS
+        .iter()
+        .any(|k| *k == key && !matches!(*k, "description" | "inherits" | "matrix" | "name"));
+    if !known {
         return Err(match REFUSED.iter().find(|(k, _)| *k == key) {
             Some((k, why)) => format!(
                 "--set {}: kiln does not honour {k}: {why}",

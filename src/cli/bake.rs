@@ -257,7 +257,10 @@ fn opts_csv(o: &Opts) -> String {
 /// A target as `kiln build` arguments (after `kiln build`), and whether it
 /// pushes. `inline_dir` is where a `dockerfile-inline` is written.
 pub fn build_argv(t: &Target, args: &BakeArgs, inline_dir: &Path) -> Result<(Vec<OsString>, bool)> {
+    // The flags for every target first: what the bake file says of this
+    // target comes after, and wins (a flag given twice keeps its last value).
     let mut a: Vec<OsString> = vec!["kiln".into(), "build".into()];
+    a.extend(args.build_flags.iter().map(OsString::from));
     let context = t.context.clone().unwrap_or_else(|| ".".into());
     a.push(format!("--context={context}").into());
     if let Some(inline) = &t.dockerfile_inline {
@@ -326,7 +329,6 @@ pub fn build_argv(t: &Target, args: &BakeArgs, inline_dir: &Path) -> Result<(Vec
     if !out.push {
         a.push("--no-push".into());
     }
-    a.extend(args.build_flags.iter().map(OsString::from));
     Ok((a, out.push))
 }
 
@@ -490,6 +492,24 @@ mod tests {
         };
         assert!(argv(&plain, false).iter().any(|x| x == "--no-push"));
         assert!(!argv(&plain, true).iter().any(|x| x == "--no-push"));
+    }
+
+    #[test]
+    fn the_bake_files_word_on_a_target_beats_the_flags_for_every_target() {
+        let t = Target {
+            name: "app".into(),
+            no_cache: Some(true),
+            ..Default::default()
+        };
+        let mut a = args(false);
+        a.build_flags = vec!["--cache=true".into()];
+        let d = tempfile::tempdir().unwrap();
+        let (argv, _) = build_argv(&t, &a, d.path()).unwrap();
+        let cli = super::super::Cli::try_parse_from(argv).unwrap();
+        let super::super::Cmd::Build(b) = cli.command else {
+            panic!("not a build")
+        };
+        assert_eq!(b.cache, Some(false));
     }
 
     #[test]

@@ -221,19 +221,34 @@ pub async fn bake(
     done.sort_by_key(|(i, ..)| *i);
     let any_failed = done.iter().any(|(_, r, _)| r.is_err());
     let held_back = any_failed && !partial;
-    let mut results = Vec::with_capacity(done.len());
-    for ((i, outcome, [started, finished]), h) in done.into_iter().zip(held) {
-        let tags = h.take();
-        let mut tagged = vec![];
-        if outcome.is_ok() && !held_back && !tags.is_empty() {
-            tagged = put_held(&targets[i].req.registry, &tags)
-                .await
-                .with_context(|| format!("target {}: tagging", targets[i].name))?;
+    // Every tag in one go, so that a tag that fails names all that exist.
+    let mut owners = vec![];
+    let mut tags = vec![];
+    for ((i, outcome, _), h) in done.iter().zip(&held) {
+        if outcome.is_ok() && !held_back {
+            for t in h.take() {
+                owners.push(*i);
+                tags.push(t);
+            }
         }
+    }
+    let put = match (tags.is_empty(), targets.first()) {
+        (false, Some(t)) => put_held(&t.req.registry, &tags)
+            .await
+            .context("the targets were built and pushed by digest, but tagging failed")?,
+        _ => vec![],
+    };
+    let mut results = Vec::with_capacity(done.len());
+    for (i, outcome, [started, finished]) in done {
         results.push(TargetResult {
             name: targets[i].name.clone(),
             outcome,
-            tagged,
+            tagged: put
+                .iter()
+                .zip(&owners)
+                .filter(|(_, o)| **o == i)
+                .map(|(t, _)| t.clone())
+                .collect(),
             started,
             finished,
         });

@@ -188,58 +188,23 @@ impl Session<'_> {
         // fetch_blob checks the digest of what it downloads and of what the
         // cache dir already held.
         let cpath = self.client.fetch_blob(src, &cdigest, &self.store).await?;
-        let mut config: ImageConfig =
-            serde_json::from_slice(&crate::image::read_json_blob(&cpath, &cdigest)?)
-                .with_context(|| format!("{r}: invalid image config"))?;
-        config.as_base();
-        if config.rootfs.diff_ids.len() != m.layers().len() {
-            bail!(
-                "{r}: manifest lists {} layers but its config {} diffIDs",
-                m.layers().len(),
-                config.rootfs.diff_ids.len()
-            );
-        }
+        let stage = base_stage(&r.to_string(), &resolved, &cpath, &m, Some(src))?;
         // What the platform also runs (arm64 takes arm/v7, amd64 386) is no surprise.
-        let got = config.platform();
+        let got = stage.config.platform();
         if !platform.candidates().contains(&got) {
             self.report
                 .warn(&format!("{r} is {got}, not the requested {platform}"));
         }
-        let layers: Vec<Layer> = m
-            .layers()
-            .iter()
-            .zip(&config.rootfs.diff_ids)
-            .map(|(l, diff_id)| Layer {
-                desc: LayerDesc {
-                    digest: l.digest().to_string(),
-                    size: l.size(),
-                    media_type: l.media_type().to_string(),
-                    diff_id: diff_id.clone(),
-                },
-                origin: Some(src.clone()),
-                made_by: None,
-            })
-            .collect();
         if let Some(s) = spinner {
             s.finish_and_clear();
         }
         if self.req.warm {
-            let fetches = layers.iter().map(|l: &Layer| self.blob(l));
+            let fetches = stage.layers.iter().map(|l: &Layer| self.blob(l));
             for res in futures_util::future::join_all(fetches).await {
                 res?;
             }
         }
-        let base_layers = layers.len();
-        Ok(Stage {
-            config,
-            layers,
-            rootfs: None,
-            args: vec![],
-            shell: vec![],
-            base: Some((r.to_string(), resolved.clone())),
-            base_layers,
-            key: resolved,
-        })
+        Ok(stage)
     }
 
     /// The layer's blob on local disk, downloading it if needed.
@@ -321,4 +286,54 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// A base image's starting stage: its config (at `config`, checked against
+/// its digest) as a base's, and its layers, each with its diffID and the
+/// repository it can be fetched from (`origin`; None: already in the store).
+/// `written` is how FROM named it, `digest` its manifest's.
+pub(super) fn base_stage(
+    written: &str,
+    digest: &str,
+    config: &std::path::Path,
+    m: &oci_spec::image::ImageManifest,
+    origin: Option<&Reference>,
+) -> Result<Stage> {
+    let cdigest = m.config().digest().to_string();
+    let mut config: ImageConfig =
+        serde_json::from_slice(&crate::image::read_json_blob(config, &cdigest)?)
+            .with_context(|| format!("{written}: invalid image config"))?;
+    config.as_base();
+    if config.rootfs.diff_ids.len() != m.layers().len() {
+        bail!(
+            "{written}: manifest lists {} layers but its config {} diffIDs",
+            m.layers().len(),
+            config.rootfs.diff_ids.len()
+        );
+    }
+    let layers: Vec<Layer> = m
+        .layers()
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .map(|(l, diff_id)| Layer {
+            desc: LayerDesc {
+                digest: l.digest().to_string(),
+                size: l.size(),
+                media_type: l.media_type().to_string(),
+                diff_id: diff_id.clone(),
+            },
+            origin: origin.cloned(),
+            made_by: None,
+        })
+        .collect();
+    Ok(Stage {
+        config,
+        base_layers: layers.len(),
+        layers,
+        rootfs: None,
+        args: vec![],
+        shell: vec![],
+        base: Some((written.to_string(), digest.to_string())),
+        key: digest.to_string(),
+    })
 }

@@ -11,9 +11,9 @@
 
 use super::request::NamedContext;
 use super::session::Session;
-use super::stage::{Layer, Stage};
-use crate::image::manifest::{self, LayerDesc, Platform};
-use crate::image::{ImageConfig, Reference};
+use super::stage::Stage;
+use crate::image::manifest::{self, Platform};
+use crate::image::Reference;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -141,43 +141,7 @@ pub fn layout_stage(
     let cpath = store
         .verified_path(&cdigest)?
         .ok_or_else(|| anyhow!("config {cdigest} missing"))?;
-    let mut config: ImageConfig =
-        serde_json::from_slice(&crate::image::read_json_blob(&cpath, &cdigest)?)
-            .with_context(|| format!("oci-layout://{spec}: invalid image config"))?;
-    config.as_base();
-    if config.rootfs.diff_ids.len() != m.layers().len() {
-        bail!(
-            "oci-layout://{spec}: the manifest lists {} layers but its config {} diffIDs",
-            m.layers().len(),
-            config.rootfs.diff_ids.len()
-        );
-    }
-    let layers: Vec<Layer> = m
-        .layers()
-        .iter()
-        .zip(&config.rootfs.diff_ids)
-        .map(|(l, diff_id)| Layer {
-            desc: LayerDesc {
-                digest: l.digest().to_string(),
-                size: l.size(),
-                media_type: l.media_type().to_string(),
-                diff_id: diff_id.clone(),
-            },
-            origin: None,
-            made_by: None,
-        })
-        .collect();
-    let base_layers = layers.len();
-    Ok(Stage {
-        config,
-        layers,
-        rootfs: None,
-        args: vec![],
-        shell: vec![],
-        base: Some((written.to_string(), digest.clone())),
-        base_layers,
-        key: digest,
-    })
+    super::base::base_stage(written, &digest, &cpath, &m, None)
 }
 
 /// The stage a named image context gives (`FROM name`, `--from=name`), or
