@@ -8,6 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use support::*;
 
+/// A file of an unpacked image.
+fn read(root: &Path, path: &str) -> String {
+    std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("/{path}: {e}"))
+}
+
 fn build(ctx: &Path, out: &Path, extra: &[&str]) -> std::path::PathBuf {
     build_and_unpack(ctx, out, extra)
 }
@@ -61,15 +66,9 @@ fn a_directory_context_feeds_copy_from_and_run_mounts_and_stays_untouched() {
             &ctx_arg,
         ],
     );
-    assert_eq!(
-        std::fs::read_to_string(root.join("got/hello.txt")).unwrap(),
-        "from the named context\n"
-    );
+    assert_eq!(read(&root, "got/hello.txt"), "from the named context\n");
     assert!(root.join("got/secret.key").is_file());
-    assert_eq!(
-        std::fs::read_to_string(root.join("mounted")).unwrap(),
-        "from the named context\n"
-    );
+    assert_eq!(read(&root, "mounted"), "from the named context\n");
     let after = check(Command::new("sh").arg("-c").arg(format!(
         "cd {} && find . -exec stat -c '%n %s %Y %a' {{}} + | sort",
         src.path().display()
@@ -146,14 +145,8 @@ fn an_image_context_replaces_a_base_and_feeds_copy_from() {
             &tools,
         ],
     );
-    assert_eq!(
-        std::fs::read_to_string(root.join("base.txt")).unwrap(),
-        "pinned\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.join("tool.txt")).unwrap(),
-        "tools\n"
-    );
+    assert_eq!(read(&root, "base.txt"), "pinned\n");
+    assert_eq!(read(&root, "tool.txt"), "tools\n");
 }
 
 #[test]
@@ -188,14 +181,8 @@ fn an_oci_layout_context_is_a_base_and_its_layers_go_with_the_image() {
         &format!("docker://{}/app/img:1", reg.addr),
         &work.path().join("out"),
     );
-    assert_eq!(
-        std::fs::read_to_string(root.join("a.txt")).unwrap(),
-        "from the layout\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.join("b.txt")).unwrap(),
-        "mine\n"
-    );
+    assert_eq!(read(&root, "a.txt"), "from the layout\n");
+    assert_eq!(read(&root, "b.txt"), "mine\n");
 }
 
 #[test]
