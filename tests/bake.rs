@@ -386,6 +386,22 @@ fn contexts_name_a_directory_an_image_and_another_target() {
             ),
         ),
     ]);
+    // --print: the contexts as written, and base brought into the run.
+    let printed: serde_json::Value =
+        serde_json::from_slice(&bake(ctx.path(), &["app", "--print"], &[]).stdout).unwrap();
+    assert_eq!(
+        printed["target"]["app"]["contexts"],
+        serde_json::json!({
+            "baseapp": "target:base",
+            "src": "./src",
+            "tools": format!("docker-image://{}/tools:1", reg.addr)
+        })
+    );
+    assert_eq!(printed["target"]["base"]["dockerfile"], "base.Dockerfile");
+    assert_eq!(
+        printed["group"]["default"]["targets"],
+        serde_json::json!(["app"])
+    );
     let report = ctx.path().join("report.json");
     let text = ok(&bake(
         ctx.path(),
