@@ -6,19 +6,6 @@ use crate::engine::bake::BakeOutcome;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// `KILN_BAKE_<TARGET>_…`: the name upper-cased, other characters `_`.
-fn var(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// One line per target, then the steps targets shared (grouped).
 pub fn lines(out: &BakeOutcome) -> Vec<String> {
     let mut lines = vec![];
@@ -73,7 +60,7 @@ pub fn dotenv(out: &BakeOutcome, tags: &BTreeMap<String, Vec<String>>) -> String
     let mut text = String::new();
     for t in &out.targets {
         let Ok(o) = &t.outcome else { continue };
-        let v = var(&t.name);
+        let v = crate::engine::env_name(&t.name);
         text.push_str(&format!("KILN_BAKE_{v}_DIGEST={}\n", o.digest));
         if let Some(first) = tags.get(&t.name).and_then(|t| t.first()) {
             let name = crate::image::Reference::parse(first)

@@ -70,15 +70,8 @@ fn link_targets(targets: &mut [BakeTarget]) -> Result<Option<tempfile::TempDir>>
     if needed.is_empty() {
         return Ok(None);
     }
-    let parent = targets
-        .iter()
-        .find_map(|t| t.req.work_dir.clone())
-        .unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&parent)?;
-    let dir = tempfile::Builder::new()
-        .prefix("kiln-bake-contexts-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    let work_dir = targets.iter().find_map(|t| t.req.work_dir.clone());
+    let dir = super::run_dir(work_dir.as_deref(), "kiln-bake-contexts-")?;
     let mut layouts = std::collections::BTreeMap::new();
     for t in targets.iter_mut().filter(|t| needed.contains(&t.name)) {
         let path = t
@@ -122,18 +115,9 @@ pub async fn bake(
 ) -> Result<BakeOutcome> {
     // Targets without a cache share one of this run's own, so what they have
     // in common is built once (removed at the end, as multi-platform's).
+    let work_dir = targets.iter().find_map(|t| t.req.work_dir.clone());
     let run_cache = if targets.iter().any(|t| !t.req.cache) {
-        let parent = targets
-            .iter()
-            .find_map(|t| t.req.work_dir.clone())
-            .unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&parent)?;
-        Some(
-            tempfile::Builder::new()
-                .prefix("kiln-run-cache-")
-                .tempdir_in(&parent)
-                .with_context(|| format!("cannot create a run cache in {}", parent.display()))?,
-        )
+        Some(super::run_dir(work_dir.as_deref(), "kiln-run-cache-")?)
     } else {
         None
     };

@@ -47,7 +47,7 @@ mod warm;
 mod workdir_step;
 
 pub use named::parse as parse_build_context;
-pub use output::{dotenv_text, put_held};
+pub use output::{dotenv_text, env_name, put_held};
 pub use request::{AttestLayout, BuildRequest, Outcome};
 pub use request::{HeldTag, HeldTags, NamedContext};
 
@@ -87,6 +87,18 @@ fn plan_input(req: &BuildRequest, platform: Option<&Platform>) -> PlanInput {
         label_prefix: req.label.clone(),
         named: req.build_contexts.iter().map(|(n, _)| n.clone()).collect(),
     }
+}
+
+/// A directory of this run's own beside the work dir (`--work-dir`'s parent
+/// or the system's temp dir), removed when dropped: a run cache, bake's
+/// context layouts.
+fn run_dir(work_dir: Option<&Path>, prefix: &str) -> Result<tempfile::TempDir> {
+    let parent = work_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    std::fs::create_dir_all(&parent)?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))
 }
 
 /// Before the first step: may the credentials push to every destination? A

@@ -37,12 +37,7 @@ pub async fn build(req: &BuildRequest, report: &Reporter, df: Dockerfile) -> Res
     let req = if req.cache {
         std::borrow::Cow::Borrowed(req)
     } else {
-        let parent = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&parent)?;
-        run_cache = tempfile::Builder::new()
-            .prefix("kiln-run-cache-")
-            .tempdir_in(&parent)
-            .with_context(|| format!("cannot create a run cache in {}", parent.display()))?;
+        run_cache = super::run_dir(req.work_dir.as_deref(), "kiln-run-cache-")?;
         let mut r = req.clone();
         r.cache = true;
         r.cache_dir = run_cache.path().to_path_buf();

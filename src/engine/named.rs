@@ -15,7 +15,6 @@ use super::stage::Stage;
 use crate::image::manifest::{self, Platform};
 use crate::image::Reference;
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// `name=VALUE` of `--build-context`.
@@ -66,24 +65,14 @@ pub fn parse(spec: &str) -> Result<(String, NamedContext)> {
 
 /// Copy a layout blob into the store as it streams, checking its digest.
 fn import_blob(store: &crate::store::Store, path: &Path, digest: &str) -> Result<()> {
-    use sha2::Digest as _;
     if store.has(digest) {
         return Ok(());
     }
     let mut src = std::fs::File::open(path)
         .with_context(|| format!("OCI layout: cannot read blob {digest}"))?;
-    let mut tmp = store.temp()?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        tmp.write_all(&buf[..n])?;
-    }
-    let got = format!("sha256:{}", hex::encode(h.finalize()));
+    let mut w = crate::digest::HashWriter::new(store.temp()?);
+    std::io::copy(&mut src, &mut w)?;
+    let (tmp, got, _) = w.finish();
     if got != digest {
         bail!("OCI layout: blob {digest} holds {got}");
     }

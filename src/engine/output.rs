@@ -315,6 +315,20 @@ pub async fn tag_everywhere(sess: &Session<'_>, doc: &Doc<'_>) -> Result<Vec<Str
         .collect())
 }
 
+/// `linux/arm/v7` → `LINUX_ARM_V7`: a name as part of an environment
+/// variable's (letters and digits upper-cased, the rest `_`).
+pub fn env_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// What `--dotenv` holds, for `artifacts:reports:dotenv`: the image, its
 /// digest and `name@digest`, and with an index each platform's digest
 /// (`KILN_IMAGE_DIGEST_LINUX_ARM64=…`, `KILN_IMAGE_DIGEST_LINUX_ARM_V7=…`).
@@ -327,17 +341,7 @@ pub fn dotenv_text(
     let mut text =
         format!("KILN_IMAGE={image}\nKILN_IMAGE_DIGEST={digest}\nKILN_IMAGE_REF={reference}\n");
     for (p, d) in platforms {
-        let var: String = p
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        text.push_str(&format!("KILN_IMAGE_DIGEST_{var}={d}\n"));
+        text.push_str(&format!("KILN_IMAGE_DIGEST_{}={d}\n", env_name(p)));
     }
     text
 }

@@ -72,13 +72,15 @@ pub fn parse(db: &[u8]) -> Result<Vec<Found>, String> {
 
 /// Every (hnum, blob) of the `Packages` table.
 fn packages_blobs(db: &[u8]) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
-    let mut bytes = db.to_vec();
     // rpm leaves the file in WAL mode (format bytes 2, 2); an in-memory copy
-    // has no log, so read it as a rollback-journal database (1, 1).
-    if bytes.len() > 19 && bytes[18] == 2 && bytes[19] == 2 {
-        bytes[18] = 1;
-        bytes[19] = 1;
-    }
+    // has no log, so read it as a rollback-journal database (1, 1). SQLite
+    // copies the bytes into its own memory: the header is patched on the way.
+    let wal = db.len() > 19 && db[18] == 2 && db[19] == 2;
+    let (head, rest) = db.split_at(if wal { 20 } else { 0 });
+    let patched: Vec<u8> = match wal {
+        true => [&head[..18], &[1, 1]].concat(),
+        false => vec![],
+    };
     let mut conn = Connection::open_in_memory_with_flags(
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
@@ -98,9 +100,8 @@ fn packages_blobs(db: &[u8]) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
             steps > MAX_STEPS
         }),
     )?;
-    let len = bytes.len();
-    conn.deserialize_read_exact(rusqlite::MAIN_DB, &bytes[..], len, true)?;
-    drop(bytes);
+    let bytes = std::io::Read::chain(&patched[..], rest);
+    conn.deserialize_read_exact(rusqlite::MAIN_DB, bytes, db.len(), true)?;
     conn.pragma_update(None, "cell_size_check", true)?;
     let kind: String = conn.query_row(
         "SELECT type FROM sqlite_schema WHERE name = 'Packages'",
