@@ -421,6 +421,55 @@ fn copy_from_and_from_a_run_built_stage() {
 }
 
 #[test]
+fn a_stage_read_only_by_the_next_passes_its_rootfs_on_unextracted() {
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {}/base/busybox AS build\nRUN mkdir /out && echo built > /out/artifact && echo gone > /out/old\nRUN rm /out/old && chmod 0750 /out\n\n\
+             FROM build AS app\nRUN cat /out/artifact > /tested && ls -a /out > /listing\n",
+            reg.addr
+        ),
+    )]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let report = out_dir.path().join("report.json");
+    let root = build_and_unpack(
+        ctx.path(),
+        out_dir.path(),
+        &[
+            "--insecure-registry",
+            &reg.addr,
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("tested")).unwrap(),
+        "built\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("listing")).unwrap(),
+        ".\n..\nartifact\n",
+        "app's RUN sees build's stage as its last RUN left it"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("out")).unwrap().mode() & 0o777,
+        0o750
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // busybox's one layer, once: app takes build's rootfs rather than
+    // extracting busybox and build's two layers again.
+    assert_eq!(r["phases"]["extract"]["count"], 1, "{:#}", r["phases"]);
+    let steps = r["steps"].as_array().unwrap();
+    let app_run = steps
+        .iter()
+        .find(|s| s["step"].as_str().unwrap().starts_with("app 2/2"))
+        .unwrap();
+    assert_eq!(app_run["result"], "BUILT");
+}
+
+#[test]
 fn two_builds_in_one_sandboxed_job_and_nothing_written_outside_the_work_dir() {
     if !need_root("two_builds_in_one_sandboxed_job_and_nothing_written_outside_the_work_dir") {
         return;

@@ -270,6 +270,7 @@ impl Session<'_> {
                 .take()
                 .ok_or_else(|| anyhow!("rootfs vanished"))?;
             let diff_id = l.desc.diff_id.clone();
+            let t = std::time::Instant::now();
             let rootfs = tokio::task::spawn_blocking(move || {
                 rootfs.apply_verified(&path, &diff_id).map(|_| rootfs)
             })
@@ -282,6 +283,7 @@ impl Session<'_> {
                     .unwrap_or_default();
                 format!("{from}cannot extract layer {}", l.desc.digest)
             })?;
+            self.report.phase("extract", t.elapsed(), l.desc.size);
             stage.rootfs = Some(rootfs);
         }
         Ok(())

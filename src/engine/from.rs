@@ -16,10 +16,19 @@ impl Engine<'_> {
             Base::Scratch => (Stage::scratch(&platform), String::new()),
             Base::Stage(j) => {
                 self.build_stage(j).await?;
+                let pass_on = self
+                    .target
+                    .is_some_and(|t| self.plan.sole_reader(j, idx, t));
                 let s = self.sources.stages[j]
-                    .as_ref()
+                    .as_mut()
                     .ok_or_else(|| anyhow!("stage {j} not built"))?;
-                (s.derived(), String::new())
+                let mut d = s.derived();
+                // The only stage that reads j takes its rootfs as it is, rather
+                // than extracting j's layers again.
+                if pass_on {
+                    d.rootfs = s.rootfs.take();
+                }
+                (d, String::new())
             }
             Base::Image(r, _) => {
                 let s = self

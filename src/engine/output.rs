@@ -380,6 +380,11 @@ pub fn write_digest_files(
             "steps": r.steps,
             "emulated": r.emulated,
             "hints": r.hints,
+            "phases": r.phases.iter().map(|(k, p)| (k.to_string(), serde_json::json!({
+                "count": p.count,
+                "seconds": (p.seconds * 1000.0).round() / 1000.0,
+                "bytes": p.bytes,
+            }))).collect::<serde_json::Map<_, _>>(),
             "bytes_up": c.bytes_up,
             "bytes_down": c.bytes_down,
             "seconds": (sess.report.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,

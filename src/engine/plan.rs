@@ -452,6 +452,44 @@ impl Plan {
         out
     }
 
+    /// Whether stage `idx` is the only stage of the build of `target` that reads
+    /// stage `j`, so that `j`'s rootfs can pass on to it instead of being
+    /// extracted a second time. A `--from` written with a variable, or a
+    /// `RUN --mount` with `from=`, could read any stage: then no. (Were a stage
+    /// read after all, it would be extracted again: slower, never wrong.)
+    pub fn sole_reader(&self, j: usize, idx: usize, target: usize) -> bool {
+        if j == target || j == idx {
+            return false;
+        }
+        let order = self.order(&[target]);
+        if !order.contains(&idx) {
+            return false;
+        }
+        for &i in &order {
+            for step in &self.stages[i].steps {
+                let opaque = match &step.ins.command {
+                    Command::Copy(c) | Command::Add(c) => {
+                        c.from.as_deref().is_some_and(|f| f.contains('$'))
+                    }
+                    Command::Run { flags, .. } => flags.iter().any(|f| {
+                        f.name == "mount"
+                            && f.value.as_deref().is_some_and(|v| {
+                                v.split(',').any(|kv| kv.trim_start().starts_with("from="))
+                            })
+                    }),
+                    _ => false,
+                };
+                if opaque {
+                    return false;
+                }
+            }
+            if i != idx && self.deps(i).contains(&j) {
+                return false;
+            }
+        }
+        self.deps(idx).contains(&j)
+    }
+
     /// The stages to build for `roots`, dependencies first, each once: the
     /// Dockerfile pruned to what the roots need.
     pub fn order(&self, roots: &[usize]) -> Vec<usize> {

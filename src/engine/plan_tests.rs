@@ -254,6 +254,33 @@ COPY --from=$STAGE_VAR /d /d
 }
 
 #[test]
+fn a_stage_read_by_one_other_passes_its_rootfs_on() {
+    let text = "FROM a AS base\nRUN x\nFROM base AS app\nRUN y\nFROM base AS worker\nRUN z\n";
+    let p = plan_with(text, &[], Some("app")).unwrap();
+    // worker is not built for app: app is base's only reader.
+    assert!(p.sole_reader(0, 1, 1));
+    let p = plan_with(text, &[], Some("worker")).unwrap();
+    assert!(p.sole_reader(0, 2, 2));
+    assert!(!p.sole_reader(0, 1, 2), "app is not built for worker");
+    // Two readers: base must keep its rootfs (or be extracted again).
+    let text2 = format!("{text}FROM scratch\nCOPY --from=app /a /a\nCOPY --from=worker /b /b\n");
+    let p = plan(&text2);
+    assert!(!p.sole_reader(0, 1, 3));
+    assert!(p.sole_reader(1, 3, 3));
+    // COPY --from a stage counts as reading it.
+    let p = plan("FROM a AS base\nFROM base AS app\nFROM scratch\nCOPY --from=base /a /a\n");
+    assert!(!p.sole_reader(0, 1, 2));
+    // The target keeps its rootfs; a variable --from or a RUN --mount from= could read anything.
+    let p = plan("FROM a AS base\nFROM base AS app\nARG S=base\nCOPY --from=$S /a /a\n");
+    assert!(!p.sole_reader(0, 1, 1));
+    let p =
+        plan("FROM a AS base\nFROM base AS app\nRUN --mount=type=bind,from=base,target=/m true\n");
+    assert!(!p.sole_reader(0, 1, 1));
+    let p = plan("FROM a AS base\nFROM base AS app\nRUN --mount=type=cache,target=/c true\n");
+    assert!(p.sole_reader(0, 1, 1));
+}
+
+#[test]
 fn onbuild_triggers_become_steps_at_the_from_line() {
     let p = plan("FROM a\nFROM b\n");
     let steps = p

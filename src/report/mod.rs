@@ -52,6 +52,15 @@ pub struct EmulatedRecord {
     pub by: String,
 }
 
+/// Time spent in one kind of work, summed over the build: how often, how long,
+/// and over how many bytes.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Phase {
+    pub count: u64,
+    pub seconds: f64,
+    pub bytes: u64,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Record {
     pub steps: Vec<StepRecord>,
@@ -59,6 +68,9 @@ pub struct Record {
     pub emulated: Vec<EmulatedRecord>,
     /// Layer hints, as the report lists them.
     pub hints: Vec<serde_json::Value>,
+    /// Where the time went, by kind of work (`extract`: layers written into a
+    /// rootfs for a step).
+    pub phases: std::collections::BTreeMap<&'static str, Phase>,
 }
 
 impl Default for Reporter {
@@ -255,6 +267,16 @@ impl Reporter {
                 platform: platform.to_string(),
                 by: by.to_string(),
             });
+        }
+    }
+
+    /// Count `took` and `bytes` to a phase of the build.
+    pub fn phase(&self, name: &'static str, took: Duration, bytes: u64) {
+        if let Ok(mut r) = self.record.lock() {
+            let p = r.phases.entry(name).or_default();
+            p.count += 1;
+            p.seconds += took.as_secs_f64();
+            p.bytes += bytes;
         }
     }
 
