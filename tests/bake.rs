@@ -157,6 +157,36 @@ fn a_monorepo_bake_builds_its_shared_base_once_and_pushes_every_target() {
             .unwrap();
     assert_pushed(&reg, &json_file(&meta), &expected);
 
+    // The base stage's layer went up once: the four images in two repositories
+    // share it, and the second repository mounted it from the first.
+    let raw = check(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/shop/worker:1.0", reg.addr)),
+    );
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let stamp_layer = m["layers"][1]["digest"].as_str().unwrap();
+    let hex = stamp_layer.trim_start_matches("sha256:");
+    let log = reg.access_log();
+    let uploads = log
+        .lines()
+        .filter(|l| l.contains("\"PUT ") && l.contains("/blobs/uploads/") && l.contains(hex))
+        .count();
+    let mounts = log
+        .lines()
+        .filter(|l| {
+            l.contains("\"POST ")
+                && l.contains("mount=")
+                && l.contains(hex)
+                && l.contains("\" 201 ")
+        })
+        .count();
+    assert_eq!(
+        (uploads, mounts),
+        (1, 1),
+        "uploads and mounts of {stamp_layer}:\n{log}"
+    );
+
     // The base stage's RUN ran once: every image has the same random stamp.
     let work = tempfile::tempdir().unwrap();
     let mut stamps = std::collections::BTreeSet::new();

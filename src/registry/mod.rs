@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod creds;
 pub mod fetch;
+mod ledger;
 mod pull;
 mod push;
 pub mod retry;

@@ -99,12 +99,23 @@ impl Client {
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
+        // Another push of this process may be uploading it, or have put it in
+        // another repository of this registry: wait for it, then mount.
+        let turn = super::ledger::turn(&r.registry, digest).await;
+        if turn.waited && self.blob_exists(r, digest).await? {
+            self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        if self.mount_from_ledger(r, digest).await {
+            return Ok(false);
+        }
         tracing::debug!("{digest}: uploading {size} bytes to {}", r.name());
         let mut attempts = retry::Attempts::new(self.push_retry);
         loop {
             let err = match self.upload_once(r, digest, size, src).await {
                 Ok(()) => {
                     self.uploaded(size);
+                    super::ledger::record(&r.registry, digest, &r.repository);
                     return Ok(true);
                 }
                 Err(e) if worth_a_new_session(&e) => e,
@@ -125,6 +136,7 @@ impl Client {
             // The failed session may have completed after all.
             if self.blob_exists(r, digest).await? {
                 self.uploaded(size);
+                super::ledger::record(&r.registry, digest, &r.repository);
                 return Ok(true);
             }
         }
@@ -236,6 +248,17 @@ impl Client {
             return Err(self.fail(r, "POST", "blob upload", resp, true).await);
         }
         let session = self.location(r, &resp)?;
+        // Once the writer seals the blob, this upload holds the blob's turn
+        // (see [`super::ledger`]) until it ends: a push of the same blob by
+        // another build of this process waits, then mounts it.
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (sealed, registry) = (tail.clone(), r.registry.clone());
+        tokio::spawn(async move {
+            if let Some((digest, _)) = sealed.finished().await {
+                let _turn = super::ledger::turn(&registry, &digest).await;
+                let _ = released.await;
+            }
+        });
         let h = octet_stream();
         let pulled = Arc::new(AtomicU64::new(0));
         let patch = self.send_with(
@@ -286,6 +309,8 @@ impl Client {
             .ok_or_else(|| RegistryError::Other("the layer was not finished".into()))?;
         self.finish_upload(r, put, &digest, h).await?;
         self.uploaded(size);
+        super::ledger::record(&r.registry, &digest, &r.repository);
+        drop(release);
         Ok((digest, size))
     }
 
@@ -391,6 +416,32 @@ impl Client {
                 .await;
         }
         Ok(())
+    }
+
+    /// Mount `digest` into `r` from a repository this process put it in (see
+    /// [`super::ledger`]). False when there is none or the registry wants an
+    /// upload: a refused mount is never an error, the upload follows.
+    async fn mount_from_ledger(&self, r: &Reference, digest: &str) -> bool {
+        for from in super::ledger::holders(&r.registry, digest, &r.repository) {
+            self.declare(
+                &Reference {
+                    registry: r.registry.clone(),
+                    repository: from.clone(),
+                    tag: None,
+                    digest: None,
+                },
+                false,
+            );
+            match self.mount_blob(r, digest, &from).await {
+                Ok(true) => {
+                    super::ledger::record(&r.registry, digest, &r.repository);
+                    return true;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!("{digest}: mount from {from} failed ({e}); uploading"),
+            }
+        }
+        false
     }
 
     /// Try to mount `digest` from another repository of the same registry.
