@@ -4,6 +4,7 @@
 pub mod extract;
 pub mod live;
 pub mod pgzip;
+pub mod readahead;
 pub mod tee;
 pub mod writer;
 

@@ -473,11 +473,20 @@ impl<R: Read> Read for CountingReader<'_, R> {
 }
 
 /// Open a layer blob for reading its tar stream, whatever its compression.
+/// A compressed layer is decompressed on a thread of its own, a few chunks
+/// ahead of its reader (see [`super::readahead`]).
 pub fn open_tar(path: &std::path::Path) -> io::Result<Box<dyn Read + Send>> {
-    tar_reader(io::BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(path)?,
-    ))
+    let mut f = io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let compressed = {
+        let buf = io::BufRead::fill_buf(&mut f)?;
+        Packed::sniff(buf.get(..6).unwrap_or_default()) != Packed::None
+    };
+    let tar = tar_reader(f)?;
+    Ok(if compressed {
+        Box::new(super::readahead::ReadAhead::new(tar)?)
+    } else {
+        tar
+    })
 }
 
 /// A tar stream from `f`, decompressed by its magic bytes (gzip, zstd, bzip2,
