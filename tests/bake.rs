@@ -281,6 +281,62 @@ fn independent_targets_build_at_the_same_time() {
 }
 
 #[test]
+fn a_target_waiting_on_a_shared_step_leaves_its_job_to_another() {
+    if !need_root("a_target_waiting_on_a_shared_step_leaves_its_job_to_another") {
+        return;
+    }
+    let reg = Registry::start();
+    push_busybox_base(&reg, "base/busybox");
+    // Three targets on one slow base stage, two jobs: while one builds the
+    // base, the other two only wait for it, so all three are under way.
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!(
+                "FROM {}/base/busybox AS base\nRUN sleep 3 && echo base > /base\n\
+                 FROM base AS a\nRUN echo a > /a\nFROM base AS b\nRUN echo b > /b\nFROM base AS c\nRUN echo c > /c\n",
+                reg.addr
+            ),
+        ),
+        (
+            "docker-bake.hcl",
+            "group \"default\" { targets = [\"a\", \"b\", \"c\"] }\n\
+             target \"a\" { target = \"a\" }\ntarget \"b\" { target = \"b\" }\ntarget \"c\" { target = \"c\" }\n",
+        ),
+    ]);
+    let report = ctx.path().join("report.json");
+    ok(&bake(
+        ctx.path(),
+        &[
+            "--jobs",
+            "2",
+            "--report",
+            report.to_str().unwrap(),
+            "--",
+            "--insecure-registry",
+            &reg.addr,
+        ],
+        &[],
+    ));
+    let r = json_file(&report);
+    let spans: Vec<(f64, f64)> = (0..3)
+        .map(|i| {
+            let t = &r["targets"][i];
+            (
+                t["started_s"].as_f64().unwrap(),
+                t["finished_s"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let first_end = spans.iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    assert!(
+        spans.iter().all(|s| s.0 < first_end),
+        "a target started only after another finished: {spans:?}"
+    );
+    assert_eq!(r["shared"].as_array().unwrap().len(), 2, "{r}");
+}
+
+#[test]
 fn a_failing_target_tags_no_target_unless_partial() {
     if !need_root("a_failing_target_tags_no_target_unless_partial") {
         return;

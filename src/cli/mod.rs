@@ -779,6 +779,7 @@ impl BuildArgs {
             warm: false,
             warm_images: vec![],
             hold_tags: None,
+            job_slot: None,
             label: String::new(),
             build_contexts: self.build_contexts()?,
         })

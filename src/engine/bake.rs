@@ -134,7 +134,12 @@ pub async fn bake(
         t.req.hold_tags = Some(h.clone());
         held.push(h);
     }
-    let jobs = jobs.clamp(1, targets.len().max(1));
+    // A target holds one of `jobs` shares while it works, not while it waits
+    // on a step another target builds (see [`flight::JobSlot`]).
+    let jobs = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    for t in &mut targets {
+        t.req.job_slot = Some(flight::JobSlot::new(jobs.clone()));
+    }
     let start = std::time::Instant::now();
     let mut done: Vec<Done> = Vec::with_capacity(targets.len());
     // In waves: every target whose needs are built, side by side.
@@ -184,19 +189,26 @@ pub async fn bake(
             }
             continue;
         }
+        let at_once = ready.len();
         let wave: Vec<Done> = futures_util::stream::iter(ready)
             .map(|i| {
                 let t = &targets[i];
                 async move {
+                    if let Some(s) = &t.req.job_slot {
+                        s.acquire().await;
+                    }
                     let began = start.elapsed();
                     let r = build(&t.req, report).await.map_err(|e| format!("{e:#}"));
+                    if let Some(s) = &t.req.job_slot {
+                        s.release();
+                    }
                     if let Err(e) = &r {
                         report.warn(&format!("target {}: {e}", t.name));
                     }
                     (i, r, [began, start.elapsed()])
                 }
             })
-            .buffer_unordered(jobs)
+            .buffer_unordered(at_once.max(1))
             .collect()
             .await;
         done.extend(wave);

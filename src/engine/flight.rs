@@ -9,7 +9,44 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+
+/// A bake target's share of `--jobs`: held while the target works, given
+/// back while it waits on a step another target is building, so that a
+/// target which only waits does not keep a third one from starting.
+#[derive(Debug, Clone)]
+pub struct JobSlot {
+    jobs: Arc<Semaphore>,
+    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl JobSlot {
+    pub fn new(jobs: Arc<Semaphore>) -> JobSlot {
+        JobSlot {
+            jobs,
+            held: Arc::default(),
+        }
+    }
+
+    /// Take a share (waiting for one), unless this slot has it.
+    pub async fn acquire(&self) {
+        if self.held.lock().map(|h| h.is_some()).unwrap_or(true) {
+            return;
+        }
+        // A closed semaphore (never closed here) would mean: run unlimited.
+        let permit = self.jobs.clone().acquire_owned().await.ok();
+        if let Ok(mut h) = self.held.lock() {
+            *h = permit;
+        }
+    }
+
+    /// Give the share back.
+    pub fn release(&self) {
+        if let Ok(mut h) = self.held.lock() {
+            h.take();
+        }
+    }
+}
 
 #[derive(Default)]
 struct Flights {
@@ -37,7 +74,7 @@ pub struct Ticket {
     pub waited: bool,
 }
 
-pub async fn take(cache_dir: &std::path::Path, key: &str) -> Ticket {
+pub async fn take(cache_dir: &std::path::Path, key: &str, job: Option<&JobSlot>) -> Ticket {
     let Some(lock) = with(|f| {
         f.locks
             .entry(slot(cache_dir, key))
@@ -54,10 +91,19 @@ pub async fn take(cache_dir: &std::path::Path, key: &str) -> Ticket {
             _guard: Some(g),
             waited: false,
         },
-        Err(_) => Ticket {
-            _guard: Some(lock.lock_owned().await),
-            waited: true,
-        },
+        Err(_) => {
+            if let Some(j) = job {
+                j.release();
+            }
+            let guard = lock.lock_owned().await;
+            if let Some(j) = job {
+                j.acquire().await;
+            }
+            Ticket {
+                _guard: Some(guard),
+                waited: true,
+            }
+        }
     }
 }
 
@@ -91,9 +137,9 @@ mod tests {
     #[tokio::test]
     async fn a_second_taker_waits_and_knows_it_waited() {
         let dir = Path::new("/nonexistent/flight-test");
-        let first = take(dir, "k1").await;
+        let first = take(dir, "k1", None).await;
         assert!(!first.waited);
-        let second = tokio::spawn(async move { take(dir, "k1").await.waited });
+        let second = tokio::spawn(async move { take(dir, "k1", None).await.waited });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!second.is_finished(), "the second taker must wait");
         built(dir, "k1", "app");
@@ -101,7 +147,7 @@ mod tests {
         assert!(second.await.unwrap());
         reused(dir, "k1", "worker", "RUN make");
         reused(dir, "k1", "app", "RUN make");
-        let other = take(Path::new("/nonexistent/other"), "k1").await;
+        let other = take(Path::new("/nonexistent/other"), "k1", None).await;
         assert!(!other.waited, "another cache dir never waits");
         let shared = take_shared();
         assert!(
@@ -109,5 +155,31 @@ mod tests {
             "{shared:?}"
         );
         assert!(!shared.iter().any(|s| s.0 == "app"), "{shared:?}");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_taker_gives_its_job_back_until_its_turn() {
+        let dir = Path::new("/nonexistent/flight-jobs");
+        let jobs = Arc::new(Semaphore::new(2));
+        let (a, b) = (JobSlot::new(jobs.clone()), JobSlot::new(jobs.clone()));
+        a.acquire().await;
+        b.acquire().await;
+        assert_eq!(jobs.available_permits(), 0);
+        let first = take(dir, "k", Some(&a)).await;
+        let b2 = b.clone();
+        let second = tokio::spawn(async move { take(dir, "k", Some(&b2)).await.waited });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // b waits on a's step: a third target may run meanwhile.
+        assert_eq!(jobs.available_permits(), 1);
+        drop(first);
+        assert!(second.await.unwrap());
+        assert_eq!(
+            jobs.available_permits(),
+            0,
+            "b works again: it holds its job"
+        );
+        b.release();
+        a.release();
+        assert_eq!(jobs.available_permits(), 2);
     }
 }

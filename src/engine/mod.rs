@@ -626,7 +626,9 @@ impl<'a> Engine<'a> {
                     // building the same key goes first, then this one finds it.
                     let dir = self.sess.req.cache_dir.clone();
                     let ticket = match key {
-                        Some(k) if self.cache.keyed() => Some(flight::take(&dir, k).await),
+                        Some(k) if self.cache.keyed() => {
+                            Some(flight::take(&dir, k, self.sess.req.job_slot.as_ref()).await)
+                        }
                         _ => None,
                     };
                     let late = match (&ticket, key) {

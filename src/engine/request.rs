@@ -134,6 +134,9 @@ pub struct BuildRequest {
     pub label: String,
     /// Push the image by digest only and leave its tags here (`kiln bake`).
     pub hold_tags: Option<HeldTags>,
+    /// In a bake: the target's share of `--jobs`, given back while it waits
+    /// on a step another target builds.
+    pub job_slot: Option<super::flight::JobSlot>,
     /// `kiln warm`: fetch instead of build (base images with all their layers, and
     /// the cache entries the Dockerfile would hit); no outputs.
     pub warm: bool,
