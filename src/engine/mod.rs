@@ -626,6 +626,15 @@ impl<'a> Engine<'a> {
                     // building the same key goes first, then this one finds it.
                     let dir = self.sess.req.cache_dir.clone();
                     let ticket = match key {
+                        // While another target builds this step, this stage's
+                        // filesystem is put on disk if a later step needs it
+                        // (and this one does, should it build after all).
+                        Some(k) if self.cache.keyed() && fs_needed_later => {
+                            let take = flight::take(&dir, k, self.sess.req.job_slot.as_ref());
+                            let (ticket, ready) = tokio::join!(take, self.sess.materialize(stage));
+                            ready?;
+                            Some(ticket)
+                        }
                         Some(k) if self.cache.keyed() => {
                             Some(flight::take(&dir, k, self.sess.req.job_slot.as_ref()).await)
                         }
