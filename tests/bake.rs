@@ -81,6 +81,31 @@ fn assert_pushed(reg: &Registry, metadata: &serde_json::Value, expected: &serde_
     }
 }
 
+/// `kiln bake --jobs 2` in `dir`, pushing to `reg`: its report.
+fn bake_with_two_jobs(dir: &Path, reg: &Registry) -> serde_json::Value {
+    let report = dir.join("report.json");
+    let args = [
+        "--jobs",
+        "2",
+        "--report",
+        report.to_str().unwrap(),
+        "--",
+        "--insecure-registry",
+        &reg.addr,
+    ];
+    ok(&bake(dir, &args, &[]));
+    json_file(&report)
+}
+
+/// When target `i` of a bake report started and finished.
+fn span(r: &serde_json::Value, i: usize) -> (f64, f64) {
+    let t = &r["targets"][i];
+    (
+        t["started_s"].as_f64().unwrap(),
+        t["finished_s"].as_f64().unwrap(),
+    )
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
@@ -251,29 +276,8 @@ fn independent_targets_build_at_the_same_time() {
             "group \"default\" { targets = [\"a\", \"b\"] }\ntarget \"a\" { dockerfile = \"a.Dockerfile\" }\ntarget \"b\" { dockerfile = \"b.Dockerfile\" }\n",
         ),
     ]);
-    let report = ctx.path().join("report.json");
-    ok(&bake(
-        ctx.path(),
-        &[
-            "--jobs",
-            "2",
-            "--report",
-            report.to_str().unwrap(),
-            "--",
-            "--insecure-registry",
-            &reg.addr,
-        ],
-        &[],
-    ));
-    let r = json_file(&report);
-    let span = |i: usize| {
-        let t = &r["targets"][i];
-        (
-            t["started_s"].as_f64().unwrap(),
-            t["finished_s"].as_f64().unwrap(),
-        )
-    };
-    let (a, b) = (span(0), span(1));
+    let r = bake_with_two_jobs(ctx.path(), &reg);
+    let (a, b) = (span(&r, 0), span(&r, 1));
     assert!(
         a.0 < b.1 && b.0 < a.1,
         "the two targets did not overlap: a {a:?}, b {b:?}"
@@ -304,30 +308,8 @@ fn a_target_waiting_on_a_shared_step_leaves_its_job_to_another() {
              target \"a\" { target = \"a\" }\ntarget \"b\" { target = \"b\" }\ntarget \"c\" { target = \"c\" }\n",
         ),
     ]);
-    let report = ctx.path().join("report.json");
-    ok(&bake(
-        ctx.path(),
-        &[
-            "--jobs",
-            "2",
-            "--report",
-            report.to_str().unwrap(),
-            "--",
-            "--insecure-registry",
-            &reg.addr,
-        ],
-        &[],
-    ));
-    let r = json_file(&report);
-    let spans: Vec<(f64, f64)> = (0..3)
-        .map(|i| {
-            let t = &r["targets"][i];
-            (
-                t["started_s"].as_f64().unwrap(),
-                t["finished_s"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let r = bake_with_two_jobs(ctx.path(), &reg);
+    let spans: Vec<(f64, f64)> = (0..3).map(|i| span(&r, i)).collect();
     let first_end = spans.iter().map(|s| s.1).fold(f64::MAX, f64::min);
     assert!(
         spans.iter().all(|s| s.0 < first_end),
