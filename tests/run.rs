@@ -461,6 +461,10 @@ fn a_stage_read_only_by_the_next_passes_its_rootfs_on_unextracted() {
     // busybox's one layer, once: app takes build's rootfs rather than
     // extracting busybox and build's two layers again.
     assert_eq!(r["phases"]["extract"]["count"], 1, "{:#}", r["phases"]);
+    // Where the time went: each RUN ran, was snapshotted and keyed once.
+    for phase in ["run", "snapshot", "key"] {
+        assert_eq!(r["phases"][phase]["count"], 3, "{phase}: {:#}", r["phases"]);
+    }
     let steps = r["steps"].as_array().unwrap();
     let app_run = steps
         .iter()

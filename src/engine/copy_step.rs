@@ -318,6 +318,7 @@ pub async fn perform(
         Some((r, s)) => (Some(r), Some(s)),
         None => (None, None),
     };
+    let t = std::time::Instant::now();
     let (out, dst, src_rootfs) = tokio::task::spawn_blocking(move || {
         let src = match &src_rootfs {
             Some(r) => copy::Source::Rootfs(r),
@@ -330,6 +331,12 @@ pub async fn perform(
         (out, dst, src_rootfs)
     })
     .await?;
+    let bytes = out
+        .as_ref()
+        .ok()
+        .and_then(|o| o.as_ref())
+        .map_or(0, |l| l.size);
+    sess.report.phase("copy layer", t.elapsed(), bytes);
     stage.rootfs = Some(dst);
     if let (Some(s), Some(r)) = (src_stage, src_rootfs) {
         s.rootfs = Some(r);

@@ -242,7 +242,9 @@ async fn build_target<'a>(
         .ok_or_else(|| anyhow!("target stage was not built"))?;
     // Layers this build put in the cache repo are mounted from there into the
     // destinations on that registry: each layer is uploaded once.
+    let t = Instant::now();
     e.cache.wait_pushes(&e.sess).await;
+    e.sess.report.phase("cache push wait", t.elapsed(), 0);
     for l in stage.layers.iter_mut().filter(|l| l.origin.is_none()) {
         if let Some(repo) = e.cache.holds(&l.desc.digest) {
             l.origin = Some(repo.clone());
@@ -381,6 +383,7 @@ impl<'a> Engine<'a> {
             match step.kind {
                 StepKind::Layer => {
                     let (prep, key) = self.prepare_layer(idx, stage, ins).await?;
+                    self.sess.report.phase("key", t.elapsed(), 0);
                     if let Some(k) = &key {
                         stage.key = k.clone();
                     }

@@ -162,6 +162,7 @@ pub async fn push_blobs(
         Some(e) => e.wait().await,
         None => Default::default(),
     };
+    sess.report.phase("early upload wait", started.elapsed(), 0);
     let no_blobs = std::collections::HashSet::new();
     for (i, dest) in req.destinations.iter().enumerate() {
         let t = if i == 0 { started } else { Instant::now() };
@@ -188,6 +189,7 @@ pub async fn push_blobs(
         .await?;
         drop(bar);
         let d = sess.client.counters.snapshot().since(&before);
+        sess.report.phase("push", t.elapsed(), d.bytes_up);
         // Blobs sent while the build ran count as uploaded.
         let (en, eb) = sent.map_or((0, 0), |s| (s.digests.len() as u64, s.bytes));
         let during = if en > 0 {

@@ -380,6 +380,7 @@ impl Runner {
         let header: String = ins.text.chars().take(80).collect();
         sess.report
             .section_start(&section, &format!("[{label}] {header}"), true);
+        let t_step = Instant::now();
         let (rootfs, res) = tokio::task::spawn_blocking(move || {
             let res = (|| -> std::io::Result<(crate::exec::Outcome, Option<crate::layer::BuiltLayer>, std::time::Duration)> {
                 // The snapshot's cost: the walk before the step plus the walk, diff
@@ -400,6 +401,10 @@ impl Runner {
         stage.rootfs = Some(rootfs);
         sess.report.section_end(&section);
         let (out, layer, snapshot) = res.map_err(|e| plan.err(line, format!("RUN: {e}")))?;
+        let bytes = layer.as_ref().map_or(0, |l| l.size);
+        sess.report.phase("snapshot", snapshot, bytes);
+        sess.report
+            .phase("run", t_step.elapsed().saturating_sub(snapshot), 0);
         let timing = format!(
             "({emulated}rootfs {:.2}s, snapshot {:.2}s)",
             rootfs_time.as_secs_f64(),
