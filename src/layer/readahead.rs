@@ -7,13 +7,16 @@
 //! dropped (its next send fails).
 
 use std::io::{self, Read};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
 
 pub const CHUNK: usize = 1 << 20;
 pub const AHEAD: usize = 4;
 
 pub struct ReadAhead {
     rx: Receiver<io::Result<Vec<u8>>>,
+    /// Read chunks go back to the thread to be filled again (not a fresh
+    /// zeroed MiB per chunk).
+    back: Sender<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
     done: bool,
@@ -22,10 +25,12 @@ pub struct ReadAhead {
 impl ReadAhead {
     pub fn new(mut src: impl Read + Send + 'static) -> io::Result<ReadAhead> {
         let (tx, rx) = sync_channel(AHEAD);
+        let (back, returned) = channel::<Vec<u8>>();
         std::thread::Builder::new()
             .name("kiln-readahead".into())
             .spawn(move || loop {
-                let mut chunk = vec![0u8; CHUNK];
+                let mut chunk = returned.try_recv().unwrap_or_default();
+                chunk.resize(CHUNK, 0);
                 let mut n = 0;
                 // Fill the chunk (decoders hand out a few KiB at a time).
                 let res = loop {
@@ -61,6 +66,7 @@ impl ReadAhead {
             })?;
         Ok(ReadAhead {
             rx,
+            back,
             buf: Vec::new(),
             pos: 0,
             done: false,
@@ -76,7 +82,10 @@ impl Read for ReadAhead {
             }
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.buf = chunk;
+                    let used = std::mem::replace(&mut self.buf, chunk);
+                    if used.capacity() > 0 {
+                        let _ = self.back.send(used);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {

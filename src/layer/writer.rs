@@ -477,32 +477,16 @@ impl<R: Read> Read for CountingReader<'_, R> {
 /// ahead of its reader (see [`super::readahead`]).
 pub fn open_tar(path: &std::path::Path) -> io::Result<Box<dyn Read + Send>> {
     let mut f = io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    let compressed = {
-        let buf = io::BufRead::fill_buf(&mut f)?;
-        Packed::sniff(buf.get(..6).unwrap_or_default()) != Packed::None
-    };
-    let tar = tar_reader(f)?;
-    Ok(if compressed {
-        Box::new(super::readahead::ReadAhead::new(tar)?)
-    } else {
-        tar
+    Ok(match Packed::of(&mut f)? {
+        Packed::None => Box::new(f),
+        p => Box::new(super::readahead::ReadAhead::new(p.decoder(f)?)?),
     })
 }
 
 /// A tar stream from `f`, decompressed by its magic bytes (gzip, zstd, bzip2,
 /// xz, plain), as BuildKit's ADD and containerd's layer readers detect them.
 pub fn tar_reader(mut f: impl io::BufRead + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
-    let magic = {
-        let buf = f.fill_buf()?;
-        buf.get(..6).map(|b| b.to_vec()).unwrap_or_default()
-    };
-    Ok(match Packed::sniff(&magic) {
-        Packed::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
-        Packed::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(f)?),
-        Packed::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(f)),
-        Packed::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(f)),
-        Packed::None => Box::new(f),
-    })
+    Packed::of(&mut f)?.decoder(f)
 }
 
 /// The compression of a stream, from its first bytes.
@@ -516,6 +500,23 @@ enum Packed {
 }
 
 impl Packed {
+    /// The compression of what `f` holds, from its first bytes (not consumed).
+    fn of(f: &mut impl io::BufRead) -> io::Result<Packed> {
+        let buf = f.fill_buf()?;
+        Ok(Packed::sniff(buf.get(..6).unwrap_or_default()))
+    }
+
+    /// A reader of `f`'s bytes, decompressed.
+    fn decoder(self, f: impl io::BufRead + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
+        Ok(match self {
+            Packed::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+            Packed::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(f)?),
+            Packed::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(f)),
+            Packed::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(f)),
+            Packed::None => Box::new(f),
+        })
+    }
+
     fn sniff(head: &[u8]) -> Packed {
         if head.starts_with(&[0x1f, 0x8b]) {
             Packed::Gzip
