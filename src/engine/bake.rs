@@ -13,7 +13,6 @@
 use super::{build, flight, put_held, BuildRequest, HeldTags, Outcome};
 use crate::report::Reporter;
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 
 /// One target of the bake and its build.
 pub struct BakeTarget {
@@ -189,28 +188,25 @@ pub async fn bake(
             }
             continue;
         }
-        let at_once = ready.len();
-        let wave: Vec<Done> = futures_util::stream::iter(ready)
-            .map(|i| {
-                let t = &targets[i];
-                async move {
-                    if let Some(s) = &t.req.job_slot {
-                        s.acquire().await;
-                    }
-                    let began = start.elapsed();
-                    let r = build(&t.req, report).await.map_err(|e| format!("{e:#}"));
-                    if let Some(s) = &t.req.job_slot {
-                        s.release();
-                    }
-                    if let Err(e) = &r {
-                        report.warn(&format!("target {}: {e}", t.name));
-                    }
-                    (i, r, [began, start.elapsed()])
+        // All at once: the job shares limit how many work.
+        let wave: Vec<Done> = futures_util::future::join_all(ready.into_iter().map(|i| {
+            let t = &targets[i];
+            async move {
+                if let Some(s) = &t.req.job_slot {
+                    s.acquire().await;
                 }
-            })
-            .buffer_unordered(at_once.max(1))
-            .collect()
-            .await;
+                let began = start.elapsed();
+                let r = build(&t.req, report).await.map_err(|e| format!("{e:#}"));
+                if let Some(s) = &t.req.job_slot {
+                    s.release();
+                }
+                if let Err(e) = &r {
+                    report.warn(&format!("target {}: {e}", t.name));
+                }
+                (i, r, [began, start.elapsed()])
+            }
+        }))
+        .await;
         done.extend(wave);
     }
     drop(run_layouts);
