@@ -54,7 +54,7 @@ pub struct EmulatedRecord {
 
 /// Time spent in one kind of work, summed over the build: how often, how long,
 /// and over how many bytes.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone)]
 pub struct Phase {
     pub count: u64,
     pub seconds: f64,
