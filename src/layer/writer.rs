@@ -15,7 +15,6 @@ use crate::layer::live::Published;
 use crate::layer::pgzip::ParGz;
 use crate::layer::tee::{ChunkSender, Tee};
 use crate::store::Store;
-use flate2::Compression;
 use std::io::{self, BufWriter, Read, Write};
 use tempfile::NamedTempFile;
 
@@ -71,11 +70,7 @@ impl<W: Write> Compressor<W> {
         } else {
             // Parallel gzip: fixed chunks, one member each, written in order: the same
             // bytes whatever the number of cores.
-            Ok(Compressor::Gzip(ParGz::new(
-                inner,
-                Compression::new(codec.level.min(9)),
-                threads,
-            )))
+            Ok(Compressor::Gzip(ParGz::new(inner, codec.level, threads)))
         }
     }
 
@@ -728,7 +723,7 @@ mod tests {
             b.finish().unwrap();
         }
         let gz = {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             e.write_all(&plain).unwrap();
             e.finish().unwrap()
         };
