@@ -1,6 +1,7 @@
 //! Stage root filesystems: a directory in kiln's work dir, built by applying the
 //! stage's layers in order, only when a step needs to look inside.
 
+pub mod pwalk;
 pub mod resolve;
 pub mod snapshot;
 pub mod tree;

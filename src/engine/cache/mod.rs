@@ -299,13 +299,16 @@ impl FileDigests {
         )
     }
 
-    /// The remembered sha256 of the file at `path`, when its metadata is unchanged.
+    /// The remembered digest of the file at `path`, when its metadata is unchanged.
+    /// Only BLAKE3 digests: a memo written by a kiln that keyed with sha256 is
+    /// hashed again, never mixed into a key.
     pub fn cached(&self, path: &std::path::Path, md: &std::fs::Metadata) -> Option<String> {
         let (size, mtime, ctime, ino, d) = self.entries.get(path.to_string_lossy().as_ref())?;
-        ((*size, *mtime, *ctime, *ino) == Self::stat(md)).then(|| d.clone())
+        ((*size, *mtime, *ctime, *ino) == Self::stat(md) && d.starts_with("blake3:"))
+            .then(|| d.clone())
     }
 
-    /// Remember the sha256 of the file at `path` with its metadata.
+    /// Remember the digest of the file at `path` with its metadata.
     pub fn remember(&mut self, path: &std::path::Path, md: &std::fs::Metadata, digest: &str) {
         let stat = Self::stat(md);
         self.entries.insert(
@@ -443,7 +446,10 @@ mod tests {
         let f = d.path().join("file");
         std::fs::write(&f, b"aaaa").unwrap();
         let mut digests = FileDigests::load(&store, d.path());
-        let first = sha256_bytes(b"aaaa");
+        let first = format!("blake3:{}", blake3::hash(b"aaaa").to_hex());
+        assert_eq!(digests.cached(&f, &std::fs::metadata(&f).unwrap()), None);
+        // A memo of an earlier kiln (sha256 keys) is not mixed into BLAKE3 keys.
+        digests.remember(&f, &std::fs::metadata(&f).unwrap(), &sha256_bytes(b"aaaa"));
         assert_eq!(digests.cached(&f, &std::fs::metadata(&f).unwrap()), None);
         digests.remember(&f, &std::fs::metadata(&f).unwrap(), &first);
         digests.save(&store, d.path()).unwrap();

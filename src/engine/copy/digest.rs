@@ -9,46 +9,105 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
-/// The sha256 of each file, on every core: a cold build reads the whole context
-/// once for its cache keys, and one core cannot keep up with the disk cache.
-fn hash_files(files: &[&Path]) -> io::Result<Vec<String>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(files.len().max(1));
-    let next = AtomicUsize::new(0);
-    let parts: Vec<io::Result<Vec<(usize, String)>>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
+/// The BLAKE3 digest of each file, on every core, hashed while the walk that
+/// finds them goes on: a cold build (and a new runner) reads the whole context
+/// for its cache keys, one core cannot keep up with the disk cache, and the walk
+/// alone takes a third of the time of the hashing.
+struct HashPool {
+    jobs: Option<mpsc::Sender<(usize, PathBuf)>>,
+    workers: Vec<std::thread::JoinHandle<io::Result<Vec<(usize, String)>>>>,
+    stop: Arc<AtomicBool>,
+    submitted: AtomicUsize,
+}
+
+impl HashPool {
+    fn new() -> HashPool {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (tx, rx) = mpsc::channel::<(usize, PathBuf)>();
+        let rx = Arc::new(Mutex::new(rx));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..threads)
             .map(|_| {
-                s.spawn(|| {
+                let (rx, stop) = (rx.clone(), stop.clone());
+                std::thread::spawn(move || {
                     let mut done = Vec::new();
+                    let mut buf = vec![0u8; 256 << 10];
                     loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.get(i) else {
+                        let job = rx.lock().map_err(|_| io::Error::other("hashing queue"))?.recv();
+                        let Ok((i, path)) = job else {
                             return Ok(done);
                         };
-                        done.push((i, crate::digest::sha256_file(path)?));
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(done);
+                        }
+                        match crate::digest::blake3_file(&path, &mut buf) {
+                            Ok(d) => done.push((i, d)),
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
                     }
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
-            })
-            .collect()
-    });
-    let mut out = vec![String::new(); files.len()];
-    for part in parts {
-        for (i, d) in part? {
-            out[i] = d;
+        HashPool {
+            jobs: Some(tx),
+            workers,
+            stop,
+            submitted: AtomicUsize::new(0),
         }
     }
-    Ok(out)
+
+    /// Queue a file; its digest comes back at the returned index of [`Self::finish`].
+    fn submit(&self, path: PathBuf) -> io::Result<usize> {
+        let i = self.submitted.fetch_add(1, Ordering::Relaxed);
+        self.jobs
+            .as_ref()
+            .and_then(|j| j.send((i, path)).ok())
+            .ok_or_else(|| io::Error::other("hashing threads stopped"))?;
+        Ok(i)
+    }
+
+    /// Every submitted file's digest, in submission order (the first error if one failed).
+    fn finish(mut self) -> io::Result<Vec<String>> {
+        self.jobs = None;
+        let mut out = vec![String::new(); self.submitted.load(Ordering::Relaxed)];
+        let mut first_err = None;
+        for w in self.workers.drain(..) {
+            match w.join() {
+                Ok(Ok(done)) => done.into_iter().for_each(|(i, d)| out[i] = d),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(io::Error::other("hashing thread panicked"));
+                }
+            }
+        }
+        first_err.map_or(Ok(out), Err)
+    }
+}
+
+impl Drop for HashPool {
+    /// A walk that failed leaves its queue unhashed.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.jobs = None;
+    }
+}
+
+/// One selected entry, as the key's walk finds it.
+enum Described {
+    /// Its path and what the key says of it.
+    Known(String, String),
+    /// A file being hashed: path, host path, metadata, mode, index in the pool.
+    Hash(String, PathBuf, fs::Metadata, u32, usize),
+    /// Neither file, directory nor symlink: not copied, not keyed.
+    Nothing,
 }
 
 /// What a COPY/ADD selects from its source, for [`context_digest`].
@@ -61,8 +120,8 @@ pub struct Selection<'a> {
 
 /// The Merkle digest of COPY/ADD sources in the build context, for the cache key:
 /// for every selected entry (after `.dockerignore`), in sorted order, its path
-/// relative to the context, its type, its mode (after `--chmod`), and the sha256 of its
-/// content or its link target. mtimes and on-disk owners are left out (COPY writes
+/// relative to the context, its type, its mode (after `--chmod`), and the BLAKE3 digest of
+/// its content or its link target. mtimes and on-disk owners are left out (COPY writes
 /// 0:0 or `--chown`, which is part of the key by itself).
 pub fn context_digest(
     dir: &Path,
@@ -76,54 +135,68 @@ pub fn context_digest(
     let kw = if is_add { "ADD" } else { "COPY" };
     let src = Source::Context { dir, ignore };
     let mut entries: BTreeMap<String, String> = BTreeMap::new();
-    let mut to_hash: Vec<(String, PathBuf, fs::Metadata, u32)> = Vec::new();
-    let mut describe = |rel: String, path: &Path, md: &fs::Metadata| -> io::Result<()> {
-        let ft = md.file_type();
-        let mode = if ft.is_symlink() {
-            0o777
-        } else {
-            mode_of(chmod, md)
-        };
-        let what = if ft.is_dir() {
-            "dir".to_string()
-        } else if ft.is_symlink() {
-            format!("link:{}", fs::read_link(path)?.to_string_lossy())
-        } else if ft.is_file() {
-            match digests.as_deref().and_then(|c| c.cached(path, md)) {
-                Some(d) => format!("file:{d}"),
-                None => {
-                    // Hashed below, in parallel; the mode is filled in then.
-                    to_hash.push((rel, path.to_path_buf(), md.clone(), mode));
-                    return Ok(());
+    let mut to_hash: Vec<(String, PathBuf, fs::Metadata, u32, usize)> = Vec::new();
+    let pool = HashPool::new();
+    {
+        let memo = digests.as_deref();
+        // Runs on the walk's threads: files the memo does not know go to the
+        // hashing threads at once.
+        let describe = |rel: String, path: &Path, md: &fs::Metadata| -> io::Result<Described> {
+            let ft = md.file_type();
+            let mode = if ft.is_symlink() {
+                0o777
+            } else {
+                mode_of(chmod, md)
+            };
+            let what = if ft.is_dir() {
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!("link:{}", fs::read_link(path)?.to_string_lossy())
+            } else if ft.is_file() {
+                match memo.and_then(|c| c.cached(path, md)) {
+                    Some(d) => format!("file:{d}"),
+                    None => {
+                        let i = pool.submit(path.to_path_buf())?;
+                        return Ok(Described::Hash(rel, path.to_path_buf(), md.clone(), mode, i));
+                    }
                 }
-            }
-        } else {
-            return Ok(());
+            } else {
+                return Ok(Described::Nothing);
+            };
+            Ok(Described::Known(rel, format!("{what}:{mode:o}")))
         };
-        entries.insert(rel, format!("{what}:{mode:o}"));
-        Ok(())
-    };
-    for s in sources {
-        for f in select(&src, s, kw, &exclude, false)? {
-            // The name it is copied as too: a symlink source keeps its own.
-            describe(format!("{}\0{}", f.rel, f.name), &f.host, &f.md)?;
-            if f.md.is_dir() {
-                walk_found(&f, Some(ignore), &exclude, |inner, e| {
-                    let rel = if f.rel.is_empty() {
-                        inner
-                    } else {
-                        format!("{}/{inner}", f.rel)
-                    };
-                    describe(rel, e.path(), &e.path().symlink_metadata()?)
-                })?;
+        let mut take = |d: Described| match d {
+            Described::Known(rel, what) => {
+                entries.insert(rel, what);
+            }
+            Described::Hash(rel, path, md, mode, i) => to_hash.push((rel, path, md, mode, i)),
+            Described::Nothing => {}
+        };
+        for s in sources {
+            for f in select(&src, s, kw, &exclude, false)? {
+                // The name it is copied as too: a symlink source keeps its own.
+                take(describe(format!("{}\0{}", f.rel, f.name), &f.host, &f.md)?);
+                if f.md.is_dir() {
+                    let found = walk_found(&f, Some(ignore), &exclude, &|inner, path, md| {
+                        let rel = if f.rel.is_empty() {
+                            inner
+                        } else {
+                            format!("{}/{inner}", f.rel)
+                        };
+                        describe(rel, path, md)
+                    })?;
+                    found.into_iter().for_each(&mut take);
+                }
             }
         }
     }
-    let paths: Vec<&Path> = to_hash.iter().map(|(_, p, _, _)| p.as_path()).collect();
-    let hashed = hash_files(&paths)?;
-    for ((rel, path, md, mode), d) in to_hash.into_iter().zip(hashed) {
+    let hashed = pool.finish()?;
+    for (rel, path, md, mode, i) in to_hash {
+        let d = hashed
+            .get(i)
+            .ok_or_else(|| io::Error::other("a file's digest is missing"))?;
         if let Some(cache) = digests.as_deref_mut() {
-            cache.remember(&path, &md, &d);
+            cache.remember(&path, &md, d);
         }
         entries.insert(rel, format!("file:{d}:{mode:o}"));
     }

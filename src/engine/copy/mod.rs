@@ -532,57 +532,54 @@ fn ensure_dir(
     );
 }
 
-/// Walk the contents of a directory source, skipping what `.dockerignore` excludes:
-/// `visit(path inside the source dir, entry)`, in sorted order. The layer and the
-/// cache key both walk through here, so they always agree on what is selected.
-fn walk_found(
+/// Walk the contents of a directory source on every core, skipping what
+/// `.dockerignore` excludes: `visit(path inside the source dir, its path, its
+/// lstat metadata)` for each entry, in no set order; the results come back sorted
+/// by path. The layer and the cache key both walk through here, so they always
+/// agree on what is selected.
+fn walk_found<T: Send>(
     f: &Found,
     ignore: Option<&Ignore>,
     exclude: &Exclude,
-    mut visit: impl FnMut(String, &walkdir::DirEntry) -> io::Result<()>,
-) -> io::Result<()> {
+    visit: &(dyn Fn(String, &Path, &fs::Metadata) -> io::Result<T> + Sync),
+) -> io::Result<Vec<T>> {
+    use crate::fs::pwalk::{self, Take};
     let ignore = ignore.filter(|i| !i.is_empty());
-    let mut it = walkdir::WalkDir::new(&f.host)
-        .min_depth(1)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(e) = it.next() {
-        let e = e.map_err(|e| io::Error::other(format!("reading {}: {e}", f.host.display())))?;
-        let inner = e
-            .path()
-            .strip_prefix(&f.host)
-            .unwrap_or(e.path())
-            .to_string_lossy()
-            .into_owned();
+    let take = |inner: &str, is_dir: bool| {
         if let Some(ig) = ignore {
-            let ctx_rel = if f.rel.is_empty() {
-                inner.clone()
+            let ignored = if f.rel.is_empty() {
+                ig.is_ignored(inner)
             } else {
-                format!("{}/{inner}", f.rel)
+                ig.is_ignored(&format!("{}/{inner}", f.rel))
             };
-            if ig.is_ignored(&ctx_rel) {
-                if e.file_type().is_dir() && !ig.has_exclusions() {
-                    it.skip_current_dir();
-                }
-                continue;
+            if ignored {
+                // An exception (`!pattern`) may take back something below it.
+                return if is_dir && ig.has_exclusions() {
+                    Take::Below
+                } else {
+                    Take::No
+                };
             }
         }
-        if exclude.skips(&inner) {
-            if e.file_type().is_dir() {
-                it.skip_current_dir();
-            }
-            continue;
+        if exclude.skips(inner) {
+            return Take::No;
         }
-        visit(inner, &e)?;
-    }
-    Ok(())
+        Take::Yes
+    };
+    let mut found = pwalk::walk(&f.host, &take, &|inner, path, md| {
+        let v = visit(inner.clone(), path, &md);
+        (inner, v)
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", f.host.display())))?;
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.into_iter().map(|(_, v)| v).collect()
 }
 
 fn walk_dir(
     src: &Source,
     f: &Found,
     dest_rel: &str,
-    meta_of: &dyn Fn(&fs::Metadata, &Path) -> Meta,
+    meta_of: &(dyn Fn(&fs::Metadata, &Path) -> Meta + Sync),
     exclude: &Exclude,
     items: &mut BTreeMap<String, Item>,
 ) -> io::Result<()> {
@@ -590,37 +587,37 @@ fn walk_dir(
         Source::Context { ignore, .. } => Some(*ignore),
         Source::Rootfs(_) | Source::Nothing => None,
     };
-    walk_found(f, ignore, exclude, |inner, e| {
+    let found = walk_found(f, ignore, exclude, &|inner, path, md| {
         let target = if dest_rel.is_empty() {
             inner
         } else {
             format!("{dest_rel}/{inner}")
         };
-        let md = e.path().symlink_metadata()?;
         let ft = md.file_type();
         let content = if ft.is_dir() {
             Content::Dir
         } else if ft.is_file() {
             Content::File {
-                path: e.path().to_path_buf(),
+                path: path.to_path_buf(),
                 size: md.len(),
             }
         } else if ft.is_symlink() {
-            Content::Symlink(fs::read_link(e.path())?.to_string_lossy().into_owned())
+            Content::Symlink(fs::read_link(path)?.to_string_lossy().into_owned())
         } else {
             tracing::warn!(
                 "skipping {} (not a file, directory or symlink)",
-                e.path().display()
+                path.display()
             );
-            return Ok(());
+            return Ok(None);
         };
-        let mut meta = meta_of(&md, e.path());
+        let mut meta = meta_of(md, path);
         if ft.is_symlink() {
             meta.mode = 0o777;
         }
-        items.insert(target, Item { content, meta });
-        Ok(())
-    })
+        Ok(Some((target, Item { content, meta })))
+    })?;
+    items.extend(found.into_iter().flatten());
+    Ok(())
 }
 
 /// ADD of a local archive: its entries, under `dest`, in archive order.
