@@ -98,46 +98,13 @@ pub fn excluded(rel: &str) -> bool {
     matches!(top, "dev" | "proc" | "sys") || rel == "etc/resolv.conf" || rel == "etc/hosts"
 }
 
-/// One metadata walk of `root`.
+/// One metadata walk of `root`, on every core.
 pub fn walk(root: &Path) -> io::Result<Snapshot> {
-    let mut entries = HashMap::new();
-    let mut it = walkdir::WalkDir::new(root)
-        .min_depth(1)
-        .follow_links(false)
-        .into_iter();
-    while let Some(e) = it.next() {
-        let e = match e {
-            Ok(e) => e,
-            Err(err)
-                if err
-                    .io_error()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
-            {
-                continue
-            }
-            Err(err) => return Err(io::Error::other(err.to_string())),
-        };
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .unwrap_or(e.path())
-            .to_string_lossy()
-            .into_owned();
-        if excluded(&rel) {
-            if e.file_type().is_dir() {
-                it.skip_current_dir();
-            }
-            continue;
-        }
-        let md = match e.path().symlink_metadata() {
-            Ok(m) => m,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(err),
-        };
-        entries.insert(rel, Stat::of(&md));
-    }
+    use super::pwalk::Take;
+    let take = |rel: &str, _| if excluded(rel) { Take::No } else { Take::Yes };
+    let found = super::pwalk::walk(root, &take, &|rel, _, md| (rel, Stat::of(&md)))?;
     Ok(Snapshot {
-        entries,
+        entries: found.into_iter().collect(),
         kiln_touched: Default::default(),
     })
 }
