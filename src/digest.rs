@@ -1,6 +1,7 @@
 //! sha256 digests and a writer that hashes and counts what passes through it, so that
 //! layers are hashed in the same pass that writes them.
 
+use crate::report::busy::{self, Work};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Write};
 
@@ -55,7 +56,7 @@ impl<W: Write> HashWriter<W> {
 impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        busy::time(Work::Hash, || self.hasher.update(&buf[..n]));
         self.count += n as u64;
         Ok(n)
     }
@@ -88,7 +89,7 @@ impl<R: io::Read> HashReader<R> {
 impl<R: io::Read> io::Read for HashReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        busy::time(Work::Hash, || self.hasher.update(&buf[..n]));
         Ok(n)
     }
 }

@@ -387,6 +387,9 @@ pub fn write_digest_files(
                 "seconds": (p.seconds * 1000.0).round() / 1000.0,
                 "bytes": p.bytes,
             }))).collect::<serde_json::Map<_, _>>(),
+            "busy": crate::report::busy::totals().into_iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!((v * 1000.0).round() / 1000.0)))
+                .collect::<serde_json::Map<_, _>>(),
             "bytes_up": c.bytes_up,
             "bytes_down": c.bytes_down,
             "seconds": (sess.report.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,

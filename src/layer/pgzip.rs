@@ -13,6 +13,7 @@
 //! compression is most of a cold build's work. Its output depends only on the
 //! input, the level and libdeflate's version (pinned in Cargo.lock).
 
+use crate::report::busy::{self, Work};
 use libdeflater::{CompressionLvl, Compressor};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -75,6 +76,7 @@ impl<W: Write> ParGz<W> {
                             break;
                         }
                     }
+                    busy::add(Work::Compress, busy::thread_cpu());
                 })
             })
             .collect();

@@ -2,6 +2,7 @@
 //! end, progress bars only when stderr is a terminal. Details go through `tracing`
 //! (`-v`).
 
+pub mod busy;
 pub mod json;
 
 use indicatif::{ProgressBar, ProgressStyle};

@@ -21,6 +21,7 @@ use super::chmod::Chmod;
 use crate::dockerfile::Ignore;
 use crate::fs::resolve::{resolve, Confine, ResolveError};
 use crate::fs::Rootfs;
+use crate::report::busy::{self, Work};
 use crate::layer::{BuiltLayer, LayerWriter, Meta};
 use crate::store::Store;
 
@@ -448,7 +449,11 @@ pub fn copy_layer(
     let (tx, rx) = crate::layer::tee::channel();
     w.tee(tx);
     std::thread::scope(|s| {
-        let extracting = s.spawn(move || dst.apply_stream(rx));
+        let extracting = s.spawn(move || {
+            let done = dst.apply_stream(rx);
+            busy::add(Work::Extract, busy::thread_cpu());
+            done
+        });
         let built = match write_items(&mut w, &items, archives, spec) {
             Ok(()) => w.finish(),
             Err(e) => {
@@ -481,12 +486,12 @@ fn write_items(
         match &item.content {
             Content::Dir => w.dir(path, &item.meta)?,
             Content::File { path: host, size } => {
-                let f = fs::File::open(host)?;
+                let f = busy::time(Work::Read, || fs::File::open(host))?;
                 w.file(
                     path,
                     &item.meta,
                     *size,
-                    io::BufReader::with_capacity(256 << 10, f),
+                    io::BufReader::with_capacity(256 << 10, Timed(f)),
                 )?
             }
             Content::Inline(b) => w.file(path, &item.meta, b.len() as u64, &b[..])?,
@@ -497,6 +502,15 @@ fn write_items(
         unpack_into(w, &archive, &dest, spec)?;
     }
     Ok(())
+}
+
+/// A file whose reads count as [`Work::Read`].
+struct Timed(fs::File);
+
+impl io::Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        busy::time(Work::Read, || self.0.read(buf))
+    }
 }
 
 /// A copied entry's mode: its own, or what `--chmod` makes of it.
