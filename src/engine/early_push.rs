@@ -3,9 +3,10 @@
 //! first destination of each registry as soon as it is written, so the push at
 //! the end finds it there and only the config and the tags are left. Blobs only:
 //! tags come at the end, so a failed build tags nothing (and its unreferenced
-//! blobs are the registry's garbage). A registry the cache repo is on is left
-//! out while the build pushes cache entries there: those uploads already overlap
-//! the build, and the destinations mount from them.
+//! blobs are the registry's garbage). On the registry the build pushes cache
+//! entries to, layers go to the cache repo instead: its entries then find them
+//! there, and the destinations mount them from it (each layer crosses the link
+//! once, while it is written, rather than after it).
 //!
 //! A failed early upload is only logged: the push at the end uploads the blob.
 
@@ -59,22 +60,24 @@ impl Armed {
 }
 
 impl EarlyPush {
-    /// Nothing happens unless the build pushes. `cache_registry`: the registry
+    /// Nothing happens unless the build pushes. `cache_repo`: the repository
     /// the build's cache entries are pushed to, if they are.
     pub fn new(
         sess: &Session,
         plan: &Plan,
         target: usize,
-        cache_registry: Option<&str>,
+        cache_repo: Option<&Reference>,
     ) -> EarlyPush {
         let mut dests: Vec<Reference> = Vec::new();
         // KILN_EARLY_PUSH=0 leaves every upload to the end (ci/bench measures both).
         let off = std::env::var("KILN_EARLY_PUSH").is_ok_and(|v| v == "0");
         if !sess.req.no_push && !off {
             for d in &sess.req.destinations {
-                if Some(d.registry.as_str()) != cache_registry
-                    && !dests.iter().any(|e| e.registry == d.registry)
-                {
+                let d = match cache_repo {
+                    Some(c) if c.registry == d.registry => c,
+                    _ => d,
+                };
+                if !dests.iter().any(|e| e.registry == d.registry) {
                     dests.push(d.clone());
                 }
             }

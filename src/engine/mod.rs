@@ -215,7 +215,7 @@ async fn build_target<'a>(
     let cache = StepCache::new(&sess)?;
     let target = plan.target;
     let mut e = Engine::new(sess, plan, cache, Some(target));
-    let cache_registry = e.cache.push_registry(e.sess.req.no_push_cache);
+    let cache_repo = e.cache.push_repo(e.sess.req.no_push_cache).cloned();
     // With --single-snapshot the steps' layers are not the image's: none is
     // sent before the end.
     if !req.single_snapshot {
@@ -223,7 +223,7 @@ async fn build_target<'a>(
             &e.sess,
             &e.plan,
             target,
-            cache_registry,
+            cache_repo.as_ref(),
         ));
     }
     for idx in e.plan.order(&[target]) {

@@ -14,8 +14,20 @@ use futures_util::Stream;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+/// Called with the blob's digest on the writer's thread as it seals the blob.
+pub type OnSeal = Box<dyn FnOnce(&str) + Send>;
+
+/// What runs when the blob is sealed, or the digest it was sealed with.
+#[derive(Default)]
+enum Sealing {
+    #[default]
+    Open,
+    Waiting(Vec<OnSeal>),
+    Sealed(String),
+}
 
 /// What the writer has done so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +43,7 @@ pub struct Published<W> {
     inner: W,
     written: u64,
     tx: watch::Sender<Progress>,
+    sealing: Arc<Mutex<Sealing>>,
 }
 
 impl<W> Published<W> {
@@ -40,6 +53,7 @@ impl<W> Published<W> {
             inner,
             written: 0,
             tx,
+            sealing: Arc::default(),
         }
     }
 
@@ -48,11 +62,22 @@ impl<W> Published<W> {
         Tail {
             file: Arc::new(file),
             rx: self.tx.subscribe(),
+            sealing: self.sealing.clone(),
         }
     }
 
-    /// The blob is complete: readers may finish.
+    /// The blob is complete: the [`Tail::on_seal`] calls run, then readers may finish.
     pub fn seal(self, digest: &str, size: u64) {
+        let waiting = match self.sealing.lock() {
+            Ok(mut s) => match std::mem::replace(&mut *s, Sealing::Sealed(digest.to_string())) {
+                Sealing::Waiting(w) => w,
+                Sealing::Open | Sealing::Sealed(_) => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
+        for f in waiting {
+            f(digest);
+        }
         self.tx.send_replace(Progress::Done {
             digest: digest.to_string(),
             size,
@@ -81,6 +106,7 @@ impl<W: Write> Write for Published<W> {
 pub struct Tail {
     file: Arc<File>,
     rx: watch::Receiver<Progress>,
+    sealing: Arc<Mutex<Sealing>>,
 }
 
 /// How much a read takes at once.
@@ -118,6 +144,24 @@ impl Tail {
                 }
             }
         })
+    }
+
+    /// Run `f` with the digest when the writer seals the blob, on its thread and
+    /// before any reader learns the digest (at once if it is sealed already).
+    /// Never, if the writer gives up.
+    pub fn on_seal(&self, f: OnSeal) {
+        let Ok(mut s) = self.sealing.lock() else {
+            return;
+        };
+        match &mut *s {
+            Sealing::Sealed(d) => {
+                let d = d.clone();
+                drop(s);
+                f(&d);
+            }
+            Sealing::Waiting(w) => w.push(f),
+            Sealing::Open => *s = Sealing::Waiting(vec![f]),
+        }
     }
 
     /// How many bytes are in the file now, and whether that is all of them.
@@ -179,6 +223,27 @@ mod tests {
         );
         // A clone made later still reads from the start.
         assert_eq!(tail.stream().try_concat().await.unwrap().len(), 5_000_000);
+    }
+
+    #[tokio::test]
+    async fn seal_calls_run_before_the_digest_is_out_and_late_ones_at_once() {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let w = Published::new(tmp.reopen().unwrap());
+        let tail = w.tail(tmp.reopen().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, t) = (seen.clone(), tail.clone());
+        tail.on_seal(Box::new(move |d| {
+            // The readers do not know the digest yet.
+            assert_eq!(t.available(), (0, false));
+            s.lock().unwrap().push(format!("early {d}"));
+        }));
+        w.seal("sha256:abc", 0);
+        let s = seen.clone();
+        tail.on_seal(Box::new(move |d| s.lock().unwrap().push(format!("late {d}"))));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["early sha256:abc", "late sha256:abc"]
+        );
     }
 
     #[tokio::test]

@@ -54,6 +54,15 @@ pub async fn turn(registry: &str, digest: &str) -> Turn {
     }
 }
 
+/// The turn to upload `digest` to `registry`, if no one holds it now.
+pub fn try_turn(registry: &str, digest: &str) -> Option<Turn> {
+    let lock = with(registry, digest, |e| e.turn.clone())?;
+    lock.try_lock_owned().ok().map(|g| Turn {
+        _guard: Some(g),
+        waited: false,
+    })
+}
+
 /// `repository` of `registry` now has `digest`.
 pub fn record(registry: &str, digest: &str, repository: &str) {
     with(registry, digest, |e| {
@@ -61,6 +70,11 @@ pub fn record(registry: &str, digest: &str, repository: &str) {
             e.repos.push(repository.to_string());
         }
     });
+}
+
+/// Whether this process put `digest` into `repository` of `registry`.
+pub fn has(registry: &str, digest: &str, repository: &str) -> bool {
+    with(registry, digest, |e| e.repos.iter().any(|r| r == repository)).unwrap_or(false)
 }
 
 /// The repositories of `registry` this process put `digest` into, but

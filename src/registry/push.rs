@@ -102,6 +102,11 @@ impl Client {
         // Another push of this process may be uploading it, or have put it in
         // another repository of this registry: wait for it, then mount.
         let turn = super::ledger::turn(&r.registry, digest).await;
+        // An upload of this process put it here since the check above.
+        if super::ledger::has(&r.registry, digest, &r.repository) {
+            self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
         if turn.waited && self.blob_exists(r, digest).await? {
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
@@ -248,17 +253,19 @@ impl Client {
             return Err(self.fail(r, "POST", "blob upload", resp, true).await);
         }
         let session = self.location(r, &resp)?;
-        // Once the writer seals the blob, this upload holds the blob's turn
-        // (see [`super::ledger`]) until it ends: a push of the same blob by
-        // another build of this process waits, then mounts it.
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let (sealed, registry) = (tail.clone(), r.registry.clone());
-        tokio::spawn(async move {
-            if let Some((digest, _)) = sealed.finished().await {
-                let _turn = super::ledger::turn(&registry, &digest).await;
-                let _ = released.await;
+        // This upload takes the blob's turn (see [`super::ledger`]) as the writer
+        // seals it, on the writer's thread, before the digest is out: another
+        // push of the blob (its cache entry's, another build's of this process)
+        // then waits for this one and finds or mounts the blob. If another push
+        // of the same bytes holds the turn already, this one waits for it before
+        // its last request, and gives its session back if that put the blob here.
+        let held: Arc<std::sync::Mutex<Option<super::ledger::Turn>>> = Arc::default();
+        let (slot, registry) = (held.clone(), r.registry.clone());
+        tail.on_seal(Box::new(move |digest: &str| {
+            if let Ok(mut s) = slot.lock() {
+                *s = super::ledger::try_turn(&registry, digest);
             }
-        });
+        }));
         let h = octet_stream();
         let pulled = Arc::new(AtomicU64::new(0));
         let patch = self.send_with(
@@ -307,10 +314,20 @@ impl Client {
             .finished()
             .await
             .ok_or_else(|| RegistryError::Other("the layer was not finished".into()))?;
+        let taken = held.lock().ok().and_then(|mut s| s.take());
+        let _turn = match taken {
+            Some(t) => t,
+            None => super::ledger::turn(&r.registry, &digest).await,
+        };
+        if super::ledger::has(&r.registry, &digest, &r.repository) {
+            let _ = self
+                .send_with(r, true, Method::DELETE, put, empty(), Body::Empty, false)
+                .await;
+            return Ok((digest, size));
+        }
         self.finish_upload(r, put, &digest, h).await?;
         self.uploaded(size);
         super::ledger::record(&r.registry, &digest, &r.repository);
-        drop(release);
         Ok((digest, size))
     }
 
@@ -523,3 +540,4 @@ impl Client {
         Ok((crate::digest::sha256_bytes(bytes), subject))
     }
 }
+

@@ -414,12 +414,12 @@ impl StepCache {
         }
     }
 
-    /// The registry this build pushes cache entries to, if it does.
-    pub fn push_registry(&self, no_push_cache: bool) -> Option<&str> {
+    /// The cache repo this build pushes cache entries to, if it does.
+    pub fn push_repo(&self, no_push_cache: bool) -> Option<&Reference> {
         self.remote
             .as_ref()
             .filter(|_| !no_push_cache)
-            .map(|r| r.repo.registry.as_str())
+            .map(|r| &r.repo)
     }
 
     /// Wait for the background pushes to the cache repo: then the outputs can
