@@ -112,7 +112,9 @@ fn a_second_runner_gets_every_step_from_the_registry_without_transfers() {
     // The layers went to the cache repo while they were written (a streamed
     // upload is PATCHed), not after the build.
     assert!(
-        s.reg.count_requests(0, "PATCH", "/v2/app/cache/blobs/uploads/") >= 1,
+        s.reg
+            .count_requests(0, "PATCH", "/v2/app/cache/blobs/uploads/")
+            >= 1,
         "no layer streamed to the cache repo:\n{}",
         s.reg.access_log()
     );

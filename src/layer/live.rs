@@ -239,7 +239,9 @@ mod tests {
         }));
         w.seal("sha256:abc", 0);
         let s = seen.clone();
-        tail.on_seal(Box::new(move |d| s.lock().unwrap().push(format!("late {d}"))));
+        tail.on_seal(Box::new(move |d| {
+            s.lock().unwrap().push(format!("late {d}"))
+        }));
         assert_eq!(
             *seen.lock().unwrap(),
             ["early sha256:abc", "late sha256:abc"]

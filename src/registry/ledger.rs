@@ -74,7 +74,10 @@ pub fn record(registry: &str, digest: &str, repository: &str) {
 
 /// Whether this process put `digest` into `repository` of `registry`.
 pub fn has(registry: &str, digest: &str, repository: &str) -> bool {
-    with(registry, digest, |e| e.repos.iter().any(|r| r == repository)).unwrap_or(false)
+    with(registry, digest, |e| {
+        e.repos.iter().any(|r| r == repository)
+    })
+    .unwrap_or(false)
 }
 
 /// The repositories of `registry` this process put `digest` into, but

@@ -540,4 +540,3 @@ impl Client {
         Ok((crate::digest::sha256_bytes(bytes), subject))
     }
 }
-

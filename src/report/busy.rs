@@ -53,7 +53,10 @@ pub fn thread_cpu() -> Duration {
     if rc != 0 {
         return Duration::ZERO;
     }
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Each kind's seconds so far, by name.
@@ -81,8 +84,14 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         let worked = thread_cpu() - t1;
-        assert!(slept < Duration::from_millis(20), "sleep is not CPU: {slept:?}");
-        assert!(worked > Duration::from_millis(25), "a busy loop is: {worked:?}");
+        assert!(
+            slept < Duration::from_millis(20),
+            "sleep is not CPU: {slept:?}"
+        );
+        assert!(
+            worked > Duration::from_millis(25),
+            "a busy loop is: {worked:?}"
+        );
     }
 
     #[test]

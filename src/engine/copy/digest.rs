@@ -36,7 +36,10 @@ impl HashPool {
                     let mut done = Vec::new();
                     let mut buf = vec![0u8; 256 << 10];
                     loop {
-                        let job = rx.lock().map_err(|_| io::Error::other("hashing queue"))?.recv();
+                        let job = rx
+                            .lock()
+                            .map_err(|_| io::Error::other("hashing queue"))?
+                            .recv();
                         let Ok((i, path)) = job else {
                             return Ok(done);
                         };
@@ -157,7 +160,13 @@ pub fn context_digest(
                     Some(d) => format!("file:{d}"),
                     None => {
                         let i = pool.submit(path.to_path_buf())?;
-                        return Ok(Described::Hash(rel, path.to_path_buf(), md.clone(), mode, i));
+                        return Ok(Described::Hash(
+                            rel,
+                            path.to_path_buf(),
+                            md.clone(),
+                            mode,
+                            i,
+                        ));
                     }
                 }
             } else {

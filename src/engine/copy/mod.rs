@@ -21,8 +21,8 @@ use super::chmod::Chmod;
 use crate::dockerfile::Ignore;
 use crate::fs::resolve::{resolve, Confine, ResolveError};
 use crate::fs::Rootfs;
-use crate::report::busy::{self, Work};
 use crate::layer::{BuiltLayer, LayerWriter, Meta};
+use crate::report::busy::{self, Work};
 use crate::store::Store;
 
 mod digest;
