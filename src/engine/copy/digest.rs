@@ -200,6 +200,7 @@ pub fn context_digest(
         }
     }
     let hashed = pool.finish()?;
+    crate::fs::pwalk::release_free_memory();
     for (rel, path, md, mode, i) in to_hash {
         let d = hashed
             .get(i)

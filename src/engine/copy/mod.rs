@@ -441,6 +441,7 @@ pub fn copy_layer(
         }
     }
 
+    crate::fs::pwalk::release_free_memory();
     let mut w = LayerWriter::new(store, codec)?;
     if !apply {
         write_items(&mut w, &items, archives, spec)?;
