@@ -16,9 +16,12 @@ use std::sync::{mpsc, Arc, Mutex};
 /// finds them goes on: a cold build (and a new runner) reads the whole context
 /// for its cache keys, one core cannot keep up with the disk cache, and the walk
 /// alone takes a third of the time of the hashing.
+/// What one hashing thread did: (index, digest) of each file.
+type Hashed = Vec<(usize, String)>;
+
 struct HashPool {
     jobs: Option<mpsc::Sender<(usize, PathBuf)>>,
-    workers: Vec<std::thread::JoinHandle<io::Result<Vec<(usize, String)>>>>,
+    workers: Vec<std::thread::JoinHandle<io::Result<Hashed>>>,
     stop: Arc<AtomicBool>,
     submitted: AtomicUsize,
 }
