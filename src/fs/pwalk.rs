@@ -167,18 +167,16 @@ fn list<T>(
             Err(e) => return Err(e),
         };
         let is_dir = md.is_dir();
-        let path = e.path();
         match take(&child, is_dir) {
-            Take::No => continue,
-            Take::Below if is_dir => found.push((path, child)),
+            Take::No => {}
+            Take::Below if is_dir => found.push((e.path(), child)),
             Take::Below => {}
-            Take::Yes => {
-                let v = visit(child.clone(), &path, md);
-                if is_dir {
-                    found.push((path, child));
-                }
-                out.push(v);
+            Take::Yes if is_dir => {
+                let path = e.path();
+                out.push(visit(child.clone(), &path, md));
+                found.push((path, child));
             }
+            Take::Yes => out.push(visit(child, &e.path(), md)),
         }
     }
     Ok(())

@@ -14,7 +14,8 @@ pub enum Work {
     Read,
     /// sha256 of what kiln writes or fetches (layers, blobs).
     Hash,
-    /// gzip or zstd of layers (CPU of the compression threads).
+    /// gzip of layers (CPU of the parallel gzip threads; zstd's own threads
+    /// are not counted).
     Compress,
     /// Writing a copied layer's files into the stage's filesystem, beside its compression.
     Extract,

@@ -16,9 +16,6 @@ use std::sync::{mpsc, Arc, Mutex};
 /// finds them goes on: a cold build (and a new runner) reads the whole context
 /// for its cache keys, one core cannot keep up with the disk cache, and the walk
 /// alone takes a third of the time of the hashing.
-/// What one hashing thread did: (index, digest) of each file.
-type Hashed = Vec<(usize, String)>;
-
 struct HashPool {
     jobs: Option<mpsc::Sender<(usize, PathBuf)>>,
     workers: Vec<std::thread::JoinHandle<io::Result<Hashed>>>,
@@ -37,7 +34,6 @@ impl HashPool {
                 let (rx, stop) = (rx.clone(), stop.clone());
                 std::thread::spawn(move || {
                     let mut done = Vec::new();
-                    let mut buf = vec![0u8; 256 << 10];
                     loop {
                         let job = rx
                             .lock()
@@ -49,7 +45,7 @@ impl HashPool {
                         if stop.load(Ordering::Relaxed) {
                             return Ok(done);
                         }
-                        match crate::digest::blake3_file(&path, &mut buf) {
+                        match crate::digest::blake3_file(&path) {
                             Ok(d) => done.push((i, d)),
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
@@ -105,6 +101,9 @@ impl Drop for HashPool {
         self.jobs = None;
     }
 }
+
+/// What one hashing thread did: (index, digest) of each file.
+type Hashed = Vec<(usize, String)>;
 
 /// One selected entry, as the key's walk finds it.
 enum Described {
@@ -191,7 +190,7 @@ pub fn context_digest(
                 if f.md.is_dir() {
                     let found = walk_found(&f, Some(ignore), &exclude, &|inner, path, md| {
                         let rel = if f.rel.is_empty() {
-                            inner
+                            inner.to_string()
                         } else {
                             format!("{}/{inner}", f.rel)
                         };

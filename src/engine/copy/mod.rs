@@ -550,13 +550,13 @@ fn ensure_dir(
 /// Walk the contents of a directory source on every core, skipping what
 /// `.dockerignore` excludes: `visit(path inside the source dir, its path, its
 /// lstat metadata)` for each entry, in no set order; the results come back sorted
-/// by path. The layer and the cache key both walk through here, so they always
+/// by the path inside the source dir. The layer and the cache key both walk through here, so they always
 /// agree on what is selected.
 fn walk_found<T: Send>(
     f: &Found,
     ignore: Option<&Ignore>,
     exclude: &Exclude,
-    visit: &(dyn Fn(String, &Path, &fs::Metadata) -> io::Result<T> + Sync),
+    visit: &(dyn Fn(&str, &Path, &fs::Metadata) -> io::Result<T> + Sync),
 ) -> io::Result<Vec<T>> {
     use crate::fs::pwalk::{self, Take};
     let ignore = ignore.filter(|i| !i.is_empty());
@@ -582,7 +582,7 @@ fn walk_found<T: Send>(
         Take::Yes
     };
     let mut found = pwalk::walk(&f.host, &take, &|inner, path, md| {
-        let v = visit(inner.clone(), path, &md);
+        let v = visit(&inner, path, &md);
         (inner, v)
     })
     .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", f.host.display())))?;
@@ -604,7 +604,7 @@ fn walk_dir(
     };
     let found = walk_found(f, ignore, exclude, &|inner, path, md| {
         let target = if dest_rel.is_empty() {
-            inner
+            inner.to_string()
         } else {
             format!("{dest_rel}/{inner}")
         };
