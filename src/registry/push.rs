@@ -244,6 +244,21 @@ impl Client {
     /// session and no retries: after a failure the caller uploads the finished
     /// blob from its file as usual. The digest and size it uploaded.
     pub async fn push_blob_live(&self, r: &Reference, tail: &Tail) -> Result<(String, u64)> {
+        // This upload takes the blob's turn (see [`super::ledger`]) as the writer
+        // seals it, on the writer's thread, before the digest is out: another
+        // push of the blob (its cache entry's, another build's of this process)
+        // then waits for this one and finds or mounts the blob. Registered before
+        // the first request, so that only a layer sealed before this upload began
+        // finds the turn taken; then this one waits for it before its last request
+        // and, if the blob is now here or in a repository to mount it from, gives
+        // its session back instead of uploading it a second time.
+        let held: Arc<std::sync::Mutex<Option<super::ledger::Turn>>> = Arc::default();
+        let (slot, registry) = (held.clone(), r.registry.clone());
+        tail.on_seal(Box::new(move |digest: &str| {
+            if let Ok(mut s) = slot.lock() {
+                *s = super::ledger::try_turn(&registry, digest);
+            }
+        }));
         let start = self.url(r, "blobs/uploads/")?;
         let empty = HeaderMap::new;
         let resp = self
@@ -253,19 +268,6 @@ impl Client {
             return Err(self.fail(r, "POST", "blob upload", resp, true).await);
         }
         let session = self.location(r, &resp)?;
-        // This upload takes the blob's turn (see [`super::ledger`]) as the writer
-        // seals it, on the writer's thread, before the digest is out: another
-        // push of the blob (its cache entry's, another build's of this process)
-        // then waits for this one and finds or mounts the blob. If another push
-        // of the same bytes holds the turn already, this one waits for it before
-        // its last request, and gives its session back if that put the blob here.
-        let held: Arc<std::sync::Mutex<Option<super::ledger::Turn>>> = Arc::default();
-        let (slot, registry) = (held.clone(), r.registry.clone());
-        tail.on_seal(Box::new(move |digest: &str| {
-            if let Ok(mut s) = slot.lock() {
-                *s = super::ledger::try_turn(&registry, digest);
-            }
-        }));
         let h = octet_stream();
         let pulled = Arc::new(AtomicU64::new(0));
         let patch = self.send_with(
@@ -319,7 +321,9 @@ impl Client {
             Some(t) => t,
             None => super::ledger::turn(&r.registry, &digest).await,
         };
-        if super::ledger::has(&r.registry, &digest, &r.repository) {
+        if super::ledger::has(&r.registry, &digest, &r.repository)
+            || self.mount_from_ledger(r, &digest).await
+        {
             let _ = self
                 .send_with(r, true, Method::DELETE, put, empty(), Body::Empty, false)
                 .await;
