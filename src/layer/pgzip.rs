@@ -25,7 +25,8 @@ use std::thread::JoinHandle;
 pub const CHUNK: usize = 1 << 20;
 
 type Job = (u64, Vec<u8>);
-type Done = (u64, io::Result<Vec<u8>>);
+/// A member, and the chunk it came from (emptied, to be filled again).
+type Done = (u64, io::Result<Vec<u8>>, Vec<u8>);
 
 pub struct ParGz<W: Write> {
     inner: Option<W>,
@@ -34,6 +35,8 @@ pub struct ParGz<W: Write> {
     write_seq: u64,
     submitted_any: bool,
     pending: BTreeMap<u64, Vec<u8>>,
+    /// Chunks back from the workers: refilled rather than allocated per MiB.
+    free: Vec<Vec<u8>>,
     in_flight: usize,
     max_in_flight: usize,
     jobs: Option<mpsc::Sender<Job>>,
@@ -41,14 +44,18 @@ pub struct ParGz<W: Write> {
     workers: Vec<JoinHandle<()>>,
 }
 
-/// One gzip member of `data` (libdeflate's header: mtime 0, no name).
-fn compress(c: &mut Compressor, data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
+/// One gzip member of `data` (libdeflate's header: mtime 0, no name), through
+/// the worker's own output buffer (zeroed once, not once per MiB), copied out at
+/// its compressed size.
+fn compress(c: &mut Compressor, out: &mut Vec<u8>, data: &[u8]) -> io::Result<Vec<u8>> {
+    let bound = c.gzip_compress_bound(data.len());
+    if out.len() < bound {
+        out.resize(bound, 0);
+    }
     let n = c
-        .gzip_compress(data, &mut out)
+        .gzip_compress(data, out)
         .map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
-    out.truncate(n);
-    Ok(out)
+    Ok(out[..n].to_vec())
 }
 
 impl<W: Write> ParGz<W> {
@@ -66,13 +73,16 @@ impl<W: Write> ParGz<W> {
                 let tx = done_tx.clone();
                 std::thread::spawn(move || {
                     let mut c = Compressor::new(level);
+                    let mut out = Vec::new();
                     loop {
                         let job = match rx.lock() {
                             Ok(r) => r.recv(),
                             Err(_) => break,
                         };
-                        let Ok((seq, data)) = job else { break };
-                        if tx.send((seq, compress(&mut c, &data))).is_err() {
+                        let Ok((seq, mut data)) = job else { break };
+                        let member = compress(&mut c, &mut out, &data);
+                        data.clear();
+                        if tx.send((seq, member, data)).is_err() {
                             break;
                         }
                     }
@@ -87,6 +97,7 @@ impl<W: Write> ParGz<W> {
             write_seq: 0,
             submitted_any: false,
             pending: BTreeMap::new(),
+            free: Vec::new(),
             in_flight: 0,
             max_in_flight: 2 * threads,
             jobs: Some(jobs_tx),
@@ -96,11 +107,12 @@ impl<W: Write> ParGz<W> {
     }
 
     fn receive_one(&mut self) -> io::Result<()> {
-        let (seq, out) = self
+        let (seq, out, chunk) = self
             .done
             .recv()
             .map_err(|_| io::Error::other("gzip worker stopped"))?;
         self.in_flight -= 1;
+        self.free.push(chunk);
         self.pending.insert(seq, out?);
         Ok(())
     }
@@ -121,7 +133,8 @@ impl<W: Write> ParGz<W> {
             self.receive_one()?;
             self.write_ready()?;
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let next = self.free.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+        let chunk = std::mem::replace(&mut self.buf, next);
         let jobs = self
             .jobs
             .as_ref()
