@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc, Mutex};
 /// for its cache keys, one core cannot keep up with the disk cache, and the walk
 /// alone takes a third of the time of the hashing.
 struct HashPool {
-    jobs: Option<mpsc::Sender<(usize, PathBuf)>>,
+    jobs: Option<mpsc::Sender<(usize, PathBuf, u64)>>,
     workers: Vec<std::thread::JoinHandle<io::Result<Hashed>>>,
     stop: Arc<AtomicBool>,
     submitted: AtomicUsize,
@@ -26,7 +26,7 @@ struct HashPool {
 impl HashPool {
     fn new() -> HashPool {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (tx, rx) = mpsc::channel::<(usize, PathBuf)>();
+        let (tx, rx) = mpsc::channel::<(usize, PathBuf, u64)>();
         let rx = Arc::new(Mutex::new(rx));
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..threads)
@@ -39,13 +39,13 @@ impl HashPool {
                             .lock()
                             .map_err(|_| io::Error::other("hashing queue"))?
                             .recv();
-                        let Ok((i, path)) = job else {
+                        let Ok((i, path, size)) = job else {
                             return Ok(done);
                         };
                         if stop.load(Ordering::Relaxed) {
                             return Ok(done);
                         }
-                        match crate::digest::blake3_file(&path) {
+                        match crate::digest::blake3_file(&path, size) {
                             Ok(d) => done.push((i, d)),
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
@@ -64,12 +64,13 @@ impl HashPool {
         }
     }
 
-    /// Queue a file; its digest comes back at the returned index of [`Self::finish`].
-    fn submit(&self, path: PathBuf) -> io::Result<usize> {
+    /// Queue a file of `size` bytes (as the walk saw it); its digest comes back at
+    /// the returned index of [`Self::finish`].
+    fn submit(&self, path: PathBuf, size: u64) -> io::Result<usize> {
         let i = self.submitted.fetch_add(1, Ordering::Relaxed);
         self.jobs
             .as_ref()
-            .and_then(|j| j.send((i, path)).ok())
+            .and_then(|j| j.send((i, path, size)).ok())
             .ok_or_else(|| io::Error::other("hashing threads stopped"))?;
         Ok(i)
     }
@@ -161,7 +162,7 @@ pub fn context_digest(
                 match memo.and_then(|c| c.cached(path, md)) {
                     Some(d) => format!("file:{d}"),
                     None => {
-                        let i = pool.submit(path.to_path_buf())?;
+                        let i = pool.submit(path.to_path_buf(), md.len())?;
                         return Ok(Described::Hash(
                             rel,
                             path.to_path_buf(),
