@@ -122,8 +122,27 @@ pub fn extract(
                 mtime: header.mtime().unwrap_or(0),
                 mtime_nsec: pax_mtime_nsec(&mut entry),
             };
-            let existing = fs::symlink_metadata(&target).ok();
             let kind = header.entry_type();
+            let is_file = matches!(
+                kind,
+                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse
+            );
+            // A file where nothing is yet (a COPY into a new directory: most entries)
+            // is created with O_EXCL, which stands for the lstat and never follows a
+            // symlink; what is there already takes the general path.
+            let fresh = if is_file {
+                match create_new(&target) {
+                    Ok(f) => Some(f),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            let existing = match fresh {
+                Some(_) => None,
+                None => fs::symlink_metadata(&target).ok(),
+            };
             // Replacing anything but a directory by a directory can change how later
             // paths resolve.
             let keeps_dir =
@@ -138,6 +157,9 @@ pub fn extract(
                     Some(_) => fs::remove_file(target),
                 }
             };
+            // The file just written: its owner, mode and times go through its
+            // descriptor (no path lookup per call).
+            let mut written: Option<fs::File> = None;
             match kind {
                 tar::EntryType::Directory => {
                     if !existing.as_ref().is_some_and(|m| m.is_dir()) {
@@ -148,9 +170,15 @@ pub fn extract(
                 tar::EntryType::Regular
                 | tar::EntryType::Continuous
                 | tar::EntryType::GNUSparse => {
-                    clear(&target)?;
-                    let mut f = fs::File::create(&target)?;
+                    let mut f = match fresh {
+                        Some(f) => f,
+                        None => {
+                            clear(&target)?;
+                            create_new(&target)?
+                        }
+                    };
                     copy_sparse(&mut entry, &mut f, &mut buf)?;
+                    written = Some(f);
                 }
                 tar::EntryType::Symlink => {
                     clear(&target)?;
@@ -209,13 +237,18 @@ pub fn extract(
 
             let is_symlink = kind == tar::EntryType::Symlink;
             if privileged {
-                match nix::unistd::fchownat(
-                    nix::fcntl::AT_FDCWD,
-                    &target,
-                    Some(Uid::from_raw(meta.uid)),
-                    Some(Gid::from_raw(meta.gid)),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                ) {
+                let (uid, gid) = (Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)));
+                let owned = match &written {
+                    Some(f) => nix::unistd::fchown(f, uid, gid),
+                    None => nix::unistd::fchownat(
+                        nix::fcntl::AT_FDCWD,
+                        &target,
+                        uid,
+                        gid,
+                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                    ),
+                };
+                match owned {
                     Ok(()) => {
                         recorded.remove(&rel);
                     }
@@ -237,7 +270,11 @@ pub fn extract(
                 } else {
                     meta.mode
                 };
-                fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
+                let perms = fs::Permissions::from_mode(mode);
+                match &written {
+                    Some(f) => f.set_permissions(perms)?,
+                    None => fs::set_permissions(&target, perms)?,
+                }
             }
             // File capabilities and other xattrs (PAX SCHILY.xattr.*), when allowed;
             // after chown and chmod, which would clear security.capability.
@@ -256,6 +293,12 @@ pub fn extract(
             }
             if kind == tar::EntryType::Directory {
                 dir_times.push((rel.clone(), meta.mtime, meta.mtime_nsec));
+            } else if let Some(f) = &written {
+                nix::sys::stat::futimens(
+                    f,
+                    &time(meta.mtime, meta.mtime_nsec),
+                    &time(meta.mtime, meta.mtime_nsec),
+                )?;
             } else {
                 set_mtime(&target, meta.mtime, meta.mtime_nsec)?;
             }
@@ -288,7 +331,7 @@ fn copy_sparse(from: &mut impl Read, to: &mut fs::File, buf: &mut [u8]) -> io::R
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if n == buf.len() && buf.iter().all(|&b| b == 0) {
+        if n == buf.len() && all_zero(buf) {
             to.seek(SeekFrom::Current(n as i64))?;
             hole = true;
         } else {
@@ -301,6 +344,13 @@ fn copy_sparse(from: &mut impl Read, to: &mut fs::File, buf: &mut [u8]) -> io::R
         to.set_len(total)?;
     }
     Ok(total)
+}
+
+/// Whether every byte is zero: 4 KiB at a time, each folded (which vectorises),
+/// stopping at the first block that is not.
+fn all_zero(buf: &[u8]) -> bool {
+    buf.chunks(4096)
+        .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
 fn prefix(parent_rel: &str) -> String {
@@ -353,8 +403,23 @@ fn pax_mtime_nsec<R: io::Read>(entry: &mut tar::Entry<R>) -> u32 {
     0
 }
 
+/// A new file, owner-only until its mode is applied; fails if anything (even a
+/// dangling symlink) is at `p`.
+fn create_new(p: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+}
+
+fn time(mtime: u64, nsec: u32) -> TimeSpec {
+    TimeSpec::new(mtime as i64, i64::from(nsec.min(999_999_999)))
+}
+
 fn set_mtime(p: &Path, mtime: u64, nsec: u32) -> io::Result<()> {
-    let t = TimeSpec::new(mtime as i64, i64::from(nsec.min(999_999_999)));
+    let t = time(mtime, nsec);
     nix::sys::stat::utimensat(
         nix::fcntl::AT_FDCWD,
         p,
