@@ -68,6 +68,7 @@ pub async fn warm(req: &BuildRequest, report: &Reporter) -> Result<WarmOutcome> 
         sess = e.sess;
     }
     cache.save_file_digests(&sess);
+    cache.saved().await;
     Ok(WarmOutcome {
         images,
         entries: cache.hits,

@@ -47,6 +47,8 @@ pub struct StepCache {
     pub misses: usize,
     /// Remembered digests of context files (with the cache on).
     file_digests: Option<Arc<Mutex<FileDigests>>>,
+    /// Their save, running while the outputs are pushed.
+    saving: Option<tokio::task::JoinHandle<()>>,
     /// `kiln warm`: keys only matter when there is a cache repo to fetch from.
     warm: bool,
 }
@@ -403,14 +405,27 @@ impl StepCache {
         }
     }
 
-    /// Keep the context file digests for the next build (best effort).
-    pub fn save_file_digests(&self, sess: &Session) {
-        if let Some(d) = &self.file_digests {
+    /// Keep the context file digests for the next build (best effort), on a
+    /// thread of their own: a new runner writes tens of thousands while its
+    /// outputs go out. [`StepCache::saved`] waits for it.
+    pub fn save_file_digests(&mut self, sess: &Session) {
+        let Some(d) = self.file_digests.clone() else {
+            return;
+        };
+        let (store, context) = (sess.store.clone(), sess.req.context.clone());
+        self.saving = Some(tokio::task::spawn_blocking(move || {
             if let Ok(d) = d.lock() {
-                if let Err(e) = d.save(&sess.store, &sess.req.context) {
+                if let Err(e) = d.save(&store, &context) {
                     tracing::warn!("could not save context file digests: {e}");
                 }
             }
+        }));
+    }
+
+    /// Wait for [`StepCache::save_file_digests`].
+    pub async fn saved(&mut self) {
+        if let Some(h) = self.saving.take() {
+            let _ = h.await;
         }
     }
 
@@ -454,6 +469,7 @@ impl StepCache {
 
     pub async fn finish(&mut self, sess: &Session<'_>) {
         let report = sess.report;
+        self.saved().await;
         self.wait_pushes(sess).await;
         let failed = self.push_failures;
         if failed > 1 {
