@@ -634,6 +634,53 @@ mod tests {
     }
 
     #[test]
+    fn new_and_replaced_files_get_their_mode_times_and_content() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        fs::create_dir_all(root.join("app")).unwrap();
+        // Already there: a file with another mode, and a link out of the root.
+        fs::write(root.join("app/old"), "before").unwrap();
+        fs::set_permissions(root.join("app/old"), fs::Permissions::from_mode(0o600)).unwrap();
+        let outside = d.path().join("outside");
+        fs::write(&outside, "host").unwrap();
+        symlink(&outside, root.join("app/link")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, mode, mtime, data) in [
+            ("app/new", 0o751, 1_000_000_000, "fresh"),
+            ("app/old", 0o644, 1_100_000_000, "after"),
+            ("app/link", 0o640, 1_200_000_000, "replaced"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(mode);
+            h.set_mtime(mtime);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data.as_bytes()).unwrap();
+        }
+        let mut recorded = HashMap::new();
+        extract(&b.into_inner().unwrap()[..], &root, false, &mut recorded).unwrap();
+        for (name, mode, mtime, data) in [
+            ("new", 0o751, 1_000_000_000, "fresh"),
+            ("old", 0o644, 1_100_000_000, "after"),
+            ("link", 0o640, 1_200_000_000, "replaced"),
+        ] {
+            let p = root.join("app").join(name);
+            let m = fs::symlink_metadata(&p).unwrap();
+            assert!(m.is_file(), "{name} is a regular file");
+            assert_eq!(m.mode() & 0o7777, mode, "{name}'s mode");
+            assert_eq!(m.mtime(), mtime, "{name}'s mtime");
+            assert_eq!(fs::read_to_string(&p).unwrap(), data);
+            assert_eq!(recorded[&format!("app/{name}")].mode, mode);
+        }
+        assert_eq!(
+            fs::read_to_string(&outside).unwrap(),
+            "host",
+            "the link's target is untouched"
+        );
+    }
+
+    #[test]
     fn sparse_files_stay_sparse() {
         use std::os::unix::fs::MetadataExt;
         let d = tempfile::tempdir().unwrap();
