@@ -488,15 +488,14 @@ fn write_items(
             Content::Dir => w.dir(path, &item.meta)?,
             Content::File { path: host, size } => {
                 let f = busy::time(Work::Read, || fs::File::open(host))?;
-                // No bigger than the file: `Timed` has no `read_buf`, so a buffer is
-                // zeroed whole before its first read (256 KiB per file was 12 GB of
-                // memset on a 46,000-file tree).
-                let cap = usize::try_from(*size).map_or(256 << 10, |n| n.clamp(8 << 10, 256 << 10));
+                // The buffer reads the file itself (`File` fills it without
+                // zeroing it first; a wrapper without `read_buf` below it had std
+                // zero 256 KiB per file), and `Timed` counts what is read from it.
                 w.file(
                     path,
                     &item.meta,
                     *size,
-                    io::BufReader::with_capacity(cap, Timed(f)),
+                    Timed(io::BufReader::with_capacity(256 << 10, f)),
                 )?
             }
             Content::Inline(b) => w.file(path, &item.meta, b.len() as u64, &b[..])?,
@@ -510,9 +509,9 @@ fn write_items(
 }
 
 /// A file whose reads count as [`Work::Read`].
-struct Timed(fs::File);
+struct Timed<R>(R);
 
-impl io::Read for Timed {
+impl<R: io::Read> io::Read for Timed<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         busy::time(Work::Read, || self.0.read(buf))
     }
