@@ -294,11 +294,8 @@ pub fn extract(
             if kind == tar::EntryType::Directory {
                 dir_times.push((rel.clone(), meta.mtime, meta.mtime_nsec));
             } else if let Some(f) = &written {
-                nix::sys::stat::futimens(
-                    f,
-                    &time(meta.mtime, meta.mtime_nsec),
-                    &time(meta.mtime, meta.mtime_nsec),
-                )?;
+                let t = time(meta.mtime, meta.mtime_nsec);
+                nix::sys::stat::futimens(f, &t, &t)?;
             } else {
                 set_mtime(&target, meta.mtime, meta.mtime_nsec)?;
             }
